@@ -1,0 +1,34 @@
+# vmwarden — the two set-up commands are `make demo` and `make test`; both install what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: deps demo test lint format bench libvirtd clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+demo: deps
+	$(VENV)/bin/vmwarden demo
+
+libvirtd: deps
+	@bash scripts/start-libvirtd.sh
+
+test: deps libvirtd
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(PY) -m pytest -q
+
+lint: deps
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+format: deps
+	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests
+
+bench: deps libvirtd
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

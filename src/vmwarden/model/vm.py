@@ -1,0 +1,135 @@
+"""The VM record: what the inventory reads from a hypervisor, plus facts the engine derives.
+
+Fields that could not be collected are ``None`` (unknown), never a guessed default: filters
+treat unknown as "not cleared".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+VM_XMLNS = "http://vmwarden.dev/xmlns/vm/1"
+
+
+class State(StrEnum):
+    """libvirt domain states, named as operators read them."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTOFF = "shutoff"
+    SHUTDOWN = "shutdown"  # shutting down
+    CRASHED = "crashed"
+    PMSUSPENDED = "pmsuspended"
+    BLOCKED = "blocked"
+    NOSTATE = "nostate"
+
+
+@dataclass(slots=True)
+class Layer:
+    """One image in a disk's backing chain (the disk's own source is layer 0).
+
+    ``path`` is a file or block path, or for network storage ``protocol://host/name``.
+    ``digest`` (``sha256:<hex>``) and ``mtime`` are filled by the engine when the file is
+    readable on this machine; ``error`` says why the layer could not be followed.
+    """
+
+    path: str | None
+    format: str | None = None
+    type: str = "file"  # file | block | network | volume | dir
+    digest: str | None = None
+    mtime: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Disk:
+    """A ``<disk>`` of the domain. ``chain[0]`` is the disk's own source; ``chain[-1]`` the root."""
+
+    target: str
+    device: str = "disk"  # disk | cdrom | floppy | lun
+    type: str = "file"
+    bus: str | None = None
+    readonly: bool = False
+    encrypted: bool = False
+    chain: list[Layer] = field(default_factory=list)
+
+    @property
+    def source(self) -> str | None:
+        return self.chain[0].path if self.chain else None
+
+    @property
+    def root(self) -> Layer | None:
+        """The root of the backing chain: what the VM was cloned from (or the disk itself)."""
+        return self.chain[-1] if self.chain else None
+
+
+@dataclass(slots=True)
+class Nic:
+    """An ``<interface>``. ``network`` is set for type=network, ``bridge`` for bridge/network
+    (libvirt fills it for running VMs), ``source_dev`` for direct (macvtap)."""
+
+    mac: str | None
+    type: str
+    network: str | None = None
+    bridge: str | None = None
+    source_dev: str | None = None
+    portgroup: str | None = None
+    vlan: list[int] = field(default_factory=list)
+    model: str | None = None
+    link: str = "up"  # up | down
+    target_dev: str | None = None
+    addresses: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class VmMeta:
+    """The ``<vmwarden:vm>`` metadata element (namespace ``VM_XMLNS``)."""
+
+    owner: str | None = None
+    classification: str | None = None
+    template: str | None = None
+    registered: bool | None = None  # None: element or field absent
+    tags: dict[str, str] = field(default_factory=dict)  # set by the `tag` action
+
+
+@dataclass(slots=True)
+class VM:
+    """One libvirt domain as seen on one host during one sweep."""
+
+    id: str  # the domain UUID
+    name: str
+    host: str
+    uri: str
+    state: State
+    persistent: bool = True
+    vcpus: int | None = None
+    memory_kib: int | None = None
+    os_type: str | None = None
+    arch: str | None = None
+    disks: list[Disk] = field(default_factory=list)
+    nics: list[Nic] = field(default_factory=list)
+    meta: VmMeta = field(default_factory=VmMeta)
+    # Derived by the engine from the store (history) before evaluation.
+    first_seen: datetime | None = None
+    state_since: datetime | None = None
+    # Guest facts arrive with the inspection layer (issue 3); None = not inspected.
+    guest: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (datetimes as ISO 8601 strings)."""
+        return _jsonable(asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
