@@ -1,0 +1,198 @@
+"""The connector contract, the registry keyed by URI scheme, and concurrent inventory.
+
+A connector class registers the URI schemes it serves::
+
+    @register_connector("test", "qemu", "qemu+ssh")
+    class LibvirtConnector: ...
+
+Registering a scheme twice is an error (not a silent overwrite), and ``open_connector``
+on an unknown scheme lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol, TypeVar, runtime_checkable
+
+from vmwarden.errors import ConnectorError, VmwardenError
+from vmwarden.model.estate import HostInventory
+from vmwarden.model.vm import VM, State, VmMeta
+
+# Modules that register the built-in connectors; imported on first use, never at import time.
+_BUILTIN_MODULES = ("vmwarden.connectors.libvirt.connection",)
+
+
+@dataclass(frozen=True, slots=True)
+class NicSnapshot:
+    """A NIC's ``<interface>`` XML before an action changed it, so release can restore it.
+
+    ``live_xml`` is None when the domain is not running; ``config_xml`` is None when it is
+    transient (it has no persistent definition).
+    """
+
+    mac: str
+    live_xml: str | None
+    config_xml: str | None
+
+
+class LiveChangeUnsupportedError(ConnectorError):
+    """The driver cannot change a device of a running domain (e.g. libvirt's test driver).
+
+    Nothing was changed. The caller records "live change unsupported by this driver" and
+    may retry with ``live=False`` to change only the persistent definition.
+    """
+
+    code = "live-unsupported"
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """What the engine and enforcement use; one instance is one connection to one host."""
+
+    uri: str
+
+    @property
+    def host(self) -> str: ...
+
+    def inventory(self) -> HostInventory: ...
+
+    def lookup(self, vm_id_or_name: str) -> VM: ...
+
+    def domain_state(self, vm_id: str) -> State: ...
+
+    def nic_snapshot(self, vm_id: str) -> list[NicSnapshot]: ...
+
+    def set_interface(self, vm_id: str, iface_xml: str, *, live: bool, config: bool) -> None: ...
+
+    def pause(self, vm_id: str) -> None: ...
+
+    def resume(self, vm_id: str) -> None: ...
+
+    def shutdown(self, vm_id: str) -> None: ...
+
+    def destroy(self, vm_id: str) -> None: ...
+
+    def snapshot(self, vm_id: str, name: str, description: str) -> str: ...
+
+    def get_metadata(self, vm_id: str) -> VmMeta: ...
+
+    def set_metadata(self, vm_id: str, meta: VmMeta) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Connector: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+ConnectorFactory = Callable[[str], Connector]
+_F = TypeVar("_F", bound=ConnectorFactory)
+
+_registry: dict[str, ConnectorFactory] = {}
+_registry_lock = threading.Lock()
+
+
+def register_connector(*schemes: str) -> Callable[[_F], _F]:
+    """Class decorator: serve ``schemes`` (``"qemu+ssh"``, not ``"qemu+ssh://"``) with it."""
+    if not schemes:
+        raise ValueError("register_connector needs at least one URI scheme")
+
+    def decorate(factory: _F) -> _F:
+        with _registry_lock:
+            taken = [s for s in schemes if s in _registry]
+            if taken:
+                owners = ", ".join(f"{s!r} by {_name(_registry[s])}" for s in taken)
+                raise ValueError(f"URI scheme already registered: {owners}")
+            for scheme in schemes:
+                _registry[scheme] = factory
+        return factory
+
+    return decorate
+
+
+def _name(factory: ConnectorFactory) -> str:
+    return f"{factory.__module__}.{getattr(factory, '__qualname__', repr(factory))}"
+
+
+def _load_builtins() -> None:
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def registered_schemes() -> list[str]:
+    """Every URI scheme a connector serves, sorted."""
+    _load_builtins()
+    with _registry_lock:
+        return sorted(_registry)
+
+
+def uri_scheme(uri: str) -> str:
+    """``qemu+ssh://h/system`` → ``qemu+ssh``."""
+    scheme, sep, _ = uri.partition(":")
+    if not sep or not scheme:
+        raise ConnectorError(
+            f"not a connection URI: {uri!r}",
+            hint="use a libvirt URI such as qemu:///system or test:///path/fleet.xml",
+        )
+    return scheme.lower()
+
+
+def open_connector(uri: str) -> Connector:
+    """Open the connector registered for the URI's scheme (raises ``UnreachableError``)."""
+    _load_builtins()
+    scheme = uri_scheme(uri)
+    with _registry_lock:
+        factory = _registry.get(scheme)
+    if factory is None:
+        valid = ", ".join(registered_schemes())
+        raise ConnectorError(
+            f"no connector for URI scheme {scheme!r} in {uri!r}",
+            hint=f"valid schemes: {valid}",
+        )
+    return factory(uri)
+
+
+InventoryResult = HostInventory | VmwardenError
+
+
+def _inventory_one(uri: str) -> InventoryResult:
+    # The boundary of the connector layer for a sweep: one host failing, for whatever reason,
+    # is recorded as that host's result and never stops the other hosts.
+    try:
+        with open_connector(uri) as conn:
+            return conn.inventory()
+    except VmwardenError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - see above: recorded as data, not swallowed
+        return ConnectorError(f"inventory of {uri} failed: {type(exc).__name__}: {exc}")
+
+
+def inventory_all(
+    uris: Iterable[str],
+    on_done: Callable[[str, InventoryResult], None] | None = None,
+    *,
+    max_workers: int | None = None,
+) -> list[InventoryResult]:
+    """Inventory every URI concurrently (one thread and one connection per URI).
+
+    Returns one result per URI, in the order given: a ``HostInventory``, or the
+    ``VmwardenError`` that host failed with. ``on_done(uri, result)`` is called from the
+    worker thread as each host finishes, e.g. to update a progress display.
+    """
+    uri_list = list(uris)
+    if not uri_list:
+        return []
+
+    def run(uri: str) -> InventoryResult:
+        result = _inventory_one(uri)
+        if on_done is not None:
+            on_done(uri, result)
+        return result
+
+    workers = max_workers or min(32, len(uri_list))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inventory") as pool:
+        return list(pool.map(run, uri_list))
