@@ -73,7 +73,7 @@ def parse_xml(xml: str | bytes, what: str = "XML") -> etree._Element:
 
 
 def scaled_to_bytes(value: str | None, unit: str | None, default_unit: str = "b") -> int | None:
-    """A libvirt scaled integer (``<memory unit='MiB'>512</memory>``) in bytes; None if unreadable."""
+    """A libvirt scaled integer (``<memory unit='MiB'>512</memory>``) in bytes, or None."""
     if value is None or not value.strip():
         return None
     try:
@@ -151,8 +151,9 @@ def _disk(el: etree._Element) -> Disk:
     path = _source_path(dtype, source)
     driver = el.find("driver")
     if path is not None:
-        chain.append(Layer(path=path, format=driver.get("type") if driver is not None else None,
-                           type=dtype))
+        chain.append(
+            Layer(path=path, format=driver.get("type") if driver is not None else None, type=dtype)
+        )
         chain.extend(_backing_chain(el))
     encrypted = el.find("encryption") is not None or (
         source is not None and source.find("encryption") is not None
@@ -304,15 +305,19 @@ def meta_from_xml(xml: str | bytes) -> VmMeta:
 
 
 def meta_to_xml(meta: VmMeta) -> str:
-    """The ``<vmwarden:vm>`` element for ``virDomainSetMetadata`` (absent fields omitted)."""
-    q = f"{{{VM_XMLNS}}}"
-    root = etree.Element(q + "vm", nsmap={META_KEY: VM_XMLNS})
+    """The ``<vm>`` element for ``virDomainSetMetadata`` (absent fields omitted).
+
+    It is written without a namespace on purpose: libvirt puts the element and its children
+    into ``VM_XMLNS`` under the key (prefix) ``vmwarden`` itself, and refuses an element
+    that already declares that prefix ("failed to create a new XML namespace").
+    """
+    root = etree.Element("vm")
     for field in ("owner", "classification", "template"):
         value = getattr(meta, field)
         if value is not None:
-            etree.SubElement(root, q + field).text = value
+            etree.SubElement(root, field).text = value
     if meta.registered is not None:
-        etree.SubElement(root, q + "registered").text = "yes" if meta.registered else "no"
+        etree.SubElement(root, "registered").text = "yes" if meta.registered else "no"
     for key, value in sorted(meta.tags.items()):
-        etree.SubElement(root, q + "tag", name=key).text = value
+        etree.SubElement(root, "tag", name=key).text = value
     return etree.tostring(root, encoding="unicode")

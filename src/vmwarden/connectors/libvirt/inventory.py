@@ -1,0 +1,171 @@
+"""Read everything one libvirt connection holds: domains, storage pools, volumes, networks.
+
+Bulk calls where libvirt has them (``getAllDomainStats`` for every domain's state,
+``listAllDomains(TRANSIENT)`` for persistence), then one ``XMLDesc`` per object, parsed by the
+pure readers in ``domxml`` and ``hostxml``. An object that disappears or cannot be read
+mid-sweep becomes a warning in ``HostInventory.warnings``, never a failed sweep.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import libvirt
+
+from vmwarden.connectors.libvirt.domxml import parse_domain
+from vmwarden.connectors.libvirt.hostxml import parse_network, parse_pool, parse_volume
+from vmwarden.errors import ConnectorError
+from vmwarden.model.estate import HostInventory, Network, Pool
+from vmwarden.model.vm import VM, State
+
+_STATES: dict[int, State] = {
+    libvirt.VIR_DOMAIN_NOSTATE: State.NOSTATE,
+    libvirt.VIR_DOMAIN_RUNNING: State.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: State.BLOCKED,
+    libvirt.VIR_DOMAIN_PAUSED: State.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: State.SHUTDOWN,
+    libvirt.VIR_DOMAIN_SHUTOFF: State.SHUTOFF,
+    libvirt.VIR_DOMAIN_CRASHED: State.CRASHED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: State.PMSUSPENDED,
+}
+# Domains with a guest network stack worth asking for addresses.
+_LIVE_STATES = frozenset({State.RUNNING, State.PAUSED, State.BLOCKED})
+
+
+def message_of(exc: libvirt.libvirtError) -> str:
+    """libvirt's own message for an error (what operators see in virsh)."""
+    return (exc.get_error_message() or str(exc)).strip()
+
+
+def state_of(code: int) -> State:
+    """A ``virDomainState`` number as a ``State`` (unknown numbers: ``nostate``)."""
+    return _STATES.get(code, State.NOSTATE)
+
+
+def host_of(uri: str, conn: libvirt.virConnect) -> str:
+    """The host name vmwarden reports: a test-driver file's stem, else the hypervisor's name."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "test" and parsed.path:
+        return Path(parsed.path).stem or "default"
+    return conn.getHostname()
+
+
+def read_inventory(conn: libvirt.virConnect, uri: str, host: str) -> HostInventory:
+    """Every domain (any state, persistent or transient), pool, volume and network."""
+    inv = HostInventory(uri=uri, host=host)
+    inv.vms = _domains(conn, uri, host, inv.warnings)
+    inv.pools = _pools(conn, inv.warnings)
+    inv.networks = _networks(conn, inv.warnings)
+    return inv
+
+
+def _domains(conn: libvirt.virConnect, uri: str, host: str, warnings: list[str]) -> list[VM]:
+    try:
+        pairs: list[tuple[libvirt.virDomain, int | None]] = [
+            (dom, stats.get("state.state"))
+            for dom, stats in conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE)
+        ]
+        transient = {
+            d.UUIDString() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)
+        }
+    except libvirt.libvirtError as exc:
+        raise ConnectorError(
+            f"cannot list the domains of {uri}: {message_of(exc)}",
+            hint="check that the connecting user may list domains (polkit / ACLs)",
+        ) from None
+    vms = []
+    for dom, code in pairs:
+        try:
+            state = state_of(code if code is not None else dom.state()[0])
+            vm = domain_to_vm(dom, state, dom.UUIDString() not in transient, host, uri)
+        except libvirt.libvirtError as exc:
+            what = "vanished during inventory" if _gone(exc) else f"unreadable: {message_of(exc)}"
+            warnings.append(f"domain {_safe_name(dom)} {what}; skipped")
+            continue
+        vms.append(vm)
+    return vms
+
+
+def domain_to_vm(dom: libvirt.virDomain, state: State, persistent: bool, host: str, uri: str) -> VM:
+    """One domain handle → ``VM`` (its XML, plus NIC addresses when it is running)."""
+    vm = parse_domain(dom.XMLDesc(0), host=host, uri=uri, state=state, persistent=persistent)
+    if state in _LIVE_STATES and vm.nics:
+        found = _addresses(dom, {nic.mac for nic in vm.nics if nic.mac})
+        for nic in vm.nics:
+            nic.addresses = list(found.get(nic.mac or "", []))
+    return vm
+
+
+def _pools(conn: libvirt.virConnect, warnings: list[str]) -> list[Pool]:
+    try:
+        handles = conn.listAllStoragePools(0)
+    except libvirt.libvirtError as exc:
+        warnings.append(f"storage pools not listed: {message_of(exc)}")
+        return []
+    pools = []
+    for handle in handles:
+        try:
+            pool = parse_pool(handle.XMLDesc(0), active=bool(handle.isActive()))
+            vols = handle.listAllVolumes(0) if pool.active else []
+        except libvirt.libvirtError as exc:
+            warnings.append(f"storage pool {handle.name()} unreadable: {message_of(exc)}")
+            continue
+        for vol in vols:
+            try:
+                pool.volumes.append(parse_volume(vol.XMLDesc(0), pool=pool.name))
+            except libvirt.libvirtError as exc:
+                warnings.append(f"volume {pool.name}/{vol.name()} unreadable: {message_of(exc)}")
+        pools.append(pool)
+    return pools
+
+
+def _networks(conn: libvirt.virConnect, warnings: list[str]) -> list[Network]:
+    try:
+        handles = conn.listAllNetworks(0)
+    except libvirt.libvirtError as exc:
+        warnings.append(f"networks not listed: {message_of(exc)}")
+        return []
+    networks = []
+    for handle in handles:
+        try:
+            networks.append(parse_network(handle.XMLDesc(0), active=bool(handle.isActive())))
+        except libvirt.libvirtError as exc:
+            warnings.append(f"network {handle.name()} unreadable: {message_of(exc)}")
+    return networks
+
+
+def _gone(exc: libvirt.libvirtError) -> bool:
+    return exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN
+
+
+def _safe_name(dom: libvirt.virDomain) -> str:
+    try:
+        return f"{dom.name()} ({dom.UUIDString()})"
+    except libvirt.libvirtError:
+        return "<unknown>"
+
+
+def _addresses(dom: libvirt.virDomain, wanted: set[str]) -> dict[str, list[str]]:
+    """MAC → IP addresses, from DHCP leases, then ARP for NICs the leases did not cover.
+
+    Best effort: an error from either source (no lease database, guest down) gives nothing.
+    """
+    found: dict[str, list[str]] = {}
+    for source in (
+        libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+        libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
+    ):
+        try:
+            answer = dom.interfaceAddresses(source, 0) or {}
+        except libvirt.libvirtError:
+            continue
+        for iface in answer.values():
+            mac = (iface.get("hwaddr") or "").lower()
+            if not mac or found.get(mac):
+                continue
+            addrs = [a["addr"] for a in iface.get("addrs") or [] if a.get("addr")]
+            found[mac] = list(dict.fromkeys(addrs))
+        if all(found.get(mac) for mac in wanted):
+            break
+    return found
