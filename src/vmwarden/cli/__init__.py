@@ -1,0 +1,1 @@
+"""The ``vmwarden`` command line: thin Typer commands over the engine."""

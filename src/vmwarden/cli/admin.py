@@ -1,0 +1,152 @@
+"""Manual enforcement and catalog commands: quarantine, release, template, inspect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vmwarden.cli.common import ActorOpt, DbOpt, actor_name, open_store, out
+from vmwarden.cli.report import register_report
+from vmwarden.connectors import open_connector
+from vmwarden.enforce import Quarantiner, QuarantineSpec
+from vmwarden.errors import EnforceError
+from vmwarden.inspect.digest import digest_file, fingerprint
+from vmwarden.policy import load_policy
+
+_APPROVE_EXAMPLE = (
+    "Example: vmwarden template approve /var/lib/libvirt/images/debian12.qcow2 --name debian12-base"
+)
+UriOne = Annotated[
+    str | None,
+    typer.Option(
+        "-c",
+        "--connect",
+        help="libvirt URI of the VM's host (default: where the last scan saw it).",
+        show_default=False,
+    ),
+]
+
+
+def _uri_for(store: object, vm: str, given: str | None) -> str:
+    if given:
+        return given
+    record = store.get_vm(vm)  # type: ignore[attr-defined]
+    if record is None:
+        raise EnforceError(
+            f"VM {vm!r} is not in the store", hint="pass -c URI, or run a scan first"
+        )
+    return record["uri"]
+
+
+def register(app: typer.Typer) -> None:
+    register_report(app)
+    template = typer.Typer(help="The approved template catalog.", no_args_is_help=True)
+    app.add_typer(template, name="template")
+
+    @app.command(
+        epilog="Example: vmwarden quarantine web01 -c qemu:///system -p policy.yaml --reason IR-42"
+    )
+    def quarantine(
+        vm: Annotated[str, typer.Argument(help="VM name or UUID.")],
+        connect: UriOne = None,
+        policy: Annotated[
+            Path | None, typer.Option("-p", "--policy", help="Policy (for its quarantine network).")
+        ] = None,
+        network: Annotated[
+            str | None, typer.Option("--network", help="Quarantine network (overrides the policy).")
+        ] = None,
+        reason: Annotated[
+            str, typer.Option("--reason", help="Why, for the audit log.")
+        ] = "manual quarantine",
+        db: DbOpt = None,
+        actor: ActorOpt = None,
+    ) -> None:
+        """Move every NIC of a VM to the quarantine network with link down (live and persistent)."""
+        spec = _spec(policy, network)
+        with open_store(db) as store:
+            uri = _uri_for(store, vm, connect)
+            with open_connector(uri) as conn:
+                target = conn.lookup(vm)
+                rec = Quarantiner(store, actor_name(actor)).quarantine(
+                    conn, target, spec, reason=reason, rule=None
+                )
+        out.print(f"quarantine {target.name}: [bold]{rec.status}[/] (journal #{rec.journal_id})")
+        if rec.error:
+            out.print(f"[yellow]{rec.error}[/]")
+
+    @app.command(epilog="Example: vmwarden release web01 --reason 'rebuilt from debian12-base'")
+    def release(
+        vm: Annotated[str, typer.Argument(help="VM name or UUID.")],
+        reason: Annotated[
+            str, typer.Option("--reason", help="What was fixed (required, for the audit log).")
+        ],
+        connect: UriOne = None,
+        db: DbOpt = None,
+        actor: ActorOpt = None,
+    ) -> None:
+        """Restore exactly what quarantine changed: each NIC's network and link state."""
+        with open_store(db) as store:
+            uri = _uri_for(store, vm, connect)
+            with open_connector(uri) as conn:
+                target = conn.lookup(vm)
+                rec = Quarantiner(store, actor_name(actor)).release(conn, target.id, reason=reason)
+        out.print(f"release {target.name}: [bold]{rec.status}[/] (journal #{rec.journal_id})")
+        if rec.error:
+            out.print(f"[yellow]{rec.error}[/]")
+            raise typer.Exit(1)
+
+    @template.command("approve", epilog=_APPROVE_EXAMPLE)
+    def approve(
+        image: Annotated[
+            Path, typer.Argument(help="Template image file.", exists=True, dir_okay=False)
+        ],
+        name: Annotated[str, typer.Option("--name", help="Catalog name.")],
+        db: DbOpt = None,
+        actor: ActorOpt = None,
+    ) -> None:
+        """Add an image to the approved catalog (records its digest and fingerprint)."""
+        digest = digest_file(image)
+        fp = fingerprint(image)
+        with open_store(db) as store:
+            store.approve_template(name, digest, str(image.resolve()), fp, actor_name(actor))
+        out.print(f"approved [bold]{name}[/] {digest}")
+        out.print(
+            f"policy snippet:\n  templates:\n    - name: {name}\n      digest: {digest}",
+            highlight=False,
+        )
+
+    @template.command("list")
+    def list_templates(db: DbOpt = None) -> None:
+        """The catalog as recorded by `template approve`."""
+        with open_store(db) as store:
+            for t in store.templates():
+                out.print(f"{t['name']}\t{t['digest']}\t{t.get('path') or ''}", highlight=False)
+
+    @app.command(epilog="Example: vmwarden inspect /var/lib/libvirt/images/web01.qcow2")
+    def inspect(
+        image: Annotated[
+            Path, typer.Argument(help="Disk image file.", exists=True, dir_okay=False)
+        ],
+    ) -> None:
+        """Offline facts of one disk image, as JSON (format, sizes, backing chain, digest)."""
+        facts = fingerprint(image)
+        facts["path"] = str(image.resolve())
+        facts["digest"] = digest_file(image)
+        print(json.dumps(facts, indent=2, default=str))
+
+
+def _spec(policy: Path | None, network: str | None) -> QuarantineSpec:
+    if network:
+        return QuarantineSpec(network=network)
+    if policy is None:
+        raise EnforceError("no quarantine network given", hint="pass -p POLICY or --network NAME")
+    q = load_policy(policy).quarantine
+    if q is None:
+        raise EnforceError(
+            f"{policy} has no quarantine: block",
+            hint="add quarantine: {network: NAME} or pass --network",
+        )
+    return QuarantineSpec(network=q.network, link_down=q.link_down)

@@ -1,0 +1,104 @@
+"""``vmwarden report``: findings, VMs, history and the audit log from the store."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from vmwarden.cli.common import DbOpt, open_store, out
+from vmwarden.errors import VmwardenError
+
+
+class What(StrEnum):
+    findings = "findings"
+    vms = "vms"
+    images = "images"
+    history = "history"
+    audit = "audit"
+
+
+class Fmt(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    html = "html"
+
+
+def _rows(store: Any, what: What, vm: str | None) -> list[dict[str, Any]]:
+    if what is What.findings:
+        return store.open_findings()
+    if what is What.vms:
+        return [{k: v for k, v in r.items() if k != "record"} for r in store.list_vms()]
+    if what is What.images:
+        return store.list_images()
+    if what is What.history:
+        if not vm:
+            raise VmwardenError(
+                "report history needs a VM name or UUID", hint="vmwarden report history web01"
+            )
+        return [_plain(h) for h in store.vm_history(vm)]
+    return [a.to_dict() for a in store.journal_entries()]
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    if hasattr(obj, "_asdict"):
+        return obj._asdict()
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: getattr(obj, k) for k in obj.__dataclass_fields__}
+    return dict(obj)
+
+
+def _flat(v: Any) -> str:
+    if isinstance(v, dict | list):
+        return json.dumps(v, default=str)
+    return "" if v is None else str(v)
+
+
+def register_report(app: typer.Typer) -> None:
+    @app.command(
+        epilog="Examples: vmwarden report findings --format csv; vmwarden report history web01"
+    )
+    def report(
+        what: Annotated[What, typer.Argument(help="What to report.")] = What.findings,
+        vm: Annotated[str | None, typer.Argument(help="VM name or UUID (for history).")] = None,
+        fmt: Annotated[Fmt, typer.Option("--format", help="Output format.")] = Fmt.table,
+        db: DbOpt = None,
+    ) -> None:
+        """Findings, VMs, images, a VM's history or the audit log, from the store."""
+        with open_store(db) as store:
+            rows = [_plain(r) for r in _rows(store, what, vm)]
+        cols = list(rows[0].keys()) if rows else []
+        if fmt is Fmt.json:
+            print(json.dumps(rows, indent=2, default=str))
+        elif fmt is Fmt.csv:
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            w.writerow(cols)
+            w.writerows([[_flat(r.get(c)) for c in cols] for r in rows])
+            print(buf.getvalue(), end="")
+        elif fmt is Fmt.html:
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(_flat(r.get(c)))}</td>" for c in cols) + "</tr>"
+                for r in rows
+            )
+            print(
+                f"<!doctype html><meta charset=utf-8><title>vmwarden {what}</title>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            )
+        else:
+            t = Table(title=f"{what} ({len(rows)})", show_edge=False)
+            for c in cols:
+                t.add_column(c)
+            for r in rows:
+                t.add_row(*[_flat(r.get(c))[:60] for c in cols])
+            out.print(t)

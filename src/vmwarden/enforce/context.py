@@ -1,0 +1,45 @@
+"""What every action needs to run: the store (journal), connections, policy bits, the actor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmwarden.enforce.quarantine import QuarantineSpec
+from vmwarden.errors import EnforceError
+from vmwarden.model import VM
+from vmwarden.notify import Dispatcher
+
+
+@dataclass
+class EnforceContext:
+    store: Any
+    connectors: Mapping[str, Any]
+    actor: str
+    quarantine: QuarantineSpec | None = None
+    dispatcher: Dispatcher | None = None
+    vms: Mapping[str, VM] = field(default_factory=dict)
+
+    def conn(self, uri: str) -> Any:
+        try:
+            return self.connectors[uri]
+        except KeyError:
+            raise EnforceError(
+                f"no open connection to {uri}", hint=f"pass -c {uri} to reach this VM's host"
+            ) from None
+
+    def journal_simple(
+        self, action: str, vm: VM, *, reason: str, rule: str | None, changes: dict[str, Any]
+    ) -> int:
+        return self.store.journal_begin(
+            action,
+            vm_id=vm.id,
+            vm_name=vm.name,
+            host=vm.host,
+            uri=vm.uri,
+            actor=self.actor,
+            reason=reason,
+            rule=rule,
+            changes=changes,
+        )

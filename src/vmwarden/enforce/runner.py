@@ -1,0 +1,112 @@
+"""From findings to actions: the one place where dry-run vs enforce is decided.
+
+Each VM gets each state-based action at most once per sweep, however many findings ask for
+it (the reason names all of them); event-based actions run once per newly opened finding.
+Pending journal entries left by a crash are finished first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from vmwarden.enforce.actions import EVENT_BASED, executors
+from vmwarden.enforce.context import EnforceContext
+from vmwarden.enforce.quarantine import Quarantiner
+from vmwarden.errors import VmwardenError
+from vmwarden.model import VM, ActionRecord, Finding, State
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAction:
+    action: str
+    params: dict[str, Any]
+    vm: VM
+    rules: tuple[str, ...]
+    finding: Finding
+
+
+def plan(
+    findings: list[Finding],
+    vms: dict[str, VM],
+    rule_actions: dict[str, list[tuple[str, dict[str, Any]]]],
+    opened: set[tuple[str, str, str]] | None,
+) -> list[PlannedAction]:
+    """Which actions a sweep would run. ``opened=None`` treats every finding as new."""
+    ordered = sorted(findings, key=lambda f: (-int(f.severity), f.rule, f.id))
+    state_based: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    params_of: dict[tuple[str, str], dict[str, Any]] = {}
+    out: list[PlannedAction] = []
+    for f in ordered:
+        vm = vms.get(f.id) if f.resource == "vm" else _image_as_vm(f)
+        if vm is None:
+            continue
+        for name, params in rule_actions.get(f.rule, []):
+            if name in EVENT_BASED:
+                if opened is None or f.key in opened:
+                    out.append(PlannedAction(name, params, vm, (f.rule,), f))
+                continue
+            key = (vm.id, name)
+            state_based[key].append(f)
+            params_of.setdefault(key, params)
+    for (vm_id, name), fs in state_based.items():
+        vm = vms[vm_id]
+        out.append(
+            PlannedAction(name, params_of[(vm_id, name)], vm, tuple(f.rule for f in fs), fs[0])
+        )
+    return out
+
+
+def _image_as_vm(f: Finding) -> VM | None:
+    """Image findings can only notify; give the notifier a VM-shaped carrier."""
+    return VM(id=f.id, name=f.name, host=f.host, uri="", state=State.NOSTATE)
+
+
+def repair(ctx: EnforceContext) -> list[ActionRecord]:
+    """Finish quarantines/releases a crash left pending, for hosts we are connected to."""
+    done = []
+    q = Quarantiner(ctx.store, ctx.actor)
+    for entry in ctx.store.incomplete_actions():
+        if entry.action not in ("quarantine", "release") or entry.uri not in ctx.connectors:
+            continue
+        log.warning(
+            "repairing %s of %s left pending (journal #%s)",
+            entry.action,
+            entry.name,
+            entry.journal_id,
+        )
+        try:
+            done.append(q.resume(ctx.conn(entry.uri), entry))
+        except VmwardenError as exc:
+            log.error("could not repair journal #%s: %s", entry.journal_id, exc)
+    return done
+
+
+def execute(ctx: EnforceContext, planned: list[PlannedAction]) -> list[ActionRecord]:
+    records = []
+    for p in planned:
+        reason = "policy: " + ", ".join(p.rules)
+        try:
+            rec = executors.get(p.action)(
+                ctx, p.vm, p.params, reason=reason, rule=p.rules[0], finding=p.finding
+            )
+        except VmwardenError as exc:
+            rec = ActionRecord(
+                None,
+                p.action,
+                p.vm.id,
+                p.vm.name,
+                p.vm.host,
+                p.vm.uri,
+                "failed",
+                ctx.actor,
+                reason=reason,
+                rule=p.rules[0],
+                error=str(exc),
+            )
+        records.append(rec)
+    return records

@@ -1,0 +1,37 @@
+"""The image list of a sweep: every file in any disk chain, plus every pool volume."""
+
+from __future__ import annotations
+
+from vmwarden.model import HostInventory, Image
+
+
+def collect_images(inventories: list[HostInventory], catalog: dict[str, str]) -> list[Image]:
+    images: dict[tuple[str, str], Image] = {}
+    for inv in inventories:
+        for vm in inv.vms:
+            for disk in vm.disks:
+                for i, layer in enumerate(disk.chain):
+                    if not layer.path or layer.type not in ("file", "block", "volume"):
+                        continue
+                    img = images.setdefault(
+                        (inv.host, layer.path), Image(path=layer.path, host=inv.host)
+                    )
+                    img.format = img.format or layer.format
+                    img.digest = img.digest or layer.digest
+                    img.mtime = img.mtime or layer.mtime
+                    img.error = img.error or layer.error
+                    if i + 1 < len(disk.chain):
+                        img.backing = disk.chain[i + 1].path
+                    if vm.id not in img.attached_to:
+                        img.attached_to.append(vm.id)
+        for pool in inv.pools:
+            for vol in pool.volumes:
+                img = images.setdefault((inv.host, vol.path), Image(path=vol.path, host=inv.host))
+                img.pool = pool.name
+                img.format = img.format or vol.format
+                img.size = vol.allocation if vol.allocation is not None else vol.capacity
+                img.mtime = img.mtime or vol.mtime
+                img.backing = img.backing or vol.backing
+    for img in images.values():
+        img.template = catalog.get(img.digest) if img.digest else None
+    return sorted(images.values(), key=lambda i: (i.host, i.path))

@@ -1,0 +1,198 @@
+"""One sweep: inventory → lineage → store → evaluate → (enforce). Pull mode, as in c7n.
+
+The policy is validated before any hypervisor is contacted, and whether actions run is decided
+in exactly one place (``Sweep.run``'s ``enforce`` flag): a report-only sweep plans the actions
+and shows them as ``dry-run``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from vmwarden.connectors import inventory_all, open_connector
+from vmwarden.enforce import EnforceContext, PlannedAction, QuarantineSpec, execute, plan, repair
+from vmwarden.engine.images import collect_images
+from vmwarden.engine.lineage import Lineage
+from vmwarden.errors import UnreachableError, VmwardenError
+from vmwarden.model import VM, ActionRecord, Estate, Finding, HostInventory, Image, Severity
+from vmwarden.notify import Dispatcher
+from vmwarden.policy import Policy, evaluate
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    return None
+
+
+@dataclass
+class ScanResult:
+    vms: list[VM]
+    images: list[Image]
+    findings: list[Finding]
+    actions: list[ActionRecord]
+    hosts: list[str]
+    warnings: list[str] = field(default_factory=list)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vms": [vm.to_dict() for vm in self.vms],
+            "images": [img.to_dict() for img in self.images],
+            "findings": [f.to_dict() for f in self.findings],
+            "actions": [_action_dict(a) for a in self.actions],
+            "summary": self.summary(),
+            "warnings": self.warnings,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        by_sev: dict[str, int] = {}
+        for f in self.findings:
+            by_sev[str(f.severity)] = by_sev.get(str(f.severity), 0) + 1
+        by_state: dict[str, int] = {}
+        for vm in self.vms:
+            by_state[vm.state.value] = by_state.get(vm.state.value, 0) + 1
+        took = (
+            (self.finished_at - self.started_at).total_seconds()
+            if self.finished_at and self.started_at
+            else None
+        )
+        return {
+            "hosts": len(self.hosts),
+            "vms": len(self.vms),
+            "vms_by_state": by_state,
+            "images": len(self.images),
+            "findings": len(self.findings),
+            "findings_by_severity": by_sev,
+            "vms_with_findings": len({f.id for f in self.findings if f.resource == "vm"}),
+            "actions": len(self.actions),
+            "seconds": took,
+        }
+
+
+def _action_dict(a: ActionRecord) -> dict[str, Any]:
+    d = {
+        "action": a.action,
+        "id": a.id,
+        "name": a.name,
+        "host": a.host,
+        "status": a.status,
+        "rule": a.rule,
+        "reason": a.reason,
+    }
+    if a.journal_id is not None:
+        d["journal_id"] = a.journal_id
+    if a.error:
+        d["error"] = a.error
+    return d
+
+
+class Sweep:
+    def __init__(
+        self, store: Any, policy: Policy, *, actor: str, progress: Progress = _quiet
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.actor = actor
+        self.progress = progress
+
+    def run(self, uris: list[str], *, enforce: bool = False) -> ScanResult:
+        started = datetime.now(UTC)
+        scan_id = self.store.begin_scan(uris)
+        inventories = self._inventory(uris)
+        warnings = [w for inv in inventories for w in inv.warnings]
+        lineage = Lineage(self.store.cached_digest, self.store.remember_digest)
+        for i, inv in enumerate(inventories, 1):
+            lineage.enrich(inv)
+            self.progress("lineage", i, len(inventories))
+        warnings += lineage.warnings
+        vms = [vm for inv in inventories for vm in inv.vms]
+        now = datetime.now(UTC)
+        self.store.record_inventory(vms, now=now, complete_hosts={inv.host for inv in inventories})
+        catalog = {**self.store.catalog(), **self.policy.catalog()}
+        images = collect_images(inventories, catalog)
+        self.store.record_images(images, now=now)
+        hosts = [inv.host for inv in inventories]
+        estate = Estate(vms=vms, images=images, catalog=catalog, now=now, hosts=hosts)
+        findings = evaluate(self.policy, estate)
+        self.progress("evaluate", 1, 1)
+        delta = self.store.record_findings(findings, now=now)
+        opened = {(f.rule, f.resource, f.id) for f in getattr(delta, "opened_findings", findings)}
+        planned = plan(findings, {vm.id: vm for vm in vms}, self._rule_actions(), opened)
+        actions = (
+            self._act(uris, vms, planned) if enforce else [_dry(p, self.actor) for p in planned]
+        )
+        finished = datetime.now(UTC)
+        self.store.finish_scan(
+            scan_id, {"vms": len(vms), "findings": len(findings), "actions": len(actions)}
+        )
+        return ScanResult(vms, images, findings, actions, hosts, warnings, started, finished)
+
+    def _inventory(self, uris: list[str]) -> list[HostInventory]:
+        done = 0
+
+        def tick(_: object) -> None:
+            nonlocal done
+            done += 1
+            self.progress("inventory", done, len(uris))
+
+        results = inventory_all(uris, on_done=tick)
+        errors = [r for r in results if isinstance(r, VmwardenError)]
+        if errors:
+            message = "; ".join(str(e) for e in errors)
+            raise UnreachableError(
+                message, hint="check the URI and that libvirtd runs; nothing was changed"
+            )
+        return [r for r in results if isinstance(r, HostInventory)]
+
+    def _rule_actions(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        return {rule.name: rule.action_specs() for rule in self.policy.rules}
+
+    def _act(
+        self, uris: list[str], vms: list[VM], planned: list[PlannedAction]
+    ) -> list[ActionRecord]:
+        connectors = {uri: open_connector(uri) for uri in uris}
+        try:
+            spec = self.policy.quarantine
+            ctx = EnforceContext(
+                store=self.store,
+                connectors=connectors,
+                actor=self.actor,
+                quarantine=QuarantineSpec(spec.network, spec.link_down) if spec else None,
+                dispatcher=Dispatcher(
+                    [n.model_dump(exclude_none=True) for n in self.policy.notify]
+                ),
+                vms={vm.id: vm for vm in vms},
+            )
+            records = repair(ctx)
+            records += execute(ctx, planned)
+            for i, _ in enumerate(records, 1):
+                self.progress("enforce", i, len(records))
+            return records
+        finally:
+            for conn in connectors.values():
+                conn.close()
+
+
+def _dry(p: PlannedAction, actor: str) -> ActionRecord:
+    return ActionRecord(
+        None,
+        p.action,
+        p.vm.id,
+        p.vm.name,
+        p.vm.host,
+        p.vm.uri,
+        "dry-run",
+        actor,
+        reason="policy: " + ", ".join(p.rules),
+        rule=p.rules[0],
+    )

@@ -1,0 +1,72 @@
+"""Wire formats: RFC 5424 syslog framing, ArcSight CEF, OCSF Detection Finding (class 2004)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from vmwarden import __version__
+from vmwarden.notify.base import Alert
+
+_SYSLOG_SEVERITY = {"critical": 2, "high": 3, "medium": 4, "low": 5, "info": 6}
+_CEF_SEVERITY = {"critical": 10, "high": 8, "medium": 5, "low": 3, "info": 1}
+_OCSF_SEVERITY = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
+_FACILITY_SECURITY = 13  # log audit
+
+
+def rfc5424(alert: Alert, msg: str) -> str:
+    pri = _FACILITY_SECURITY * 8 + _SYSLOG_SEVERITY.get(alert.severity, 5)
+    ts = alert.at.isoformat().replace("+00:00", "Z")
+    return f"<{pri}>1 {ts} {socket.gethostname()} vmwarden - {alert.event} - {msg}"
+
+
+def _cef_escape(value: str, *, header: bool) -> str:
+    value = value.replace("\\", "\\\\")
+    if header:
+        return value.replace("|", "\\|")
+    return value.replace("=", "\\=").replace("\n", "\\n")
+
+
+def cef(alert: Alert) -> str:
+    head = "|".join(
+        _cef_escape(x, header=True)
+        for x in ("CEF:0", "vmwarden", "vmwarden", __version__, alert.rule, alert.summary)
+    )
+    ext = {
+        "act": alert.action or alert.event,
+        "cs1Label": "vm_id",
+        "cs1": alert.id,
+        "dhost": alert.name,
+        "shost": alert.host,
+        "rt": str(int(alert.at.timestamp() * 1000)),
+    }
+    body = " ".join(f"{k}={_cef_escape(v, header=False)}" for k, v in ext.items())
+    return f"{head}|{_CEF_SEVERITY.get(alert.severity, 5)}|{body}"
+
+
+def ocsf(alert: Alert) -> dict[str, Any]:
+    """OCSF 1.x Detection Finding (category 2 Findings, class 2004)."""
+    activity = {"finding.opened": 1, "finding.resolved": 3}.get(alert.event, 2)
+    return {
+        "category_uid": 2,
+        "class_uid": 2004,
+        "type_uid": 2004 * 100 + activity,
+        "activity_id": activity,
+        "time": int(alert.at.timestamp() * 1000),
+        "severity_id": _OCSF_SEVERITY.get(alert.severity, 0),
+        "severity": alert.severity.capitalize(),
+        "status_id": 4 if alert.event == "finding.resolved" else 1,
+        "metadata": {
+            "product": {"name": "vmwarden", "vendor_name": "vmwarden", "version": __version__},
+            "version": "1.1.0",
+        },
+        "finding_info": {
+            "uid": f"{alert.rule}:{alert.id}",
+            "title": alert.rule,
+            "desc": alert.summary,
+        },
+        "resources": [
+            {"uid": alert.id, "name": alert.name, "type": alert.resource, "data": alert.evidence}
+        ],
+        "device": {"hostname": alert.host},
+    }

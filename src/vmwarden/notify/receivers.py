@@ -1,0 +1,119 @@
+"""The built-in receivers. Adding one: a small class with ``label`` and ``send``, registered."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import socket
+import time
+import urllib.error
+import urllib.request
+from email.message import EmailMessage
+from pathlib import Path
+
+from vmwarden.errors import NotifyError
+from vmwarden.notify.base import Alert, notifiers
+from vmwarden.notify.formats import cef, ocsf, rfc5424
+
+
+@notifiers.register("webhook")
+class Webhook:
+    """POSTs the alert as JSON. ``{type: webhook, url: "http://127.0.0.1:9000/hook"}``"""
+
+    def __init__(
+        self, url: str, timeout: float = 5.0, retries: int = 2, headers: dict | None = None
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise NotifyError(f"webhook url must be http(s): {url!r}")
+        self.url, self.timeout, self.retries = url, timeout, retries
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        self.label = f"webhook {url}"
+
+    def send(self, alert: Alert) -> None:
+        body = json.dumps(alert.to_dict()).encode()
+        delay = 0.2
+        for attempt in range(self.retries + 1):
+            req = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    resp.read()
+                return
+            except (urllib.error.URLError, OSError) as exc:
+                if attempt == self.retries:
+                    raise NotifyError(f"{self.url}: {exc}") from exc
+                time.sleep(delay)
+                delay *= 2
+
+
+@notifiers.register("syslog")
+class Syslog:
+    """RFC 5424 or CEF over UDP or TCP.
+
+    ``{type: syslog, address: "127.0.0.1:5514", format: cef, protocol: udp}``
+    """
+
+    def __init__(
+        self, address: str, format: str = "rfc5424", protocol: str = "udp", timeout: float = 3.0
+    ) -> None:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise NotifyError(f"syslog address must be HOST:PORT, got {address!r}")
+        if format not in ("rfc5424", "cef") or protocol not in ("udp", "tcp"):
+            raise NotifyError("syslog format is rfc5424|cef and protocol udp|tcp")
+        self.addr = (host.strip("[]"), int(port))
+        self.format, self.protocol, self.timeout = format, protocol, timeout
+        self.label = f"syslog {protocol}://{address} ({format})"
+
+    def send(self, alert: Alert) -> None:
+        text = cef(alert) if self.format == "cef" else alert.summary
+        line = rfc5424(alert, text).encode()
+        if self.protocol == "udp":
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(line, self.addr)
+            return
+        with socket.create_connection(self.addr, timeout=self.timeout) as s:
+            s.sendall(f"{len(line)} ".encode() + line)  # RFC 6587 octet counting
+
+
+@notifiers.register("smtp")
+class Smtp:
+    """Plain-text email. ``{type: smtp, host: 127.0.0.1, port: 25, sender: a@x, to: [b@x]}``"""
+
+    def __init__(
+        self,
+        host: str,
+        to: list[str],
+        sender: str = "vmwarden@localhost",
+        port: int = 25,
+        starttls: bool = False,
+        timeout: float = 5.0,
+    ) -> None:
+        self.host, self.port, self.to, self.sender = host, port, to, sender
+        self.starttls, self.timeout = starttls, timeout
+        self.label = f"smtp {host}:{port}"
+
+    def send(self, alert: Alert) -> None:
+        msg = EmailMessage()
+        msg["Subject"] = f"[vmwarden] {alert.severity}: {alert.rule} on {alert.name}"
+        msg["From"], msg["To"] = self.sender, ", ".join(self.to)
+        msg.set_content(json.dumps(alert.to_dict(), indent=2))
+        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            if self.starttls:
+                smtp.starttls()
+            smtp.send_message(msg)
+
+
+@notifiers.register("ocsf")
+class OcsfFile:
+    """OCSF Detection Finding JSON lines appended to a file.
+
+    ``{type: ocsf, path: /var/log/vmwarden.ocsf}``
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.label = f"ocsf {path}"
+
+    def send(self, alert: Alert) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(ocsf(alert)) + "\n")
