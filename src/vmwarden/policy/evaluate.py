@@ -1,0 +1,72 @@
+"""Evaluation: every rule over every resource of its type → findings (pure, deterministic).
+
+Resources are ordered by (host, name, id) once per evaluation, rules keep the policy's order,
+so the same estate always yields the same list. Each rule's filter tree is prepared once
+(cross-VM indexes), then matched per resource: linear in the size of the estate.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any
+
+from vmwarden.model import Finding
+from vmwarden.policy.context import Context, HostRecord
+from vmwarden.policy.verdict import Outcome
+
+if TYPE_CHECKING:
+    from vmwarden.model import Estate
+    from vmwarden.policy.rules import Policy
+
+Identity = tuple[str, str, str]  # id, name, host
+
+
+def _vms(ctx: Context) -> list[tuple[Identity, Any]]:
+    vms = sorted(ctx.estate.vms, key=lambda v: (v.host, v.name, v.id))
+    return [((v.id, v.name, v.host), v) for v in vms]
+
+
+def _images(ctx: Context) -> list[tuple[Identity, Any]]:
+    images = sorted(ctx.estate.images, key=lambda i: (i.host, i.path))
+    return [((i.path, PurePath(i.path).name, i.host), i) for i in images]
+
+
+def _hosts(ctx: Context) -> list[tuple[Identity, Any]]:
+    counts = Counter(vm.host for vm in ctx.estate.vms)
+    names = sorted(set(ctx.estate.hosts) | set(counts))
+    return [((h, h, h), HostRecord(h, counts[h])) for h in names]
+
+
+RESOURCES = {"vm": _vms, "image": _images, "host": _hosts}
+
+
+def evaluate(policy: Policy, estate: Estate) -> list[Finding]:
+    """Judge ``estate`` against ``policy``; a rule fires on match and on unknown."""
+    ctx = Context(estate, policy)
+    findings: list[Finding] = []
+    for rule in policy.rules:
+        resources: Sequence[tuple[Identity, Any]] = ctx.index(
+            f"resources:{rule.resource}", RESOURCES[rule.resource]
+        )
+        rule.filter.prepare(ctx)
+        match = rule.filter.match
+        actions = rule.action_names
+        for (rid, name, host), resource in resources:
+            verdict = match(resource, ctx)
+            if verdict.outcome is Outcome.NO_MATCH:
+                continue
+            findings.append(
+                Finding(
+                    rule=rule.name,
+                    resource=rule.resource,
+                    id=rid,
+                    name=name,
+                    host=host,
+                    severity=rule.severity,
+                    evidence=verdict.finding_evidence(),
+                    actions=list(actions),
+                )
+            )
+    return findings

@@ -1,0 +1,49 @@
+"""``mixed-classification-on-host``: classifications co-mingled on one host."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from vmwarden.model import VM
+from vmwarden.policy.filters.base import Filter, filters
+from vmwarden.policy.verdict import NO_MATCH, Verdict
+
+if TYPE_CHECKING:
+    from vmwarden.policy.context import Context
+
+
+def classifications_by_host(ctx: Context) -> dict[str, list[str]]:
+    """Hosts carrying two or more classifications → those classifications, sorted."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for vm in ctx.estate.vms:
+        if vm.meta.classification:
+            seen[vm.host].add(vm.meta.classification)
+    return {host: sorted(found) for host, found in seen.items() if len(found) > 1}
+
+
+@filters.register("mixed-classification-on-host")
+class MixedClassificationOnHost(Filter):
+    """Another VM on the same host, in any state, carries a different classification.
+
+    Every classified VM on such a host gets the finding; VMs without a classification are
+    not judged (they have nothing to mix).
+
+    Example:
+        - name: co-mingled
+          resource: vm
+          severity: high
+          filters: [mixed-classification-on-host]
+          actions: [notify]
+    """
+
+    def prepare(self, ctx: Context) -> None:
+        ctx.index("classifications-by-host", classifications_by_host)
+
+    def match(self, resource: VM, ctx: Context) -> Verdict:
+        if not resource.meta.classification:
+            return NO_MATCH
+        mixed = ctx.index("classifications-by-host", classifications_by_host).get(resource.host)
+        if mixed is None:
+            return NO_MATCH
+        return Verdict.match(host=resource.host, classifications=mixed)

@@ -1,0 +1,59 @@
+"""``duplicate-mac``: one MAC address on two or more VMs anywhere in the scan."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from vmwarden.model import VM
+from vmwarden.policy.filters.base import Filter, filters
+from vmwarden.policy.verdict import NO_MATCH, Verdict
+
+if TYPE_CHECKING:
+    from vmwarden.policy.context import Context
+
+
+def label(vm: VM) -> str:
+    return f"{vm.host}/{vm.name}"
+
+
+def duplicated_macs(ctx: Context) -> dict[str, list[str]]:
+    """Lower-cased MACs seen on more than one VM → the VMs (``host/name``), sorted."""
+    owners: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    labels: dict[tuple[str, str], str] = {}
+    for vm in ctx.estate.vms:
+        key = (vm.host, vm.id)
+        labels[key] = label(vm)
+        for nic in vm.nics:
+            if nic.mac:
+                owners[nic.mac.lower()].add(key)
+    return {mac: sorted(labels[k] for k in keys) for mac, keys in owners.items() if len(keys) > 1}
+
+
+@filters.register("duplicate-mac")
+class DuplicateMac(Filter):
+    """A MAC (compared case-insensitively) is on two or more VMs; every VM involved matches.
+
+    A NIC whose MAC was not read makes the VM unknown unless another MAC already matched.
+
+    Example:
+        - name: cloned-mac
+          resource: vm
+          severity: medium
+          filters: [duplicate-mac]
+    """
+
+    def prepare(self, ctx: Context) -> None:
+        ctx.index("duplicate-macs", duplicated_macs)
+
+    def match(self, resource: VM, ctx: Context) -> Verdict:
+        duplicates = ctx.index("duplicate-macs", duplicated_macs)
+        missing = False
+        for nic in resource.nics:
+            if nic.mac is None:
+                missing = True
+                continue
+            vms = duplicates.get(nic.mac.lower())
+            if vms is not None:
+                return Verdict.match(mac=nic.mac.lower(), vms=vms)
+        return Verdict.unknown("a NIC has no MAC address recorded") if missing else NO_MATCH

@@ -1,0 +1,143 @@
+"""Pydantic models of the policy document (DESIGN.md "Policy file"), keys exactly as written.
+
+Every model forbids unknown keys and is strict (YAML already gives native types, so ``"30"``
+for an integer is a mistake worth reporting). Filter and action lists are kept raw here: the
+loader builds them through the registries so that each entry is checked against its own
+``Params`` model with its own line numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DIGEST_RE = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
+RESOURCES = ("vm", "image", "host")
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+class StrictModel(BaseModel):
+    """Base of every policy model and of every filter's and action's ``Params``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class NoParams(StrictModel):
+    """For filters and actions that take no parameters."""
+
+
+def _digest(value: str) -> str:
+    if not DIGEST_RE.match(value):
+        raise ValueError(f"digest must be 'sha256:' followed by 64 hex digits, got {value!r}")
+    return value.lower()
+
+
+Digest = Annotated[str, AfterValidator(_digest)]
+Name = Annotated[str, Field(min_length=1)]
+
+
+class Template(StrictModel):
+    name: Name
+    digest: Digest
+
+
+class Zone(StrictModel):
+    networks: list[Name] = []
+    classifications: list[Name] = []
+
+
+class Quarantine(StrictModel):
+    network: Name
+    link_down: bool = True
+
+
+class GateDoc(StrictModel):
+    deny: list[Any] = []
+    hold: list[Any] = []
+    unreachable: Literal["allow", "deny"] = "allow"
+
+
+class RuleDoc(StrictModel):
+    name: Name
+    resource: Literal["vm", "image", "host"]
+    severity: Literal["info", "low", "medium", "high", "critical"]
+    description: str | None = None
+    filters: list[Any] = Field(min_length=1)
+    actions: list[Any] = []
+
+
+class PolicyDoc(StrictModel):
+    version: int
+    templates: list[Template] = []
+    zones: dict[str, Zone] = {}
+    quarantine: Quarantine | None = None
+    gate: GateDoc = GateDoc()
+    notify: list[Any] = []
+    vulns: str | None = None
+    rules: list[RuleDoc] = []
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(f"unsupported policy version {value} (valid: 1)")
+        return value
+
+
+# --- notifiers: the ``notify:`` receivers (delivered by the notify layer) -------------------
+
+
+class Webhook(StrictModel):
+    """POSTs each finding as JSON."""
+
+    type: Literal["webhook"] = "webhook"
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    headers: dict[str, str] = {}
+    timeout: float = Field(default=5.0, gt=0)
+
+
+class Syslog(StrictModel):
+    """Sends each finding to a syslog receiver, RFC 5424 or CEF."""
+
+    type: Literal["syslog"] = "syslog"
+    address: Annotated[str, Field(pattern=r"^[^\s:]+:\d+$")]
+    protocol: Literal["udp", "tcp"] = "udp"
+    format: Literal["rfc5424", "cef"] = "rfc5424"
+
+
+class Smtp(StrictModel):
+    """Mails findings through an SMTP relay."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    type: Literal["smtp"] = "smtp"
+    host: Name
+    port: int = Field(default=25, gt=0, lt=65536)
+    sender: Name = Field(alias="from")
+    to: list[Name] = Field(min_length=1)
+    starttls: bool = False
+
+
+class Ocsf(StrictModel):
+    """Writes each finding as an OCSF JSON event to a file (one per line) or POSTs it."""
+
+    type: Literal["ocsf"] = "ocsf"
+    path: Name | None = None
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> Ocsf:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give exactly one of 'path' or 'url'")
+        return self
+
+
+NOTIFIERS: dict[str, type[StrictModel]] = {
+    "webhook": Webhook,
+    "syslog": Syslog,
+    "smtp": Smtp,
+    "ocsf": Ocsf,
+}
+Notifier = Webhook | Syslog | Smtp | Ocsf
