@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vmwarden.model import Severity
 
@@ -33,6 +33,10 @@ class Rule:
     @property
     def action_names(self) -> list[str]:
         return [a.name for a in self.actions]
+
+    def action_specs(self) -> list[tuple[str, dict[str, Any]]]:
+        """(name, params) of each action, params as a plain dict, for the enforce layer."""
+        return [(a.name, a.params.model_dump()) for a in self.actions]
 
 
 @dataclass(frozen=True, slots=True)

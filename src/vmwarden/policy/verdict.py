@@ -19,7 +19,7 @@ class Outcome(Enum):
 
 
 class Verdict:
-    """One filter's answer for one resource. Build with ``match()``, ``unknown()`` or ``NO_MATCH``."""
+    """One filter's answer for one resource: ``match(**evidence)``, ``unknown(...)``, NO_MATCH."""
 
     __slots__ = ("evidence", "outcome", "reason")
 

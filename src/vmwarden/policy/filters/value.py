@@ -179,7 +179,7 @@ class Value(Filter):
             return Verdict.unknown(f"{params.key!r} is missing or null")
         try:
             if self.regex is not None:
-                if isinstance(actual, list | dict) or isinstance(actual, bool):
+                if isinstance(actual, list | dict | bool):
                     raise TypeError
                 hit = self.regex.search(str(actual)) is not None
             else:
