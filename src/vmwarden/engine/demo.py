@@ -132,7 +132,7 @@ def _host_specs() -> dict[str, list[_Spec]]:
         _Spec("west-ledger-09", "pci", state="shutoff"),
     ]  # fmt: skip
     dmz = [
-        *filler("dmz", "public", 9),
+        *filler("dmz", "public", 10),
         _Spec("dmz-rogue-web", "public", state="paused", registered=False, base=ROGUE_BASE,
               rules=("unapproved-template", "unregistered-vm")),
         _Spec("dmz-unknown-01", None, metadata=False, rules=("unregistered-vm",)),

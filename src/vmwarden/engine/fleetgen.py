@@ -209,7 +209,10 @@ def _network_xml(name: str, index: int) -> str:
     return (
         f"<network><name>{escape(name)}</name>"
         f"<uuid>{uuid.uuid5(uuid.NAMESPACE_URL, 'vmwarden-net:' + name)}</uuid>"
-        f"<bridge name='vwbr{index}'/></network>\n"
+        f"<bridge name='vwbr{index}'/>"
+        # The test driver's interfaceAddresses() dereferences the network's first IPv4
+        # definition without checking it: a network without <ip> crashes the client.
+        f"<ip address='10.{index // 250}.{index % 250}.1' netmask='255.255.255.0'/></network>\n"
     )
 
 
