@@ -1,0 +1,165 @@
+"""Findings across sweeps: opened when first concluded, resolved when no longer concluded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+
+from vmwarden.model import Finding, Severity
+from vmwarden.store.base import StoreBase, aware, chunks, upsert
+from vmwarden.store.tables import findings
+
+OPEN, RESOLVED = "open", "resolved"
+
+
+@dataclass(slots=True)
+class FindingsDelta:
+    opened: list[Finding] = field(default_factory=list)  # new, or back after being resolved
+    still_open: list[Finding] = field(default_factory=list)
+    resolved: list[Finding] = field(default_factory=list)  # as last stored
+
+
+def _finding(row: Any) -> Finding:
+    return Finding(
+        rule=row.rule,
+        resource=row.resource,
+        id=row.resource_id,
+        name=row.name,
+        host=row.host,
+        severity=Severity.parse(row.severity),
+        evidence=dict(row.evidence or {}),
+    )
+
+
+class FindingsRepo(StoreBase):
+    def record_findings(
+        self,
+        concluded: Iterable[Finding],
+        *,
+        now: datetime,
+        scope_rules: set[str] | None = None,
+        scope_hosts: set[str] | None = None,
+    ) -> FindingsDelta:
+        """Record one sweep's findings; resolve open ones the sweep no longer concludes.
+
+        Only open findings inside the sweep's scope are resolved: rules in ``scope_rules``
+        and hosts in ``scope_hosts`` (None: every rule / every host). A host that could not
+        be read is left out of ``scope_hosts`` so its findings stay open.
+        A resolved finding that comes back is reopened with a new ``first_seen``.
+        """
+        now = aware(now)
+        current = {f.key: f for f in concluded}
+        delta = FindingsDelta()
+        with self._write() as conn:
+            stored = {
+                (r.rule, r.resource, r.resource_id): r
+                for r in conn.execute(
+                    select(
+                        findings.c.rule,
+                        findings.c.resource,
+                        findings.c.resource_id,
+                        findings.c.status,
+                        findings.c.first_seen,
+                    )
+                )
+            }
+            rows = []
+            for key, f in current.items():
+                old = stored.get(key)
+                reopened = old is None or old.status != OPEN
+                (delta.opened if reopened else delta.still_open).append(f)
+                rows.append(
+                    {
+                        "rule": f.rule,
+                        "resource": f.resource,
+                        "resource_id": f.id,
+                        "name": f.name,
+                        "host": f.host,
+                        "severity": str(f.severity),
+                        "evidence": f.evidence,
+                        "status": OPEN,
+                        "first_seen": now if reopened else old.first_seen,
+                        "last_seen": now,
+                        "resolved_at": None,
+                    }
+                )
+            upsert(
+                conn,
+                findings,
+                rows,
+                keys=["rule", "resource", "resource_id"],
+                update=[
+                    "name",
+                    "host",
+                    "severity",
+                    "evidence",
+                    "status",
+                    "first_seen",
+                    "last_seen",
+                    "resolved_at",
+                ],
+            )
+            candidates = [
+                key
+                for key, r in stored.items()
+                if r.status == OPEN
+                and key not in current
+                and (scope_rules is None or key[0] in scope_rules)
+            ]
+            resolved = self._resolve(conn, candidates, scope_hosts, now)
+            delta.resolved.extend(_finding(r) for r in resolved)
+        return delta
+
+    @staticmethod
+    def _resolve(
+        conn: Any,
+        keys: list[tuple[str, str, str]],
+        scope_hosts: set[str] | None,
+        now: datetime,
+    ) -> list[Any]:
+        if not keys:
+            return []
+        wanted = set(keys)
+        rows = [
+            r
+            for r in conn.execute(select(findings).where(findings.c.status == OPEN))
+            if (r.rule, r.resource, r.resource_id) in wanted
+            and (scope_hosts is None or r.host in scope_hosts)
+        ]
+        stmt = (
+            update(findings)
+            .where(findings.c.id == bindparam("fid"))
+            .values(status=RESOLVED, resolved_at=now)
+        )
+        for chunk in chunks([{"fid": r.id} for r in rows]):
+            conn.execute(stmt, list(chunk))
+        return rows
+
+    def open_findings(self) -> list[Finding]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(findings).where(findings.c.status == OPEN).order_by(findings.c.id)
+            ).all()
+        return [_finding(r) for r in rows]
+
+    def findings(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Findings with their lifecycle (``Finding.to_dict()`` plus status and times)."""
+        query = select(findings).order_by(findings.c.id)
+        if status is not None:
+            query = query.where(findings.c.status == status)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            _finding(r).to_dict()
+            | {
+                "status": r.status,
+                "first_seen": r.first_seen,
+                "last_seen": r.last_seen,
+                "resolved_at": r.resolved_at,
+            }
+            for r in rows
+        ]

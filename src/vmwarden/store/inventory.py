@@ -1,0 +1,278 @@
+"""The VM inventory: bulk recording of a sweep, gone detection, lookups.
+
+A sweep of 50,000 VMs is recorded with a handful of statements: one chunked read of what is
+stored, one chunked executemany upsert of the new and changed VMs, one executemany of history
+rows. A VM whose fingerprint matches the stored one is not written at all; its ``last_seen``
+comes from its host's row in ``hosts`` (when the host was listed completely).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, insert, select, update
+
+from vmwarden.store.base import StoreBase, aware, chunks, upsert
+from vmwarden.store.history import (
+    GONE,
+    diff,
+    history_rows,
+    resolve_vm_id,
+    sighting_of_record,
+    sighting_of_vm,
+)
+from vmwarden.store.records import fingerprint, record_of
+from vmwarden.store.tables import hosts, vm_history, vms
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Row
+
+    from vmwarden.model import VM
+
+# Columns rewritten when a known VM changed (first_seen is kept forever).
+_UPDATED = (
+    "name",
+    "host",
+    "uri",
+    "state",
+    "persistent",
+    "vcpus",
+    "memory_kib",
+    "owner",
+    "classification",
+    "template",
+    "registered",
+    "record",
+    "record_digest",
+    "last_seen",
+    "state_since",
+    "gone_at",
+)
+
+
+@dataclass(slots=True)
+class InventoryDelta:
+    """VM ids by what the sweep did to them. ``duplicates``: ids listed twice (first kept)."""
+
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    history_rows: int = 0  # forensics rows written
+    vm_rows: int = 0  # vms rows inserted or updated (unchanged VMs on complete hosts: none)
+
+
+def _vm_row(vm: VM, digest: str, *, last_seen: datetime) -> dict[str, Any]:
+    return {
+        "id": vm.id,
+        "name": vm.name,
+        "host": vm.host,
+        "uri": vm.uri,
+        "state": str(vm.state),
+        "persistent": vm.persistent,
+        "vcpus": vm.vcpus,
+        "memory_kib": vm.memory_kib,
+        "owner": vm.meta.owner,
+        "classification": vm.meta.classification,
+        "template": vm.meta.template,
+        "registered": vm.meta.registered,
+        "record": record_of(vm),
+        "record_digest": digest,
+        "first_seen": vm.first_seen,
+        "last_seen": last_seen,
+        "state_since": vm.state_since,
+        "gone_at": None,
+    }
+
+
+def _stored(conn: Connection, ids: list[str]) -> dict[str, Row[Any]]:
+    cols = (vms.c.id, vms.c.state, vms.c.record_digest, vms.c.first_seen, vms.c.state_since)
+    out: dict[str, Row[Any]] = {}
+    for chunk in chunks(ids):
+        for row in conn.execute(select(*cols, vms.c.gone_at).where(vms.c.id.in_(chunk))):
+            out[row.id] = row
+    return out
+
+
+def _records(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for chunk in chunks(ids):
+        for row in conn.execute(select(vms.c.id, vms.c.record).where(vms.c.id.in_(chunk))):
+            out[row.id] = row.record
+    return out
+
+
+def _as_dict(row: Row[Any]) -> dict[str, Any]:
+    """The stored record, with the store's own timestamps (aware datetimes) laid over it."""
+    out = dict(row.record)
+    last_seen = row.last_seen
+    if row.gone_at is None and row.host_seen is not None and row.host_seen > last_seen:
+        last_seen = row.host_seen
+    out.update(
+        first_seen=row.first_seen,
+        last_seen=last_seen,
+        state_since=row.state_since,
+        gone_at=row.gone_at,
+    )
+    return out
+
+
+def _query() -> Any:
+    return select(vms, hosts.c.last_seen.label("host_seen")).outerjoin(
+        hosts, hosts.c.host == vms.c.host
+    )
+
+
+class InventoryRepo(StoreBase):
+    def record_inventory(
+        self,
+        vms_seen: Iterable[VM],
+        *,
+        now: datetime,
+        complete_hosts: set[str],
+        source: str = "scan",
+    ) -> InventoryDelta:
+        """Record one sweep's VMs; fill ``first_seen`` and ``state_since`` on them.
+
+        ``complete_hosts``: hosts whose VM listing is complete in ``vms_seen``; a VM stored
+        on one of them and absent now is marked gone. ``state_since`` is set only by a
+        witnessed state change: a VM first seen shut off keeps None (dormancy then falls back
+        to its disks' mtime). A gone VM that comes back in the state it left in keeps its
+        ``state_since``.
+        """
+        now = aware(now)
+        delta = InventoryDelta()
+        batch: dict[str, VM] = {}
+        for vm in vms_seen:
+            if vm.id in batch:
+                delta.duplicates.append(vm.id)
+            else:
+                batch[vm.id] = vm
+        with self._write() as conn:
+            stored = _stored(conn, list(batch))
+            rows: list[dict[str, Any]] = []
+            history: list[dict[str, Any]] = []
+            touched: list[str] = []
+            changed: list[tuple[VM, Row[Any], str]] = []
+            for vm in batch.values():
+                old = stored.get(vm.id)
+                if old is None:
+                    vm.first_seen, vm.state_since = now, None
+                    rows.append(_vm_row(vm, fingerprint(vm), last_seen=now))
+                    history += history_rows(vm.id, diff(None, sighting_of_vm(vm)), now, source)
+                    delta.new.append(vm.id)
+                    continue
+                vm.first_seen = old.first_seen
+                vm.state_since = now if str(vm.state) != old.state else old.state_since
+                digest = fingerprint(vm)
+                if digest == old.record_digest and old.gone_at is None:
+                    delta.unchanged.append(vm.id)
+                    if vm.host not in complete_hosts:
+                        touched.append(vm.id)
+                else:
+                    changed.append((vm, old, digest))
+            records = _records(conn, [vm.id for vm, _, _ in changed])
+            for vm, old, digest in changed:
+                before = sighting_of_record(
+                    records[vm.id], state=GONE if old.gone_at is not None else old.state
+                )
+                rows.append(_vm_row(vm, digest, last_seen=now))
+                history += history_rows(vm.id, diff(before, sighting_of_vm(vm)), now, source)
+                delta.changed.append(vm.id)
+            upsert(conn, vms, rows, keys=["id"], update=_UPDATED)
+            for chunk in chunks(touched):
+                conn.execute(update(vms).where(vms.c.id.in_(chunk)).values(last_seen=now))
+            history += self._mark_gone(conn, batch, complete_hosts, now, source, delta)
+            upsert(
+                conn,
+                hosts,
+                [{"host": h, "last_seen": now} for h in sorted(complete_hosts)],
+                keys=["host"],
+                update=["last_seen"],
+            )
+            for chunk in chunks(history):
+                conn.execute(insert(vm_history), list(chunk))
+        delta.history_rows = len(history)
+        delta.vm_rows = len(rows) + len(touched) + len(delta.gone)
+        return delta
+
+    @staticmethod
+    def _mark_gone(
+        conn: Connection,
+        batch: dict[str, VM],
+        complete_hosts: set[str],
+        now: datetime,
+        source: str,
+        delta: InventoryDelta,
+    ) -> list[dict[str, Any]]:
+        """Mark VMs that left a completely listed host; runs before ``hosts`` is bumped."""
+        if not complete_hosts:
+            return []
+        missing = [
+            row
+            for row in conn.execute(
+                select(vms.c.id, vms.c.state, vms.c.last_seen, hosts.c.last_seen.label("seen"))
+                .outerjoin(hosts, hosts.c.host == vms.c.host)
+                .where(vms.c.host.in_(sorted(complete_hosts)), vms.c.gone_at.is_(None))
+            )
+            if row.id not in batch
+        ]
+        if not missing:
+            return []
+        params = [
+            {
+                "vid": row.id,
+                "gone": now,
+                "seen": max(row.last_seen, row.seen) if row.seen else row.last_seen,
+            }
+            for row in missing
+        ]
+        stmt = (
+            update(vms)
+            .where(vms.c.id == bindparam("vid"))
+            .values(gone_at=bindparam("gone"), last_seen=bindparam("seen"))
+        )
+        for chunk in chunks(params):
+            conn.execute(stmt, list(chunk))
+        delta.gone.extend(row.id for row in missing)
+        return history_rows_gone(missing, now, source)
+
+    def get_vm(self, id_or_name: str) -> dict[str, Any] | None:
+        """The stored record of a VM (``VM.to_dict()`` form) plus ``last_seen``/``gone_at``.
+
+        A name shared by several VMs raises :class:`StoreError` listing them.
+        """
+        with self._read() as conn:
+            vm_id = resolve_vm_id(conn, id_or_name)
+            if vm_id is None:
+                return None
+            row = conn.execute(_query().where(vms.c.id == vm_id)).first()
+        return _as_dict(row) if row else None
+
+    def list_vms(
+        self, host: str | None = None, state: str | None = None, *, include_gone: bool = False
+    ) -> list[dict[str, Any]]:
+        """Stored VMs, by host then name. ``state="gone"`` lists the gone ones."""
+        query = _query().order_by(vms.c.host, vms.c.name, vms.c.id)
+        if host is not None:
+            query = query.where(vms.c.host == host)
+        if state == GONE:
+            query = query.where(vms.c.gone_at.is_not(None))
+        else:
+            if state is not None:
+                query = query.where(vms.c.state == str(state))
+            if not include_gone:
+                query = query.where(vms.c.gone_at.is_(None))
+        with self._read() as conn:
+            return [_as_dict(row) for row in conn.execute(query)]
+
+
+def history_rows_gone(missing: list[Row[Any]], now: datetime, source: str) -> list[dict[str, Any]]:
+    return [
+        {"vm_id": r.id, "at": now, "field": "state", "old": r.state, "new": GONE, "source": source}
+        for r in missing
+    ]
