@@ -54,15 +54,21 @@ def host_of(uri: str, conn: libvirt.virConnect) -> str:
 def read_inventory(conn: libvirt.virConnect, uri: str, host: str) -> HostInventory:
     """Every domain (any state, persistent or transient), pool, volume and network."""
     inv = HostInventory(uri=uri, host=host)
-    inv.vms = _domains(conn, uri, host, inv.warnings)
+    pairs, transient = list_domains(conn, uri)
+    inv.vms = read_domains(pairs, transient, host, uri, inv.warnings)
     inv.pools = _pools(conn, inv.warnings)
     inv.networks = _networks(conn, inv.warnings)
     return inv
 
 
-def _domains(conn: libvirt.virConnect, uri: str, host: str, warnings: list[str]) -> list[VM]:
+DomainListing = list[tuple[libvirt.virDomain, int | None]]
+
+
+def list_domains(conn: libvirt.virConnect, uri: str) -> tuple[DomainListing, set[str]]:
+    """Every domain with its state number (None if the bulk call lacked it), in two calls,
+    and the UUIDs of the transient ones."""
     try:
-        pairs: list[tuple[libvirt.virDomain, int | None]] = [
+        pairs: DomainListing = [
             (dom, stats.get("state.state"))
             for dom, stats in conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE)
         ]
@@ -74,6 +80,13 @@ def _domains(conn: libvirt.virConnect, uri: str, host: str, warnings: list[str])
             f"cannot list the domains of {uri}: {message_of(exc)}",
             hint="check that the connecting user may list domains (polkit / ACLs)",
         ) from None
+    return pairs, transient
+
+
+def read_domains(
+    pairs: DomainListing, transient: set[str], host: str, uri: str, warnings: list[str]
+) -> list[VM]:
+    """Read each listed domain; one that vanished or cannot be read becomes a warning."""
     vms = []
     for dom, code in pairs:
         try:
@@ -82,6 +95,9 @@ def _domains(conn: libvirt.virConnect, uri: str, host: str, warnings: list[str])
         except libvirt.libvirtError as exc:
             what = "vanished during inventory" if _gone(exc) else f"unreadable: {message_of(exc)}"
             warnings.append(f"domain {_safe_name(dom)} {what}; skipped")
+            continue
+        except ConnectorError as exc:
+            warnings.append(f"domain {_safe_name(dom)} unreadable: {exc}; skipped")
             continue
         vms.append(vm)
     return vms
