@@ -125,6 +125,8 @@ class Problems:
         except ValidationError as exc:
             for error in exc.errors():
                 loc = tuple(error["loc"])
+                if error["type"] == "missing":  # point at the mapping that lacks the key
+                    loc = loc[:-1]
                 self.add((*path, *loc), translate(error, model, extra_keys))
             return None
 

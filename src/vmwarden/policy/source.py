@@ -93,7 +93,7 @@ class _Walker:
             return None
 
     def mapping(self, node: yaml.MappingNode, path: PathT) -> dict[str, Any]:
-        explicit = len(node.value)
+        explicit = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
         self.loader.flatten_mapping(node)  # resolves '<<' merge keys, merged entries first
         merged = len(node.value) - explicit
         result: dict[str, Any] = {}
