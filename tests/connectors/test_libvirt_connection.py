@@ -9,9 +9,9 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from connectors_fleet import COUNTS, fleet_vms, write_fleet
 from lxml import etree
 
-from conftest import COUNTS, fleet_vms, write_fleet
 from vmwarden.connectors import LiveChangeUnsupportedError, open_connector
 from vmwarden.connectors.libvirt.connection import LibvirtConnector
 from vmwarden.connectors.libvirt.inventory import list_domains, read_domains

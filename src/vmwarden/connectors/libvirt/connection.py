@@ -65,6 +65,12 @@ _UNREACHABLE_HINT = (
     "check that libvirtd is running on that host and that the URI is right "
     "(try: virsh -c URI list --all)"
 )
+_TEST_HINT = "check that the file exists and is a libvirt test-driver <node> XML file"
+
+
+def _hint(uri: str) -> str:
+    return _TEST_HINT if uri.startswith("test:") else _UNREACHABLE_HINT
+
 
 _handler_lock = threading.Lock()
 _handler_installed = False
@@ -96,7 +102,7 @@ class LibvirtConnector:
         except libvirt.libvirtError as exc:
             self.close()
             raise UnreachableError(
-                f"cannot connect to {uri}: {message_of(exc)}", hint=_UNREACHABLE_HINT
+                f"cannot connect to {uri}: {message_of(exc)}", hint=_hint(uri)
             ) from None
 
     @staticmethod
@@ -110,7 +116,7 @@ class LibvirtConnector:
                 log.debug("connect %s attempt %d failed: %s", uri, attempt + 1, message)
             if attempt + 1 < retries:
                 time.sleep(backoff * 2**attempt)
-        raise UnreachableError(f"cannot connect to {uri}: {message}", hint=_UNREACHABLE_HINT)
+        raise UnreachableError(f"cannot connect to {uri}: {message}", hint=_hint(uri))
 
     # --- lifecycle ---------------------------------------------------------------------
 

@@ -1,0 +1,122 @@
+"""The connector registry, ``open_connector`` and concurrent ``inventory_all``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from connectors_fleet import COUNTS, fleet_vms, write_fleet
+
+from vmwarden.connectors import (
+    Connector,
+    inventory_all,
+    open_connector,
+    register_connector,
+    registered_schemes,
+)
+from vmwarden.connectors.base import uri_scheme
+from vmwarden.connectors.libvirt.connection import LibvirtConnector
+from vmwarden.errors import ConnectorError, UnreachableError, VmwardenError
+from vmwarden.model import HostInventory
+
+
+def test_libvirt_schemes_are_registered() -> None:
+    schemes = registered_schemes()
+    for scheme in ("test", "qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "lxc"):
+        assert scheme in schemes
+
+
+def test_duplicate_registration_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"'qemu' by vmwarden\.connectors\.libvirt"):
+
+        @register_connector("qemu")
+        class Again(LibvirtConnector):
+            pass
+
+    with pytest.raises(ValueError, match="at least one"):
+        register_connector()
+
+
+def test_open_connector_picks_by_scheme(fleet_uri: str) -> None:
+    with open_connector(fleet_uri) as conn:
+        assert isinstance(conn, LibvirtConnector)
+        assert isinstance(conn, Connector)
+        assert conn.host == "dc1-fleet"
+
+
+def test_unknown_scheme_lists_valid_ones() -> None:
+    with pytest.raises(ConnectorError, match="no connector for URI scheme 'aws'") as info:
+        open_connector("aws://eu-west-1")
+    assert info.value.hint and "qemu+ssh" in info.value.hint
+    with pytest.raises(ConnectorError, match="not a connection URI"):
+        uri_scheme("fleet.xml")
+    assert uri_scheme("QEMU+SSH://h/system") == "qemu+ssh"
+
+
+def test_inventory_all_runs_hosts_concurrently(tmp_path: Path, fleet_uri: str) -> None:
+    racks = [
+        write_fleet(tmp_path / f"rack-{i}.xml", fleet_vms()[i * 10 : i * 10 + 10], bare=False)
+        for i in range(4)
+    ]
+    uris = [f"test://{p}" for p in racks] + [fleet_uri, f"test://{tmp_path}/missing.xml"]
+    seen: list[tuple[str, str]] = []
+    threads: set[str] = set()
+    lock = threading.Lock()
+
+    def on_done(uri: str, result: HostInventory | VmwardenError) -> None:
+        with lock:
+            seen.append((uri, type(result).__name__))
+            threads.add(threading.current_thread().name)
+
+    results = inventory_all(uris, on_done=on_done)
+    assert [r.host for r in results[:5]] == ["rack-0", "rack-1", "rack-2", "rack-3", "dc1-fleet"]
+    assert [len(r.vms) for r in results[:4]] == [10, 10, 10, 10]
+    assert len(results[4].vms) == sum(COUNTS.values()) + 1
+    assert isinstance(results[5], UnreachableError)
+    assert sorted(seen) == sorted(
+        zip(uris, ["HostInventory"] * 5 + ["UnreachableError"], strict=True)
+    )
+    assert len(threads) > 1 and all(t.startswith("inventory") for t in threads)
+
+
+def test_inventory_all_is_faster_than_serial(tmp_path: Path) -> None:
+    """Unreachable hosts back off in parallel, not one after another."""
+    uris = [f"test://{tmp_path}/missing-{i}.xml" for i in range(4)]
+    started = time.monotonic()
+    results = inventory_all(uris)
+    elapsed = time.monotonic() - started
+    assert all(isinstance(r, UnreachableError) for r in results)
+    one_host = 0.5 + 1.0  # the default backoff of three tries
+    assert elapsed < one_host * 2.5
+
+
+def test_inventory_all_empty() -> None:
+    assert inventory_all([]) == []
+
+
+@pytest.mark.slow
+def test_ten_thousand_domains_inventory_in_seconds(tmp_path: Path) -> None:
+    from connectors_fleet import FleetVm
+
+    vms = [
+        FleetVm(
+            name=f"vm{i:05d}",
+            uuid=f"00000000-0000-4000-9000-{i:012d}",
+            kind=("run", "paused", "off")[i % 3],
+            mac=f"52:54:01:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
+            network="prod",
+            vlan=None,
+            owner=None,
+        )
+        for i in range(10_000)
+    ]
+    path = write_fleet(tmp_path / "big.xml", vms, bare=False)
+    with LibvirtConnector(f"test://{path}") as conn:
+        started = time.perf_counter()
+        inv = conn.inventory()
+        elapsed = time.perf_counter() - started
+    assert len(inv.vms) == 10_000 and inv.warnings == []
+    print(f"10,000-domain inventory: {elapsed:.2f}s")
+    assert elapsed < 10
