@@ -42,8 +42,9 @@ def disk(target: str = "vda", *digests: str | None, device: str = "disk", **laye
 
 
 def nic(mac: str | None = "52:54:00:00:00:01", network: str | None = "prod", **kw: Any) -> Nic:
-    return Nic(mac=mac, type="network" if network else kw.pop("type", "bridge"), network=network,
-               **kw)
+    return Nic(
+        mac=mac, type="network" if network else kw.pop("type", "bridge"), network=network, **kw
+    )
 
 
 _counter = iter(range(1, 10_000_000))

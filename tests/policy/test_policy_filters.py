@@ -31,8 +31,10 @@ def test_not_approved_template(policy_with):
         make_vm("clean", disks=[disk("vda", None, APPROVED)]),
         make_vm("rogue", disks=[disk("vda", APPROVED), disk("vdb", "sha256:x", ROGUE)]),
         make_vm("diskless", disks=[]),
-        make_vm("cdrom-only", disks=[disk("hda", ROGUE, device="cdrom"), disk("fda", ROGUE,
-                                                                              device="floppy")]),
+        make_vm(
+            "cdrom-only",
+            disks=[disk("hda", ROGUE, device="cdrom"), disk("fda", ROGUE, device="floppy")],
+        ),
         make_vm("unreadable", disks=[disk("vda", None, None)]),
         make_vm("broken", disks=[disk("vda", None)]),
     ]
@@ -60,11 +62,14 @@ def test_not_approved_template_uses_estate_catalog_too(policy_with):
 
 
 def test_unregistered(policy_with):
-    got = judge(policy_with("[unregistered]"), [
-        make_vm("yes", registered=True),
-        make_vm("no", registered=False),
-        make_vm("absent", registered=None),
-    ])
+    got = judge(
+        policy_with("[unregistered]"),
+        [
+            make_vm("yes", registered=True),
+            make_vm("no", registered=False),
+            make_vm("absent", registered=None),
+        ],
+    )
     assert got["yes"] is NO_MATCH
     assert got["no"] == Verdict.match(registered=False)
     assert got["absent"] == Verdict.match(registered=None)
@@ -74,15 +79,23 @@ def test_unregistered(policy_with):
 
 
 def test_outside_zone(policy_with):
-    got = judge(policy_with("[outside-zone]"), [
-        make_vm("in-zone", classification="pci", nics=[nic(network="pci")]),
-        make_vm("bridge-in-zone", classification="pci", nics=[nic(network=None, bridge="pci")]),
-        make_vm("outside", classification="pci", nics=[nic(network="pci"), nic(network="prod")]),
-        make_vm("no-zone", classification="secret", nics=[nic(network="prod")]),
-        make_vm("unclassified", classification=None, nics=[nic(network="dmz")]),
-        make_vm("direct", classification="pci", nics=[nic(network=None, type="direct",
-                                                           source_dev="eth0")]),
-    ])
+    got = judge(
+        policy_with("[outside-zone]"),
+        [
+            make_vm("in-zone", classification="pci", nics=[nic(network="pci")]),
+            make_vm("bridge-in-zone", classification="pci", nics=[nic(network=None, bridge="pci")]),
+            make_vm(
+                "outside", classification="pci", nics=[nic(network="pci"), nic(network="prod")]
+            ),
+            make_vm("no-zone", classification="secret", nics=[nic(network="prod")]),
+            make_vm("unclassified", classification=None, nics=[nic(network="dmz")]),
+            make_vm(
+                "direct",
+                classification="pci",
+                nics=[nic(network=None, type="direct", source_dev="eth0")],
+            ),
+        ],
+    )
     assert got["in-zone"] is NO_MATCH
     assert got["bridge-in-zone"] is NO_MATCH
     assert got["outside"] == Verdict.match(classification="pci", zone="pci", networks=["prod"])
@@ -93,11 +106,14 @@ def test_outside_zone(policy_with):
 
 
 def test_outside_zone_limited_to_zones(policy_with):
-    got = judge(policy_with("[{type: outside-zone, zones: [internal]}]"), [
-        make_vm("pci-outside", classification="pci", nics=[nic(network="prod")]),
-        make_vm("internal-outside", classification="internal", nics=[nic(network="pci")]),
-        make_vm("unzoned", classification="secret", nics=[nic(network="pci")]),
-    ])
+    got = judge(
+        policy_with("[{type: outside-zone, zones: [internal]}]"),
+        [
+            make_vm("pci-outside", classification="pci", nics=[nic(network="prod")]),
+            make_vm("internal-outside", classification="internal", nics=[nic(network="pci")]),
+            make_vm("unzoned", classification="secret", nics=[nic(network="pci")]),
+        ],
+    )
     assert got["pci-outside"] is NO_MATCH
     assert got["internal-outside"].matched
     assert got["unzoned"] is NO_MATCH
@@ -107,13 +123,16 @@ def test_outside_zone_limited_to_zones(policy_with):
 
 
 def test_mixed_classification_on_host_flags_every_vm_involved(policy_with):
-    got = judge(policy_with("[mixed-classification-on-host]"), [
-        make_vm("pci-a", host="h1", classification="pci"),
-        make_vm("internal-off", host="h1", classification="internal", state=State.SHUTOFF),
-        make_vm("plain", host="h1", classification=None),
-        make_vm("pci-b", host="h2", classification="pci"),
-        make_vm("pci-c", host="h2", classification="pci"),
-    ])
+    got = judge(
+        policy_with("[mixed-classification-on-host]"),
+        [
+            make_vm("pci-a", host="h1", classification="pci"),
+            make_vm("internal-off", host="h1", classification="internal", state=State.SHUTOFF),
+            make_vm("plain", host="h1", classification=None),
+            make_vm("pci-b", host="h2", classification="pci"),
+            make_vm("pci-c", host="h2", classification="pci"),
+        ],
+    )
     evidence = {"host": "h1", "classifications": ["internal", "pci"]}
     assert got["pci-a"] == Verdict.match(**evidence)
     assert got["internal-off"] == Verdict.match(**evidence)
@@ -125,14 +144,17 @@ def test_mixed_classification_on_host_flags_every_vm_involved(policy_with):
 
 
 def test_duplicate_mac_flags_every_vm_involved(policy_with):
-    got = judge(policy_with("[duplicate-mac]"), [
-        make_vm("a", host="h1", nics=[nic("52:54:00:AA:BB:CC")]),
-        make_vm("b", host="h2", nics=[nic("52:54:00:aa:bb:cc")]),
-        make_vm("c", host="h3", nics=[nic("52:54:00:aa:bb:cc"), nic("52:54:00:00:00:99")]),
-        make_vm("unique", nics=[nic("52:54:00:00:00:01")]),
-        make_vm("two-nics-same-mac", nics=[nic("52:54:00:00:00:02"), nic("52:54:00:00:00:02")]),
-        make_vm("no-mac", nics=[nic(None)]),
-    ])
+    got = judge(
+        policy_with("[duplicate-mac]"),
+        [
+            make_vm("a", host="h1", nics=[nic("52:54:00:AA:BB:CC")]),
+            make_vm("b", host="h2", nics=[nic("52:54:00:aa:bb:cc")]),
+            make_vm("c", host="h3", nics=[nic("52:54:00:aa:bb:cc"), nic("52:54:00:00:00:99")]),
+            make_vm("unique", nics=[nic("52:54:00:00:00:01")]),
+            make_vm("two-nics-same-mac", nics=[nic("52:54:00:00:00:02"), nic("52:54:00:00:00:02")]),
+            make_vm("no-mac", nics=[nic(None)]),
+        ],
+    )
     evidence = {"mac": "52:54:00:aa:bb:cc", "vms": ["h1/a", "h2/b", "h3/c"]}
     assert got["a"] == got["b"] == got["c"] == Verdict.match(**evidence)
     assert got["unique"] is NO_MATCH
@@ -145,19 +167,29 @@ def test_duplicate_mac_flags_every_vm_involved(policy_with):
 
 def test_dormant(policy_with):
     old, recent = NOW - timedelta(days=45), NOW - timedelta(days=3)
-    got = judge(policy_with("[{type: dormant, days: 30}]"), [
-        make_vm("history-old", state=State.SHUTOFF, state_since=old),
-        make_vm("history-recent", state=State.SHUTOFF, state_since=recent),
-        make_vm("running", state=State.RUNNING, state_since=old),
-        make_vm("disk-old", state=State.SHUTOFF,
-                disks=[disk("vda", mtime=old.replace(tzinfo=None)), disk("hdc", mtime=recent,
-                                                                          device="cdrom")]),
-        make_vm("disk-recent", state=State.SHUTOFF,
-                disks=[disk("vda", mtime=old), disk("vdb", mtime=recent)]),
-        make_vm("no-clue", state=State.SHUTOFF, disks=[disk("vda")]),
-    ])
-    assert got["history-old"] == Verdict.match(days_off=45, since=old.isoformat(),
-                                               basis="history")
+    got = judge(
+        policy_with("[{type: dormant, days: 30}]"),
+        [
+            make_vm("history-old", state=State.SHUTOFF, state_since=old),
+            make_vm("history-recent", state=State.SHUTOFF, state_since=recent),
+            make_vm("running", state=State.RUNNING, state_since=old),
+            make_vm(
+                "disk-old",
+                state=State.SHUTOFF,
+                disks=[
+                    disk("vda", mtime=old.replace(tzinfo=None)),
+                    disk("hdc", mtime=recent, device="cdrom"),
+                ],
+            ),
+            make_vm(
+                "disk-recent",
+                state=State.SHUTOFF,
+                disks=[disk("vda", mtime=old), disk("vdb", mtime=recent)],
+            ),
+            make_vm("no-clue", state=State.SHUTOFF, disks=[disk("vda")]),
+        ],
+    )
+    assert got["history-old"] == Verdict.match(days_off=45, since=old.isoformat(), basis="history")
     assert got["history-recent"] is NO_MATCH
     assert got["running"] is NO_MATCH
     assert got["disk-old"].matched and got["disk-old"].evidence["basis"] == "disk mtime"
@@ -170,13 +202,16 @@ def test_dormant(policy_with):
 
 def test_package(policy_with):
     policy = policy_with("[{type: package, installed: [telnetd], missing: [chrony]}]")
-    got = judge(policy, [
-        make_vm("bad", guest={"packages": {"telnetd": "0.17", "chrony": "4.3"}}),
-        make_vm("good", guest={"packages": [{"name": "chrony", "version": "4.3"}]}),
-        make_vm("no-chrony", guest={"packages": ["bash"]}),
-        make_vm("uninspected", guest=None),
-        make_vm("no-db", guest={"os": "linux"}),
-    ])
+    got = judge(
+        policy,
+        [
+            make_vm("bad", guest={"packages": {"telnetd": "0.17", "chrony": "4.3"}}),
+            make_vm("good", guest={"packages": [{"name": "chrony", "version": "4.3"}]}),
+            make_vm("no-chrony", guest={"packages": ["bash"]}),
+            make_vm("uninspected", guest=None),
+            make_vm("no-db", guest={"os": "linux"}),
+        ],
+    )
     assert got["bad"] == Verdict.match(packages=["telnetd"])
     assert got["good"] is NO_MATCH
     assert got["no-chrony"] == Verdict.match(missing=["chrony"])
@@ -196,14 +231,20 @@ def test_package(policy_with):
         ("{type: value, key: memory_kib, op: lt, value: 1024}", None),
         ("{type: value, key: vcpus, op: in, value: [1, 2]}", {"vcpus": 2}),
         ("{type: value, key: nics.0.network, op: eq, value: prod}", {"nics.0.network": "prod"}),
-        ("{type: value, key: nics.0.addresses, op: contains, value: 10.0.0.5}",
-         {"nics.0.addresses": ["10.0.0.5"]}),
+        (
+            "{type: value, key: nics.0.addresses, op: contains, value: 10.0.0.5}",
+            {"nics.0.addresses": ["10.0.0.5"]},
+        ),
         ("{type: value, key: name, op: regex, value: '^web'}", {"name": "web01"}),
         ("{type: value, key: state, op: eq, value: running}", {"state": "running"}),
-        ("{type: value, key: first_seen, op: lt, value: '2026-01-01'}",
-         {"first_seen": "2025-06-01T00:00:00+00:00"}),
-        ("{type: value, key: guest.os.family, op: eq, value: debian}",
-         {"guest.os.family": "debian"}),
+        (
+            "{type: value, key: first_seen, op: lt, value: '2026-01-01'}",
+            {"first_seen": "2025-06-01T00:00:00+00:00"},
+        ),
+        (
+            "{type: value, key: guest.os.family, op: eq, value: debian}",
+            {"guest.os.family": "debian"},
+        ),
         ("{type: value, key: meta.template, op: eq, value: null}", {"meta.template": None}),
         ("{type: value, key: meta.owner, op: ne, value: null}", {"meta.owner": "alice"}),
         ("{type: value, key: meta.owner, op: eq, value: null}", None),
@@ -212,8 +253,9 @@ def test_package(policy_with):
 def test_value_ops(policy_with, flt, expected):
     from datetime import UTC, datetime
 
-    vm = make_vm("web01", first_seen=datetime(2025, 6, 1, tzinfo=UTC),
-                 guest={"os": {"family": "debian"}})
+    vm = make_vm(
+        "web01", first_seen=datetime(2025, 6, 1, tzinfo=UTC), guest={"os": {"family": "debian"}}
+    )
     vm.nics[0].addresses = ["10.0.0.5"]
     got = judge(policy_with(f"[{flt}]"), [vm])["web01"]
     assert got == (NO_MATCH if expected is None else Verdict.match(**expected))
@@ -223,17 +265,21 @@ def test_value_none_and_type_mismatch_are_unknown(policy_with):
     vm = make_vm("web01", owner=None)
     unknown = judge(policy_with("[{type: value, key: meta.owner, value: alice}]"), [vm])["web01"]
     assert unknown == Verdict.unknown("'meta.owner' is missing or null")
-    out_of_range = judge(policy_with("[{type: value, key: nics.5.mac, op: regex, value: x}]"),
-                         [vm])["web01"]
+    out_of_range = judge(
+        policy_with("[{type: value, key: nics.5.mac, op: regex, value: x}]"), [vm]
+    )["web01"]
     assert out_of_range.is_unknown
     mismatch = judge(policy_with("[{type: value, key: name, op: gt, value: 3}]"), [vm])["web01"]
     assert mismatch.is_unknown and "cannot apply 'gt'" in mismatch.reason
 
 
 def test_value_on_images(policy_with):
-    images = [Image(path="/i/big.qcow2", host="h1", size=10), Image(path="/i/small", host="h1",
-                                                                    size=1)]
-    got = judge(policy_with("[{type: value, key: size, op: gt, value: 5}]", resource="image"),
-                [], images)
+    images = [
+        Image(path="/i/big.qcow2", host="h1", size=10),
+        Image(path="/i/small", host="h1", size=1),
+    ]
+    got = judge(
+        policy_with("[{type: value, key: size, op: gt, value: 5}]", resource="image"), [], images
+    )
     assert got["/i/big.qcow2"] == Verdict.match(size=10)
     assert got["/i/small"] is NO_MATCH

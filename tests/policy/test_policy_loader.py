@@ -78,14 +78,18 @@ def test_unknown_key_lists_valid_keys(write_policy):
     text = BASE_POLICY + "rules:\n" + rule(severty="high")
     err = error_of(write_policy, text)
     line = text.splitlines().index("    severty: high") + 1
-    assert f":{line}: rules[0].severty: unknown key 'severty' (valid: actions, description, " \
-           "filters, name, resource, severity)" in str(err)
+    assert (
+        f":{line}: rules[0].severty: unknown key 'severty' (valid: actions, description, "
+        "filters, name, resource, severity)" in str(err)
+    )
 
 
 def test_unknown_top_level_key(write_policy):
     err = error_of(write_policy, "version: 1\nzone: {}\n")
-    assert ":2: zone: unknown key 'zone' (valid: gate, notify, quarantine, rules, templates, " \
-           "version, vulns, zones)" in str(err)
+    assert (
+        ":2: zone: unknown key 'zone' (valid: gate, notify, quarantine, rules, templates, "
+        "version, vulns, zones)" in str(err)
+    )
 
 
 def test_wrong_type_says_expected_and_got(write_policy):
@@ -99,58 +103,77 @@ def test_bad_severity(write_policy):
     text = BASE_POLICY + "rules:\n" + rule(severity="urgent")
     err = error_of(write_policy, text)
     line = text.splitlines().index("    severity: urgent") + 1
-    assert f":{line}: rules[0].severity: invalid severity 'urgent' (valid: info, low, medium, " \
-           "high, critical)" in str(err)
+    assert (
+        f":{line}: rules[0].severity: invalid severity 'urgent' (valid: info, low, medium, "
+        "high, critical)" in str(err)
+    )
 
 
 def test_bad_digest(write_policy):
     text = BASE_POLICY.replace(APPROVED, "sha256:abc")
     err = error_of(write_policy, text)
-    assert ":4: templates[0].digest: digest must be 'sha256:' followed by 64 hex digits, " \
-           "got 'sha256:abc'" in str(err)
+    assert (
+        ":4: templates[0].digest: digest must be 'sha256:' followed by 64 hex digits, "
+        "got 'sha256:abc'" in str(err)
+    )
 
 
 def test_duplicate_rule_name(write_policy):
     text = BASE_POLICY + "rules:\n" + rule() + rule()
     err = error_of(write_policy, text)
     lines = [i + 1 for i, t in enumerate(text.splitlines()) if t == "  - name: r"]
-    assert f":{lines[1]}: rules[1].name: duplicate rule name 'r' (first at rules[0], line " \
-           f"{lines[0]})" in str(err)
+    assert (
+        f":{lines[1]}: rules[1].name: duplicate rule name 'r' (first at rules[0], line "
+        f"{lines[0]})" in str(err)
+    )
 
 
 def test_unknown_action(write_policy):
     text = BASE_POLICY + "rules:\n" + rule(actions="[notify, quarantine, isolate]")
     err = error_of(write_policy, text)
     line = text.splitlines().index("    actions: [notify, quarantine, isolate]") + 1
-    assert f":{line}: rules[0].actions[2]: unknown action 'isolate' (valid: notify, pause, " \
-           "quarantine, shutdown, snapshot, tag)" in str(err)
+    assert (
+        f":{line}: rules[0].actions[2]: unknown action 'isolate' (valid: notify, pause, "
+        "quarantine, shutdown, snapshot, tag)" in str(err)
+    )
 
 
 def test_action_not_supported_by_resource(write_policy):
-    text = BASE_POLICY + "rules:\n" + rule(
-        "[{type: value, key: size, op: gt, value: 0}]", "[quarantine]", resource="image"
+    text = (
+        BASE_POLICY
+        + "rules:\n"
+        + rule("[{type: value, key: size, op: gt, value: 0}]", "[quarantine]", resource="image")
     )
     err = error_of(write_policy, text)
-    assert "rules[0].actions[0]: action 'quarantine' cannot act on resource 'image' " \
-           "(it acts on: vm)" in str(err)
+    assert (
+        "rules[0].actions[0]: action 'quarantine' cannot act on resource 'image' "
+        "(it acts on: vm)" in str(err)
+    )
 
 
 def test_filter_not_for_resource(write_policy):
     err = error_of(write_policy, BASE_POLICY + "rules:\n" + rule(resource="image"))
-    assert "rules[0].filters[0]: filter 'unregistered' does not apply to resource 'image' " \
-           "(it judges: vm)" in str(err)
+    assert (
+        "rules[0].filters[0]: filter 'unregistered' does not apply to resource 'image' "
+        "(it judges: vm)" in str(err)
+    )
 
 
 def test_bad_filter_params_with_line(write_policy):
-    text = BASE_POLICY + "rules:\n" + rule(
-        "\n      - unregistered\n      - type: dormant\n        days: 0\n        weeks: 2"
+    text = (
+        BASE_POLICY
+        + "rules:\n"
+        + rule("\n      - unregistered\n      - type: dormant\n        days: 0\n        weeks: 2")
     )
     err = error_of(write_policy, text)
     days = text.splitlines().index("        days: 0") + 1
-    assert f":{days}: rules[0].filters[1].days: should be greater than 0, got an integer 0" \
-           in str(err)
-    assert f":{days + 1}: rules[0].filters[1].weeks: unknown key 'weeks' (valid: days, type)" \
-           in str(err)
+    assert f":{days}: rules[0].filters[1].days: should be greater than 0, got an integer 0" in str(
+        err
+    )
+    assert (
+        f":{days + 1}: rules[0].filters[1].weeks: unknown key 'weeks' (valid: days, type)"
+        in str(err)
+    )
 
 
 def test_filter_missing_param(write_policy):
@@ -159,13 +182,17 @@ def test_filter_missing_param(write_policy):
 
 
 def test_nested_filter_errors_have_their_own_line(write_policy):
-    text = BASE_POLICY + "rules:\n" + rule(
-        "\n      - or:\n          - unregistered\n          - not: {type: dormant, days: x}"
+    text = (
+        BASE_POLICY
+        + "rules:\n"
+        + rule("\n      - or:\n          - unregistered\n          - not: {type: dormant, days: x}")
     )
     err = error_of(write_policy, text)
     line = text.splitlines().index("          - not: {type: dormant, days: x}") + 1
-    assert f":{line}: rules[0].filters[0].or[1].not.days: expected an integer, got a string " \
-           "'x'" in str(err)
+    assert (
+        f":{line}: rules[0].filters[0].or[1].not.days: expected an integer, got a string "
+        "'x'" in str(err)
+    )
 
 
 def test_typed_combinator_form_and_shorthand_errors(write_policy):
@@ -176,8 +203,9 @@ def test_typed_combinator_form_and_shorthand_errors(write_policy):
 
 
 def test_unknown_zone_referenced(write_policy):
-    err = error_of(write_policy, BASE_POLICY + "rules:\n" + rule(
-        "[{type: outside-zone, zones: [pci, dmz]}]"))
+    err = error_of(
+        write_policy, BASE_POLICY + "rules:\n" + rule("[{type: outside-zone, zones: [pci, dmz]}]")
+    )
     assert "rules[0].filters[0].zones[1]: unknown zone 'dmz' (valid: internal, pci)" in str(err)
 
 
@@ -204,8 +232,10 @@ def test_duplicate_yaml_keys(write_policy):
 
 
 def test_all_problems_reported_together_in_line_order(write_policy):
-    text = BASE_POLICY.replace(APPROVED, "sha256:zz") + "rules:\n" + rule(
-        "[outside-zon]", severity="urgent"
+    text = (
+        BASE_POLICY.replace(APPROVED, "sha256:zz")
+        + "rules:\n"
+        + rule("[outside-zon]", severity="urgent")
     )
     err = error_of(write_policy, text)
     assert isinstance(err, PolicyValidationError)
@@ -224,37 +254,51 @@ def test_gate_filters_are_checked(write_policy):
 def test_notifier_types_and_params(write_policy):
     text = BASE_POLICY + "  - {type: pager, to: x}\n  - {type: syslog, address: nohost}\n"
     err = error_of(write_policy, text)
-    assert "notify[1]: unknown notifier type 'pager' (valid: ocsf, smtp, syslog, webhook)" \
-        in str(err)
+    assert "notify[1]: unknown notifier type 'pager' (valid: ocsf, smtp, syslog, webhook)" in str(
+        err
+    )
     assert "notify[2].address: should match pattern" in str(err)
 
 
 def test_action_needing_a_section(write_policy):
     text = f"version: 1\nrules:\n{rule(actions='[quarantine, notify]')}"
     err = error_of(write_policy, text)
-    assert "rules[0].actions[0]: action 'quarantine' needs a top-level 'quarantine:' section" \
+    assert (
+        "rules[0].actions[0]: action 'quarantine' needs a top-level 'quarantine:' section"
         in str(err)
+    )
     assert "rules[0].actions[1]: action 'notify' needs a top-level 'notify:' section" in str(err)
 
 
 def test_action_params_checked(write_policy):
-    err = error_of(write_policy, BASE_POLICY + "rules:\n" + rule(
-        actions="[{type: tag, key: owner}, {type: notify, via: [smtp]}]"))
+    err = error_of(
+        write_policy,
+        BASE_POLICY
+        + "rules:\n"
+        + rule(actions="[{type: tag, key: owner}, {type: notify, via: [smtp]}]"),
+    )
     assert "rules[0].actions[0]: missing required key 'value'" in str(err)
-    assert "rules[0].actions[1].via[0]: no 'smtp' receiver under 'notify:' (configured: " \
-           "webhook)" in str(err)
+    assert (
+        "rules[0].actions[1].via[0]: no 'smtp' receiver under 'notify:' (configured: "
+        "webhook)" in str(err)
+    )
 
 
 def test_value_key_path_checked_against_the_record(write_policy):
-    err = error_of(write_policy, BASE_POLICY + "rules:\n" + rule(
-        "[{type: value, key: meta.ownr, value: x}]"))
-    assert "rules[0].filters[0].key: unknown key path 'meta.ownr': 'meta' has no field 'ownr'" \
+    err = error_of(
+        write_policy, BASE_POLICY + "rules:\n" + rule("[{type: value, key: meta.ownr, value: x}]")
+    )
+    assert (
+        "rules[0].filters[0].key: unknown key path 'meta.ownr': 'meta' has no field 'ownr'"
         in str(err)
+    )
 
 
 def test_value_params_checked(write_policy):
-    err = error_of(write_policy, BASE_POLICY + "rules:\n" + rule(
-        "[{type: value, key: name, op: regex, value: '('}]"))
+    err = error_of(
+        write_policy,
+        BASE_POLICY + "rules:\n" + rule("[{type: value, key: name, op: regex, value: '('}]"),
+    )
     assert "rules[0].filters[0]: invalid regex '('" in str(err)
 
 
