@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -285,3 +287,31 @@ def test_two_fleet_files_are_two_hosts(tmp_path: Path) -> None:
     with open_connector(f"test://{a}") as ca, open_connector(f"test://{b}") as cb:
         assert (ca.host, len(ca.inventory().vms)) == ("rack-a", 3)
         assert (cb.host, len(cb.inventory().vms)) == ("rack-b", 2)
+
+
+def test_network_without_ip_does_not_crash_the_test_driver(tmp_path: Path) -> None:
+    """libvirt 9.0's test driver SIGSEGVs in interfaceAddresses for a NIC on a network
+    without <ip>; the connector must not ask. Run in a child so a crash fails, not kills."""
+    fleet = tmp_path / "isolated.xml"
+    fleet.write_text(
+        "<node><domain type='test'><name>iso-vm</name><memory>1024</memory>"
+        "<os><type>hvm</type></os><devices>"
+        "<interface type='network'><mac address='52:54:00:00:0e:01'/>"
+        "<source network='isolated'/></interface>"
+        "<interface type='bridge'><mac address='52:54:00:00:0e:02'/>"
+        "<source bridge='br0'/></interface></devices></domain>"
+        "<network><name>isolated</name><bridge name='virbr7'/></network></node>"
+    )
+    code = (
+        "from vmwarden.connectors.libvirt.connection import LibvirtConnector\n"
+        f"c = LibvirtConnector('test://{fleet}')\n"
+        "vm, = c.inventory().vms\n"
+        "assert [n.addresses for n in vm.nics] == [[], []], vm.nics\n"
+        "assert c.lookup('iso-vm').nics[0].addresses == []\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

@@ -44,6 +44,7 @@ from vmwarden.connectors.libvirt.inventory import (
     message_of,
     read_inventory,
     state_of,
+    unsafe_address_networks,
 )
 from vmwarden.connectors.libvirt.nicxml import (
     iface_mac,
@@ -191,9 +192,9 @@ class LibvirtConnector:
         """One domain by UUID or name, parsed as in ``inventory``."""
         dom = self._dom(vm_id_or_name)
         try:
-            return domain_to_vm(
-                dom, state_of(dom.state()[0]), bool(dom.isPersistent()), self.host, self.uri
-            )
+            unsafe = unsafe_address_networks(self.conn, self.uri)
+            state, persistent = state_of(dom.state()[0]), bool(dom.isPersistent())
+            return domain_to_vm(dom, state, persistent, self.host, self.uri, unsafe)
         except libvirt.libvirtError as exc:
             self._fail(exc, "read", vm_id_or_name)
 
