@@ -13,7 +13,8 @@ What libvirt's **test driver** (``test:///…``, libvirt 9.0) supports, checked 
   changed) when a live change is asked for. Real QEMU supports both.
 - ``setMetadata`` / ``metadata``: supported, live and config.
 - ``interfaceAddresses``: answers every source (lease, agent, ARP) with made-up addresses
-  from the DHCP range of the NIC's network; errors when that network does not exist.
+  from the NIC's network's ``<ip>``; errors when that network does not exist, and
+  **segfaults the process** when it has no ``<ip>`` (so the inventory never asks then).
 - State in the custom-file format comes from ``<test:runstate>N</test:runstate>`` (a
   ``virDomainState`` number: 1 running, 3 paused, 5 shut off) and ``<test:transient/>``, in
   namespace ``http://libvirt.org/schemas/domain/test/1.0`` (*with* ``/1.0``: other URIs
