@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
-_PLAIN = (str, int, float, bool, type(None))
+_PLAIN = frozenset((str, int, float, bool, type(None)))
 
 
 def record_of(value: Any) -> Any:
@@ -27,13 +27,17 @@ def record_of(value: Any) -> Any:
     if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
         names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value))
     if names is not None:
-        return {name: record_of(getattr(value, name)) for name in names}
+        out = {}
+        for name in names:
+            item = getattr(value, name)
+            out[name] = item if type(item) in _PLAIN else record_of(item)
+        return out
     if isinstance(value, StrEnum):
         return value.value
     if isinstance(value, list | tuple):
-        return [record_of(item) for item in value]
+        return [item if type(item) in _PLAIN else record_of(item) for item in value]
     if isinstance(value, dict):
-        return {key: record_of(item) for key, item in value.items()}
+        return {k: item if type(item) in _PLAIN else record_of(item) for k, item in value.items()}
     if isinstance(value, datetime):
         return value.isoformat()
     return value
