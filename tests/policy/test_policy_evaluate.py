@@ -88,3 +88,37 @@ def test_action_params_reach_the_rule():
     assert policy.rule("unregistered").action_specs() == [
         ("tag", {"key": "registered", "value": "no"})
     ]
+
+
+GATED = (
+    BASE_POLICY
+    + """\
+gate:
+  deny: [not-approved-template]
+  hold: [{type: dormant, days: 30}, unregistered]
+"""
+)
+
+
+def test_gate_admission():
+    from datetime import timedelta
+
+    from conftest import NOW
+    from vmwarden.model import State
+    from vmwarden.policy import admit
+
+    policy = parse_policy(GATED)
+    ok = make_vm("ok")
+    rogue = make_vm("rogue", disks=[disk("vda", ROGUE)], registered=False)
+    unread = make_vm("unread", disks=[disk("vda", None)])
+    old = make_vm("old", state=State.SHUTOFF, state_since=NOW - timedelta(days=40))
+    stranger = make_vm("stranger", registered=None)
+    estate = make_estate([ok, rogue, unread, old, stranger])
+    assert admit(policy, ok, estate).decision == "allow"
+    denied = admit(policy, rogue, estate)
+    assert denied.decision == "deny"
+    assert denied.reasons[0]["filter"] == "not-approved-template"
+    assert admit(policy, unread, estate).decision == "deny"  # unknown never admits
+    assert admit(policy, old, estate).decision == "hold"
+    held = admit(policy, stranger, estate)
+    assert held.reasons == [{"filter": "unregistered", "registered": None}]

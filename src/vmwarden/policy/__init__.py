@@ -10,6 +10,7 @@ from vmwarden.policy import filters as _filters_package
 from vmwarden.policy.actions import actions
 from vmwarden.policy.evaluate import evaluate
 from vmwarden.policy.filters.base import filters
+from vmwarden.policy.gate import Admission, admit
 from vmwarden.policy.loader import load_policy, parse_policy
 from vmwarden.policy.problems import PolicyValidationError, Problem
 from vmwarden.policy.rules import ActionSpec, Gate, Policy, Rule
@@ -20,6 +21,7 @@ del _actions_module, _filters_package
 __all__ = [
     "NO_MATCH",
     "ActionSpec",
+    "Admission",
     "Gate",
     "Outcome",
     "Policy",
@@ -28,6 +30,7 @@ __all__ = [
     "Rule",
     "Verdict",
     "actions",
+    "admit",
     "evaluate",
     "filters",
     "load_policy",

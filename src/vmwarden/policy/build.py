@@ -45,7 +45,7 @@ class Builder:
         if isinstance(spec, dict):
             keys = ", ".join(repr(k) for k in spec) or "none"
             hint = " (or a single and/or/not key)" if kind == "filter" else ""
-            self.problems.add(path, f"a {kind} mapping needs 'type'{hint}; got keys {keys}")
+            self.problems.add(path, f"{kind} mapping needs 'type'{hint}; got keys {keys}")
             return None
         self.problems.add(path, f"expected a {kind} name or mapping, got {describe(spec)}")
         return None

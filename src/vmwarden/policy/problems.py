@@ -149,7 +149,15 @@ def translate(error: ErrorDetails, model: type[BaseModel], extra_keys: tuple[str
         choices = literal_choices(model, loc)
         valid = f" (valid: {', '.join(choices)})" if choices else ""
         field = loc[-1] if loc and isinstance(loc[-1], str) else "value"
-        return f"invalid {field} {value!r}{valid}"
+        note = ""
+        if isinstance(value, bool):
+            note = " (YAML reads unquoted yes/no/on/off as booleans: quote the value)"
+        return f"invalid {field} {value!r}{valid}{note}"
+    if kind == "too_short" and isinstance(value, list):
+        least = error.get("ctx", {}).get("min_length", 1)
+        return f"needs at least {least} item{'s' if least != 1 else ''}, got {len(value)}"
+    if kind == "string_too_short":
+        return "must not be empty"
     if kind == "value_error":
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
     message = error["msg"].replace("Input should", "should").replace("String should", "should")

@@ -49,6 +49,9 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+_SCALARS = frozenset({str, int, float, bool})
+
+
 class ValueParams(StrictModel):
     key: str = Field(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
     op: Op = "eq"
@@ -72,6 +75,8 @@ class ValueParams(StrictModel):
 
 def jsonable(value: Any) -> Any:
     """The value as ``to_dict()`` would give it (ISO timestamps, enum values, plain dicts)."""
+    if value is None or type(value) in _SCALARS:
+        return value
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime | date):
@@ -101,7 +106,7 @@ def resolve(record: Any, parts: tuple[str, ...]) -> Any:
                 value = value[int(part)]
             except (ValueError, IndexError):
                 return None
-        elif dataclasses.is_dataclass(value) and part in value.__dataclass_fields__:
+        elif part in getattr(type(value), "__dataclass_fields__", ()):
             value = getattr(value, part)
         else:
             return None
