@@ -275,13 +275,10 @@ def test_action_params_checked(write_policy):
         write_policy,
         BASE_POLICY
         + "rules:\n"
-        + rule(actions="[{type: tag, key: owner}, {type: notify, via: [smtp]}]"),
+        + rule(actions="[{type: tag, key: owner}, {type: shutdown, force: true}]"),
     )
     assert "rules[0].actions[0]: missing required key 'value'" in str(err)
-    assert (
-        "rules[0].actions[1].via[0]: no 'smtp' receiver under 'notify:' (configured: "
-        "webhook)" in str(err)
-    )
+    assert "rules[0].actions[1].force: unknown key 'force' (valid: type)" in str(err)
 
 
 def test_value_key_path_checked_against_the_record(write_policy):

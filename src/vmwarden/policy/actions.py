@@ -7,7 +7,7 @@ exist, take valid params and suit the rule's resource, before anything touches a
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
@@ -66,27 +66,17 @@ class Pause(Action):
     """
 
 
-class ShutdownParams(StrictModel):
-    force: bool = False  # destroy (pull the plug) instead of an ACPI shutdown
-
-
 @actions.register("shutdown")
 class Shutdown(Action):
-    """Shuts the VM down (ACPI), or powers it off at once with ``force: true``.
+    """Asks the guest to shut down (ACPI); a VM that is not running is left alone.
 
     Example:
         - name: stop-unregistered
           resource: vm
           severity: medium
           filters: [unregistered]
-          actions: [{type: shutdown, force: true}]
+          actions: [shutdown]
     """
-
-    Params = ShutdownParams
-
-
-class SnapshotParams(StrictModel):
-    memory: bool = False  # include RAM (running VMs only), for forensics
 
 
 @actions.register("snapshot")
@@ -98,40 +88,24 @@ class Snapshot(Action):
           resource: vm
           severity: high
           filters: [duplicate-mac]
-          actions: [{type: snapshot, memory: false}]
+          actions: [snapshot]
     """
-
-    Params = SnapshotParams
-
-
-class NotifyParams(StrictModel):
-    via: list[Literal["webhook", "syslog", "smtp", "ocsf"]] | None = Field(
-        default=None, min_length=1
-    )  # default: every receiver under ``notify:``
 
 
 @actions.register("notify")
 class Notify(Action):
-    """Sends the finding to the ``notify:`` receivers (all, or those of the types in ``via``).
+    """Sends the finding to every receiver under ``notify:`` (webhook, syslog, smtp, ocsf).
 
     Example:
         - name: tell-secops
           resource: vm
           severity: medium
           filters: [mixed-classification-on-host]
-          actions: [{type: notify, via: [webhook]}]
+          actions: [notify]
     """
 
     resources = ("vm", "image", "host")
-    Params = NotifyParams
     needs = "notify"
-
-    @classmethod
-    def check(cls, params: StrictModel, env: CheckEnv) -> Iterable[tuple[PathT, str]]:
-        for i, kind in enumerate(getattr(params, "via", None) or ()):
-            if kind not in env.notifiers:
-                configured = ", ".join(sorted(env.notifiers)) or "none"
-                yield ("via", i), f"no {kind!r} receiver under 'notify:' (configured: {configured})"
 
 
 class TagParams(StrictModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 RESOURCES = ("vm", "image", "host")
@@ -96,6 +96,7 @@ class Webhook(StrictModel):
     url: Annotated[str, Field(pattern=r"^https?://")]
     headers: dict[str, str] = {}
     timeout: float = Field(default=5.0, gt=0)
+    retries: int = Field(default=2, ge=0)
 
 
 class Syslog(StrictModel):
@@ -105,33 +106,26 @@ class Syslog(StrictModel):
     address: Annotated[str, Field(pattern=r"^[^\s:]+:\d+$")]
     protocol: Literal["udp", "tcp"] = "udp"
     format: Literal["rfc5424", "cef"] = "rfc5424"
+    timeout: float = Field(default=3.0, gt=0)
 
 
 class Smtp(StrictModel):
     """Mails findings through an SMTP relay."""
 
-    model_config = ConfigDict(populate_by_name=True)
-
     type: Literal["smtp"] = "smtp"
     host: Name
     port: int = Field(default=25, gt=0, lt=65536)
-    sender: Name = Field(alias="from")
+    sender: Name = "vmwarden@localhost"
     to: list[Name] = Field(min_length=1)
     starttls: bool = False
+    timeout: float = Field(default=5.0, gt=0)
 
 
 class Ocsf(StrictModel):
-    """Writes each finding as an OCSF JSON event to a file (one per line) or POSTs it."""
+    """Appends each finding as an OCSF JSON event (one per line) to a file."""
 
     type: Literal["ocsf"] = "ocsf"
-    path: Name | None = None
-    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
-
-    @model_validator(mode="after")
-    def _one_destination(self) -> Ocsf:
-        if (self.path is None) == (self.url is None):
-            raise ValueError("give exactly one of 'path' or 'url'")
-        return self
+    path: Name
 
 
 NOTIFIERS: dict[str, type[StrictModel]] = {
