@@ -326,3 +326,35 @@ def test_vulns_path_relative_to_policy_file(write_policy):
 def test_parse_policy_defaults_source():
     with pytest.raises(PolicyError, match=r"^<string>:1: "):
         parse_policy("version: 3\n")
+
+
+def test_yaml_booleans_are_explained():
+    with pytest.raises(PolicyError, match=r"quote the value"):
+        parse_policy("version: 1\ngate: {unreachable: no}\n")
+
+
+def test_unsafe_yaml_tags_are_rejected():
+    with pytest.raises(PolicyError, match=r"<string>:2: vulns: unsupported YAML value"):
+        parse_policy("version: 1\nvulns: !!python/object:os.system x\n")
+
+
+def test_alias_bombs_are_refused():
+    lines = ["version: 1", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
+    with pytest.raises(PolicyError, match="YAML nodes"):
+        parse_policy("\n".join(lines) + "\n")
+
+
+def test_policy_layer_imports_only_model_and_errors():
+    import ast
+
+    allowed = ("vmwarden.model", "vmwarden.errors", "vmwarden.policy")
+    for path in (REPO / "src" / "vmwarden" / "policy").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            bad = [n for n in names if n.startswith("vmwarden") and not n.startswith(allowed)]
+            assert not bad, f"{path.name} imports {bad}"
