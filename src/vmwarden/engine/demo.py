@@ -29,6 +29,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from vmwarden.engine.fleetgen import (
@@ -303,6 +304,7 @@ def _build_base(templates: Path, base: str, wd: Path) -> None:
             "-d", str(tree), str(raw), f"{(VIRTUAL_SIZE >> 10) - 1024}k",
             env=env,
         )  # fmt: skip
+        _pin_inode_times(raw, tree, env)
     else:  # no e2fsprogs: still two distinct, deterministic images
         with raw.open("r+b") as f:
             f.seek(1 << 20)
@@ -320,6 +322,22 @@ def _build_base(templates: Path, base: str, wd: Path) -> None:
     )
     raw.unlink()
     shutil.rmtree(tree)
+
+
+def _pin_inode_times(raw: Path, tree: Path, env: dict[str, str]) -> None:
+    """Set ctime/crtime of every inode: ``mkfs -d`` copies them from the build tree (where
+    they are "now" and cannot be set), which would change the template digest per build."""
+    debugfs = shutil.which("debugfs") or shutil.which("debugfs", path="/usr/sbin:/sbin")
+    if debugfs is None:
+        return
+    stamp = datetime.fromtimestamp(_FIXED_TIME, UTC).strftime("%Y%m%d%H%M%S")
+    inodes = ["/", "/lost+found"] + [f"/{p.relative_to(tree)}" for p in sorted(tree.rglob("*"))]
+    script = raw.with_suffix(".debugfs")
+    script.write_text(
+        "".join(f'sif "{i}" {field} {stamp}\n' for i in inodes for field in ("ctime", "crtime"))
+    )
+    _run(debugfs, "-w", "-f", str(script), f"{raw}?offset={1 << 20}", env=env)
+    script.unlink()
 
 
 def _mbr(size: int) -> bytes:

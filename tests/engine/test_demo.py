@@ -1,0 +1,215 @@
+"""The embedded demo estate: real images, test-driver hosts, and the verdict it promises."""
+
+from __future__ import annotations
+
+import collections
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import libvirt
+import pytest
+import yaml
+from lxml import etree
+
+from vmwarden.engine.demo import ROGUE_BASE, TEMPLATE, build_demo_estate
+from vmwarden.inspect.chain import resolve_chain
+from vmwarden.inspect.digest import digest_file
+from vmwarden.model.vm import VM_XMLNS
+
+DAY = 86400
+
+
+@pytest.fixture(scope="module")
+def timed_build(tmp_path_factory):
+    start = time.perf_counter()
+    built = build_demo_estate(tmp_path_factory.mktemp("demo"))
+    return built, time.perf_counter() - start
+
+
+@pytest.fixture
+def estate(timed_build):
+    return timed_build[0]
+
+
+def domains(estate):
+    """(host, domain name, parsed XML, state, persistent) for every demo VM."""
+    out = []
+    for uri in estate.uris:
+        conn = libvirt.openReadOnly(uri)
+        host = Path(uri.removeprefix("test://")).stem
+        for dom in conn.listAllDomains():
+            xml = etree.fromstring(dom.XMLDesc())
+            out.append((host, dom.name(), xml, dom.state()[0], bool(dom.isPersistent())))
+    return out
+
+
+def disk_paths(xml):
+    return [d.find("source").get("file") for d in xml.findall("devices/disk")]
+
+
+def test_builds_quickly_with_files_in_place(timed_build):
+    estate, seconds = timed_build
+    assert seconds < 10
+    assert len(estate.uris) >= 3
+    for uri in estate.uris:
+        assert uri.startswith("test:///") and Path(uri.removeprefix("test://")).is_file()
+    assert estate.policy_path.is_file()
+    assert (estate.images_dir / "templates" / f"{TEMPLATE}.qcow2").is_file()
+    assert (estate.images_dir / "templates" / f"{ROGUE_BASE}.qcow2").is_file()
+    assert sorted(estate.hosts) == ["hv-dmz", "hv-east", "hv-lab", "hv-west"]
+
+
+def test_estate_shape(estate):
+    doms = domains(estate)
+    assert len(doms) >= 50
+    states = collections.Counter(state for _, _, _, state, _ in doms)
+    assert states[libvirt.VIR_DOMAIN_RUNNING] and states[libvirt.VIR_DOMAIN_PAUSED]
+    assert states[libvirt.VIR_DOMAIN_SHUTOFF]
+    assert any(not persistent for *_, persistent in doms)
+    assert any(not disk_paths(xml) for _, _, xml, _, _ in doms), "a VM with no disks"
+    names = [name for _, name, *_ in doms]
+    assert len(names) == len(set(names))
+    classes = set()
+    for _, _, xml, _, _ in doms:
+        cls = xml.find(f"metadata/{{{VM_XMLNS}}}vm/{{{VM_XMLNS}}}classification")
+        if cls is not None:
+            classes.add(cls.text)
+    assert classes == {"internal", "pci", "public"}
+    for uri in estate.uris:
+        nets = {n.name() for n in libvirt.openReadOnly(uri).listAllNetworks()}
+        assert {"prod", "pci", "dmz", "quarantine"} <= nets
+
+
+def test_duplicate_mac_pair(estate):
+    owners = collections.defaultdict(list)
+    for _, name, xml, _, _ in domains(estate):
+        for mac in xml.findall("devices/interface/mac"):
+            owners[mac.get("address")].append(name)
+    dups = {mac: names for mac, names in owners.items() if len(names) > 1}
+    assert len(dups) == 1
+    (names,) = dups.values()
+    assert all(estate.expected[n] == ["duplicate-mac"] for n in names)
+
+
+def test_chains_resolve_to_template_or_rogue_base(estate):
+    template = str(estate.images_dir / "templates" / f"{TEMPLATE}.qcow2")
+    rogue = str(estate.images_dir / "templates" / f"{ROGUE_BASE}.qcow2")
+    roots = {}
+    for _, name, xml, _, _ in domains(estate):
+        for path in disk_paths(xml):
+            layers = resolve_chain(path, fmt="qcow2", allowed_dirs=[estate.images_dir])
+            assert [layer.error for layer in layers] == [None, None], name
+            assert layers[0].path == path
+            roots[name] = layers[-1].path
+    rogues = {n for n, rules in estate.expected.items() if "unapproved-template" in rules}
+    assert len(rogues) >= 2
+    assert {n for n, root in roots.items() if root == rogue} == rogues
+    assert all(root == template for n, root in roots.items() if n not in rogues)
+
+
+def test_policy_carries_the_real_template_digest(estate):
+    doc = yaml.safe_load(estate.policy_path.read_text())
+    template = estate.images_dir / "templates" / f"{TEMPLATE}.qcow2"
+    assert doc["templates"] == [{"name": TEMPLATE, "digest": digest_file(template)}]
+    assert estate.template_digest == digest_file(template)
+    rogue = estate.images_dir / "templates" / f"{ROGUE_BASE}.qcow2"
+    assert digest_file(rogue) != estate.template_digest
+    assert set(doc["zones"]) == {"internal", "pci", "public"}
+    assert doc["quarantine"]["network"] == "quarantine"
+    rules = {r["name"]: r for r in doc["rules"]}
+    assert set(rules) == {
+        "unapproved-template",
+        "unregistered-vm",
+        "outside-zone",
+        "mixed-classification-on-host",
+        "duplicate-mac",
+        "dormant",
+    }
+    assert rules["unapproved-template"]["actions"] == ["quarantine", "notify"]
+    assert rules["dormant"]["filters"] == [{"type": "dormant", "days": 30}]
+    assert "@" not in estate.policy_path.read_text().split("rules:")[0].replace("# ", "")
+
+
+def test_policy_is_valid(estate):
+    from vmwarden.policy.loader import load_policy
+
+    policy = load_policy(estate.policy_path)
+    assert estate.template_digest in policy.catalog()
+
+
+def test_dormant_disks_are_back_dated(estate):
+    now = time.time()
+    for _host, name, xml, state, _ in domains(estate):
+        mtimes = [Path(p).stat().st_mtime for p in disk_paths(xml)]
+        if name in estate.dormant:
+            assert state == libvirt.VIR_DOMAIN_SHUTOFF
+            assert mtimes and all(now - m > 90 * DAY for m in mtimes), name
+            assert estate.expected[name] == ["dormant"]
+        else:
+            assert all(now - m < DAY for m in mtimes), name
+    assert len(estate.dormant) >= 2
+
+
+def test_images_are_small(estate):
+    total = sum(p.stat().st_size for p in estate.images_dir.rglob("*.qcow2"))
+    assert total < 64 * 1024 * 1024
+
+
+def test_rebuild_is_idempotent(tmp_path):
+    first = build_demo_estate(tmp_path)
+    snapshot = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    (tmp_path / "demo.db").write_text("kept")
+    second = build_demo_estate(tmp_path)
+    again = {
+        p.relative_to(tmp_path): p.read_bytes()
+        for p in tmp_path.rglob("*")
+        if p.is_file() and p.name != "demo.db"
+    }
+    assert again == snapshot
+    assert (tmp_path / "demo.db").read_text() == "kept"
+    assert second.expected == first.expected
+    assert second.template_digest == first.template_digest
+    assert second.uris == first.uris
+
+
+def test_template_digest_is_reproducible_across_workdirs(tmp_path):
+    a = build_demo_estate(tmp_path / "a")
+    b = build_demo_estate(tmp_path / "b")
+    assert a.template_digest == b.template_digest
+
+
+def test_scan_finds_exactly_the_expected_findings(estate):
+    """End to end through the real layers: inventory, lineage, policy evaluation."""
+    from vmwarden.connectors.libvirt.inventory import host_of, read_inventory
+    from vmwarden.engine.images import collect_images
+    from vmwarden.engine.lineage import Lineage
+    from vmwarden.model import Estate
+    from vmwarden.policy.evaluate import evaluate
+    from vmwarden.policy.loader import load_policy
+
+    policy = load_policy(estate.policy_path)
+    inventories = []
+    for uri in estate.uris:
+        conn = libvirt.openReadOnly(uri)
+        inventories.append(read_inventory(conn, uri, host_of(uri, conn)))
+    lineage = Lineage(lambda path, st: None, lambda path, st, digest: None)
+    for inv in inventories:
+        lineage.enrich(inv)
+    assert lineage.warnings == []
+    vms = [vm for inv in inventories for vm in inv.vms]
+    catalog = policy.catalog()
+    found = evaluate(
+        policy,
+        Estate(
+            vms=vms,
+            images=collect_images(inventories, catalog),
+            catalog=catalog,
+            now=datetime.now(UTC),
+            hosts=[inv.host for inv in inventories],
+        ),
+    )
+    got = collections.defaultdict(list)
+    for finding in found:
+        got[finding.name].append(finding.rule)
+    assert {name: sorted(rules) for name, rules in got.items()} == estate.expected
