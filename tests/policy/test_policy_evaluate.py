@@ -122,3 +122,17 @@ def test_gate_admission():
     assert admit(policy, old, estate).decision == "hold"
     held = admit(policy, stranger, estate)
     assert held.reasons == [{"filter": "unregistered", "registered": None}]
+
+
+def test_evaluate_restores_the_garbage_collector():
+    import gc
+
+    assert gc.isenabled()
+    evaluate(parse_policy(POLICY), estate())
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        evaluate(parse_policy(POLICY), estate())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

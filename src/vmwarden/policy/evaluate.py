@@ -7,8 +7,10 @@ so the same estate always yields the same list. Each rule's filter tree is prepa
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +44,30 @@ def _hosts(ctx: Context) -> list[tuple[Identity, Any]]:
 RESOURCES = {"vm": _vms, "image": _images, "host": _hosts}
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic collector while findings pile up.
+
+    Evaluation allocates hundreds of thousands of small acyclic objects next to a large live
+    estate, which triggers full collections that find nothing: about half the run time at
+    100k VMs. Reference counting still frees everything; the previous state is restored.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def evaluate(policy: Policy, estate: Estate) -> list[Finding]:
     """Judge ``estate`` against ``policy``; a rule fires on match and on unknown."""
+    with _gc_paused():
+        return _evaluate(policy, estate)
+
+
+def _evaluate(policy: Policy, estate: Estate) -> list[Finding]:
     ctx = Context(estate, policy)
     findings: list[Finding] = []
     for rule in policy.rules:
