@@ -15,7 +15,6 @@ from vmwarden.enforce.context import EnforceContext
 from vmwarden.enforce.quarantine import Quarantiner
 from vmwarden.errors import ConnectorError, EnforceError
 from vmwarden.model import VM, ActionRecord, Finding, State
-from vmwarden.notify import Alert
 from vmwarden.registry import Registry
 
 Executor = Callable[..., ActionRecord]
@@ -155,26 +154,13 @@ def notify(
     rule: str | None,
     finding: Finding | None = None,
 ) -> ActionRecord:
-    if ctx.dispatcher is None or not ctx.dispatcher.receivers:
+    if ctx.notifier is None:
         return _noop(vm, "notify", ctx, rule, "no notify receivers in the policy")
-    alert = Alert(
-        event="finding.opened",
-        rule=rule or "manual",
-        severity=str(finding.severity) if finding else "info",
-        resource=finding.resource if finding else "vm",
-        id=vm.id,
-        name=vm.name,
-        host=vm.host,
-        evidence=finding.evidence if finding else {},
-    )
     entry = ctx.journal_simple("notify", vm, reason=reason, rule=rule, changes={})
-    deliveries = ctx.dispatcher.send(alert)
-    sent = [{"receiver": d.receiver, "ok": d.ok, "error": d.error} for d in deliveries]
-    failed = [d for d in deliveries if not d.ok]
-    ctx.store.journal_update(
-        entry,
-        status="failed" if failed and len(failed) == len(deliveries) else "done",
-        changes={"deliveries": sent},
-        error="; ".join(f"{d.receiver}: {d.error}" for d in failed) or None,
-    )
+    deliveries = ctx.notifier(vm, finding, rule)
+    sent = [{"receiver": r, "ok": ok, "error": e} for r, ok, e in deliveries]
+    failed = [d for d in sent if not d["ok"]]
+    status = "failed" if failed and len(failed) == len(sent) else "done"
+    error = "; ".join(f"{d['receiver']}: {d['error']}" for d in failed) or None
+    ctx.store.journal_update(entry, status=status, changes={"deliveries": sent}, error=error)
     return ctx.store.journal_get(entry)

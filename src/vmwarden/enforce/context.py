@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vmwarden.enforce.quarantine import QuarantineSpec
 from vmwarden.errors import EnforceError
-from vmwarden.model import VM
-from vmwarden.notify import Dispatcher
+from vmwarden.model import VM, Finding
+
+# Sends one alert and returns one (receiver, ok, error) per receiver. Built by the engine from
+# the notify layer, which sits below enforce and so cannot be imported here.
+Notifier = Callable[[VM, Finding | None, str | None], list[tuple[str, bool, str | None]]]
 
 
 @dataclass
@@ -18,7 +21,7 @@ class EnforceContext:
     connectors: Mapping[str, Any]
     actor: str
     quarantine: QuarantineSpec | None = None
-    dispatcher: Dispatcher | None = None
+    notifier: Notifier | None = None
     vms: Mapping[str, VM] = field(default_factory=dict)
 
     def conn(self, uri: str) -> Any:

@@ -182,6 +182,10 @@ class Sweep:
             for conn in connectors.values():
                 conn.close()
 
+    def _notifier(self) -> Dispatcher | None:
+        specs = [n.model_dump(exclude_none=True) for n in self.policy.notify]
+        return Dispatcher(specs) if specs else None
+
 
 def _dry(p: PlannedAction, actor: str) -> ActionRecord:
     return ActionRecord(

@@ -77,6 +77,22 @@ class Dispatcher:
             self.receivers.append(notifiers.get(kind)(**params))
         self.failures = 0
 
+    def __call__(
+        self, vm: Any, finding: Any, rule: str | None
+    ) -> list[tuple[str, bool, str | None]]:
+        """The enforce layer's notifier signature: one alert for a finding on a VM."""
+        alert = Alert(
+            event="finding.opened",
+            rule=rule or "manual",
+            severity=str(finding.severity) if finding else "info",
+            resource=finding.resource if finding else "vm",
+            id=vm.id,
+            name=vm.name,
+            host=vm.host,
+            evidence=dict(finding.evidence) if finding else {},
+        )
+        return [(d.receiver, d.ok, d.error) for d in self.send(alert)]
+
     def send(self, alert: Alert) -> list[Delivery]:
         out = []
         for receiver in self.receivers:

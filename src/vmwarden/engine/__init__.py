@@ -1,0 +1,1 @@
+"""Jobs: one sweep (scan), the demo estate and test-driver fleets."""
