@@ -358,3 +358,18 @@ def test_policy_layer_imports_only_model_and_errors():
                 names = [node.module]
             bad = [n for n in names if n.startswith("vmwarden") and not n.startswith(allowed)]
             assert not bad, f"{path.name} imports {bad}"
+
+
+def test_duplicate_digest_and_classification_in_two_zones():
+    text = (
+        f"version: 1\ntemplates:\n  - {{name: a, digest: {APPROVED}}}\n"
+        f"  - {{name: b, digest: {APPROVED.upper().replace('SHA256', 'sha256')}}}\n"
+        "zones:\n  a: {classifications: [x]}\n  b: {classifications: [y, x]}\n"
+    )
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text, "p.yaml")
+    assert str(info.value).splitlines() == [
+        "p.yaml:4: templates[1].digest: digest already approved by templates[0]",
+        "p.yaml:7: zones.b.classifications[1]: classification 'x' is already in zone 'a'; "
+        "a classification belongs to one zone",
+    ]

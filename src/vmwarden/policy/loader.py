@@ -7,7 +7,6 @@ callers validate the whole policy before connecting anywhere.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -82,47 +81,54 @@ def parse_policy(text: str, source: str = "<string>", *, base_dir: Path | None =
 
 def _cross_checks(data: dict[str, Any], problems: Problems) -> None:
     """What no single model can see: duplicates across entries."""
-    templates = data.get("templates")
-    if isinstance(templates, list):
-        first: dict[str, int] = {}
-        for i, t in enumerate(templates):
-            digest = t.get("digest") if isinstance(t, dict) else None
-            if isinstance(digest, str):
-                digest = digest.lower()
-                if digest in first:
-                    problems.add(
-                        ("templates", i, "digest"),
-                        f"digest already approved by templates[{first[digest]}]",
-                    )
-                first.setdefault(digest, i)
-    zones = data.get("zones")
-    if isinstance(zones, dict):
-        owner: dict[str, str] = {}
-        for name, zone in zones.items():
-            classes = zone.get("classifications") if isinstance(zone, dict) else None
-            for j, cls in enumerate(classes if isinstance(classes, list) else ()):
-                if isinstance(cls, str) and cls in owner and owner[cls] != name:
-                    problems.add(
-                        ("zones", name, "classifications", j),
-                        f"classification {cls!r} is already in zone {owner[cls]!r}; "
-                        f"a classification belongs to one zone",
-                    )
-                owner.setdefault(cls, name) if isinstance(cls, str) else None
-    rules = data.get("rules")
-    if isinstance(rules, list):
-        names = [r.get("name") for r in rules if isinstance(r, dict)]
-        counts = Counter(n for n in names if isinstance(n, str))
-        seen: dict[str, int] = {}
-        for i, rule in enumerate(rules):
-            name = rule.get("name") if isinstance(rule, dict) else None
-            if isinstance(name, str) and counts[name] > 1:
-                if name in seen:
-                    problems.add(
-                        ("rules", i, "name"),
-                        f"duplicate rule name {name!r} (first at rules[{seen[name]}], line "
-                        f"{problems.located.line_of(('rules', seen[name], 'name'))})",
-                    )
-                seen.setdefault(name, i)
+    _unique_digests(data.get("templates"), problems)
+    _one_zone_per_classification(data.get("zones"), problems)
+    _unique_rule_names(data.get("rules"), problems)
+
+
+def _unique_digests(templates: Any, problems: Problems) -> None:
+    first: dict[str, int] = {}
+    for i, entry in enumerate(templates if isinstance(templates, list) else ()):
+        digest = entry.get("digest") if isinstance(entry, dict) else None
+        if not isinstance(digest, str):
+            continue
+        digest = digest.lower()
+        if digest in first:
+            problems.add(
+                ("templates", i, "digest"),
+                f"digest already approved by templates[{first[digest]}]",
+            )
+        first.setdefault(digest, i)
+
+
+def _one_zone_per_classification(zones: Any, problems: Problems) -> None:
+    owner: dict[str, str] = {}
+    for name, zone in (zones if isinstance(zones, dict) else {}).items():
+        classes = zone.get("classifications") if isinstance(zone, dict) else None
+        for j, cls in enumerate(classes if isinstance(classes, list) else ()):
+            if not isinstance(cls, str):
+                continue
+            if owner.setdefault(cls, name) != name:
+                problems.add(
+                    ("zones", name, "classifications", j),
+                    f"classification {cls!r} is already in zone {owner[cls]!r}; "
+                    "a classification belongs to one zone",
+                )
+
+
+def _unique_rule_names(rules: Any, problems: Problems) -> None:
+    first: dict[str, int] = {}
+    for i, rule in enumerate(rules if isinstance(rules, list) else ()):
+        name = rule.get("name") if isinstance(rule, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            line = problems.located.line_of(("rules", first[name], "name"))
+            problems.add(
+                ("rules", i, "name"),
+                f"duplicate rule name {name!r} (first at rules[{first[name]}], line {line})",
+            )
+        first.setdefault(name, i)
 
 
 def _notifiers(raw: Any, problems: Problems) -> list[StrictModel]:
