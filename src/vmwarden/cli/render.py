@@ -21,57 +21,70 @@ _SEV_STYLE = {
 }
 
 
-def _evidence(ev: dict[str, Any], limit: int = 70) -> str:
-    text = ", ".join(f"{k}={v}" for k, v in ev.items())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _short(v: Any) -> str:
+    if isinstance(v, list):
+        return ",".join(_short(x) for x in v)
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}={_short(x)}" for k, x in v.items()) + "}"
+    text = str(v)
+    if text.startswith("/") and "/" in text[1:]:
+        return "…/" + text.rsplit("/", 1)[1]  # paths: the file name says enough in a table
+    if len(text) > 19 and text[4] == "-" and text[10] == "T":
+        return text[:10]  # ISO timestamps: the date
+    if text.startswith("sha256:"):
+        return text[:19] + "…"
+    return text
+
+
+def _evidence(ev: dict[str, Any]) -> str:
+    return "; ".join(f"{k}={_short(v)}" for k, v in ev.items())
 
 
 def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) -> None:
     s = result.summary()
     states = ", ".join(f"{n} {k}" for k, n in sorted(s["vms_by_state"].items()))
+    took = f" in {s['seconds']:.2f} s" if s["seconds"] is not None else ""
     console.print(
-        f"[bold]{s['vms']} VMs[/] on {s['hosts']} host(s) ({states}); {s['images']} images; "
-        f"[bold]{s['findings']} findings[/] on {s['vms_with_findings']} VMs"
-        + (f"; {s['seconds']:.2f} s" if s["seconds"] is not None else "")
+        f"Scanned [bold]{s['vms']} VMs[/] on {s['hosts']} host(s) ({states}) and "
+        f"{s['images']} images{took}: [bold]{s['findings']} findings[/] on "
+        f"{s['vms_with_findings']} VMs",
+        highlight=False,
     )
     if result.findings:
-        by_rule: dict[str, int] = {}
-        for f in result.findings:
-            by_rule[f.rule] = by_rule.get(f.rule, 0) + 1
-        t = Table(title="Findings by rule", show_edge=False)
-        t.add_column("rule")
-        t.add_column("count", justify="right")
-        for rule, n in sorted(by_rule.items(), key=lambda x: -x[1]):
-            t.add_row(rule, str(n))
-        console.print(t)
-        t = Table(title="Findings", show_edge=False)
-        for col in ("severity", "rule", "resource", "name", "host", "evidence"):
-            t.add_column(col)
+        t = Table(title="Findings", show_edge=False, title_justify="left")
+        t.add_column("severity", no_wrap=True, min_width=8)
+        t.add_column("rule", no_wrap=True, min_width=16)
+        t.add_column("VM / image", no_wrap=True, min_width=20)
+        t.add_column("evidence", overflow="ellipsis", no_wrap=True, ratio=1)
         ordered = sorted(result.findings, key=lambda f: (-int(f.severity), f.rule, f.host, f.name))
         for f in ordered[:max_rows]:
             sev = str(f.severity)
             t.add_row(
-                f"[{_SEV_STYLE[sev]}]{sev}[/]",
-                f.rule,
-                f.resource,
-                f.name,
-                f.host,
-                _evidence(f.evidence),
+                f"[{_SEV_STYLE[sev]}]{sev}[/]", f.rule, f"{f.host}/{f.name}", _evidence(f.evidence)
             )
         console.print(t)
         if len(ordered) > max_rows:
             console.print(f"… and {len(ordered) - max_rows} more (use --format json for all)")
     if result.actions:
-        t = Table(title="Actions", show_edge=False)
-        for col in ("action", "name", "host", "status", "rule"):
-            t.add_column(col)
-        for a in result.actions[:max_rows]:
-            t.add_row(a.action, a.name, a.host, a.status, a.rule or "")
+        groups: dict[tuple[str, str], list[str]] = {}
+        for a in result.actions:
+            groups.setdefault((a.action, a.status), []).append(a.name)
+        t = Table(title="Actions", show_edge=False, title_justify="left")
+        t.add_column("action", no_wrap=True)
+        t.add_column("status", no_wrap=True)
+        t.add_column("VMs", overflow="fold", ratio=1)
+        for (action, status), names in sorted(groups.items()):
+            t.add_row(action, status, f"{len(names)}: " + ", ".join(sorted(names)))
         console.print(t)
         if any(a.status == "dry-run" for a in result.actions):
             console.print("[dim]Report only: pass --enforce to carry out the actions above.[/]")
+        for a in result.actions:
+            if a.error:
+                console.print(f"[yellow]{a.action} {a.name}:[/] {a.error}", highlight=False)
     for w in result.warnings[:20]:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if len(result.warnings) > 20:
+        console.print(f"… and {len(result.warnings) - 20} more warnings (see --format json)")
 
 
 def render_json(result: ScanResult) -> str:

@@ -140,7 +140,7 @@ class Sweep:
     def _inventory(self, uris: list[str]) -> list[HostInventory]:
         done = 0
 
-        def tick(_: object) -> None:
+        def tick(_uri: str, _result: object) -> None:
             nonlocal done
             done += 1
             self.progress("inventory", done, len(uris))
