@@ -55,7 +55,7 @@ def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) ->
         t.add_column("severity", no_wrap=True, min_width=8)
         t.add_column("rule", no_wrap=True, min_width=16)
         t.add_column("VM / image", no_wrap=True, min_width=20)
-        t.add_column("evidence", overflow="ellipsis", no_wrap=True, ratio=1)
+        t.add_column("evidence")
         ordered = sorted(result.findings, key=lambda f: (-int(f.severity), f.rule, f.host, f.name))
         for f in ordered[:max_rows]:
             sev = str(f.severity)
@@ -72,7 +72,7 @@ def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) ->
         t = Table(title="Actions", show_edge=False, title_justify="left")
         t.add_column("action", no_wrap=True)
         t.add_column("status", no_wrap=True)
-        t.add_column("VMs", overflow="fold", ratio=1)
+        t.add_column("VMs", overflow="fold")
         for (action, status), names in sorted(groups.items()):
             t.add_row(action, status, f"{len(names)}: " + ", ".join(sorted(names)))
         console.print(t)
