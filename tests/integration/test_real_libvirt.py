@@ -60,7 +60,8 @@ def both(dom: libvirt.virDomain) -> tuple[dict, dict]:
 @pytest.fixture
 def estate(real_vms: RealVMs, image_dir: Path, tmp_path: Path) -> dict:
     approved = make_base(image_dir / "approved-base.qcow2")
-    unapproved = make_base(image_dir / "random-download.qcow2")
+    # A different size: empty qcow2 files of one size are byte-identical, hence the same digest.
+    unapproved = make_base(image_dir / "random-download.qcow2", size="24M")
     good = real_vms.start(
         "vmw-t-approved", make_clone(approved, image_dir / "approved-clone.qcow2"),
         [{"mac": "52:54:00:7e:00:01", "network": "prod"}],

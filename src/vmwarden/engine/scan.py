@@ -168,9 +168,7 @@ class Sweep:
                 connectors=connectors,
                 actor=self.actor,
                 quarantine=QuarantineSpec(spec.network, spec.link_down) if spec else None,
-                dispatcher=Dispatcher(
-                    [n.model_dump(exclude_none=True) for n in self.policy.notify]
-                ),
+                notifier=self._notifier(),
                 vms={vm.id: vm for vm in vms},
             )
             records = repair(ctx)
