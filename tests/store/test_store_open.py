@@ -172,3 +172,20 @@ def test_concurrent_first_open_migrates_once(db_path: Path) -> None:
         worker.join(60)
     assert [w.exitcode for w in workers] == [0, 0, 0, 0]
     assert _sqlite(db_path, "SELECT count(*) FROM journal") == [(4,)]
+
+
+def test_not_a_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("this is not SQLite\n" * 100)
+    with pytest.raises(StoreError, match="not a database"):
+        Store.open(f"sqlite:///{path}")
+
+
+def test_database_from_a_newer_vmwarden(db_path: Path) -> None:
+    with Store.open(f"sqlite:///{db_path}"):
+        pass
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(StoreError, match="cannot migrate") as caught:
+        Store.open(f"sqlite:///{db_path}")
+    assert "newer vmwarden" in (caught.value.hint or "")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
 
 from vmwarden.store.base import StoreBase, aware, chunks, upsert
 from vmwarden.store.history import (
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from vmwarden.model import VM
 
 # Columns rewritten when a known VM changed (first_seen is kept forever).
+FULL_SCAN = 10_000  # a sweep this big reads the stored rows in one pass
+ANALYZE_AFTER = 5_000  # rows written in one sweep that call for fresh planner statistics
 _UPDATED = (
     "name",
     "host",
@@ -90,12 +92,34 @@ def _vm_row(vm: VM, digest: str, *, last_seen: datetime) -> dict[str, Any]:
 
 
 def _stored(conn: Connection, ids: list[str]) -> dict[str, Row[Any]]:
-    cols = (vms.c.id, vms.c.state, vms.c.record_digest, vms.c.first_seen, vms.c.state_since)
+    """What is stored about these VMs: by chunked key lookups, or one scan for big sweeps."""
+    query = select(
+        vms.c.id,
+        vms.c.state,
+        vms.c.record_digest,
+        vms.c.first_seen,
+        vms.c.state_since,
+        vms.c.gone_at,
+    )
+    if len(ids) >= FULL_SCAN:
+        wanted = set(ids)
+        return {row.id: row for row in conn.execute(query) if row.id in wanted}
     out: dict[str, Row[Any]] = {}
     for chunk in chunks(ids):
-        for row in conn.execute(select(*cols, vms.c.gone_at).where(vms.c.id.in_(chunk))):
+        for row in conn.execute(query.where(vms.c.id.in_(chunk))):
             out[row.id] = row
     return out
+
+
+def _refresh_statistics(conn: Connection, written: int) -> None:
+    """After a bulk load, let PostgreSQL's planner know the tables are no longer empty.
+
+    Without it, the next sweep's key lookups on a freshly loaded table are planned as
+    sequential scans (seconds each); autovacuum would fix it, but only later.
+    """
+    if conn.dialect.name == "postgresql" and written >= ANALYZE_AFTER:
+        conn.execute(text("ANALYZE vms"))
+        conn.execute(text("ANALYZE vm_history"))
 
 
 def _records(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -196,6 +220,7 @@ class InventoryRepo(StoreBase):
             )
             for chunk in chunks(history):
                 conn.execute(insert(vm_history), list(chunk))
+            _refresh_statistics(conn, len(rows))
         delta.history_rows = len(history)
         delta.vm_rows = len(rows) + len(touched) + len(delta.gone)
         return delta
