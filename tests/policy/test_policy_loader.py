@@ -373,3 +373,16 @@ def test_duplicate_digest_and_classification_in_two_zones():
         "p.yaml:7: zones.b.classifications[1]: classification 'x' is already in zone 'a'; "
         "a classification belongs to one zone",
     ]
+
+
+def test_empty_not_list_is_reported_not_dropped():
+    with pytest.raises(PolicyError, match=r"rules\[0\]\.filters\[0\]\.not: needs at least one"):
+        parse_policy("version: 1\nrules:\n" + rule("[{not: []}]"))
+
+
+def test_recursive_aliases_and_deep_nesting_are_problems():
+    with pytest.raises(PolicyError, match=r"<string>:2: zones\.a\.x: recursive YAML alias"):
+        parse_policy("version: 1\nzones: {a: &z {x: *z}}\n")
+    deep = "version: 1\nrules: " + "[" * 100 + "]" * 100 + "\n"
+    with pytest.raises(PolicyError, match="nesting too deep"):
+        parse_policy(deep)

@@ -54,8 +54,11 @@ class Builder:
 
     def rule_filter(self, items: list[Any], path: PathT, resource: str | None) -> Filter | None:
         """A rule's ``filters:`` list: an implicit ``and`` (unwrapped when it has one entry)."""
+        if not items:
+            self.problems.add(path, "needs at least one filter, got an empty list")
+            return None
         children = [self.filter(item, (*path, i), resource) for i, item in enumerate(items)]
-        if any(child is None for child in children) or not children:
+        if any(child is None for child in children):
             return None
         built = [c for c in children if c is not None]
         return built[0] if len(built) == 1 else And(ListParams(filters=items), built)

@@ -59,8 +59,15 @@ def parse_policy(text: str, source: str = "<string>", *, base_dir: Path | None =
     rules = _rules(data.get("rules"), builder, sections)
     gate = _gate(data.get("gate"), builder)
     problems.raise_if_any()
-    if doc is None or rules is None or gate is None:  # pragma: no cover - problems raised
-        raise PolicyError(f"{source}: invalid policy")
+    complete = (
+        doc is not None
+        and rules is not None
+        and gate is not None
+        and len(rules) == len(doc.rules)
+        and None not in gate.deny + gate.hold
+    )
+    if not complete or doc is None or rules is None or gate is None:  # pragma: no cover
+        raise PolicyError(f"{source}: policy rejected without a reported reason (a bug)")
     vulns = None
     if doc.vulns is not None:
         vulns = Path(doc.vulns)
@@ -140,7 +147,7 @@ def _notifiers(raw: Any, problems: Problems) -> list[StrictModel]:
         kind = entry.get("type") if isinstance(entry, dict) else None
         if not isinstance(entry, dict):
             problems.add(path, f"expected a mapping with 'type', got {describe(entry)}")
-        elif kind not in NOTIFIERS:
+        elif not isinstance(kind, str) or kind not in NOTIFIERS:
             valid = ", ".join(sorted(NOTIFIERS))
             what = "missing 'type'" if kind is None else f"unknown notifier type {kind!r}"
             problems.add(path, f"{what} (valid: {valid})")

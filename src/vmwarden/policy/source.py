@@ -16,6 +16,7 @@ import yaml
 from vmwarden.errors import PolicyError
 
 PathT = tuple[str | int, ...]
+MAX_DEPTH = 64  # a policy nests a few levels; Python's recursion limit must never be the guard
 MAX_NODES = 200_000  # alias bombs expand exponentially; a real policy is a few hundred nodes
 
 _MAP = "tag:yaml.org,2002:map"
@@ -67,6 +68,7 @@ class _Walker:
         self.loader = loader
         self.located = located
         self.count = 0
+        self.open: set[int] = set()  # collections being walked: an alias to one is a cycle
 
     def problem(self, path: PathT, message: str, line: int | None = None) -> None:
         self.located.problems.append((path, message, line))
@@ -78,19 +80,29 @@ class _Walker:
                 f"policy has more than {MAX_NODES} YAML nodes (recursive or exploding aliases?)"
             )
         self.located.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            if node.tag != _MAP:
-                self.problem(path, f"unsupported YAML tag {node.tag!r}")
-            return self.mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _SEQ:
-                self.problem(path, f"unsupported YAML tag {node.tag!r}")
-            return [self.walk(item, (*path, i)) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in self.open or len(path) > MAX_DEPTH:
+                self.problem(path, "recursive YAML alias or nesting too deep")
+                return None
+            self.open.add(id(node))
+            try:
+                return self.collection(node, path)
+            finally:
+                self.open.discard(id(node))
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             self.problem(path, f"unsupported YAML value: {exc.problem}")
             return None
+
+    def collection(self, node: yaml.MappingNode | yaml.SequenceNode, path: PathT) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            if node.tag != _MAP:
+                self.problem(path, f"unsupported YAML tag {node.tag!r}")
+            return self.mapping(node, path)
+        if node.tag != _SEQ:
+            self.problem(path, f"unsupported YAML tag {node.tag!r}")
+        return [self.walk(item, (*path, i)) for i, item in enumerate(node.value)]
 
     def mapping(self, node: yaml.MappingNode, path: PathT) -> dict[str, Any]:
         explicit = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
