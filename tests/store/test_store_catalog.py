@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from store_builders import T0
-
+from tests.store.store_builders import T0
 from vmwarden.store import Store
 
 D1, D2 = "sha256:" + "aa" * 32, "sha256:" + "bb" * 32

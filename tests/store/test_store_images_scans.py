@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from store_builders import T0
-
+from tests.store.store_builders import T0
 from vmwarden.model import Image
 from vmwarden.store import Store
 

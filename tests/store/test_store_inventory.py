@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from store_builders import T0, make_vm
 
+from tests.store.store_builders import T0, make_vm
 from vmwarden.errors import StoreError
 from vmwarden.model import VM, Layer, Nic, State
 from vmwarden.store import Store

@@ -52,7 +52,7 @@ def test_begin_update_get(store: Store) -> None:
 
 def test_unknown_status_lists_choices(store: Store) -> None:
     entry = _quarantine(store)
-    with pytest.raises(StoreError, match="valid: pending, done, failed"):
+    with pytest.raises(StoreError, match="valid: pending, done, partial, failed"):
         store.journal_update(entry, status="finished")
 
 
@@ -136,3 +136,13 @@ def test_journal_is_durable_across_reopen(db_path: Path) -> None:
         active = second.active_quarantine("u1")
         assert active is not None and active.changes == {"restore": {"vnet0": "prod"}}
         assert second.incomplete_actions() == []
+
+
+def test_partial_quarantine_is_active_until_released(store: Store) -> None:
+    q = _quarantine(store)
+    store.journal_update(q, status="partial", error="52:54:00:00:00:02 live: failed")
+    assert store.active_quarantine("u1").journal_id == q
+    _release(store, q, status="partial")  # a partial release restores only part
+    assert store.active_quarantine("u1").journal_id == q
+    _release(store, q, status="done")
+    assert store.active_quarantine("u1") is None

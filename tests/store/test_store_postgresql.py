@@ -15,8 +15,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
-from store_builders import T0, make_vm
 
+from tests.store.store_builders import T0, make_vm
 from vmwarden.model import State
 from vmwarden.store import Store
 from vmwarden.store.tables import Base

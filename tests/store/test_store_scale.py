@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from store_builders import T0, make_vm
 
+from tests.store.store_builders import T0, make_vm
 from vmwarden.store import Store
 
 N = 50_000

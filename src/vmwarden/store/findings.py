@@ -22,6 +22,11 @@ class FindingsDelta:
     still_open: list[Finding] = field(default_factory=list)
     resolved: list[Finding] = field(default_factory=list)  # as last stored
 
+    @property
+    def opened_findings(self) -> list[Finding]:
+        """Alias of :attr:`opened` (the name the engine first looked for)."""
+        return self.opened
+
 
 def _finding(row: Any) -> Finding:
     return Finding(

@@ -21,9 +21,10 @@ from vmwarden.store.tables import journal
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Row
 
-STATUSES = ("pending", "done", "failed", "noop", "released", "skipped")
+STATUSES = ("pending", "done", "partial", "failed", "noop", "released", "skipped")
 QUARANTINE, RELEASE = "quarantine", "release"
-ACTIVE = ("done", "pending")  # a quarantine in these states may be holding the VM
+# A quarantine in these states may be holding the VM (partial: some NICs were isolated).
+ACTIVE = ("done", "pending", "partial")
 
 
 def _check_status(status: str) -> None:
@@ -193,8 +194,8 @@ class JournalRepo(StoreBase):
     def active_quarantine(self, vm_id: str) -> ActionRecord | None:
         """The quarantine currently holding ``vm_id``, if any.
 
-        The latest quarantine entry that is done or pending, unless a release of the VM
-        completed after it (or the entry itself was marked released).
+        The latest quarantine entry that is done, pending or partial, unless a release of the
+        VM completed (``done``) after it, or the entry itself was marked ``released``.
         """
         with self._read() as conn:
             row = conn.execute(
