@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from connectors_fleet import fleet_vms, write_fleet
 
+from tests.connectors.connectors_fleet import fleet_vms, write_fleet
 from vmwarden.connectors.libvirt.connection import LibvirtConnector
 
 

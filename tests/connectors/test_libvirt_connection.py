@@ -5,15 +5,14 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import libvirt
 import pytest
-from connectors_fleet import COUNTS, fleet_vms, write_fleet
 from lxml import etree
 
+from tests.connectors.connectors_fleet import COUNTS, fleet_vms, write_fleet
 from vmwarden.connectors import LiveChangeUnsupportedError, open_connector
 from vmwarden.connectors.libvirt.connection import LibvirtConnector
 from vmwarden.connectors.libvirt.inventory import list_domains, read_domains
@@ -262,10 +261,8 @@ def test_operations_on_missing_domain_raise_domain_gone(conn: LibvirtConnector) 
 
 def test_unreachable_uri_is_a_clean_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.xml"
-    started = time.monotonic()
     with pytest.raises(UnreachableError) as info:
         LibvirtConnector(f"test://{missing}", retries=3, backoff=0.01)
-    assert time.monotonic() - started < 5
     message = str(info.value)
     assert message.startswith(f"cannot connect to test://{missing}: ")
     assert "Traceback" not in message and "\n" not in message

@@ -78,7 +78,9 @@ def make_clone(base: Path, path: Path) -> Path:
     return path
 
 
-def domain_xml(name: str, virt: str, disk: Path, nics: list[dict[str, str]], meta: dict[str, str]) -> str:
+def domain_xml(
+    name: str, virt: str, disk: Path, nics: list[dict[str, str]], meta: dict[str, str]
+) -> str:
     meta_xml = "".join(f"<vmwarden:{k}>{v}</vmwarden:{k}>" for k, v in meta.items())
     nic_xml = ""
     for nic in nics:
@@ -101,7 +103,9 @@ class RealVMs:
     def __init__(self, conn: libvirt.virConnect, virt: str) -> None:
         self.conn, self.virt, self.names = conn, virt, []
 
-    def start(self, name: str, disk: Path, nics: list[dict[str, str]], meta: dict[str, str]) -> libvirt.virDomain:
+    def start(
+        self, name: str, disk: Path, nics: list[dict[str, str]], meta: dict[str, str]
+    ) -> libvirt.virDomain:
         self._remove(name)
         dom = self.conn.defineXML(domain_xml(name, self.virt, disk, nics, meta))
         self.names.append(name)
@@ -123,19 +127,29 @@ class RealVMs:
 
 
 @pytest.fixture
-def real_vms(system_conn: libvirt.virConnect, virt_type: str, networks: dict[str, str]) -> Iterator[RealVMs]:
+def real_vms(
+    system_conn: libvirt.virConnect, virt_type: str, networks: dict[str, str]
+) -> Iterator[RealVMs]:
     vms = RealVMs(system_conn, virt_type)
     yield vms
     vms.cleanup()
 
 
-def vmwarden(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def vmwarden(
+    *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a fresh process (as an operator would)."""
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "vmwarden.cli.main", *args],
-        capture_output=True, text=True, env=full_env, timeout=300,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=full_env,
+        timeout=300,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"vmwarden {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"vmwarden {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc

@@ -63,37 +63,63 @@ def estate(real_vms: RealVMs, image_dir: Path, tmp_path: Path) -> dict:
     # A different size: empty qcow2 files of one size are byte-identical, hence the same digest.
     unapproved = make_base(image_dir / "random-download.qcow2", size="24M")
     good = real_vms.start(
-        "vmw-t-approved", make_clone(approved, image_dir / "approved-clone.qcow2"),
+        "vmw-t-approved",
+        make_clone(approved, image_dir / "approved-clone.qcow2"),
         [{"mac": "52:54:00:7e:00:01", "network": "prod"}],
         {"owner": "alice", "classification": "internal", "registered": "yes"},
     )
     rogue = real_vms.start(
-        "vmw-t-rogue", make_clone(unapproved, image_dir / "rogue-clone.qcow2"),
-        [{"mac": "52:54:00:7e:00:02", "network": "prod"},
-         {"mac": "52:54:00:7e:00:03", "network": "prod", "link": "down"}],
+        "vmw-t-rogue",
+        make_clone(unapproved, image_dir / "rogue-clone.qcow2"),
+        [
+            {"mac": "52:54:00:7e:00:02", "network": "prod"},
+            {"mac": "52:54:00:7e:00:03", "network": "prod", "link": "down"},
+        ],
         {"owner": "mallory", "classification": "internal"},
     )
     zoned = real_vms.start(
-        "vmw-t-pci-on-prod", make_clone(approved, image_dir / "pci-clone.qcow2"),
+        "vmw-t-pci-on-prod",
+        make_clone(approved, image_dir / "pci-clone.qcow2"),
         [{"mac": "52:54:00:7e:00:04", "network": "prod"}],
         {"owner": "bob", "classification": "pci", "registered": "yes"},
     )
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.format(digest=digest_file(approved)))
-    return {"good": good, "rogue": rogue, "zoned": zoned, "policy": policy,
-            "db": f"sqlite:///{tmp_path / 'vmwarden.db'}"}
+    return {
+        "good": good,
+        "rogue": rogue,
+        "zoned": zoned,
+        "policy": policy,
+        "db": f"sqlite:///{tmp_path / 'vmwarden.db'}",
+    }
 
 
 def test_scan_enforce_quarantines_rogues_and_release_restores(estate: dict) -> None:
     good, rogue, zoned = estate["good"], estate["rogue"], estate["zoned"]
     before = {d.name(): both(d) for d in (good, rogue, zoned)}
 
-    proc = vmwarden("scan", "-c", URI, "-p", str(estate["policy"]), "--enforce", "--format", "json",
-                    "--db", estate["db"], "--actor", "ci")
+    proc = vmwarden(
+        "scan",
+        "-c",
+        URI,
+        "-p",
+        str(estate["policy"]),
+        "--enforce",
+        "--format",
+        "json",
+        "--db",
+        estate["db"],
+        "--actor",
+        "ci",
+    )
     result = json.loads(proc.stdout)
     ours = {f["name"]: f["rule"] for f in result["findings"] if f["name"].startswith("vmw-t-")}
     assert ours == {"vmw-t-rogue": "unapproved-template", "vmw-t-pci-on-prod": "outside-zone"}
-    done = {a["name"] for a in result["actions"] if a["action"] == "quarantine" and a["status"] == "done"}
+    done = {
+        a["name"]
+        for a in result["actions"]
+        if a["action"] == "quarantine" and a["status"] == "done"
+    }
     assert {"vmw-t-rogue", "vmw-t-pci-on-prod"} <= done
 
     for dom in (rogue, zoned):
@@ -103,15 +129,38 @@ def test_scan_enforce_quarantines_rogues_and_release_restores(estate: dict) -> N
     assert both(good) == before["vmw-t-approved"]  # untouched
 
     # A second enforce sweep changes nothing and journals nothing new.
-    again = json.loads(vmwarden("scan", "-c", URI, "-p", str(estate["policy"]), "--enforce",
-                                "--format", "json", "--db", estate["db"]).stdout)
+    again = json.loads(
+        vmwarden(
+            "scan",
+            "-c",
+            URI,
+            "-p",
+            str(estate["policy"]),
+            "--enforce",
+            "--format",
+            "json",
+            "--db",
+            estate["db"],
+        ).stdout
+    )
     statuses = {a["name"]: a["status"] for a in again["actions"] if a["name"].startswith("vmw-t-")}
     assert statuses == {"vmw-t-rogue": "noop", "vmw-t-pci-on-prod": "noop"}
 
     # Release needs a reason, then restores network AND link state exactly (NIC 2 stays down).
     refused = vmwarden("release", "vmw-t-rogue", "-c", URI, "--db", estate["db"], check=False)
     assert refused.returncode != 0 and "--reason" in refused.stderr
-    vmwarden("release", "vmw-t-rogue", "-c", URI, "--db", estate["db"], "--reason", "rebuilt", "--actor", "ops")
+    vmwarden(
+        "release",
+        "vmw-t-rogue",
+        "-c",
+        URI,
+        "--db",
+        estate["db"],
+        "--reason",
+        "rebuilt",
+        "--actor",
+        "ops",
+    )
     assert both(rogue) == before["vmw-t-rogue"]
     assert both(rogue)[0]["52:54:00:7e:00:03"]["link"] == "down"
 
@@ -123,7 +172,18 @@ def test_scan_enforce_quarantines_rogues_and_release_restores(estate: dict) -> N
 def test_crash_between_journal_steps_is_repaired(estate: dict) -> None:
     rogue = estate["rogue"]
     original = both(rogue)
-    args = ["scan", "-c", URI, "-p", str(estate["policy"]), "--enforce", "--format", "json", "--db", estate["db"]]
+    args = [
+        "scan",
+        "-c",
+        URI,
+        "-p",
+        str(estate["policy"]),
+        "--enforce",
+        "--format",
+        "json",
+        "--db",
+        estate["db"],
+    ]
     # Die right after the rogue NIC 1 live change was journaled. Plan order is severity, rule,
     # id: the pci VM (outside-zone) passes this point first, the rogue second.
     crashed = vmwarden(*args, env={"VMWARDEN_FAULT": "quarantine.live:2"}, check=False)
@@ -133,14 +193,18 @@ def test_crash_between_journal_steps_is_repaired(estate: dict) -> None:
     assert config == original[1]
     db_path = estate["db"].removeprefix("sqlite:///")
     with sqlite3.connect(db_path) as db:
-        pending = db.execute("select count(*) from journal where action='quarantine' and status='pending'").fetchone()
+        pending = db.execute(
+            "select count(*) from journal where action='quarantine' and status='pending'"
+        ).fetchone()
     assert pending[0] == 1
 
     vmwarden(*args)  # the next run repairs from the journal's recorded originals
     for view in both(rogue):
         assert all(n == {"network": "quarantine", "link": "down"} for n in view.values()), view
     with sqlite3.connect(db_path) as db:
-        statuses = [r[0] for r in db.execute("select status from journal where action='quarantine'")]
+        statuses = [
+            r[0] for r in db.execute("select status from journal where action='quarantine'")
+        ]
     assert "pending" not in statuses
 
     vmwarden("release", "vmw-t-rogue", "-c", URI, "--db", estate["db"], "--reason", "repaired")

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from conftest import make_estate, make_vm
+from tests.policy.conftest import make_estate, make_vm
 from vmwarden.policy import NO_MATCH, Verdict, evaluate
 from vmwarden.policy.verdict import Outcome, all_of, any_of, negate
 

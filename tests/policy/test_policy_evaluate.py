@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from conftest import APPROVED, BASE_POLICY, ROGUE, disk, make_estate, make_vm
+from tests.policy.conftest import APPROVED, BASE_POLICY, ROGUE, disk, make_estate, make_vm
 from vmwarden.model import Finding, Image, Severity
 from vmwarden.policy import evaluate, parse_policy
 
@@ -103,7 +103,7 @@ gate:
 def test_gate_admission():
     from datetime import timedelta
 
-    from conftest import NOW
+    from tests.policy.conftest import NOW
     from vmwarden.model import State
     from vmwarden.policy import admit
 

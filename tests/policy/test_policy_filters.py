@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import APPROVED, NOW, ROGUE, disk, make_estate, make_vm, nic
+from tests.policy.conftest import APPROVED, NOW, ROGUE, disk, make_estate, make_vm, nic
 from vmwarden.model import VM, Image, State
 from vmwarden.policy import NO_MATCH, Policy, Verdict
 from vmwarden.policy.context import Context

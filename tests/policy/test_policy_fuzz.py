@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from conftest import APPROVED
+from tests.policy.conftest import APPROVED
 from vmwarden.errors import PolicyError
 from vmwarden.policy import parse_policy
 

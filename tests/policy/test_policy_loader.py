@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPROVED, BASE_POLICY
+from tests.policy.conftest import APPROVED, BASE_POLICY
 from vmwarden.errors import PolicyError
 from vmwarden.model import Severity
 from vmwarden.policy import PolicyValidationError, load_policy, parse_policy

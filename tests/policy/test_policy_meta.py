@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from conftest import BASE_POLICY
+from tests.policy.conftest import BASE_POLICY
 from vmwarden.errors import PolicyError
 from vmwarden.policy import actions, filters, parse_policy
 from vmwarden.policy.registry import Registry, example_of

@@ -19,6 +19,6 @@ __all__ = [
     "Pool",
     "Severity",
     "State",
-    "Volume",
     "VmMeta",
+    "Volume",
 ]
