@@ -1,4 +1,4 @@
-"""Real model VMs for the store tests (importable: ``from store_builders import make_vm``)."""
+"""Real model VMs for the store tests (``from tests.store.store_builders import make_vm``)."""
 
 from __future__ import annotations
 

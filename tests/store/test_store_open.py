@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
+from tests.store.store_builders import T0, make_vm
 from vmwarden.errors import StoreError
 from vmwarden.store import Store
 from vmwarden.store.db import head_revision
@@ -189,3 +192,44 @@ def test_database_from_a_newer_vmwarden(db_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot migrate") as caught:
         Store.open(f"sqlite:///{db_path}")
     assert "newer vmwarden" in (caught.value.hint or "")
+
+
+def _journal_then_die(url: str) -> None:
+    opened = Store.open(url)
+    opened.journal_begin(
+        "quarantine", vm_id="u9", vm_name="db9", host="kvm1", uri="qemu:///system", actor="engine"
+    )
+    os._exit(0)  # no close(), no checkpoint, no interpreter clean-up: like a crash
+
+
+def test_journal_entry_survives_a_crash_right_after_begin(db_path: Path) -> None:
+    url = f"sqlite:///{db_path}"
+    with Store.open(url):
+        pass
+    child = multiprocessing.get_context("spawn").Process(target=_journal_then_die, args=(url,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    with Store.open(url) as reopened:
+        (pending,) = reopened.incomplete_actions()
+        assert (pending.id, pending.status) == ("u9", "pending")
+
+
+def test_concurrent_writers_wait_instead_of_failing(db_path: Path) -> None:
+    url = f"sqlite:///{db_path}"
+    stores = [Store.open(url) for _ in range(4)]
+
+    def write(store: Store, n: int) -> None:
+        for i in range(25):
+            store.audit("test", f"writer{n}", {"i": i})
+            store.record_inventory(
+                [make_vm(n * 100 + i, host=f"kvm{n}")], now=T0, complete_hosts=set()
+            )
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(write, s, n) for n, s in enumerate(stores)]:
+            future.result()
+    for s in stores:
+        s.close()
+    assert _sqlite(db_path, "SELECT count(*) FROM journal") == [(100,)]
+    assert _sqlite(db_path, "SELECT count(*) FROM vms") == [(100,)]
