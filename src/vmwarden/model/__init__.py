@@ -2,6 +2,7 @@
 
 from vmwarden.model.estate import Estate, HostInventory, Network, Pool, Volume
 from vmwarden.model.finding import ActionRecord, Finding, Severity
+from vmwarden.model.guest import GuestFacts, HostKey, Package, User
 from vmwarden.model.image import Image
 from vmwarden.model.vm import VM, Disk, Layer, Nic, State, VmMeta
 
@@ -11,14 +12,18 @@ __all__ = [
     "Disk",
     "Estate",
     "Finding",
+    "GuestFacts",
     "HostInventory",
+    "HostKey",
     "Image",
     "Layer",
     "Network",
     "Nic",
+    "Package",
     "Pool",
     "Severity",
     "State",
+    "User",
     "VmMeta",
     "Volume",
 ]

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from vmwarden.model.guest import GuestFacts
 from vmwarden.model.vm import _jsonable
 
 
@@ -22,6 +23,9 @@ class Image:
     attached_to: list[str] = field(default_factory=list)  # VM ids using it (directly or as backing)
     template: str | None = None  # catalog name when the digest is an approved template
     error: str | None = None
+    kind: str | None = None  # attached | template | orphaned (set by storage discovery)
+    mode: int | None = None  # st_mode permission bits, for world-readable
+    guest: GuestFacts | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))

@@ -11,6 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from vmwarden.model.guest import GuestFacts
+
 VM_XMLNS = "http://vmwarden.dev/xmlns/vm/1"
 
 
@@ -115,8 +117,8 @@ class VM:
     # Derived by the engine from the store (history) before evaluation.
     first_seen: datetime | None = None
     state_since: datetime | None = None
-    # Guest facts arrive with the inspection layer (issue 3); None = not inspected.
-    guest: dict[str, Any] | None = None
+    # Facts read offline from the VM's disks; None = not inspected (unknown).
+    guest: GuestFacts | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 strings)."""

@@ -1,0 +1,90 @@
+"""What an offline look inside a disk found: the guest's OS, software, users and settings.
+
+Every list/field that could not be read stays ``None`` (unknown) and the reason goes into
+``errors``; an empty list means "read, and there were none". Password hashes are never kept:
+``User.password_fingerprint`` is a keyed HMAC, equal for equal hashes, useless to crack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(slots=True)
+class Package:
+    name: str
+    version: str
+    arch: str | None = None
+    source: str | None = None  # source package (dpkg) or source rpm
+    manager: str = "dpkg"  # dpkg | rpm | apk
+
+
+@dataclass(slots=True)
+class User:
+    name: str
+    uid: int | None = None
+    gid: int | None = None
+    shell: str | None = None
+    home: str | None = None
+    password: str = "unknown"  # hash | locked | empty | none | unknown
+    password_fingerprint: str | None = None  # HMAC-SHA256(key, hash), only when password == hash
+    last_change: str | None = None  # ISO date from shadow field 3
+    max_days: int | None = None
+    expires: str | None = None  # ISO date from shadow field 8 (account expiry)
+
+
+@dataclass(slots=True)
+class HostKey:
+    type: str  # ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, ...
+    fingerprint: str  # SHA256:<base64>, as ssh-keygen -l prints it
+    path: str | None = None
+
+
+@dataclass(slots=True)
+class GuestFacts:
+    """Facts of one disk image. ``image`` is the path inspected; ``identity`` its cache key."""
+
+    image: str
+    os_family: str | None = None  # linux | windows | bsd
+    os_name: str | None = None  # e.g. "debian"
+    os_version: str | None = None  # e.g. "12"
+    os_pretty: str | None = None
+    kernels: list[str] | None = None
+    hostname: str | None = None
+    machine_id: str | None = None
+    packages: list[Package] | None = None
+    users: list[User] | None = None
+    services_enabled: list[str] | None = None
+    sshd: dict[str, str] | None = None  # lower-cased directive -> value, e.g. permitrootlogin
+    ssh_host_keys: list[HostKey] | None = None
+    time_sync: dict[str, Any] | None = None  # {"chrony": bool, "ntp": bool, "timesyncd": bool, ...}
+    network: list[dict[str, Any]] | None = None
+    encrypted: bool | None = None
+    filesystems: list[str] | None = None
+    errors: list[str] = field(default_factory=list)
+    identity: dict[str, Any] | None = None
+    inspected_at: str | None = None
+    seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GuestFacts:
+        """Inverse of ``to_dict`` (facts travel as JSON from the sandboxed worker and the cache)."""
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        if kw.get("packages") is not None:
+            kw["packages"] = [Package(**p) for p in kw["packages"]]
+        if kw.get("users") is not None:
+            kw["users"] = [User(**u) for u in kw["users"]]
+        if kw.get("ssh_host_keys") is not None:
+            kw["ssh_host_keys"] = [HostKey(**k) for k in kw["ssh_host_keys"]]
+        return cls(**kw)
+
+    def package_versions(self) -> dict[str, str] | None:
+        """name -> version (None when packages are unknown)."""
+        if self.packages is None:
+            return None
+        return {p.name: p.version for p in self.packages}
