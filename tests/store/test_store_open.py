@@ -22,7 +22,7 @@ from vmwarden.store.tables import Base
 
 TABLES = {
     "vms",
-    "hosts",
+    "host_listings",
     "vm_history",
     "images",
     "digest_cache",

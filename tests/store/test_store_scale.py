@@ -1,4 +1,7 @@
-"""Scale: a 50,000-VM estate is recorded in seconds, and an unchanged re-scan writes nothing."""
+"""Scale: a 50,000-VM estate in one call, and an unchanged re-scan that writes nothing.
+
+Timings are printed (``pytest -s``), not asserted: wall-clock belongs in ``make bench``.
+"""
 
 from __future__ import annotations
 
@@ -39,4 +42,3 @@ def test_fifty_thousand_vms(store: Store, db_path: Path) -> None:
     print(f"\n50k VMs: first insert {insert_s:.2f}s, unchanged re-scan {rescan_s:.2f}s, WAL {wal}B")
     assert len(delta.unchanged) == N and delta.vm_rows == 0 and delta.history_rows == 0
     assert wal < 64 * 1024  # a page or two (the hosts table), not the 50k-row vms table
-    assert insert_s < 60 and rescan_s < 20  # generous: shared CI machines are slow

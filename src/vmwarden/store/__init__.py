@@ -7,7 +7,8 @@ findings, journal, scans).
 
 from vmwarden.store.findings import FindingsDelta
 from vmwarden.store.history import HistoryEntry
+from vmwarden.store.images import ImagesDelta
 from vmwarden.store.inventory import InventoryDelta
 from vmwarden.store.store import Store
 
-__all__ = ["FindingsDelta", "HistoryEntry", "InventoryDelta", "Store"]
+__all__ = ["FindingsDelta", "HistoryEntry", "ImagesDelta", "InventoryDelta", "Store"]

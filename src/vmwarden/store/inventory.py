@@ -3,7 +3,7 @@
 A sweep of 50,000 VMs is recorded with a handful of statements: one chunked read of what is
 stored, one chunked executemany upsert of the new and changed VMs, one executemany of history
 rows. A VM whose fingerprint matches the stored one is not written at all; its ``last_seen``
-comes from its host's row in ``hosts`` (when the host was listed completely).
+comes from its host's listing time (see ``listings``).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from vmwarden.store.history import (
     sighting_of_record,
     sighting_of_vm,
 )
+from vmwarden.store.listings import VMS, bump, listing_join, seen
 from vmwarden.store.records import fingerprint, record_of
-from vmwarden.store.tables import hosts, vm_history, vms
+from vmwarden.store.tables import vm_history, vms
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Row
@@ -133,12 +134,9 @@ def _records(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
 def _as_dict(row: Row[Any]) -> dict[str, Any]:
     """The stored record, with the store's own timestamps (aware datetimes) laid over it."""
     out = dict(row.record)
-    last_seen = row.last_seen
-    if row.gone_at is None and row.host_seen is not None and row.host_seen > last_seen:
-        last_seen = row.host_seen
     out.update(
         first_seen=row.first_seen,
-        last_seen=last_seen,
+        last_seen=seen(row.last_seen, row.gone_at, row.host_seen),
         state_since=row.state_since,
         gone_at=row.gone_at,
     )
@@ -146,9 +144,8 @@ def _as_dict(row: Row[Any]) -> dict[str, Any]:
 
 
 def _query() -> Any:
-    return select(vms, hosts.c.last_seen.label("host_seen")).outerjoin(
-        hosts, hosts.c.host == vms.c.host
-    )
+    listing, on = listing_join(vms, VMS)
+    return select(vms, listing.c.last_seen.label("host_seen")).outerjoin(listing, on)
 
 
 class InventoryRepo(StoreBase):
@@ -211,13 +208,7 @@ class InventoryRepo(StoreBase):
             for chunk in chunks(touched):
                 conn.execute(update(vms).where(vms.c.id.in_(chunk)).values(last_seen=now))
             history += self._mark_gone(conn, batch, complete_hosts, now, source, delta)
-            upsert(
-                conn,
-                hosts,
-                [{"host": h, "last_seen": now} for h in sorted(complete_hosts)],
-                keys=["host"],
-                update=["last_seen"],
-            )
+            bump(conn, VMS, complete_hosts, now)
             for chunk in chunks(history):
                 conn.execute(insert(vm_history), list(chunk))
             _refresh_statistics(conn, len(rows))
@@ -234,14 +225,15 @@ class InventoryRepo(StoreBase):
         source: str,
         delta: InventoryDelta,
     ) -> list[dict[str, Any]]:
-        """Mark VMs that left a completely listed host; runs before ``hosts`` is bumped."""
+        """Mark VMs that left a completely listed host; runs before the listing is bumped."""
         if not complete_hosts:
             return []
+        listing, on = listing_join(vms, VMS)
         missing = [
             row
             for row in conn.execute(
-                select(vms.c.id, vms.c.state, vms.c.last_seen, hosts.c.last_seen.label("seen"))
-                .outerjoin(hosts, hosts.c.host == vms.c.host)
+                select(vms.c.id, vms.c.state, vms.c.last_seen, listing.c.last_seen.label("seen"))
+                .outerjoin(listing, on)
                 .where(vms.c.host.in_(sorted(complete_hosts)), vms.c.gone_at.is_(None))
             )
             if row.id not in batch

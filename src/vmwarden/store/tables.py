@@ -96,16 +96,17 @@ class VmRow(Base):
     gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class HostRow(Base):
-    """When each host's full VM listing was last read.
+class HostListingRow(Base):
+    """When a host's listing of one kind (``vms`` or ``images``) was last read completely.
 
-    A VM that is not gone and sits on a host was, by construction, seen at that host's
-    ``last_seen``; this keeps an unchanged re-scan from rewriting every VM row.
+    A VM (or image) that is not gone and sits on a host was, by construction, seen at that
+    host's listing time; this keeps an unchanged re-scan from rewriting every row.
     """
 
-    __tablename__ = "hosts"
+    __tablename__ = "host_listings"
 
     host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # vms | images
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -142,6 +143,10 @@ class ImageRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Image.to_dict() and its fingerprint (None on rows from revision 0001 until seen again).
+    record: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    record_digest: Mapped[str | None] = mapped_column(String(64))
+    gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class DigestCacheRow(Base):
@@ -229,7 +234,7 @@ class ScanRow(Base):
 
 
 vms = VmRow.__table__
-hosts = HostRow.__table__
+host_listings = HostListingRow.__table__
 vm_history = VmHistoryRow.__table__
 images = ImageRow.__table__
 digest_cache = DigestCacheRow.__table__
