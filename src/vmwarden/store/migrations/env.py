@@ -3,6 +3,16 @@
 vmwarden runs migrations itself when a store is opened (``Store.open``), handing its own
 connection over in ``config.attributes["connection"]``; no ``alembic.ini`` is needed. The
 ``alembic`` command line works too, given ``-x url=...`` or ``sqlalchemy.url``.
+
+Adding a revision (change ``tables.py`` first; then review and freeze the generated file —
+a migration never imports ``tables.py``)::
+
+    python -c "from alembic import command; from vmwarden.store import Store, db
+    Store.open('sqlite:////tmp/rev.db').close()  # a database at the current head
+    cfg = db.alembic_config(); cfg.set_main_option('sqlalchemy.url', 'sqlite:////tmp/rev.db')
+    command.revision(cfg, 'what changed', rev_id='0003', autogenerate=True)"
+
+``tests/store/test_store_open.py`` fails while ``tables.py`` and the migrations disagree.
 """
 
 from __future__ import annotations
