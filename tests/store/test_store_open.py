@@ -233,3 +233,10 @@ def test_concurrent_writers_wait_instead_of_failing(db_path: Path) -> None:
         s.close()
     assert _sqlite(db_path, "SELECT count(*) FROM journal") == [(100,)]
     assert _sqlite(db_path, "SELECT count(*) FROM vms") == [(100,)]
+
+
+def test_tilde_in_sqlite_path_means_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with Store.open("sqlite:///~/vmw/vmwarden.db"):
+        pass
+    assert (tmp_path / "vmw" / "vmwarden.db").is_file()

@@ -68,7 +68,7 @@ def _is_memory(url: URL) -> bool:
 
 def _prepare_sqlite_file(url: URL) -> None:
     """Create the parent directory (0700) and the database file (0600) if missing."""
-    path = Path(str(url.database)).expanduser()
+    path = Path(str(url.database))
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
@@ -111,6 +111,7 @@ def connect(raw_url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
         if _is_memory(url):
             kwargs["poolclass"] = StaticPool  # one connection, or each would see its own DB
         else:
+            url = url.set(database=str(Path(str(url.database)).expanduser()))
             _prepare_sqlite_file(url)
         kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
     else:
