@@ -215,6 +215,7 @@ def test_duplicate_ids_in_one_sweep_keep_the_first(store: Store) -> None:
     a, twin = make_vm(1, host="kvm1"), make_vm(1, host="kvm2")
     delta = store.record_inventory([a, twin], now=T0, complete_hosts={"kvm1", "kvm2"})
     assert delta.new == [a.id] and delta.duplicates == [a.id]
+    assert twin.first_seen == T0
     assert store.get_vm(a.id)["host"] == "kvm1"
 
 

@@ -168,9 +168,10 @@ class InventoryRepo(StoreBase):
         now = aware(now)
         delta = InventoryDelta()
         batch: dict[str, VM] = {}
+        twins: list[VM] = []
         for vm in vms_seen:
             if vm.id in batch:
-                delta.duplicates.append(vm.id)
+                twins.append(vm)
             else:
                 batch[vm.id] = vm
         with self._write() as conn:
@@ -212,6 +213,10 @@ class InventoryRepo(StoreBase):
             for chunk in chunks(history):
                 conn.execute(insert(vm_history), list(chunk))
             _refresh_statistics(conn, len(rows))
+        for twin in twins:  # not stored, but the engine evaluates it: give it the same clock
+            twin.first_seen = batch[twin.id].first_seen
+            twin.state_since = batch[twin.id].state_since
+            delta.duplicates.append(twin.id)
         delta.history_rows = len(history)
         delta.vm_rows = len(rows) + len(touched) + len(delta.gone)
         return delta
