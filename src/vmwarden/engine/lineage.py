@@ -2,9 +2,12 @@
 
 libvirt reports ``<backingStore>`` only for running VMs, so for the others the chain is read
 from the image headers (``inspect.chain``, which never follows a link out of the allowed
-directories). Only the chain *root* is hashed: it is what the approved catalog names, and many
-clones share it, so it is hashed once per sweep, and never again while it is unchanged
-(the store's digest cache, keyed by device, inode, size and mtime).
+directories). A chain libvirt reports is held to the same rule: it is cut at the first
+backing layer outside the allowed directories, which is then neither stat'ed nor hashed.
+
+Only the chain *root* is hashed: it is what the approved catalog names, and many clones share
+it, so it is hashed once per sweep, and never again while it is unchanged (the store's digest
+cache, keyed by device, inode, size and mtime).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
+from vmwarden.errors import InspectError
 from vmwarden.inspect.chain import resolve_chain
 from vmwarden.inspect.digest import digest_with_cache
 from vmwarden.model import HostInventory, Layer
@@ -37,6 +41,7 @@ class Lineage:
     remember: Callable[[str, os.stat_result, str], None]
     chains: dict[str, list[Layer]] = field(default_factory=dict)
     digests: dict[str, str | None] = field(default_factory=dict)
+    digest_errors: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     def enrich(self, inv: HostInventory) -> None:
@@ -69,7 +74,9 @@ class Lineage:
     def _chain(self, chain: list[Layer], allowed: list[Path]) -> list[Layer]:
         """Keep libvirt's chain when it has one; else read it from the image headers."""
         top = chain[0]
-        if len(chain) > 1 or top.type != "file" or not top.path:
+        if len(chain) > 1:
+            return _confine(chain, allowed)
+        if top.type != "file" or not top.path:
             return chain
         if top.path not in self.chains:
             if not os.path.exists(top.path):
@@ -94,15 +101,40 @@ class Lineage:
             layer.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
             if i == len(layers) - 1:
                 layer.digest = self._digest(layer.path)
+                if layer.digest is None:
+                    layer.error = self.digest_errors.get(layer.path)
 
     def _digest(self, path: str) -> str | None:
+        """The root's digest; a root that cannot be hashed (a block device, a special file,
+        unreadable) has none, and the reason lands on the layer (so the VM is unknown)."""
         if path not in self.digests:
             try:
                 self.digests[path] = digest_with_cache(path, self.lookup, self.remember)
-            except OSError as exc:
-                self.warnings.append(f"cannot hash {path}: {exc}")
+            except (InspectError, OSError) as exc:
+                self.digest_errors[path] = f"cannot hash {path}: {exc}"
                 self.digests[path] = None
         return self.digests[path]
+
+
+def _inside(path: str, allowed: list[Path]) -> bool:
+    real = os.path.realpath(path)
+    for d in allowed:
+        top = os.path.realpath(d)
+        if real == top or real.startswith(top.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def _confine(chain: list[Layer], allowed: list[Path]) -> list[Layer]:
+    """libvirt's chain, cut at the first backing layer outside ``allowed`` (which keeps an
+    error and becomes the root: unknown lineage, never opened)."""
+    kept = [chain[0]]
+    for layer in chain[1:]:
+        kept.append(layer)
+        if layer.path and layer.type in ("file", "block") and not _inside(layer.path, allowed):
+            layer.error = layer.error or f"backing file outside allowed directories: {layer.path}"
+            break
+    return kept
 
 
 def _copy(layer: Layer) -> Layer:
