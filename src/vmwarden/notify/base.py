@@ -103,4 +103,10 @@ class Dispatcher:
                 self.failures += 1
                 log.warning("notifier %s failed: %s", receiver.label, exc)
                 out.append(Delivery(receiver.label, False, str(exc)))
+            except (
+                Exception
+            ) as exc:  # the notify boundary: a receiver's bug never stops enforcement
+                self.failures += 1
+                log.exception("notifier %s failed unexpectedly", receiver.label)
+                out.append(Delivery(receiver.label, False, f"{type(exc).__name__}: {exc}"))
         return out

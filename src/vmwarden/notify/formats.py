@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import socket
+from datetime import date
+from enum import Enum
 from typing import Any
 
 from vmwarden import __version__
@@ -12,6 +16,27 @@ _SYSLOG_SEVERITY = {"critical": 2, "high": 3, "medium": 4, "low": 5, "info": 6}
 _CEF_SEVERITY = {"critical": 10, "high": 8, "medium": 5, "low": 3, "info": 1}
 _OCSF_SEVERITY = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 _FACILITY_SECURITY = 13  # log audit
+
+
+def to_json(value: Any, **kw: Any) -> str:
+    """JSON text of an alert payload; evidence may hold datetimes, sets, enums, dataclasses.
+
+    (A ``value`` filter's evidence is whatever the VM record holds at its key.) Anything else
+    is written as its ``str`` rather than failing the delivery.
+    """
+    return json.dumps(value, default=_plain, **kw)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
 
 
 def rfc5424(alert: Alert, msg: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import http.client
 import smtplib
 import socket
 import time
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vmwarden.errors import NotifyError
 from vmwarden.notify.base import Alert, notifiers
-from vmwarden.notify.formats import cef, ocsf, rfc5424
+from vmwarden.notify.formats import cef, ocsf, rfc5424, to_json
 
 
 @notifiers.register("webhook")
@@ -30,7 +30,7 @@ class Webhook:
         self.label = f"webhook {url}"
 
     def send(self, alert: Alert) -> None:
-        body = json.dumps(alert.to_dict()).encode()
+        body = to_json(alert.to_dict()).encode()
         delay = 0.2
         for attempt in range(self.retries + 1):
             req = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
@@ -38,7 +38,8 @@ class Webhook:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     resp.read()
                 return
-            except (urllib.error.URLError, OSError) as exc:
+            # HTTPException: a receiver that answers something other than HTTP.
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 if attempt == self.retries:
                     raise NotifyError(f"{self.url}: {exc}") from exc
                 time.sleep(delay)
@@ -96,7 +97,7 @@ class Smtp:
         msg = EmailMessage()
         msg["Subject"] = f"[vmwarden] {alert.severity}: {alert.rule} on {alert.name}"
         msg["From"], msg["To"] = self.sender, ", ".join(self.to)
-        msg.set_content(json.dumps(alert.to_dict(), indent=2))
+        msg.set_content(to_json(alert.to_dict(), indent=2))
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
             if self.starttls:
                 smtp.starttls()
@@ -116,4 +117,4 @@ class OcsfFile:
 
     def send(self, alert: Alert) -> None:
         with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(ocsf(alert)) + "\n")
+            fh.write(to_json(ocsf(alert)) + "\n")
