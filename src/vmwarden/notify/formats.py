@@ -15,6 +15,7 @@ from vmwarden.notify.base import Alert
 _SYSLOG_SEVERITY = {"critical": 2, "high": 3, "medium": 4, "low": 5, "info": 6}
 _CEF_SEVERITY = {"critical": 10, "high": 8, "medium": 5, "low": 3, "info": 1}
 _OCSF_SEVERITY = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
+_OCSF_CAPTION = {0: "Unknown", 1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
 _FACILITY_SECURITY = 13  # log audit
 
 
@@ -46,10 +47,15 @@ def rfc5424(alert: Alert, msg: str) -> str:
 
 
 def _cef_escape(value: str, *, header: bool) -> str:
-    value = value.replace("\\", "\\\\")
+    """CEF escaping; line breaks are encoded everywhere, so one alert is always one line.
+
+    (A raw newline from a VM or host name would otherwise let it forge a second event in a
+    line-oriented collector.)
+    """
+    value = value.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
     if header:
         return value.replace("|", "\\|")
-    return value.replace("=", "\\=").replace("\n", "\\n")
+    return value.replace("=", "\\=")
 
 
 def cef(alert: Alert) -> str:
@@ -72,14 +78,15 @@ def cef(alert: Alert) -> str:
 def ocsf(alert: Alert) -> dict[str, Any]:
     """OCSF 1.x Detection Finding (category 2 Findings, class 2004)."""
     activity = {"finding.opened": 1, "finding.resolved": 3}.get(alert.event, 2)
+    severity_id = _OCSF_SEVERITY.get(alert.severity, 0)
     return {
         "category_uid": 2,
         "class_uid": 2004,
         "type_uid": 2004 * 100 + activity,
         "activity_id": activity,
         "time": int(alert.at.timestamp() * 1000),
-        "severity_id": _OCSF_SEVERITY.get(alert.severity, 0),
-        "severity": alert.severity.capitalize(),
+        "severity_id": severity_id,
+        "severity": _OCSF_CAPTION[severity_id],  # OCSF's caption for the id
         "status_id": 4 if alert.event == "finding.resolved" else 1,
         "metadata": {
             "product": {"name": "vmwarden", "vendor_name": "vmwarden", "version": __version__},
