@@ -70,3 +70,17 @@ def test_image_findings_notify_through_a_vm_shaped_carrier():
     f = Finding("img-rule", "image", "/srv/x.qcow2", "x.qcow2", "hv1", Severity.MEDIUM)
     (p,) = plan([f], VMS, ACTIONS, opened=None)
     assert (p.action, p.vm.id, p.vm.name, p.vm.host) == ("notify", "/srv/x.qcow2", "x.qcow2", "hv1")
+
+
+def test_tags_with_other_keys_are_separate_states_same_tag_is_merged():
+    actions = {
+        "dormant": [("tag", {"key": "dormant", "value": "yes"})],
+        "ownerless": [("tag", {"key": "owner-missing", "value": "yes"})],
+        "dormant-too": [("tag", {"key": "dormant", "value": "yes"})],
+    }
+    findings = [_f("dormant", "a"), _f("ownerless", "a"), _f("dormant-too", "a")]
+    planned = plan(findings, VMS, actions, opened=None)
+    assert sorted((p.params["key"], p.rules) for p in planned) == [
+        ("dormant", ("dormant", "dormant-too")),
+        ("owner-missing", ("ownerless",)),
+    ]

@@ -1,12 +1,14 @@
 """From findings to actions: the one place where dry-run vs enforce is decided.
 
 Each VM gets each state-based action at most once per sweep, however many findings ask for
-it (the reason names all of them); event-based actions run once per newly opened finding.
+it (the reason names all of them); the same action with other params (``tag`` with another
+key) is another state and runs too. Event-based actions run once per newly opened finding.
 Pending journal entries left by a crash are finished first.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -38,8 +40,8 @@ def plan(
 ) -> list[PlannedAction]:
     """Which actions a sweep would run. ``opened=None`` treats every finding as new."""
     ordered = sorted(findings, key=lambda f: (-int(f.severity), f.rule, f.id))
-    state_based: dict[tuple[str, str], list[Finding]] = defaultdict(list)
-    params_of: dict[tuple[str, str], dict[str, Any]] = {}
+    state_based: dict[tuple[str, str, str], list[Finding]] = defaultdict(list)
+    params_of: dict[tuple[str, str, str], dict[str, Any]] = {}
     out: list[PlannedAction] = []
     for f in ordered:
         vm = vms.get(f.id) if f.resource == "vm" else _image_as_vm(f)
@@ -50,13 +52,13 @@ def plan(
                 if opened is None or f.key in opened:
                     out.append(PlannedAction(name, params, vm, (f.rule,), f))
                 continue
-            key = (vm.id, name)
+            key = (vm.id, name, json.dumps(params, sort_keys=True, default=str))
             state_based[key].append(f)
             params_of.setdefault(key, params)
-    for (vm_id, name), fs in state_based.items():
-        vm = vms[vm_id]
+    for key, fs in state_based.items():
+        vm_id, name, _ = key
         out.append(
-            PlannedAction(name, params_of[(vm_id, name)], vm, tuple(f.rule for f in fs), fs[0])
+            PlannedAction(name, params_of[key], vms[vm_id], tuple(f.rule for f in fs), fs[0])
         )
     return out
 
