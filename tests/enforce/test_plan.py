@@ -72,15 +72,15 @@ def test_image_findings_notify_through_a_vm_shaped_carrier():
     assert (p.action, p.vm.id, p.vm.name, p.vm.host) == ("notify", "/srv/x.qcow2", "x.qcow2", "hv1")
 
 
-def test_tags_with_other_keys_are_separate_states_same_tag_is_merged():
+def test_tags_with_other_keys_are_separate_states_one_key_is_merged():
     actions = {
         "dormant": [("tag", {"key": "dormant", "value": "yes"})],
         "ownerless": [("tag", {"key": "owner-missing", "value": "yes"})],
-        "dormant-too": [("tag", {"key": "dormant", "value": "yes"})],
+        "dormant-too": [("tag", {"key": "dormant", "value": "very"})],
     }
-    findings = [_f("dormant", "a"), _f("ownerless", "a"), _f("dormant-too", "a")]
+    findings = [_f("dormant", "a"), _f("ownerless", "a"), _f("dormant-too", "a", Severity.HIGH)]
     planned = plan(findings, VMS, actions, opened=None)
-    assert sorted((p.params["key"], p.rules) for p in planned) == [
-        ("dormant", ("dormant", "dormant-too")),
-        ("owner-missing", ("ownerless",)),
+    assert sorted((p.params["key"], p.params["value"], p.rules) for p in planned) == [
+        ("dormant", "very", ("dormant-too", "dormant")),  # one key: the most severe value
+        ("owner-missing", "yes", ("ownerless",)),
     ]

@@ -1,9 +1,9 @@
 """From findings to actions: the one place where dry-run vs enforce is decided.
 
 Each VM gets each state-based action at most once per sweep, however many findings ask for
-it (the reason names all of them); the same action with other params (``tag`` with another
-key) is another state and runs too. Event-based actions run once per newly opened finding.
-Pending journal entries left by a crash are finished first.
+it (the reason names all of them); a ``tag`` with another key is another state and runs
+too (for one key, the most severe rule's value wins). Event-based actions run once per
+newly opened finding. Pending journal entries left by a crash are finished first.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def plan(
                 if opened is None or f.key in opened:
                     out.append(PlannedAction(name, params, vm, (f.rule,), f))
                 continue
-            key = (vm.id, name, json.dumps(params, sort_keys=True, default=str))
+            key = (vm.id, name, _state_of(name, params))
             state_based[key].append(f)
             params_of.setdefault(key, params)
     for key, fs in state_based.items():
@@ -61,6 +61,14 @@ def plan(
             PlannedAction(name, params_of[key], vms[vm_id], tuple(f.rule for f in fs), fs[0])
         )
     return out
+
+
+def _state_of(action: str, params: dict[str, Any]) -> str:
+    """Which state of the VM an action sets: a tag's key (the most severe rule picks the
+    value, so two rules never flip it back and forth); otherwise all of its params."""
+    if action == "tag":
+        return str(params.get("key"))
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 def _image_as_vm(f: Finding) -> VM | None:
