@@ -1,0 +1,96 @@
+"""Reading files of the guest filesystem, with limits, and failures as one exception type."""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+from typing import Any
+
+#: Largest guest file read whole (a large dpkg status is a few MiB).
+MAX_FILE = 64 * 1024 * 1024
+#: Most entries returned by one directory listing.
+MAX_ENTRIES = 100_000
+
+
+class GuestReadError(Exception):
+    """A guest file or directory exists but could not be read (corrupt, loop, too large)."""
+
+
+class GuestFiles:
+    """Read-only access to the guest's root filesystem (``target.fs`` of dissect.target).
+
+    ``None`` means "not there"; anything else that goes wrong raises :class:`GuestReadError`.
+    """
+
+    def __init__(self, fs: Any) -> None:
+        self._fs = fs
+
+    def _path(self, path: str) -> Any:
+        return self._fs.path(path)
+
+    def read_bytes(self, path: str, *, limit: int = MAX_FILE) -> bytes | None:
+        """The file's bytes, ``None`` if it does not exist (or is not a file)."""
+        try:
+            p = self._path(path)
+            if not p.exists():
+                return None
+            if not p.is_file():
+                return None
+            with p.open("rb") as fh:
+                data = fh.read(limit + 1)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # the guest filesystem is hostile input
+            raise GuestReadError(f"{path}: {_why(exc)}") from None
+        if len(data) > limit:
+            raise GuestReadError(f"{path}: larger than {limit} bytes")
+        return bytes(data)
+
+    def read_text(self, path: str, *, limit: int = MAX_FILE) -> str | None:
+        data = self.read_bytes(path, limit=limit)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    def exists(self, path: str) -> bool:
+        try:
+            return bool(self._path(path).exists())
+        except FileNotFoundError:
+            return False
+        except Exception as exc:  # as above
+            raise GuestReadError(f"{path}: {_why(exc)}") from None
+
+    def is_dir(self, path: str) -> bool:
+        try:
+            return bool(self._path(path).is_dir())
+        except FileNotFoundError:
+            return False
+        except Exception as exc:  # as above
+            raise GuestReadError(f"{path}: {_why(exc)}") from None
+
+    def listdir(self, path: str) -> list[str] | None:
+        """Sorted entry names of a directory, ``None`` if it does not exist."""
+        try:
+            p = self._path(path)
+            if not p.is_dir():
+                return None
+            names: list[str] = []
+            for entry in p.iterdir():
+                names.append(entry.name)
+                if len(names) > MAX_ENTRIES:
+                    raise GuestReadError(f"{path}: more than {MAX_ENTRIES} entries")
+        except FileNotFoundError:
+            return None
+        except GuestReadError:
+            raise
+        except Exception as exc:  # as above
+            raise GuestReadError(f"{path}: {_why(exc)}") from None
+        return sorted(names)
+
+    def glob(self, directory: str, pattern: str) -> list[str]:
+        """Full paths of the entries of ``directory`` matching ``pattern``, sorted."""
+        names = self.listdir(directory) or []
+        return [posixpath.join(directory, n) for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
