@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: deps demo test lint format bench libvirtd clean
+.PHONY: deps demo test lint format bench bench-full libvirtd clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -15,9 +15,9 @@ libvirtd: deps
 	@bash scripts/start-libvirtd.sh
 
 test: deps libvirtd
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
-	$(PY) -m pytest -q
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	VMWARDEN_TEST_PG_URL="$$(bash scripts/start-postgres.sh)" $(PY) -m pytest -q
 
 lint: deps
 	$(VENV)/bin/ruff check src tests
@@ -27,8 +27,11 @@ format: deps
 	$(VENV)/bin/ruff format src tests
 	$(VENV)/bin/ruff check --fix src tests
 
-bench: deps libvirtd
+bench: deps
 	$(PY) -m bench
+
+bench-full: deps
+	$(PY) -m bench --full
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
