@@ -9,8 +9,20 @@ from typing import Any
 
 import pytest
 
-from vmwarden.model import VM, Disk, Estate, Image, Layer, Nic, State, VmMeta
-from vmwarden.policy import Policy, load_policy
+from vmwarden.model import (
+    VM,
+    Disk,
+    Estate,
+    GuestFacts,
+    Image,
+    Layer,
+    Nic,
+    Package,
+    State,
+    VmMeta,
+)
+from vmwarden.policy import Policy, Verdict, load_policy
+from vmwarden.policy.context import Context
 
 APPROVED = "sha256:" + "a" * 64
 ROGUE = "sha256:" + "b" * 64
@@ -78,9 +90,35 @@ def make_vm(
     )
 
 
+def facts(*packages: str | Package, **kw: Any) -> GuestFacts:
+    """Debian 12 guest facts; packages as ``"name=version"`` strings or ``Package`` records.
+    Fields not given stay None (unknown), as the inspector leaves what it could not read."""
+    pkgs = [p if isinstance(p, Package) else Package(*p.split("=", 1)) for p in packages]
+    kw.setdefault("packages", pkgs)
+    return GuestFacts(
+        image=kw.pop("image", "/var/lib/libvirt/images/guest.qcow2"),
+        os_family="linux",
+        os_name=kw.pop("os_name", "debian"),
+        os_version=kw.pop("os_version", "12"),
+        **kw,
+    )
+
+
 def make_estate(vms: list[VM], images: list[Image] | None = None, **kw: Any) -> Estate:
     hosts = sorted({vm.host for vm in vms})
     return Estate(vms=vms, images=images or [], catalog={}, now=NOW, hosts=hosts, **kw)
+
+
+def judge(
+    policy: Policy, vms: list[VM], images: list[Image] | None = None, **estate: Any
+) -> dict[str, Verdict]:
+    """Each resource's verdict under the policy's only rule, by name (or image path).
+    ``estate`` sets Estate fields (``vulns``, ``catalog_paths``)."""
+    ctx = Context(make_estate(vms, images, **estate), policy)
+    rule = policy.rules[0]
+    rule.filter.prepare(ctx)
+    resources = vms if rule.resource == "vm" else images or []
+    return {getattr(r, "name", None) or r.path: rule.filter.match(r, ctx) for r in resources}
 
 
 @pytest.fixture

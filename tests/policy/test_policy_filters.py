@@ -6,21 +6,20 @@ from datetime import timedelta
 
 import pytest
 
-from tests.policy.conftest import APPROVED, NOW, ROGUE, disk, make_estate, make_vm, nic
-from vmwarden.model import VM, Image, State
-from vmwarden.policy import NO_MATCH, Policy, Verdict
+from tests.policy.conftest import (
+    APPROVED,
+    NOW,
+    ROGUE,
+    disk,
+    facts,
+    judge,
+    make_estate,
+    make_vm,
+    nic,
+)
+from vmwarden.model import Image, Package, State
+from vmwarden.policy import NO_MATCH, Verdict
 from vmwarden.policy.context import Context
-
-
-def judge(policy: Policy, vms: list[VM], images: list[Image] | None = None) -> dict[str, Verdict]:
-    """Each resource's verdict under the policy's only rule, by name (or image path)."""
-    estate = make_estate(vms, images)
-    ctx = Context(estate, policy)
-    rule = policy.rules[0]
-    rule.filter.prepare(ctx)
-    resources = vms if rule.resource == "vm" else images or []
-    return {getattr(r, "name", None) or r.path: rule.filter.match(r, ctx) for r in resources}
-
 
 # --- not-approved-template -------------------------------------------------------------------
 
@@ -205,18 +204,31 @@ def test_package(policy_with):
     got = judge(
         policy,
         [
-            make_vm("bad", guest={"packages": {"telnetd": "0.17", "chrony": "4.3"}}),
-            make_vm("good", guest={"packages": [{"name": "chrony", "version": "4.3"}]}),
-            make_vm("no-chrony", guest={"packages": ["bash"]}),
+            make_vm("bad", guest=facts("telnetd=0.17-44", "chrony=4.3-2")),
+            make_vm("good", guest=facts("chrony=4.3-2")),
+            make_vm("no-chrony", guest=facts("bash=5.2.15-2+b2")),
+            make_vm("source-only", guest=facts(Package("telnet", "0.17", source="telnetd"))),
             make_vm("uninspected", guest=None),
-            make_vm("no-db", guest={"os": "linux"}),
+            make_vm("no-db", guest=facts(packages=None)),
         ],
     )
     assert got["bad"] == Verdict.match(packages=["telnetd"])
     assert got["good"] is NO_MATCH
     assert got["no-chrony"] == Verdict.match(missing=["chrony"])
-    assert got["uninspected"].is_unknown
-    assert got["no-db"].is_unknown
+    assert got["source-only"] == Verdict.match(missing=["chrony"])  # binary names only
+    assert got["uninspected"] == Verdict.unknown("not inspected")
+    assert got["no-db"] == Verdict.unknown("inspection found no package database")
+
+
+def test_package_on_images(policy_with):
+    policy = policy_with("[{type: package, installed: [telnetd]}]", resource="image")
+    images = [
+        Image(path="/i/a.qcow2", host="h1", guest=facts("telnetd=0.17-44")),
+        Image(path="/i/b.qcow2", host="h1", guest=None),
+    ]
+    got = judge(policy, [], images)
+    assert got["/i/a.qcow2"] == Verdict.match(packages=["telnetd"])
+    assert got["/i/b.qcow2"] == Verdict.unknown("not inspected")
 
 
 # --- value ----------------------------------------------------------------------------------
@@ -241,10 +253,12 @@ def test_package(policy_with):
             "{type: value, key: first_seen, op: lt, value: '2026-01-01'}",
             {"first_seen": "2025-06-01T00:00:00+00:00"},
         ),
+        ("{type: value, key: guest.os_name, op: eq, value: debian}", {"guest.os_name": "debian"}),
         (
-            "{type: value, key: guest.os.family, op: eq, value: debian}",
-            {"guest.os.family": "debian"},
+            "{type: value, key: guest.packages.0.version, op: regex, value: '^3[.]0'}",
+            {"guest.packages.0.version": "3.0.11-1~deb12u2"},
         ),
+        ("{type: value, key: guest.sshd.permitrootlogin, op: eq, value: 'no'}", None),
         ("{type: value, key: meta.template, op: eq, value: null}", {"meta.template": None}),
         ("{type: value, key: meta.owner, op: ne, value: null}", {"meta.owner": "alice"}),
         ("{type: value, key: meta.owner, op: eq, value: null}", None),
@@ -254,7 +268,9 @@ def test_value_ops(policy_with, flt, expected):
     from datetime import UTC, datetime
 
     vm = make_vm(
-        "web01", first_seen=datetime(2025, 6, 1, tzinfo=UTC), guest={"os": {"family": "debian"}}
+        "web01",
+        first_seen=datetime(2025, 6, 1, tzinfo=UTC),
+        guest=facts("openssl=3.0.11-1~deb12u2", sshd={"permitrootlogin": "yes"}),
     )
     vm.nics[0].addresses = ["10.0.0.5"]
     got = judge(policy_with(f"[{flt}]"), [vm])["web01"]
@@ -283,3 +299,15 @@ def test_value_on_images(policy_with):
     )
     assert got["/i/big.qcow2"] == Verdict.match(size=10)
     assert got["/i/small"] is NO_MATCH
+
+
+def test_value_key_check_knows_guest_facts(policy_with):
+    from vmwarden.errors import PolicyError
+
+    policy_with("[{type: value, key: guest.os_version, op: eq, value: '12'}]")
+    policy_with("[{type: value, key: guest.users.0.shell, op: eq, value: /bin/sh}]")
+    policy_with("[{type: value, key: guest.encrypted, op: eq, value: false}]", resource="image")
+    with pytest.raises(PolicyError, match=r"'guest' has no field 'os'"):
+        policy_with("[{type: value, key: guest.os.family, op: eq, value: debian}]")
+    with pytest.raises(PolicyError, match=r"'guest\.packages' is a list"):
+        policy_with("[{type: value, key: guest.packages.name, op: eq, value: x}]")

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Protocol
 
+from vmwarden.model.guest import GuestFacts
 from vmwarden.model.image import Image
 from vmwarden.model.vm import VM
+
+
+class VulnFeed(Protocol):
+    """What policy needs of a vulnerability database (``vmwarden.vulns.VulnDB`` is one; the
+    model cannot import it, being the layer below)."""
+
+    def covers(self, facts: GuestFacts) -> bool: ...
+
+    def match(self, facts: GuestFacts) -> Sequence[Any]: ...
 
 
 @dataclass(slots=True)
@@ -54,7 +66,10 @@ class HostInventory:
 class Estate:
     """The input of policy evaluation: every VM and image of the sweep, and the catalog.
 
-    ``catalog`` maps an approved digest (``sha256:<hex>``) to its template name.
+    ``catalog`` maps an approved digest (``sha256:<hex>``) to its template name;
+    ``catalog_paths`` maps the path each template was approved at to (name, digest), so that
+    ``template-changed`` sees a template file modified in place. ``vulns`` is the loaded OSV
+    feed (the policy's ``vulns:`` or ``--vulns``), None when there is none.
     """
 
     vms: list[VM]
@@ -62,3 +77,5 @@ class Estate:
     catalog: dict[str, str]
     now: datetime
     hosts: list[str] = field(default_factory=list)
+    catalog_paths: dict[str, tuple[str, str]] = field(default_factory=dict)
+    vulns: VulnFeed | None = None

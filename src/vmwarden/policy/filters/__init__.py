@@ -1,14 +1,19 @@
 """Every built-in filter, one module per concept; importing this package registers them."""
 
 from vmwarden.policy.filters import (
+    accounts,
+    clones,
     colocation,
     combinators,
     dormancy,
+    images,
     mac,
     package,
     registration,
+    services,
     template,
     value,
+    vulnerable,
     zone,
 )
 from vmwarden.policy.filters.base import CheckEnv, Filter, filters
@@ -16,14 +21,19 @@ from vmwarden.policy.filters.base import CheckEnv, Filter, filters
 __all__ = [
     "CheckEnv",
     "Filter",
+    "accounts",
+    "clones",
     "colocation",
     "combinators",
     "dormancy",
     "filters",
+    "images",
     "mac",
     "package",
     "registration",
+    "services",
     "template",
     "value",
+    "vulnerable",
     "zone",
 ]

@@ -1,19 +1,22 @@
-"""``package``: software that must not be installed, or must be (from offline inspection)."""
+"""``package`` and ``stale-patches``: what software a guest holds, and how old it is."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
-from vmwarden.model import VM
-from vmwarden.policy.filters.base import Filter, filters
+from vmwarden.policy.filters.base import filters
+from vmwarden.policy.filters.guest import GuestFilter
 from vmwarden.policy.schema import Name, StrictModel
 from vmwarden.policy.verdict import NO_MATCH, Verdict
+from vmwarden.vulns import MANAGER_VERSIONS, parse_version
 
 if TYPE_CHECKING:
+    from vmwarden.model import GuestFacts
     from vmwarden.policy.context import Context
+
+NO_PACKAGES = "inspection found no package database"
 
 
 class PackageParams(StrictModel):
@@ -27,22 +30,12 @@ class PackageParams(StrictModel):
         return self
 
 
-def package_names(guest: dict[str, Any]) -> set[str] | None:
-    """Names from ``guest["packages"]``: a name→version mapping, or a list of names or of
-    records with ``name``. None when the inspection did not list packages."""
-    packages = guest.get("packages")
-    if isinstance(packages, dict):
-        return set(packages)
-    if isinstance(packages, list):
-        names: Iterable[Any] = (p.get("name") if isinstance(p, dict) else p for p in packages)
-        return {n for n in names if isinstance(n, str)}
-    return None
-
-
 @filters.register("package")
-class Package(Filter):
+class Package(GuestFilter):
     """A forbidden package is installed (``installed:``) or a required one is absent
-    (``missing:``), per the guest's offline inspection. Not inspected → unknown.
+    (``missing:``), by binary package name in the guest's dpkg/rpm/apk database.
+
+    Not inspected, or no package database read → unknown.
 
     Example:
         - name: forbidden-software
@@ -57,12 +50,10 @@ class Package(Filter):
 
     Params = PackageParams
 
-    def match(self, resource: VM, ctx: Context) -> Verdict:
-        if resource.guest is None:
-            return Verdict.unknown("guest not inspected")
-        names = package_names(resource.guest)
-        if names is None:
-            return Verdict.unknown("inspection found no package database")
+    def judge(self, guest: GuestFacts, ctx: Context) -> Verdict:
+        if guest.packages is None:
+            return Verdict.unknown(NO_PACKAGES)
+        names = {p.name for p in guest.packages}
         forbidden = sorted(names.intersection(self.params.installed))
         absent = sorted(set(self.params.missing) - names)
         evidence: dict[str, Any] = {}
@@ -71,3 +62,54 @@ class Package(Filter):
         if absent:
             evidence["missing"] = absent
         return Verdict.match(**evidence) if evidence else NO_MATCH
+
+
+class StalePatchesParams(StrictModel):
+    baseline: dict[Name, Name] = Field(min_length=1)  # package name → minimum version
+
+
+@filters.register("stale-patches")
+class StalePatches(GuestFilter):
+    """An installed package is older than its ``baseline`` minimum version.
+
+    Versions compare by the package's own manager rules (univers): dpkg for ``dpkg``
+    (epochs, ``~`` before release), rpm for ``rpm``, apk for ``apk``. Packages are matched
+    by binary name; a baseline package that is not installed is not stale (use ``package
+    missing:`` to require it). A version that does not parse makes the guest unknown unless
+    another package is already stale.
+
+    Example:
+        - name: openssl-behind
+          resource: vm
+          severity: high
+          filters:
+            - type: stale-patches
+              baseline: {openssl: "3.0.11-1~deb12u2", libssl3: "3.0.11-1~deb12u2"}
+    """
+
+    Params = StalePatchesParams
+
+    def judge(self, guest: GuestFacts, ctx: Context) -> Verdict:
+        if guest.packages is None:
+            return Verdict.unknown(NO_PACKAGES)
+        baseline: dict[str, str] = self.params.baseline
+        stale: list[dict[str, str]] = []
+        unknown: str | None = None
+        for pkg in guest.packages:
+            minimum = baseline.get(pkg.name)
+            if minimum is None:
+                continue
+            cls = MANAGER_VERSIONS.get(pkg.manager)
+            have = parse_version(cls, pkg.version) if cls else None
+            want = parse_version(cls, minimum) if cls else None
+            if have is None or want is None:
+                unknown = unknown or (
+                    f"cannot compare {pkg.name} {pkg.version!r} with {minimum!r} "
+                    f"as {pkg.manager} versions"
+                )
+                continue
+            if have < want:
+                stale.append({"name": pkg.name, "installed": pkg.version, "baseline": minimum})
+        if stale:
+            return Verdict.match(packages=sorted(stale, key=lambda s: s["name"]))
+        return Verdict.unknown(unknown) if unknown else NO_MATCH

@@ -1,0 +1,177 @@
+"""Clone hygiene: ``shared-password-hash``, ``duplicate-ssh-host-key``, ``duplicate-machine-id``.
+
+Each is the same value on two or more VMs anywhere in the scan, and every VM involved gets
+the finding. The value → VMs index is built once per evaluation (``ctx.index``), so a sweep
+stays linear in the number of VMs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
+
+from vmwarden.model import VM, GuestFacts
+from vmwarden.policy.filters.base import Filter, filters
+from vmwarden.policy.filters.guest import NOT_INSPECTED, label
+from vmwarden.policy.verdict import NO_MATCH, Verdict
+
+if TYPE_CHECKING:
+    from vmwarden.policy.context import Context
+
+Values = Callable[[GuestFacts], set[str] | None]  # a VM's values; None when unknown
+
+
+def password_hashes(guest: GuestFacts) -> set[str] | None:
+    """Fingerprints of real hashes only: locked, empty and absent passwords never match."""
+    if guest.users is None:
+        return None
+    return {
+        u.password_fingerprint
+        for u in guest.users
+        if u.password == "hash" and u.password_fingerprint
+    }
+
+
+def host_keys(guest: GuestFacts) -> set[str] | None:
+    if guest.ssh_host_keys is None:
+        return None
+    return {k.fingerprint for k in guest.ssh_host_keys if k.fingerprint}
+
+
+IGNORED_MACHINE_IDS = frozenset({"", "uninitialized"})
+
+
+def machine_ids(guest: GuestFacts) -> set[str] | None:
+    """systemd leaves ``uninitialized`` (or an empty file) in images meant to be cloned."""
+    if guest.machine_id is None:
+        return None
+    value = guest.machine_id.strip().lower()
+    return set() if value in IGNORED_MACHINE_IDS else {value}
+
+
+def duplicates(values: Values) -> Callable[[Context], dict[str, list[str]]]:
+    """An index builder: each value found on two or more VMs → those VMs (``host/name``)."""
+
+    def build(ctx: Context) -> dict[str, list[str]]:
+        owners: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        labels: dict[tuple[str, str], str] = {}
+        for vm in ctx.estate.vms:
+            found = values(vm.guest) if vm.guest is not None else None
+            if not found:
+                continue
+            key = (vm.host, vm.id)
+            labels[key] = label(vm)
+            for value in found:
+                owners[value].add(key)
+        return {v: sorted(labels[k] for k in keys) for v, keys in owners.items() if len(keys) > 1}
+
+    return build
+
+
+class DuplicateFilter(Filter):
+    """Shared logic; subclasses name their index, value extractor and evidence key."""
+
+    index_name = ""
+    what = ""  # what could not be read, for the unknown reason
+    values: ClassVar[Values]
+
+    def _build(self, ctx: Context) -> dict[str, list[str]]:
+        return duplicates(self.values)(ctx)
+
+    def prepare(self, ctx: Context) -> None:
+        ctx.index(self.index_name, self._build)
+
+    def shared(self, resource: VM, ctx: Context) -> tuple[list[str], list[str]] | Verdict:
+        """(values of this VM that are shared, every VM sharing them) or an unknown verdict."""
+        if resource.guest is None:
+            return Verdict.unknown(NOT_INSPECTED)
+        mine = self.values(resource.guest)
+        if mine is None:
+            return Verdict.unknown(f"{self.what} could not be read")
+        index = ctx.index(self.index_name, self._build)
+        hits = sorted(v for v in mine if v in index)
+        vms = sorted({vm for v in hits for vm in index[v]})
+        return hits, vms
+
+
+@filters.register("shared-password-hash")
+class SharedPasswordHash(DuplicateFilter):
+    """The same password hash (by keyed fingerprint) is on two or more VMs; every VM
+    involved matches, naming its users whose hash is shared. Locked (``!``, ``*``) and
+    empty passwords are not hashes and never match. Users not read → unknown.
+
+    Example:
+        - name: cloned-passwords
+          resource: vm
+          severity: high
+          filters: [shared-password-hash]
+    """
+
+    index_name = "duplicate-password-hashes"
+    what = "users"
+    values = staticmethod(password_hashes)
+
+    def match(self, resource: VM, ctx: Context) -> Verdict:
+        shared = self.shared(resource, ctx)
+        if isinstance(shared, Verdict):
+            return shared
+        hits, vms = shared
+        if not hits:
+            return NO_MATCH
+        users = sorted(
+            u.name
+            for u in resource.guest.users or ()  # type: ignore[union-attr]
+            if u.password == "hash" and u.password_fingerprint in hits
+        )
+        return Verdict.match(users=users, vms=vms)
+
+
+@filters.register("duplicate-ssh-host-key")
+class DuplicateSshHostKey(DuplicateFilter):
+    """An SSH host key (by SHA256 fingerprint) is on two or more VMs: clones that were
+    never re-keyed, open to impersonation. Every VM involved matches. Keys not read →
+    unknown.
+
+    Example:
+        - name: cloned-host-keys
+          resource: vm
+          severity: medium
+          filters: [duplicate-ssh-host-key]
+    """
+
+    index_name = "duplicate-ssh-host-keys"
+    what = "SSH host keys"
+    values = staticmethod(host_keys)
+
+    def match(self, resource: VM, ctx: Context) -> Verdict:
+        shared = self.shared(resource, ctx)
+        if isinstance(shared, Verdict):
+            return shared
+        hits, vms = shared
+        return Verdict.match(fingerprints=hits, vms=vms) if hits else NO_MATCH
+
+
+@filters.register("duplicate-machine-id")
+class DuplicateMachineId(DuplicateFilter):
+    """The same /etc/machine-id is on two or more VMs (clones not reset with
+    ``systemd-machine-id-setup``). Empty and ``uninitialized`` ids are how templates are
+    meant to ship and are ignored. Machine-id not read → unknown.
+
+    Example:
+        - name: cloned-machine-id
+          resource: vm
+          severity: low
+          filters: [duplicate-machine-id]
+    """
+
+    index_name = "duplicate-machine-ids"
+    what = "machine-id"
+    values = staticmethod(machine_ids)
+
+    def match(self, resource: VM, ctx: Context) -> Verdict:
+        shared = self.shared(resource, ctx)
+        if isinstance(shared, Verdict):
+            return shared
+        hits, vms = shared
+        return Verdict.match(machine_id=hits[0], vms=vms) if hits else NO_MATCH
