@@ -1,0 +1,203 @@
+"""The sandboxed inspection worker: ``python -m vmwarden.inspect.worker FD``.
+
+Started by :class:`~vmwarden.inspect.sandbox.InspectorPool` with one end of a Unix socket
+pair as ``FD``. It imports dissect.target once (the ~1 s cost is paid per worker, not per
+image), then confines itself before it reads any guest byte:
+
+1. ``PR_SET_NO_NEW_PRIVS``; if root: no supplementary groups, gid and uid of an unprivileged
+   user (``nobody`` by default). It needs no file access of its own: the parent opens the
+   image files and passes the descriptors over the socket.
+2. ``RLIMIT_AS`` (memory) and ``RLIMIT_CPU`` (soft limit re-armed for each image: the
+   kernel sends ``SIGXCPU``, which ends the worker; the parent reports it and replaces it).
+   ``RLIMIT_CORE`` 0 and ``RLIMIT_NOFILE`` bounded.
+3. An audit hook that refuses every ``open``/``listdir`` of a host path outside Python's own
+   library directories: even a dissect bug that built a host path could not read it.
+
+Then it serves requests: ``{"image": name}`` plus the layers' descriptors →
+``{"ok": true, "facts": {...}, "stats": {...}}`` or ``{"ok": false, "error": reason}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+import socket
+import sys
+import time
+from typing import Any
+
+from vmwarden.inspect import wire
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_DUMPABLE = 4
+_CONFINED: dict[str, Any] = {"prefixes": ()}
+
+
+def _prctl(option: int, value: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the other limits still apply
+        pass
+
+
+def warm_up() -> None:
+    """Import everything dissect will need, so that the first image costs no import time."""
+    import dissect.target.container
+    import dissect.target.filesystem
+    import dissect.target.volume
+    from dissect.target import Target, plugin
+    from dissect.target.filesystem import VirtualFilesystem
+
+    import vmwarden.inspect.facts  # noqa: F401 - the readers and their imports
+
+    for registry in (dissect.target.container.CONTAINERS, dissect.target.filesystem.FILESYSTEMS):
+        for cls in registry:
+            with contextlib.suppress(ImportError):
+                getattr(cls, "__type__", None)  # resolves the lazy import
+    for name in ("disk", "lvm", "luks", "md"):
+        with contextlib.suppress(ImportError):
+            getattr(dissect.target.volume, name).__name__  # noqa: B018 - lazy import
+    # OS detection loads the plugin index; do it once on an empty virtual filesystem.
+    target = Target()
+    vfs = VirtualFilesystem()
+    vfs.makedirs("/etc")
+    target.filesystems.add(vfs)
+    # Nothing to find in an empty filesystem; the plugin index is loaded all the same.
+    with contextlib.suppress(Exception):
+        target._init_os()
+    plugin.plugins()
+
+
+def confine(config: dict[str, Any]) -> dict[str, Any]:
+    """Drop privileges and set limits; returns what was done (reported to the parent)."""
+    done: dict[str, Any] = {}
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    os.chdir("/")
+    uid, gid = config.get("uid"), config.get("gid")
+    if os.geteuid() == 0 and uid is not None and gid is not None:
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    _prctl(PR_SET_DUMPABLE, 0)
+    done["uid"], done["gid"] = os.geteuid(), os.getegid()
+    memory = int(config.get("memory_mb") or 0)
+    if memory > 0:
+        limit = memory * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        done["memory_mb"] = memory
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    _CONFINED["prefixes"] = _library_prefixes()
+    sys.addaudithook(_deny_host_files)
+    done["audit"] = True
+    return done
+
+
+def _library_prefixes() -> tuple[str, ...]:
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    dirs.update(p for p in sys.path if p and os.path.isdir(p))
+    return tuple(sorted({os.path.realpath(d).rstrip("/") + "/" for d in dirs}))
+
+
+def _deny_host_files(event: str, args: tuple[Any, ...]) -> None:
+    if event not in ("open", "os.listdir", "os.scandir"):
+        return
+    target = args[0] if args else None
+    if target is None or isinstance(target, int):
+        return  # descriptors the parent passed, or the current directory's listing
+    path = os.path.realpath(os.fsdecode(target))
+    if event == "open" and path.startswith(_CONFINED["prefixes"]):
+        mode = args[1] if len(args) > 1 else "r"
+        if isinstance(mode, str) and not any(c in mode for c in "wax+"):
+            return
+    raise PermissionError(f"inspection worker may not open host path {path}")
+
+
+def arm_cpu_limit(seconds: float) -> None:
+    """Allow ``seconds`` more CPU time from now (soft limit; SIGXCPU ends the worker)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = int(usage.ru_utime + usage.ru_stime) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (used + max(1, int(seconds)), resource.RLIM_INFINITY))
+
+
+def handle(request: dict[str, Any], fds: list[int], config: dict[str, Any]) -> dict[str, Any]:
+    from vmwarden.errors import InspectError
+    from vmwarden.inspect.facts import inspect_layers
+
+    formats = request.get("formats") or []
+    if len(formats) != len(fds) or not fds:
+        return {"ok": False, "error": "bad request: layers and descriptors differ"}
+    image = str(request.get("image"))
+    arm_cpu_limit(float(config.get("cpu_seconds") or 120))
+    key = bytes.fromhex(config["fingerprint_key"])
+    try:
+        if config.get("test_hooks"):
+            _test_hook(os.path.basename(image))
+        facts, stats = inspect_layers(
+            list(zip(fds, formats, strict=True)),
+            image=image,
+            fingerprint_key=key,
+            encrypted=bool(request.get("encrypted")),
+        )
+    except InspectError as exc:
+        return {"ok": False, "error": str(exc)}
+    except MemoryError:
+        return {"ok": False, "error": "memory limit exceeded", "restart": True}
+    except RecursionError:
+        return {"ok": False, "error": "image structure nested too deeply", "restart": True}
+    except Exception as exc:  # the worker's boundary: anything else is "uninspectable"
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "facts": facts.to_dict(), "stats": stats}
+
+
+def _test_hook(name: str) -> None:
+    """Pathological behaviour on demand, for the pool's own tests (never enabled otherwise)."""
+    if name.startswith("hang-"):
+        while True:
+            time.sleep(3600)
+    if name.startswith("spin-"):
+        while True:
+            pass
+    if name.startswith("oom-"):
+        hog = []
+        while True:
+            hog.append(bytearray(64 * 1024 * 1024))
+
+
+def serve(sock: socket.socket) -> int:
+    config, _ = wire.recv(sock)
+    warm_up()
+    done = confine(config)
+    wire.send(sock, {"ready": True, "pid": os.getpid(), **done})
+    while True:
+        try:
+            request, fds = wire.recv(sock)
+        except wire.WireClosed:
+            return 0
+        try:
+            response = handle(request, fds, config)
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        wire.send(sock, response)
+        if response.get("restart"):
+            return 3
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or not argv[1].isdigit():
+        print("usage: python -m vmwarden.inspect.worker FD (started by InspectorPool)")
+        return 2
+    sock = socket.socket(fileno=int(argv[1]))
+    try:
+        return serve(sock)
+    except (wire.WireClosed, BrokenPipeError, ConnectionResetError):
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
