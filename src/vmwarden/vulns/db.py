@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vmwarden.vulns.ecosystems import (
-    FAMILY_VERSIONS,
     SOURCE_NAMED,
     EcosystemKey,
     guest_ecosystems,
     parse_ecosystem,
-    parse_version,
     range_version_class,
 )
 from vmwarden.vulns.ranges import Interval, intervals
@@ -77,11 +75,9 @@ class _Advisory:
 
     def affects(self, version: str) -> tuple[bool, str | None]:
         """(affected, fixed version) for an installed version string."""
-        parsed = parse_version(FAMILY_VERSIONS[self.family], version)
-        if parsed is not None:
-            for interval in self.intervals:
-                if interval.contains(parsed):
-                    return True, interval.fixed
+        for interval in self.intervals:
+            if interval.affects(version):
+                return True, interval.fixed
         # The explicit list names versions the ranges may not cover (or that do not parse).
         return version in self.versions, None
 

@@ -60,8 +60,8 @@ MANAGER_VERSIONS: dict[str, type[Version]] = {
     "rpm": RpmVersion,
     "apk": AlpineLinuxVersion,
 }
-#: Families whose OSV records name *source* packages.
-SOURCE_NAMED = frozenset({"debian", "ubuntu"})
+#: Families whose OSV records name *source* packages (Alpine: the apk "origin").
+SOURCE_NAMED = frozenset({"debian", "ubuntu", "alpine"})
 
 _RELEASE = re.compile(r"^v?(\d+(?:\.\d+)*)$")
 

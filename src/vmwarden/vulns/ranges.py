@@ -19,11 +19,18 @@ from vmwarden.vulns.records import Event
 
 @dataclass(frozen=True, slots=True)
 class Interval:
-    """``lower`` and ``upper`` are None when unbounded; ``fixed`` is the version that fixes it."""
+    """``lower`` and ``upper`` are None when unbounded; ``fixed`` is the version that fixes it;
+    ``scheme`` the univers class installed versions are parsed with to compare."""
 
     lower: VersionConstraint | None
     upper: VersionConstraint | None
     fixed: str | None
+    scheme: type[Version]
+
+    def affects(self, installed: str) -> bool:
+        """Whether the installed version string lies in the interval (False if unparseable)."""
+        version = parse_version(self.scheme, installed)
+        return version is not None and self.contains(version)
 
     def contains(self, version: Version) -> bool:
         if self.lower is not None and not self.lower.contains(version):
@@ -64,8 +71,8 @@ def intervals(events: list[Event], cls: type[Version]) -> list[Interval]:
         elif is_open and version is not None:
             comparator = "<" if event.kind == "fixed" else "<="
             fixed = event.version if event.kind == "fixed" else None
-            found.append(Interval(lower, VersionConstraint(comparator, version), fixed))
+            found.append(Interval(lower, VersionConstraint(comparator, version), fixed, cls))
             is_open, lower = False, None
     if is_open:
-        found.append(Interval(lower, None, None))
+        found.append(Interval(lower, None, None, cls))
     return found
