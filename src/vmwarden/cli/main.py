@@ -18,6 +18,7 @@ from vmwarden.errors import VmwardenError
 app = typer.Typer(
     name="vmwarden",
     help="Find every VM and disk image, judge them against a policy, quarantine and release.",
+    epilog="Example: vmwarden demo, then vmwarden scan -c qemu:///system -p policy.yaml",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -32,9 +33,10 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except VmwardenError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # soft_wrap: one message is one line, whatever the terminal width (scripts grep it)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         if exc.hint:
-            err.print(f"[dim]hint:[/] {exc.hint}", highlight=False)
+            err.print(f"[dim]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
 
 

@@ -149,9 +149,9 @@ class Sweep:
         errors = [r for r in results if isinstance(r, VmwardenError)]
         if errors:
             message = "; ".join(str(e) for e in errors)
-            raise UnreachableError(
-                message, hint="check the URI and that libvirtd runs; nothing was changed"
-            )
+            hints = dict.fromkeys(e.hint for e in errors if e.hint)  # the connector's own advice
+            hint = "; ".join(hints) or "check the URI and that libvirtd runs"
+            raise UnreachableError(message, hint=f"{hint}; nothing was changed")
         return [r for r in results if isinstance(r, HostInventory)]
 
     def _rule_actions(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
