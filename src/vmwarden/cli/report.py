@@ -6,6 +6,8 @@ import csv
 import html
 import io
 import json
+import re
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -13,7 +15,6 @@ import typer
 from rich.table import Table
 
 from vmwarden.cli.common import DbOpt, open_store, out
-from vmwarden.errors import VmwardenError
 
 
 class What(StrEnum):
@@ -31,6 +32,15 @@ class Fmt(StrEnum):
     html = "html"
 
 
+_TABLE_COLUMNS: dict[What, tuple[str, ...]] = {
+    What.findings: ("severity", "rule", "host", "name", "evidence"),
+    What.vms: ("host", "name", "state", "last_seen"),
+    What.images: ("host", "path", "format", "template", "digest"),
+    What.history: ("at", "field", "old", "new"),
+    What.audit: ("created_at", "action", "name", "status", "actor", "reason"),
+}
+
+
 def _rows(store: Any, what: What, vm: str | None) -> list[dict[str, Any]]:
     if what is What.findings:
         return store.open_findings()
@@ -40,16 +50,20 @@ def _rows(store: Any, what: What, vm: str | None) -> list[dict[str, Any]]:
         return store.list_images()
     if what is What.history:
         if not vm:
-            raise VmwardenError(
-                "report history needs a VM name or UUID", hint="vmwarden report history web01"
+            raise typer.BadParameter(
+                "report history needs a VM name or UUID (e.g. vmwarden report history web01)",
+                param_hint="VM",
             )
         return [_plain(h) for h in store.vm_history(vm)]
     return [a.to_dict() for a in store.journal_entries()]
 
 
 def _plain(obj: Any) -> dict[str, Any]:
+    """A row as JSON-ready data: records' own ``to_dict`` (severity as a word, ISO times)."""
     if isinstance(obj, dict):
         return obj
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
     if hasattr(obj, "_asdict"):
         return obj._asdict()
     if hasattr(obj, "__dataclass_fields__"):
@@ -57,10 +71,31 @@ def _plain(obj: Any) -> dict[str, Any]:
     return dict(obj)
 
 
+def _default(v: Any) -> Any:
+    """JSON for what the store returns beyond plain data: ISO 8601 times, enum words."""
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return str(v)
+
+
 def _flat(v: Any) -> str:
     if isinstance(v, dict | list):
-        return json.dumps(v, default=str)
+        return json.dumps(v, default=_default)
+    if isinstance(v, datetime):
+        return v.isoformat()
     return "" if v is None else str(v)
+
+
+_ISO = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)[.\d]*(\+00:00|Z)?$")
+
+
+def _cell(v: Any) -> str:
+    """A table cell: times to the second (UTC), long values cut."""
+    text = _flat(v)
+    m = _ISO.match(text)
+    if m:
+        return f"{m[1]} {m[2]}"
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def register_report(app: typer.Typer) -> None:
@@ -78,7 +113,7 @@ def register_report(app: typer.Typer) -> None:
             rows = [_plain(r) for r in _rows(store, what, vm)]
         cols = list(rows[0].keys()) if rows else []
         if fmt is Fmt.json:
-            print(json.dumps(rows, indent=2, default=str))
+            print(json.dumps(rows, indent=2, default=_default))
         elif fmt is Fmt.csv:
             buf = io.StringIO()
             w = csv.writer(buf)
@@ -95,10 +130,14 @@ def register_report(app: typer.Typer) -> None:
                 f"<!doctype html><meta charset=utf-8><title>vmwarden {what}</title>"
                 f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
             )
+        elif not rows:
+            out.print(f"{what} (0): nothing recorded", highlight=False)
         else:
+            # a terminal holds a handful of columns; json/csv/html carry all of them
+            shown = [c for c in _TABLE_COLUMNS[what] if c in cols] or cols
             t = Table(title=f"{what} ({len(rows)})", show_edge=False)
-            for c in cols:
-                t.add_column(c)
+            for c in shown:
+                t.add_column(c, overflow="fold")
             for r in rows:
-                t.add_row(*[_flat(r.get(c))[:60] for c in cols])
+                t.add_row(*[_cell(r.get(c)) for c in shown])
             out.print(t)
