@@ -13,6 +13,7 @@ from vmwarden.cli.report import register_report
 from vmwarden.connectors import open_connector
 from vmwarden.enforce import Quarantiner, QuarantineSpec
 from vmwarden.errors import EnforceError
+from vmwarden.inspect.chain import resolve_chain
 from vmwarden.inspect.digest import digest_file, fingerprint
 from vmwarden.policy import load_policy
 
@@ -43,7 +44,11 @@ def _uri_for(store: object, vm: str, given: str | None) -> str:
 
 def register(app: typer.Typer) -> None:
     register_report(app)
-    template = typer.Typer(help="The approved template catalog.", no_args_is_help=True)
+    template = typer.Typer(
+        help="The approved template catalog.",
+        epilog=_APPROVE_EXAMPLE + "; vmwarden template list",
+        no_args_is_help=True,
+    )
     app.add_typer(template, name="template")
 
     @app.command(
@@ -88,6 +93,8 @@ def register(app: typer.Typer) -> None:
         actor: ActorOpt = None,
     ) -> None:
         """Restore exactly what quarantine changed: each NIC's network and link state."""
+        if not reason.strip():
+            raise typer.BadParameter("say what was fixed, for the audit log", param_hint="--reason")
         with open_store(db) as store:
             uri = _uri_for(store, vm, connect)
             with open_connector(uri) as conn:
@@ -112,29 +119,49 @@ def register(app: typer.Typer) -> None:
         fp = fingerprint(image)
         with open_store(db) as store:
             store.approve_template(name, digest, str(image.resolve()), fp, actor_name(actor))
-        out.print(f"approved [bold]{name}[/] {digest}")
+        # soft_wrap: a digest broken over two lines could not be pasted into a policy
+        out.print(f"approved [bold]{name}[/] {digest}", soft_wrap=True)
         out.print(
             f"policy snippet:\n  templates:\n    - name: {name}\n      digest: {digest}",
             highlight=False,
+            soft_wrap=True,
         )
 
-    @template.command("list")
+    @template.command("list", epilog="Example: vmwarden template list --db sqlite:///vmwarden.db")
     def list_templates(db: DbOpt = None) -> None:
         """The catalog as recorded by `template approve`."""
         with open_store(db) as store:
-            for t in store.templates():
-                out.print(f"{t['name']}\t{t['digest']}\t{t.get('path') or ''}", highlight=False)
+            rows = store.templates()
+        for t in rows:  # tab-separated, one per line, unwrapped: for people and for cut(1)
+            print(f"{t['name']}\t{t['digest']}\t{t.get('path') or ''}")
 
-    @app.command(epilog="Example: vmwarden inspect /var/lib/libvirt/images/web01.qcow2")
+    @app.command(
+        epilog="Example: vmwarden inspect /var/lib/libvirt/images/web01.qcow2 "
+        "--allow-dir /var/lib/libvirt/images/templates"
+    )
     def inspect(
         image: Annotated[
             Path, typer.Argument(help="Disk image file.", exists=True, dir_okay=False)
         ],
+        allow_dir: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--allow-dir",
+                help="Directory backing files may be read from (repeatable); the image's own "
+                "directory always is. A backing file elsewhere is named, never opened.",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Offline facts of one disk image, as JSON (format, sizes, backing chain, digest)."""
         facts = fingerprint(image)
         facts["path"] = str(image.resolve())
         facts["digest"] = digest_file(image)
+        allowed = [image.resolve().parent, *(allow_dir or [])]
+        facts["chain"] = [
+            {"path": layer.path, "format": layer.format, "type": layer.type, "error": layer.error}
+            for layer in resolve_chain(image, allowed_dirs=allowed)
+        ]
         print(json.dumps(facts, indent=2, default=str))
 
 
