@@ -87,6 +87,7 @@ class GuestDisk:
     files: list[CountingFile] = field(default_factory=list)
     encrypted: bool = False
     filesystems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what went wrong but did not stop us
 
     @property
     def bytes_read(self) -> int:
@@ -134,10 +135,17 @@ def open_guest(layers: list[tuple[int, str]], *, name: str) -> GuestDisk:
         raise InspectError("no filesystem found on the disk")
     try:
         target._init_os()
+    except Exception as exc:  # as above: e.g. a symlink loop on a file OS detection reads
+        root = _filesystem_with_etc(target)
+        if root is None:
+            raise InspectError(f"cannot mount the guest filesystems: {_describe(exc)}") from None
+        target.fs.mount("/", root)
+        disk.notes.append(f"os detection failed ({_describe(exc)}); mounted the root by /etc")
+    try:
         target._mount_others()
-        target._applied = True
-    except Exception as exc:  # as above
-        raise InspectError(f"cannot mount the guest filesystems: {_describe(exc)}") from None
+    except Exception as exc:  # as above: the guest root is mounted, the rest is a note
+        disk.notes.append(f"other filesystems not mounted: {_describe(exc)}")
+    target._applied = True
     disk.target = target
     return disk
 
@@ -166,6 +174,16 @@ def _assemble(files: list[CountingFile], formats: list[str]) -> BinaryIO:
     if below is None:
         raise InspectError("no image layers to open")
     return below
+
+
+def _filesystem_with_etc(target: Target) -> Any:
+    for fs in target.filesystems:
+        try:
+            if fs.path("/etc").is_dir():
+                return fs
+        except Exception:  # a broken filesystem is simply not the root
+            continue
+    return None
 
 
 def _is_luks(volume: Any) -> bool:

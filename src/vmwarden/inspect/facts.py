@@ -106,6 +106,7 @@ def inspect_layers(
     try:
         facts.encrypted = guest.encrypted
         facts.filesystems = guest.filesystems
+        facts.errors += guest.notes
         if guest.target is None:
             facts.errors.append("encrypted volume (LUKS); guest contents not read")
         else:

@@ -43,8 +43,55 @@ def _prctl(option: int, value: int) -> None:
         pass
 
 
+#: Modules imported lazily by dissect or the readers; loaded before privileges are dropped,
+#: because the unprivileged user may not be able to read Python's own library (e.g. a
+#: pyenv build under /root).
+PRELOAD = (
+    "importlib",
+    "importlib.util",
+    "importlib.metadata",
+    "zlib",
+    "lzma",
+    "bz2",
+    "gzip",
+    "json",
+    "configparser",
+    "fnmatch",
+    "shlex",
+    "hmac",
+    "base64",
+    "uuid",
+    "zoneinfo",
+    "yaml",
+    "dissect.database.sqlite3",
+    "dissect.volume.disk.schemes",
+    "dissect.extfs",
+    "dissect.xfs",
+    "dissect.btrfs",
+    "dissect.ntfs",
+    "dissect.fat",
+    "dissect.hypervisor.disk.qcow2",
+    "dissect.hypervisor.disk.vmdk",
+    "dissect.hypervisor.disk.vhdx",
+)
+
+
+def _preload() -> None:
+    import encodings
+    import importlib
+    import pkgutil
+
+    for module in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    for info in pkgutil.iter_modules(encodings.__path__):
+        with contextlib.suppress(ImportError, LookupError):
+            importlib.import_module(f"encodings.{info.name}")
+
+
 def warm_up() -> None:
     """Import everything dissect will need, so that the first image costs no import time."""
+    _preload()
     import dissect.target.container
     import dissect.target.filesystem
     import dissect.target.volume
@@ -109,9 +156,9 @@ def _deny_host_files(event: str, args: tuple[Any, ...]) -> None:
     if target is None or isinstance(target, int):
         return  # descriptors the parent passed, or the current directory's listing
     path = os.path.realpath(os.fsdecode(target))
-    if event == "open" and path.startswith(_CONFINED["prefixes"]):
-        mode = args[1] if len(args) > 1 else "r"
-        if isinstance(mode, str) and not any(c in mode for c in "wax+"):
+    if (path + "/").startswith(_CONFINED["prefixes"]):  # imports (a module loaded late)
+        mode = args[1] if event == "open" and len(args) > 1 else "r"
+        if not isinstance(mode, str) or not any(c in mode for c in "wax+"):
             return
     raise PermissionError(f"inspection worker may not open host path {path}")
 
