@@ -1,4 +1,4 @@
-"""``plan``: state-based actions once per VM per sweep, event-based once per opened finding."""
+"""``plan``: state-based actions once per VM per sweep, event-based once per open finding."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _summary(planned) -> list[tuple[str, str, tuple[str, ...]]]:
 
 def test_state_based_actions_run_once_per_vm_naming_every_rule():
     findings = [_f("low-rule", "a"), _f("high-rule", "a", Severity.HIGH), _f("low-rule", "b")]
-    planned = plan(findings, VMS, ACTIONS, opened=None)
+    planned = plan(findings, VMS, ACTIONS, due=None)
     pauses = [p for p in planned if p.action == "pause"]
     assert sorted((p.vm.id, p.rules) for p in pauses) == [
         ("a", ("high-rule", "low-rule")),  # most severe first
@@ -38,37 +38,37 @@ def test_state_based_actions_run_once_per_vm_naming_every_rule():
 
 def test_event_based_actions_run_once_per_opened_finding():
     findings = [_f("low-rule", "a"), _f("high-rule", "a", Severity.HIGH)]
-    planned = plan(findings, VMS, ACTIONS, opened=None)
+    planned = plan(findings, VMS, ACTIONS, due=None)
     snaps = [p for p in planned if p.action == "snapshot"]
     assert sorted(p.rules for p in snaps) == [("high-rule",), ("low-rule",)]
     assert [p.rules for p in planned if p.action == "notify"] == [("low-rule",)]
 
 
-def test_only_newly_opened_findings_trigger_event_based_actions():
+def test_only_due_event_actions_are_planned():
     findings = [_f("low-rule", "a"), _f("high-rule", "a", Severity.HIGH)]
-    opened = {("low-rule", "vm", "a")}
-    planned = plan(findings, VMS, ACTIONS, opened=opened)
+    key = ("low-rule", "vm", "a")
+    planned = plan(findings, VMS, ACTIONS, due={(key, "notify"), (key, "snapshot")})
     assert _summary(planned) == [
         ("notify", "a", ("low-rule",)),
         ("pause", "a", ("high-rule", "low-rule")),  # state-based: every sweep
         ("quarantine", "a", ("high-rule",)),
         ("snapshot", "a", ("low-rule",)),
     ]
-    still_open = plan(findings, VMS, ACTIONS, opened=set())
+    still_open = plan(findings, VMS, ACTIONS, due=set())
     assert {p.action for p in still_open} == {"pause", "quarantine"}
 
 
 def test_findings_of_vms_not_in_the_sweep_plan_nothing():
-    assert plan([_f("high-rule", "gone")], VMS, ACTIONS, opened=None) == []
+    assert plan([_f("high-rule", "gone")], VMS, ACTIONS, due=None) == []
 
 
 def test_rules_without_actions_plan_nothing():
-    assert plan([_f("no-actions", "a")], VMS, ACTIONS, opened=None) == []
+    assert plan([_f("no-actions", "a")], VMS, ACTIONS, due=None) == []
 
 
 def test_image_findings_notify_through_a_vm_shaped_carrier():
     f = Finding("img-rule", "image", "/srv/x.qcow2", "x.qcow2", "hv1", Severity.MEDIUM)
-    (p,) = plan([f], VMS, ACTIONS, opened=None)
+    (p,) = plan([f], VMS, ACTIONS, due=None)
     assert (p.action, p.vm.id, p.vm.name, p.vm.host) == ("notify", "/srv/x.qcow2", "x.qcow2", "hv1")
 
 
@@ -79,7 +79,7 @@ def test_tags_with_other_keys_are_separate_states_one_key_is_merged():
         "dormant-too": [("tag", {"key": "dormant", "value": "very"})],
     }
     findings = [_f("dormant", "a"), _f("ownerless", "a"), _f("dormant-too", "a", Severity.HIGH)]
-    planned = plan(findings, VMS, actions, opened=None)
+    planned = plan(findings, VMS, actions, due=None)
     assert sorted((p.params["key"], p.params["value"], p.rules) for p in planned) == [
         ("dormant", "very", ("dormant-too", "dormant")),  # one key: the most severe value
         ("owner-missing", "yes", ("ownerless",)),

@@ -16,6 +16,7 @@ from tests.enforce.enforce_fleet import (
     PAUSED,
     RUN,
     attachment,
+    build_fleet,
     hot_add_nic,
     interfaces,
 )
@@ -24,6 +25,7 @@ from vmwarden.enforce import EnforceContext, Quarantiner, QuarantineSpec, execut
 from vmwarden.errors import EnforceError
 from vmwarden.model import Finding
 from vmwarden.model.finding import Severity
+from vmwarden.store import Store
 
 QUARANTINED = {"type": "network", "network": "quarantine", "portgroup": None, "vlan": []}
 
@@ -217,13 +219,13 @@ def test_quarantine_through_the_policy_pipeline(store, conn, ctx: EnforceContext
         Finding("forbidden-software", "vm", OFF, vm.name, vm.host, Severity.CRITICAL),
     ]
     actions = {r: [("quarantine", {})] for r in ("unapproved-template", "forbidden-software")}
-    planned = plan(findings, {OFF: vm}, actions, opened=None)
+    planned = plan(findings, {OFF: vm}, actions, due=None)
     (rec,) = execute(ctx, planned)
     assert rec.status == "done"
     assert rec.reason == "policy: forbidden-software, unapproved-template"
     assert rec.rule == "forbidden-software"  # the most severe finding names the rule
     assert [e.action for e in store.journal_entries()] == ["quarantine"]
-    (rec2,) = execute(ctx, plan(findings, {OFF: vm}, actions, opened=set()))
+    (rec2,) = execute(ctx, plan(findings, {OFF: vm}, actions, due=set()))
     assert rec2.status == "noop"
 
 
@@ -243,3 +245,20 @@ def test_action_on_a_host_we_are_not_connected_to_fails_with_a_hint(store, conn,
     finding = Finding("r", "vm", OFF, vm.name, vm.host, Severity.HIGH)
     (rec,) = execute(ctx, plan([finding], {OFF: vm}, {"r": [("quarantine", {})]}, None))
     assert rec.status == "failed" and "no open connection" in rec.error
+
+
+def test_quarantine_to_a_network_the_host_lacks_changes_nothing(tmp_path):
+    """A typo in quarantine.network must not 'succeed' by redefining NICs onto nothing."""
+    fleet = build_fleet(tmp_path / "hv.xml")
+    with (
+        Store.open(f"sqlite:///{tmp_path / 'db'}") as store,
+        LibvirtConnector(f"test://{fleet}") as conn,
+    ):
+        before = conn.nic_snapshot(OFF)
+        vm = conn.lookup(OFF)
+        with pytest.raises(EnforceError, match="does not exist"):
+            Quarantiner(store, "t").quarantine(
+                conn, vm, QuarantineSpec("nosuchnet"), reason="r", rule=None
+            )
+        assert conn.nic_snapshot(OFF) == before
+        assert store.journal_entries() == []

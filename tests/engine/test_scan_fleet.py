@@ -184,8 +184,12 @@ def test_second_sweep_writes_no_history_and_hashes_nothing(scan_fleet, store, fi
     assert {(f.rule, f.name): f.evidence for f in second.findings} == {
         (f.rule, f.name): f.evidence for f in first.findings
     }
-    # event-based actions (notify) ran "when the finding opened"; state-based ones repeat
-    assert {a.action for a in second.actions} == {"quarantine"}
+    # Report-only: nothing was carried out, so notify is still due and planned again, as is
+    # every state-based action; each planned once per VM/finding as in the first sweep.
+    assert sorted((a.action, a.name) for a in second.actions) == sorted(
+        (a.action, a.name) for a in first.actions
+    )
+    assert {a.status for a in second.actions} == {"dry-run"}
     assert rows(store, "SELECT count(*) FROM scans") == [(2,)]
 
 
@@ -227,3 +231,15 @@ def test_state_change_between_sweeps_is_history(scan_fleet, store, first):
     assert found(later) == scan_fleet.expected()
     # nothing else changed: one state row for the VM shut off, one for the VM removed
     assert rows(store, "SELECT count(*) FROM vm_history")[0][0] == history + 2
+
+
+def test_enforce_after_a_report_only_sweep_still_notifies(scan_fleet, store, first):
+    """Findings opened by a report-only sweep get their notify on the first --enforce sweep,
+    and only once: the journal, not "opened this sweep", decides what is due."""
+    enforced = sweep(store, scan_fleet, enforce=True)
+    notified = sorted(a.name for a in enforced.actions if a.action == "notify")
+    assert notified == sorted(a.name for a in first.actions if a.action == "notify")
+    assert notified  # the fleet's policy notifies on some rules
+    assert {a.status for a in enforced.actions if a.action == "notify"} == {"done"}
+    again = sweep(store, scan_fleet, enforce=True)
+    assert [a for a in again.actions if a.action == "notify"] == []

@@ -57,6 +57,13 @@ class Quarantiner:
         active = self.store.active_quarantine(vm.id)
         if active is not None:
             return self._reconcile(conn, active, spec)
+        check = getattr(conn, "network_exists", None)
+        if check is not None and not check(spec.network):
+            raise EnforceError(
+                f"quarantine network {spec.network!r} does not exist on {vm.host}; nothing changed",
+                hint=f"define an isolated network named {spec.network!r} on that host "
+                "(virsh net-define; no <forward>, no <ip>) or fix quarantine.network",
+            )
         nics = [
             {
                 "mac": snap.mac,

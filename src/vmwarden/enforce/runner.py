@@ -2,8 +2,10 @@
 
 Each VM gets each state-based action at most once per sweep, however many findings ask for
 it (the reason names all of them); a ``tag`` with another key is another state and runs
-too (for one key, the most severe rule's value wins). Event-based actions run once per
-newly opened finding. Pending journal entries left by a crash are finished first.
+too (for one key, the most severe rule's value wins). Event-based actions (notify, snapshot)
+run once per open finding: the caller says which are ``due`` (not yet carried out since the
+finding opened — a report-only sweep opens findings without carrying anything out). Pending
+journal entries left by a crash are finished first.
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ def plan(
     findings: list[Finding],
     vms: dict[str, VM],
     rule_actions: dict[str, list[tuple[str, dict[str, Any]]]],
-    opened: set[tuple[str, str, str]] | None,
+    due: set[tuple[tuple[str, str, str], str]] | None,
 ) -> list[PlannedAction]:
-    """Which actions a sweep would run. ``opened=None`` treats every finding as new."""
+    """Which actions a sweep would run. ``due`` holds (finding key, event action) pairs still
+    to carry out; ``None`` treats every event action as due."""
     ordered = sorted(findings, key=lambda f: (-int(f.severity), f.rule, f.id))
     state_based: dict[tuple[str, str, str], list[Finding]] = defaultdict(list)
     params_of: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -49,7 +52,7 @@ def plan(
             continue
         for name, params in rule_actions.get(f.rule, []):
             if name in EVENT_BASED:
-                if opened is None or f.key in opened:
+                if due is None or (f.key, name) in due:
                     out.append(PlannedAction(name, params, vm, (f.rule,), f))
                 continue
             key = (vm.id, name, _state_of(name, params))

@@ -15,6 +15,7 @@ from typing import Any
 
 from vmwarden.connectors import inventory_all, open_connector
 from vmwarden.enforce import EnforceContext, PlannedAction, QuarantineSpec, execute, plan, repair
+from vmwarden.enforce.actions import EVENT_BASED
 from vmwarden.engine.images import collect_images
 from vmwarden.engine.lineage import Lineage
 from vmwarden.errors import UnreachableError, VmwardenError
@@ -117,17 +118,19 @@ class Sweep:
         warnings += lineage.warnings
         vms = [vm for inv in inventories for vm in inv.vms]
         now = datetime.now(UTC)
-        self.store.record_inventory(vms, now=now, complete_hosts={inv.host for inv in inventories})
+        complete = {inv.host for inv in inventories}
+        self.store.record_inventory(vms, now=now, complete_hosts=complete)
         catalog = {**self.store.catalog(), **self.policy.catalog()}
         images = collect_images(inventories, catalog)
-        self.store.record_images(images, now=now)
+        self.store.record_images(images, now=now, complete_hosts=complete)
         hosts = [inv.host for inv in inventories]
         estate = Estate(vms=vms, images=images, catalog=catalog, now=now, hosts=hosts)
         findings = evaluate(self.policy, estate)
         self.progress("evaluate", 1, 1)
-        delta = self.store.record_findings(findings, now=now)
-        opened = {(f.rule, f.resource, f.id) for f in getattr(delta, "opened_findings", findings)}
-        planned = plan(findings, {vm.id: vm for vm in vms}, self._rule_actions(), opened)
+        self.store.record_findings(findings, now=now)
+        rule_actions = self._rule_actions()
+        due = self._due_events(findings, rule_actions)
+        planned = plan(findings, {vm.id: vm for vm in vms}, rule_actions, due)
         actions = (
             self._act(uris, vms, planned) if enforce else [_dry(p, self.actor) for p in planned]
         )
@@ -153,6 +156,39 @@ class Sweep:
             hint = "; ".join(hints) or "check the URI and that libvirtd runs"
             raise UnreachableError(message, hint=f"{hint}; nothing was changed")
         return [r for r in results if isinstance(r, HostInventory)]
+
+    def _due_events(
+        self, findings: list[Finding], rule_actions: dict[str, list[tuple[str, dict[str, Any]]]]
+    ) -> set[tuple[tuple[str, str, str], str]]:
+        """(finding, event action) pairs not carried out since the finding opened.
+
+        Read from the journal rather than from "opened this sweep", so a finding first seen by
+        a report-only sweep still gets its notify/snapshot on the first ``--enforce`` sweep.
+        """
+        wanted = [
+            (f, name)
+            for f in findings
+            for name, _ in rule_actions.get(f.rule, [])
+            if name in EVENT_BASED
+        ]
+        if not wanted:
+            return set()
+        since = {
+            (d["rule"], d["resource"], d["id"]): d["first_seen"]
+            for d in self.store.findings("open")
+        }
+        last_done: dict[tuple[str, str | None, str], datetime] = {}
+        for action in {name for _, name in wanted}:
+            for e in self.store.journal_entries(action=action, status="done"):
+                key = (e.id, e.rule, action)
+                if e.created_at and (key not in last_done or e.created_at > last_done[key]):
+                    last_done[key] = e.created_at
+        due = set()
+        for f, name in wanted:
+            done_at, opened_at = last_done.get((f.id, f.rule, name)), since.get(f.key)
+            if done_at is None or (opened_at is not None and done_at < opened_at):
+                due.add((f.key, name))
+        return due
 
     def _rule_actions(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         return {rule.name: rule.action_specs() for rule in self.policy.rules}

@@ -132,6 +132,18 @@ class LibvirtConnector:
             raise ConnectorError(f"connection to {self.uri} is closed")
         return self._conn
 
+    def network_exists(self, name: str) -> bool:
+        """Whether a libvirt network of that name is defined on this host."""
+        try:
+            self.conn.networkLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return False
+            raise ConnectorError(
+                f"{self.uri}: cannot look up network {name!r}: {message_of(exc)}"
+            ) from exc
+        return True
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
