@@ -15,6 +15,7 @@ libvirtd: deps
 	@bash scripts/start-libvirtd.sh
 
 test: deps libvirtd
+	bash scripts/build-debian-image.sh
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	VMWARDEN_TEST_PG_URL="$$(bash scripts/start-postgres.sh)" $(PY) -m pytest -q

@@ -402,5 +402,5 @@ def debian_image() -> Path:
             ["bash", str(script), str(DEBIAN_IMAGE)], check=False, capture_output=True
         )
         if done.returncode != 0:
-            pytest.skip(f"cannot build the Debian image: {done.stderr.decode()[-400:]}")
+            pytest.fail(f"cannot build the Debian image: {done.stderr.decode()[-400:]}")
     return DEBIAN_IMAGE

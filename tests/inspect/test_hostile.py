@@ -132,8 +132,7 @@ def test_guest_symlink_to_an_absolute_host_path_resolves_in_the_guest(
 
 
 def test_luks_is_a_fact_not_an_error(tmp_path: Path, pool: InspectorPool) -> None:
-    if not shutil.which("cryptsetup"):
-        pytest.skip("cryptsetup not installed")
+    assert shutil.which("cryptsetup"), "cryptsetup missing: scripts/install-deps.sh installs it"
     path = tmp_path / "secret.img"
     with path.open("wb") as f:
         f.truncate(32 * 1024 * 1024)

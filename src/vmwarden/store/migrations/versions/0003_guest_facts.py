@@ -14,11 +14,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-# Not used below (the DDL is frozen here): importing it registers GuestFactsRow/SettingRow on
-# ``Base.metadata`` wherever migrations run, so the schema-vs-tables check sees them. Remove
-# once ``vmwarden.store`` imports ``vmwarden.store.facts`` itself.
-import vmwarden.store.facts  # noqa: F401
-
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
