@@ -97,7 +97,8 @@ class VulnDB:
     _merged: dict[tuple[EcosystemKey, ...], dict[str, list[_Advisory]]] = field(
         default_factory=dict
     )
-    _cache: dict[tuple[tuple[EcosystemKey, ...], str, str], tuple[VulnMatch, ...]] = field(
+    # ecosystems → (package, version) → matches; clones repeat the same few versions
+    _cache: dict[tuple[EcosystemKey, ...], dict[tuple[str, str], tuple[VulnMatch, ...]]] = field(
         default_factory=dict
     )
 
@@ -206,7 +207,9 @@ class VulnDB:
         return any(key in self._index for key in guest_ecosystems(facts))
 
     def match(self, facts: GuestFacts) -> list[VulnMatch]:
-        """Advisories affecting the guest's installed packages, sorted by id then package.
+        """Advisories affecting the guest's installed packages: in the guest's package order,
+        each package's by advisory id; one match per advisory per (package, version), so two
+        binaries of one source at one version count once.
 
         Empty when packages are unknown or the OS is not covered: callers that must tell
         "clean" from "could not judge" check ``facts.packages`` and ``covers`` first.
@@ -220,21 +223,31 @@ class VulnDB:
         if merged is None:
             merged = self._merged[keys] = self._merge(keys)
         by_source = keys[0][0] in SOURCE_NAMED
-        cache = self._cache
-        found: dict[tuple[str, str], VulnMatch] = {}
+        cache = self._cache.get(keys)
+        if cache is None:
+            cache = self._cache[keys] = {}
+        found: list[VulnMatch] = []
+        seen: set[tuple[str, str]] = set()
         for pkg in facts.packages:
-            # dpkg writes "Source: openssl (3.0.11-1)" when the versions differ.
-            name = (pkg.source or pkg.name).partition(" ")[0] if by_source else pkg.name
+            name = (pkg.source or pkg.name) if by_source else pkg.name
             advisories = merged.get(name)
             if advisories is None:
+                if " " not in name:  # the common case: no advisory for this package
+                    continue
+                # dpkg writes "Source: openssl (3.0.11-1)" when the versions differ.
+                name = name.partition(" ")[0]
+                advisories = merged.get(name)
+                if advisories is None:
+                    continue
+            ck = (name, pkg.version)
+            if ck in seen:
                 continue
-            ck = (keys, name, pkg.version)
+            seen.add(ck)
             hits = cache.get(ck)
             if hits is None:
                 hits = cache[ck] = self._judge(advisories, pkg)
-            for hit in hits:
-                found.setdefault((hit.id, hit.package), hit)
-        return sorted(found.values(), key=lambda m: (m.id, m.package))
+            found.extend(hits)
+        return found
 
     def _merge(self, keys: tuple[EcosystemKey, ...]) -> dict[str, list[_Advisory]]:
         merged: dict[str, list[_Advisory]] = defaultdict(list)
@@ -244,7 +257,7 @@ class VulnDB:
         return dict(merged)
 
     def _judge(self, advisories: list[_Advisory], pkg: Package) -> tuple[VulnMatch, ...]:
-        hits: list[VulnMatch] = []
+        hits: dict[str, VulnMatch] = {}
         for advisory in advisories:
             affected, fixed = advisory.affects(pkg.version)
             if not affected:
@@ -253,12 +266,13 @@ class VulnDB:
             severity, score = info.severity, info.score
             if severity is None:
                 severity, score = self._alias_severity(info)
-            hits.append(
+            hits.setdefault(
+                info.id,
                 VulnMatch(
                     info.id, info.aliases, advisory.package, pkg.version, fixed, severity, score
-                )
+                ),
             )
-        return tuple(hits)
+        return tuple(sorted(hits.values(), key=lambda m: m.id))
 
     def _alias_severity(self, info: _Info) -> tuple[str | None, float | None]:
         """The highest severity among the record's aliases and related ids in this feed
