@@ -1,0 +1,211 @@
+"""People who may use vmwarden's API and dashboard: name, role, and a hashed API token.
+
+The store never sees a token in clear. It keeps the token's *id* (a short prefix, indexed, so
+that verifying a token is one indexed read and one hash check, never a scan of all users)
+and its argon2 hash; minting and hashing are the API layer's (``vmwarden.api.tokens``).
+Every change is journaled in the same transaction (``user-add``, ``user-disable``,
+``user-rotate``), so the audit log proves who granted whom what.
+
+Example::
+
+    users = UsersRepo(store)
+    token, token_id, token_hash = mint()      # vmwarden.api.tokens
+    users.add_user("alice", "operator", token_id, token_hash, actor="root", reason="on call")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Boolean, String, Text, insert, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vmwarden.errors import StoreError
+from vmwarden.store.audit import write_event
+from vmwarden.store.base import utcnow
+from vmwarden.store.tables import Base, BigId, UTCDateTime
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
+
+    from vmwarden.store.store import Store
+
+ROLES = ("auditor", "operator", "admin")  # each may do what the ones before it may
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+
+
+class UserRow(Base):
+    """One person (or robot) allowed in; ``token_id`` finds the row, ``token_hash`` proves it."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_id: Mapped[str] = mapped_column(String(32), unique=True)
+    token_hash: Mapped[str] = mapped_column(Text)
+    disabled: Mapped[bool] = mapped_column(Boolean)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    token_rotated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+users = UserRow.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A user as the API sees one (no hash). ``token_id`` changes when the token is rotated."""
+
+    id: int
+    name: str
+    role: str
+    disabled: bool
+    token_id: str
+    created_by: str
+    created_at: datetime
+    token_rotated_at: datetime
+    disabled_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "disabled": self.disabled,
+            "created_by": self.created_by,
+            "created_at": self.created_at,
+            "token_rotated_at": self.token_rotated_at,
+            "disabled_at": self.disabled_at,
+        }
+
+
+def _user(row: Row[Any]) -> User:
+    return User(
+        id=row.id,
+        name=row.name,
+        role=row.role,
+        disabled=row.disabled,
+        token_id=row.token_id,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        token_rotated_at=row.token_rotated_at,
+        disabled_at=row.disabled_at,
+    )
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise StoreError(f"unknown role {role!r} (valid: {', '.join(ROLES)})")
+    return role
+
+
+class UsersRepo:
+    """Users and their token hashes, kept in a :class:`Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def add_user(
+        self,
+        name: str,
+        role: str,
+        token_id: str,
+        token_hash: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+    ) -> User:
+        """Create ``name``; a name already taken (even by a disabled user) is an error."""
+        check_role(role)
+        now = utcnow()
+        with self._store._write() as conn:
+            if conn.execute(select(users.c.id).where(users.c.name == name)).first():
+                raise StoreError(
+                    f"user {name!r} already exists",
+                    hint="pick another name, or rotate that user's token (vmwarden user rotate)",
+                )
+            conn.execute(
+                insert(users).values(
+                    name=name,
+                    role=role,
+                    token_id=token_id,
+                    token_hash=token_hash,
+                    disabled=False,
+                    created_by=actor,
+                    created_at=now,
+                    token_rotated_at=now,
+                    disabled_at=None,
+                )
+            )
+            write_event(conn, "user-add", actor, reason, {"user": name, "role": role}, now)
+            row = conn.execute(select(users).where(users.c.name == name)).one()
+        return _user(row)
+
+    def get_user(self, name: str) -> User | None:
+        with self._store._read() as conn:
+            row = conn.execute(select(users).where(users.c.name == name)).first()
+        return _user(row) if row else None
+
+    def get_user_by_id(self, user_id: int) -> User | None:
+        with self._store._read() as conn:
+            row = conn.execute(select(users).where(users.c.id == user_id)).first()
+        return _user(row) if row else None
+
+    def credentials(self, token_id: str) -> tuple[User, str] | None:
+        """The user holding the token with this id, and the token's hash (for verification)."""
+        with self._store._read() as conn:
+            row = conn.execute(select(users).where(users.c.token_id == token_id)).first()
+        return (_user(row), row.token_hash) if row else None
+
+    def list_users(self) -> list[User]:
+        with self._store._read() as conn:
+            return [_user(r) for r in conn.execute(select(users).order_by(users.c.name))]
+
+    def disable_user(self, name: str, *, actor: str, reason: str | None = None) -> User:
+        """Refuse ``name`` from now on (its token and any session). Idempotent."""
+        now = utcnow()
+        with self._store._write() as conn:
+            row = conn.execute(select(users).where(users.c.name == name)).first()
+            if row is None:
+                raise StoreError(f"no user {name!r}", hint="vmwarden user list shows who exists")
+            if not row.disabled:
+                conn.execute(
+                    update(users).where(users.c.id == row.id).values(disabled=True, disabled_at=now)
+                )
+                write_event(conn, "user-disable", actor, reason, {"user": name}, now)
+            row = conn.execute(select(users).where(users.c.id == row.id)).one()
+        return _user(row)
+
+    def rotate_token(
+        self, name: str, token_id: str, token_hash: str, *, actor: str, reason: str | None = None
+    ) -> User:
+        """Replace ``name``'s token (the old one stops working); re-enables a disabled user."""
+        now = utcnow()
+        with self._store._write() as conn:
+            row = conn.execute(select(users).where(users.c.name == name)).first()
+            if row is None:
+                raise StoreError(f"no user {name!r}", hint="vmwarden user list shows who exists")
+            conn.execute(
+                update(users)
+                .where(users.c.id == row.id)
+                .values(
+                    token_id=token_id,
+                    token_hash=token_hash,
+                    token_rotated_at=now,
+                    disabled=False,
+                    disabled_at=None,
+                )
+            )
+            write_event(
+                conn,
+                "user-rotate",
+                actor,
+                reason,
+                {"user": name, "re_enabled": bool(row.disabled)},
+                now,
+            )
+            row = conn.execute(select(users).where(users.c.id == row.id)).one()
+        return _user(row)
