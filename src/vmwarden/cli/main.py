@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from vmwarden.cli import admin, demo, scan
+from vmwarden.cli import admin, demo, hook, scan
 from vmwarden.cli.common import err
 from vmwarden.errors import VmwardenError
 
@@ -26,6 +26,7 @@ app = typer.Typer(
 scan.register(app)
 admin.register(app)
 demo.register(app)
+hook.register(app)
 
 
 def main() -> None:
