@@ -13,14 +13,22 @@ from datetime import timedelta
 
 import pytest
 
-from vmwarden.engine.scan import ScanResult, Sweep
+from vmwarden.engine.inspection import InspectionOptions
+from vmwarden.engine.scan import ScanResult, Sweep, SweepOptions
 from vmwarden.policy import load_policy
 
 ACTOR = "pytest"
 
 
+# This fleet's disks are blank qcow2 files (no filesystem: each would be `uninspectable`);
+# these tests are about inventory, lineage and policy, so they sweep without inspection.
+# tests/engine/test_scan_inspect.py covers inspection with real filesystems.
+NO_INSPECT = SweepOptions(inspect=InspectionOptions(enabled=False))
+
+
 def sweep(store, fleet, **kw) -> ScanResult:
-    return Sweep(store, load_policy(fleet.policy_path), actor=ACTOR).run(fleet.uris, **kw)
+    policy = load_policy(fleet.policy_path)
+    return Sweep(store, policy, actor=ACTOR, options=NO_INSPECT).run(fleet.uris, **kw)
 
 
 def found(result: ScanResult) -> set[tuple[str, str]]:

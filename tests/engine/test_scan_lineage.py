@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine.test_scan_fleet import NO_INSPECT
 from vmwarden.engine.scan import Sweep
 from vmwarden.policy import load_policy
 
@@ -57,7 +58,7 @@ def test_block_device_disk_is_unknown_not_a_crash(tmp_path, store, policy):
         f"<source dev='{node}'/><target dev='vda' bus='virtio'/></disk>"
     )
     uri = f"test://{host_file(tmp_path / 'hv-lvm.xml', disk)}"
-    result = Sweep(store, policy, actor="t").run([uri])
+    result = Sweep(store, policy, actor="t", options=NO_INSPECT).run([uri])
     assert "unknown" in only_finding(result)
     assert any("odd-disk" in w and str(node) in w for w in result.warnings), result.warnings
 
@@ -72,7 +73,7 @@ def test_reported_backing_store_outside_is_never_opened(tmp_path, scan_fleet, st
         f"<backingStore/></backingStore><target dev='vda' bus='virtio'/></disk>"
     )
     uri = f"test://{host_file(tmp_path / 'hv-running.xml', disk)}"
-    result = Sweep(store, policy, actor="t").run([uri])
+    result = Sweep(store, policy, actor="t", options=NO_INSPECT).run([uri])
     assert "/etc/shadow" not in opened
     assert store.remembered == []
     why = only_finding(result)["unknown"]
@@ -89,7 +90,7 @@ def test_reported_backing_store_on_a_device_is_unknown(tmp_path, scan_fleet, sto
         f"<backingStore/></backingStore><target dev='vda' bus='virtio'/></disk>"
     )
     uri = f"test://{host_file(tmp_path / 'hv-dev.xml', disk)}"
-    result = Sweep(store, policy, actor="t").run([uri])
+    result = Sweep(store, policy, actor="t", options=NO_INSPECT).run([uri])
     assert "unknown" in only_finding(result)
 
 
@@ -107,7 +108,7 @@ def test_reported_backing_store_inside_is_trusted_and_hashed(tmp_path, scan_flee
     )
     path = host_file(tmp_path / "hv-ok.xml", disk)
     path.write_text(path.read_text().replace("</node>", pool + "</node>"))
-    result = Sweep(store, policy, actor="t").run([f"test://{path}"])
+    result = Sweep(store, policy, actor="t", options=NO_INSPECT).run([f"test://{path}"])
     assert result.findings == []
     assert result.warnings == []
     (vm,) = result.vms

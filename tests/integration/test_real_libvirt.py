@@ -113,8 +113,17 @@ def test_scan_enforce_quarantines_rogues_and_release_restores(estate: dict) -> N
         "ci",
     )
     result = json.loads(proc.stdout)
-    ours = {f["name"]: f["rule"] for f in result["findings"] if f["name"].startswith("vmw-t-")}
-    assert ours == {"vmw-t-rogue": "unapproved-template", "vmw-t-pci-on-prod": "outside-zone"}
+    ours = {(f["name"], f["rule"]) for f in result["findings"] if f["name"].startswith("vmw-t-")}
+    # The disks are blank qcow2 files: read (running VMs too, read-only), nothing to see inside.
+    blank = {(n, "uninspectable") for n in ("vmw-t-approved", "vmw-t-rogue", "vmw-t-pci-on-prod")}
+    assert (
+        ours
+        == {
+            ("vmw-t-rogue", "unapproved-template"),
+            ("vmw-t-pci-on-prod", "outside-zone"),
+        }
+        | blank
+    )
     done = {
         a["name"]
         for a in result["actions"]

@@ -15,6 +15,7 @@ from vmwarden.enforce import Quarantiner, QuarantineSpec
 from vmwarden.errors import EnforceError
 from vmwarden.inspect.chain import resolve_chain
 from vmwarden.inspect.digest import digest_file, fingerprint
+from vmwarden.inspect.facts import inspect_image_json
 from vmwarden.policy import load_policy
 
 _APPROVE_EXAMPLE = (
@@ -152,12 +153,15 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        timeout: Annotated[
+            float, typer.Option("--timeout", help="Seconds before giving up.")
+        ] = 60.0,
     ) -> None:
-        """Offline facts of one disk image, as JSON (format, sizes, backing chain, digest)."""
-        facts = fingerprint(image)
-        facts["path"] = str(image.resolve())
-        facts["digest"] = digest_file(image)
+        """Offline facts of one disk image, as JSON: format, sizes, backing chain, digest and
+        what is inside (OS, packages, users, services, sshd, host keys, time sync), read in a
+        sandboxed worker without running anything from the image."""
         allowed = [image.resolve().parent, *(allow_dir or [])]
+        facts = inspect_image_json(image, allowed_dirs=allowed, timeout=timeout)
         facts["chain"] = [
             {"path": layer.path, "format": layer.format, "type": layer.type, "error": layer.error}
             for layer in resolve_chain(image, allowed_dirs=allowed)

@@ -12,7 +12,7 @@ from vmwarden.engine.admission import DEFAULT_SOCKET
 from vmwarden.hooks import install as hooks
 from vmwarden.policy import load_policy
 
-_EXAMPLE = "Example: vmwarden hook install -p policy.yaml --restart-libvirtd; vmwarden hook status"
+_EXAMPLE = "Example: vmwarden hook install -p policy.yaml --reload-libvirtd; vmwarden hook status"
 
 SocketOpt = Annotated[
     str,
@@ -23,6 +23,13 @@ DropInOpt = Annotated[
     typer.Option(
         "--drop-in",
         help=f"Use {hooks.DROP_IN} (beside another tool's {hooks.MAIN_HOOK}; libvirt >= 6.5).",
+    ),
+]
+ReloadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--reload-libvirtd",
+        help="Signal libvirtd (SIGHUP) to look for hooks again; nothing stops.",
     ),
 ]
 RestartOpt = Annotated[
@@ -62,7 +69,16 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("-p", "--policy", help="Policy whose gate.unreachable is the default."),
         ] = None,
+        only: Annotated[
+            str | None,
+            typer.Option(
+                "--only",
+                help="Gate only VMs whose name matches this shell glob (a staged roll-out).",
+                show_default=False,
+            ),
+        ] = None,
         drop_in: DropInOpt = False,
+        reload_libvirtd: ReloadOpt = False,
         restart_libvirtd: RestartOpt = False,
         log: Annotated[
             str, typer.Option("--log", help="Where the hook logs (besides syslog).")
@@ -72,7 +88,9 @@ def register(app: typer.Typer) -> None:
         if unreachable is None:
             unreachable = load_policy(policy).gate.unreachable if policy else "allow"
         path = _path(drop_in)
-        replaced = hooks.install(socket=socket, unreachable=unreachable, path=path, log=log)
+        replaced = hooks.install(
+            socket=socket, unreachable=unreachable, path=path, log=log, only=only
+        )
         out.print(
             f"{'updated' if replaced else 'installed'} {path} "
             f"(socket {socket}, unreachable: {unreachable})",
@@ -82,18 +100,24 @@ def register(app: typer.Typer) -> None:
         if restart_libvirtd:
             hooks.restart_libvirtd()
             out.print("libvirtd restarted: the hook is active", highlight=False)
+        elif reload_libvirtd:
+            hooks.reload_libvirtd()
+            out.print("libvirtd reloaded: the hook is active", highlight=False)
         elif not replaced:
             err.print(
-                "[yellow]note:[/] libvirtd looks for hooks only when it starts: restart it "
-                "(vmwarden hook install --restart-libvirtd, or systemctl restart libvirtd); "
-                "running VMs keep running",
+                "[yellow]note:[/] libvirtd looks for hooks when it starts or reloads: run "
+                "vmwarden hook install --reload-libvirtd (SIGHUP; nothing stops), or restart "
+                "libvirtd (--restart-libvirtd; running VMs keep running)",
                 highlight=False,
                 soft_wrap=True,
             )
 
     @group.command("uninstall", epilog="Example: vmwarden hook uninstall --restart-libvirtd")
     def uninstall_cmd(drop_in: DropInOpt = False, restart_libvirtd: RestartOpt = False) -> None:
-        """Remove the hook vmwarden installed (a hook it did not write is left alone)."""
+        """Remove the hook vmwarden installed (a hook it did not write is left alone).
+
+        Takes effect at once: libvirtd runs the hook by path, and a missing one is not run.
+        """
         path = _path(drop_in)
         if hooks.uninstall(path):
             out.print(f"removed {path}", highlight=False)
@@ -121,8 +145,9 @@ def register(app: typer.Typer) -> None:
             out.print(f"libvirtd (pid {st.libvirtd_pid}): uses the hook", highlight=False)
         else:
             out.print(
-                f"libvirtd (pid {st.libvirtd_pid}): started before the hook was written; "
-                "restart it unless a qemu hook was already there",
+                f"libvirtd (pid {st.libvirtd_pid}): started before the hook was written; it "
+                "uses the hook only if reloaded or restarted since (or a qemu hook was already "
+                "there): vmwarden hook install --reload-libvirtd",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -11,7 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vmwarden.cli.common import ActorOpt, DbOpt, UriOpt, actor_name, err, open_store, out
 from vmwarden.cli.render import render_json, render_ocsf, render_table
-from vmwarden.engine.scan import ScanResult, Sweep
+from vmwarden.engine.inspection import InspectionOptions
+from vmwarden.engine.scan import ScanResult, Sweep, SweepOptions
 from vmwarden.errors import PolicyError
 from vmwarden.model import Severity
 from vmwarden.policy import load_policy
@@ -33,12 +34,13 @@ def run_sweep(
     enforce: bool,
     actor: str,
     show_progress: bool,
+    options: SweepOptions | None = None,
 ) -> ScanResult:
     """Validate the policy first, then sweep, with a progress bar on stderr when asked."""
     policy = load_policy(policy_path)
     with open_store(db) as store:
         if not show_progress:
-            return Sweep(store, policy, actor=actor).run(uris, enforce=enforce)
+            return Sweep(store, policy, actor=actor, options=options).run(uris, enforce=enforce)
         columns = (
             TextColumn("{task.description:<10}"),
             BarColumn(),
@@ -53,7 +55,8 @@ def run_sweep(
                     tasks[stage] = bar.add_task(stage, total=total)
                 bar.update(tasks[stage], completed=done, total=total)
 
-            return Sweep(store, policy, actor=actor, progress=progress).run(uris, enforce=enforce)
+            sweep = Sweep(store, policy, actor=actor, progress=progress, options=options)
+            return sweep.run(uris, enforce=enforce)
 
 
 def register(app: typer.Typer) -> None:
@@ -69,10 +72,36 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--fail-on", help="Exit 3 if a finding at or above this severity exists."),
         ] = None,
+        images: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--images",
+                help="Also discover and inspect disk images under this directory (repeatable).",
+                show_default=False,
+                exists=True,
+                file_okay=False,
+            ),
+        ] = None,
+        vulns: Annotated[
+            Path | None,
+            typer.Option(
+                "--vulns",
+                help="OSV advisories (directory or .zip); overrides the policy's vulns:.",
+                show_default=False,
+                exists=True,
+            ),
+        ] = None,
+        inspect: Annotated[
+            bool,
+            typer.Option("--inspect/--no-inspect", help="Read guest facts from disks offline."),
+        ] = True,
+        inspect_timeout: Annotated[
+            float, typer.Option("--inspect-timeout", help="Seconds per image before giving up.")
+        ] = 60.0,
         db: DbOpt = None,
         actor: ActorOpt = None,
     ) -> None:
-        """One sweep: inventory, evaluation and (with --enforce) actions."""
+        """One sweep: inventory, disk inspection, evaluation and (with --enforce) actions."""
         if not connect:
             raise typer.BadParameter("give at least one -c URI (e.g. -c qemu:///system)")
         threshold = None
@@ -88,6 +117,11 @@ def register(app: typer.Typer) -> None:
             enforce=enforce,
             actor=actor_name(actor),
             show_progress=fmt is Format.table and err.is_terminal,
+            options=SweepOptions(
+                images_dirs=[p.resolve() for p in images or []],
+                inspect=InspectionOptions(enabled=inspect, timeout=inspect_timeout),
+                vulns=vulns,
+            ),
         )
         if fmt is Format.json:
             print(render_json(result))

@@ -35,3 +35,38 @@ def collect_images(inventories: list[HostInventory], catalog: dict[str, str]) ->
     for img in images.values():
         img.template = catalog.get(img.digest) if img.digest else None
     return sorted(images.values(), key=lambda i: (i.host, i.path))
+
+
+def merge_discovered(images: list[Image], discovered: list[Image]) -> list[Image]:
+    """Add images found by walking storage directories; a file already known from a disk
+    chain or a pool keeps that record and gains the stat facts (mode, size)."""
+    by_path = {img.path: img for img in images}
+    out = list(images)
+    for found in discovered:
+        known = by_path.get(found.path)
+        if known is None:
+            out.append(found)
+            by_path[found.path] = found
+            continue
+        known.mode = found.mode
+        known.size = known.size or found.size
+        known.format = known.format or found.format
+        known.mtime = known.mtime or found.mtime
+    return out
+
+
+def classify(images: list[Image], catalog: dict[str, str], local_hosts: set[str]) -> None:
+    """attached (a VM uses it, directly or as a backing file), template (approved), orphaned.
+
+    Hosts reached through local URIs (``test:///…``, ``qemu:///system``) share this machine's
+    files: a path used by a VM of any of them is used, whichever host's pool lists it.
+    """
+    used_here = {i.path for i in images if i.attached_to and i.host in local_hosts}
+    for img in images:
+        img.template = catalog.get(img.digest) if img.digest else img.template
+        if img.attached_to or (img.host in local_hosts and img.path in used_here):
+            img.kind = "attached"
+        elif img.template:
+            img.kind = "template"
+        else:
+            img.kind = "orphaned"

@@ -43,6 +43,16 @@ class Lineage:
     digests: dict[str, str | None] = field(default_factory=dict)
     digest_errors: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    extra_dirs: list[Path] = field(default_factory=list)  # --images: storage given by hand
+    allowed_seen: set[Path] = field(default_factory=set)
+
+    def all_allowed_dirs(self) -> list[Path]:
+        """Every directory a backing file may be in, over all local hosts of the sweep."""
+        return sorted(self.allowed_seen | set(self.extra_dirs))
+
+    def digest(self, path: str) -> str | None:
+        """A file's digest through the sweep memo and the store's cache (None: unreadable)."""
+        return self._digest(path)
 
     def enrich(self, inv: HostInventory) -> None:
         local = is_local(inv.uri)
@@ -65,10 +75,13 @@ class Lineage:
 
     def _allowed_dirs(self, inv: HostInventory) -> list[Path]:
         dirs = {Path(p.path) for p in inv.pools if p.path and p.type == "dir"}
+        dirs |= set(self.extra_dirs)
         for vm in inv.vms:
             for disk in vm.disks:
                 if disk.source and disk.type == "file":
                     dirs.add(Path(disk.source).parent)
+        if is_local(inv.uri):
+            self.allowed_seen |= dirs
         return sorted(dirs)
 
     def _chain(self, chain: list[Layer], allowed: list[Path]) -> list[Layer]:

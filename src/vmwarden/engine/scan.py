@@ -8,20 +8,25 @@ and shows them as ``dry-run``.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from vmwarden.connectors import inventory_all, open_connector
 from vmwarden.enforce import EnforceContext, PlannedAction, QuarantineSpec, execute, plan, repair
 from vmwarden.enforce.actions import EVENT_BASED
-from vmwarden.engine.images import collect_images
-from vmwarden.engine.lineage import Lineage
+from vmwarden.engine.images import classify, collect_images, merge_discovered
+from vmwarden.engine.inspection import InspectionOptions, inspect_all, targets
+from vmwarden.engine.lineage import Lineage, is_local
+from vmwarden.engine.storage import discover
 from vmwarden.errors import UnreachableError, VmwardenError
 from vmwarden.model import VM, ActionRecord, Estate, Finding, HostInventory, Image, Severity
 from vmwarden.notify import Dispatcher
 from vmwarden.policy import Policy, evaluate
+from vmwarden.vulns import VulnDB
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -29,6 +34,15 @@ Progress = Callable[[str, int, int], None]
 
 def _quiet(stage: str, done: int, total: int) -> None:
     return None
+
+
+@dataclass
+class SweepOptions:
+    """What a sweep looks at beyond libvirt: storage directories, disk contents, advisories."""
+
+    images_dirs: list[Path] = field(default_factory=list)
+    inspect: InspectionOptions = field(default_factory=InspectionOptions)
+    vulns: Path | None = None
 
 
 @dataclass
@@ -99,33 +113,55 @@ def _action_dict(a: ActionRecord) -> dict[str, Any]:
 
 class Sweep:
     def __init__(
-        self, store: Any, policy: Policy, *, actor: str, progress: Progress = _quiet
+        self,
+        store: Any,
+        policy: Policy,
+        *,
+        actor: str,
+        progress: Progress = _quiet,
+        options: SweepOptions | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.actor = actor
         self.progress = progress
+        self.options = options or SweepOptions()
 
     def run(self, uris: list[str], *, enforce: bool = False) -> ScanResult:
         started = datetime.now(UTC)
         scan_id = self.store.begin_scan(uris)
         inventories = self._inventory(uris)
         warnings = [w for inv in inventories for w in inv.warnings]
-        lineage = Lineage(self.store.cached_digest, self.store.remember_digest)
+        lineage = Lineage(
+            self.store.cached_digest,
+            self.store.remember_digest,
+            extra_dirs=self.options.images_dirs,
+        )
         for i, inv in enumerate(inventories, 1):
             lineage.enrich(inv)
             self.progress("lineage", i, len(inventories))
-        warnings += lineage.warnings
         vms = [vm for inv in inventories for vm in inv.vms]
         now = datetime.now(UTC)
         complete = {inv.host for inv in inventories}
         self.store.record_inventory(vms, now=now, complete_hosts=complete)
         catalog = {**self.store.catalog(), **self.policy.catalog()}
-        images = collect_images(inventories, catalog)
+        images = self._images(inventories, catalog, lineage)
+        warnings += lineage.warnings
+        builtin = self._inspect(vms, images, lineage)
         self.store.record_images(images, now=now, complete_hosts=complete)
         hosts = [inv.host for inv in inventories]
-        estate = Estate(vms=vms, images=images, catalog=catalog, now=now, hosts=hosts)
-        findings = evaluate(self.policy, estate)
+        estate = Estate(
+            vms=vms,
+            images=images,
+            catalog=catalog,
+            now=now,
+            hosts=hosts,
+            catalog_paths={
+                t["path"]: (t["name"], t["digest"]) for t in self.store.templates() if t.get("path")
+            },
+            vulns=self._vulns(),
+        )
+        findings = evaluate(self.policy, estate) + builtin
         self.progress("evaluate", 1, 1)
         self.store.record_findings(findings, now=now)
         rule_actions = self._rule_actions()
@@ -139,6 +175,39 @@ class Sweep:
             scan_id, {"vms": len(vms), "findings": len(findings), "actions": len(actions)}
         )
         return ScanResult(vms, images, findings, actions, hosts, warnings, started, finished)
+
+    def _images(
+        self, inventories: list[HostInventory], catalog: dict[str, str], lineage: Lineage
+    ) -> list[Image]:
+        """Chain layers and pool volumes, plus what ``--images`` directories hold, classified."""
+        images = collect_images(inventories, catalog)
+        if self.options.images_dirs:
+            found = discover(self.options.images_dirs)
+            for img in found:
+                if img.format != "iso9660":
+                    img.digest = lineage.digest(img.path)
+            images = merge_discovered(images, found)
+        local = {inv.host for inv in inventories if is_local(inv.uri)} | {socket.gethostname()}
+        classify(images, catalog, local)
+        return images
+
+    def _inspect(self, vms: list[VM], images: list[Image], lineage: Lineage) -> list[Finding]:
+        if not self.options.inspect.enabled:
+            return []
+        tlist = targets(vms, images)
+        if not tlist:
+            return []
+        return inspect_all(
+            self.store,
+            tlist,
+            allowed_dirs=lineage.all_allowed_dirs(),
+            options=self.options.inspect,
+            progress=self.progress,
+        )
+
+    def _vulns(self) -> VulnDB | None:
+        path = self.options.vulns or self.policy.vulns
+        return VulnDB.load(path) if path else None
 
     def _inventory(self, uris: list[str]) -> list[HostInventory]:
         done = 0

@@ -1,0 +1,148 @@
+"""Look inside every disk of the sweep: VMs' disks (running or not) and stored images.
+
+Facts come from the store's cache when the image is unchanged (one stat per layer), else
+from sandboxed workers (``inspect.sandbox.InspectorPool``), in parallel, bounded by cores.
+A disk that cannot be read becomes an ``uninspectable`` finding with the reason; it is
+never skipped silently. Running VMs' disks are read read-only while the guest writes them:
+the view is crash-consistent at best (like pulling the plug), which is what offline
+package/user/config facts need; a half-written file is reported as an unreadable fact.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmwarden.engine.lineage import LINEAGE_DEVICES
+from vmwarden.errors import InspectError
+from vmwarden.inspect.sandbox import InspectorPool
+from vmwarden.model import VM, Finding, GuestFacts, Image, Severity
+from vmwarden.store.facts import FactsCache
+
+UNINSPECTABLE = "uninspectable"
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class InspectionOptions:
+    enabled: bool = True
+    workers: int | None = None
+    timeout: float = 60.0
+    extra_dirs: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class Target:
+    path: str
+    vm: VM | None = None
+    disk: str | None = None
+    image: Image | None = None
+    error: str | None = None  # known before opening (lineage refused it)
+
+
+def targets(vms: list[VM], images: list[Image]) -> list[Target]:
+    """One target per image to read: each VM disk's top layer, plus stored images that no
+    VM disk covers (templates, orphans — the dormant files nobody patches)."""
+    out: list[Target] = []
+    covered: set[str] = set()
+    for vm in vms:
+        for disk in vm.disks:
+            top = disk.chain[0] if disk.chain else None
+            if disk.device not in LINEAGE_DEVICES or top is None or top.type != "file":
+                continue
+            if not top.path or not os.path.exists(top.path):
+                continue  # lineage already warned; nothing on this machine to read
+            refused = next(
+                (lay.error for lay in disk.chain if lay.error and "outside" in lay.error), None
+            )
+            path = os.path.abspath(top.path)
+            out.append(Target(path, vm=vm, disk=disk.target, error=refused))
+            covered.add(path)
+    for img in images:
+        if (
+            img.kind in ("template", "orphaned")
+            and img.path not in covered
+            and os.path.exists(img.path)
+        ):
+            out.append(Target(img.path, image=img))
+            covered.add(img.path)
+    return out
+
+
+def inspect_all(
+    store: object,
+    tlist: list[Target],
+    *,
+    allowed_dirs: list[Path],
+    options: InspectionOptions,
+    progress: Progress,
+) -> list[Finding]:
+    """Fill ``vm.guest`` / ``image.guest``; return the ``uninspectable`` findings."""
+    cache = FactsCache(store)  # type: ignore[arg-type]
+    readable = [t for t in tlist if t.error is None]
+    paths = sorted({t.path for t in readable})
+    facts: dict[str, GuestFacts | InspectError] = dict(cache.lookup_many(paths))
+    misses = [p for p in paths if p not in facts]
+    done = len(paths) - len(misses)
+    progress("inspect", done, len(paths))
+    if misses:
+        with InspectorPool(
+            workers=options.workers,
+            timeout=options.timeout,
+            allowed_dirs=allowed_dirs,
+            fingerprint_key=cache.fingerprint_key(),
+        ) as pool:
+
+            def tick(_path: str, _result: object) -> None:
+                nonlocal done
+                done += 1
+                progress("inspect", done, len(paths))
+
+            fresh = pool.inspect_many(misses, on_done=tick)
+        cache.remember_many([f for f in fresh.values() if isinstance(f, GuestFacts)])
+        facts.update(fresh)
+    return _apply(tlist, facts)
+
+
+def _apply(tlist: list[Target], facts: dict[str, GuestFacts | InspectError]) -> list[Finding]:
+    findings: list[Finding] = []
+    for t in tlist:
+        result: GuestFacts | InspectError | None = facts.get(t.path)
+        reason = t.error or (str(result) if isinstance(result, InspectError) else None)
+        if reason is not None:
+            findings.append(_uninspectable(t, reason))
+            continue
+        if not isinstance(result, GuestFacts):
+            continue
+        if t.vm is not None and (
+            t.vm.guest is None or (t.vm.guest.os_name is None and result.os_name)
+        ):
+            t.vm.guest = result  # the first disk that holds an OS speaks for the VM
+        if t.image is not None:
+            t.image.guest = result
+    return findings
+
+
+def _uninspectable(t: Target, reason: str) -> Finding:
+    if t.vm is not None:
+        return Finding(
+            UNINSPECTABLE,
+            "vm",
+            t.vm.id,
+            t.vm.name,
+            t.vm.host,
+            Severity.MEDIUM,
+            {"disk": t.disk, "image": t.path, "reason": reason},
+        )
+    assert t.image is not None
+    return Finding(
+        UNINSPECTABLE,
+        "image",
+        t.image.path,
+        Path(t.image.path).name,
+        t.image.host,
+        Severity.MEDIUM,
+        {"reason": reason},
+    )

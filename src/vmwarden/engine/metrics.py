@@ -1,0 +1,225 @@
+"""Prometheus metrics of the watch daemon, and a tiny asyncio HTTP server for ``/metrics``.
+
+The text exposition format (version 0.0.4) is small enough to write directly: counters,
+gauges and one histogram, each with labels. No dependency, no process-global registry (two
+daemons in one test process keep their own numbers).
+
+Example::
+
+    metrics = WatchMetrics()
+    metrics.events.inc(uri="qemu:///system", kind="lifecycle")
+    server = await serve_metrics("127.0.0.1", 9464, metrics.render)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Labels = tuple[tuple[str, str], ...]
+
+# Event-to-action latency buckets (seconds): quarantine takes tens of milliseconds on a host.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _key(labels: dict[str, str]) -> Labels:
+    return tuple(sorted((k, str(v)) for k, v in labels.items()))
+
+
+def _fmt_labels(labels: Labels, extra: Iterable[tuple[str, str]] = ()) -> str:
+    pairs = [*labels, *extra]
+    if not pairs:
+        return ""
+    body = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
+    return "{" + body + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _num(value: float) -> str:
+    if value == float("inf"):
+        return "+Inf"
+    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+class _Metric:
+    kind = "untyped"
+
+    def __init__(self, name: str, doc: str) -> None:
+        self.name, self.doc = name, doc
+        self._lock = threading.Lock()
+        self._values: dict[Labels, float] = {}
+
+    def header(self) -> list[str]:
+        return [f"# HELP {self.name} {self.doc}", f"# TYPE {self.name} {self.kind}"]
+
+    def render(self) -> list[str]:
+        with self._lock:
+            items = sorted(self._values.items())
+        return self.header() + [f"{self.name}{_fmt_labels(k)} {_num(v)}" for k, v in items]
+
+    def value(self, **labels: str) -> float:
+        with self._lock:
+            return self._values.get(_key(labels), 0.0)
+
+
+class Counter(_Metric):
+    kind = "counter"
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        key = _key(labels)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+
+class Gauge(_Metric):
+    kind = "gauge"
+
+    def set(self, value: float, **labels: str) -> None:
+        with self._lock:
+            self._values[_key(labels)] = float(value)
+
+    def replace(self, values: dict[Labels, float]) -> None:
+        """Set the whole family at once (labels no longer present disappear)."""
+        with self._lock:
+            self._values = dict(values)
+
+
+class Histogram(_Metric):
+    kind = "histogram"
+
+    def __init__(self, name: str, doc: str, buckets: tuple[float, ...]) -> None:
+        super().__init__(name, doc)
+        self.buckets = tuple(sorted(buckets))
+        self._obs: dict[Labels, list[float]] = {}  # per-bucket counts + [sum, count]
+        self.samples: list[float] = []  # every observation, for reports (bounded below)
+
+    def observe(self, value: float, **labels: str) -> None:
+        key = _key(labels)
+        with self._lock:
+            row = self._obs.setdefault(key, [0.0] * (len(self.buckets) + 2))
+            i = bisect.bisect_left(self.buckets, value)
+            if i < len(self.buckets):
+                row[i] += 1
+            row[-2] += value
+            row[-1] += 1
+            if len(self.samples) < 100_000:
+                self.samples.append(value)
+
+    def render(self) -> list[str]:
+        lines = self.header()
+        with self._lock:
+            items = sorted((k, list(v)) for k, v in self._obs.items())
+        for key, row in items:
+            running = 0.0
+            for bound, count in zip(self.buckets, row, strict=False):
+                running += count
+                lines.append(f"{self.name}_bucket{_fmt_labels(key, [('le', _num(bound))])} {_num(running)}")
+            lines.append(f"{self.name}_bucket{_fmt_labels(key, [('le', '+Inf')])} {_num(row[-1])}")
+            lines.append(f"{self.name}_sum{_fmt_labels(key)} {_num(row[-2])}")
+            lines.append(f"{self.name}_count{_fmt_labels(key)} {_num(row[-1])}")
+        return lines
+
+
+class WatchMetrics:
+    """Every metric the daemon exports."""
+
+    def __init__(self) -> None:
+        self.vms = Gauge("vmwarden_vms", "VMs known to the daemon, by host and state.")
+        self.findings = Gauge("vmwarden_findings", "Open findings by severity.")
+        self.quarantined = Gauge("vmwarden_quarantined_vms", "VMs held in quarantine.")
+        self.connected = Gauge(
+            "vmwarden_connection_up", "1 while the libvirt connection to the URI is open."
+        )
+        self.reconnects = Counter("vmwarden_reconnects_total", "Reconnections per URI.")
+        self.events = Counter("vmwarden_events_total", "libvirt domain events received.")
+        self.handled = Counter(
+            "vmwarden_events_handled_total", "Events taken into a (coalesced) VM update."
+        )
+        self.actions = Counter("vmwarden_actions_total", "Actions taken, by action and actor.")
+        self.sweeps = Counter("vmwarden_sweeps_total", "Full reconciles, by outcome.")
+        self.alerts = Gauge("vmwarden_alerts", "Alerts per receiver: sent, failed, dropped.")
+        self.latency = Histogram(
+            "vmwarden_event_to_action_seconds",
+            "From a libvirt event's arrival to the action it caused being in effect.",
+            LATENCY_BUCKETS,
+        )
+        self.refresh: Callable[[], None] | None = None  # filled by the daemon: gauges from state
+
+    def all(self) -> list[_Metric]:
+        return [
+            self.vms,
+            self.findings,
+            self.quarantined,
+            self.connected,
+            self.reconnects,
+            self.events,
+            self.handled,
+            self.actions,
+            self.sweeps,
+            self.alerts,
+            self.latency,
+        ]
+
+    def render(self) -> str:
+        if self.refresh is not None:
+            try:
+                self.refresh()
+            except Exception:  # a scrape must answer even when the state is mid-update
+                log.exception("refreshing metrics failed")
+        lines: list[str] = []
+        for metric in self.all():
+            lines += metric.render()
+        return "\n".join(lines) + "\n"
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def serve_metrics(
+    host: str, port: int, render: Callable[[], str], extra: dict[str, Callable[[], Any]] | None = None
+) -> asyncio.AbstractServer:
+    """Serve ``GET /metrics`` (and ``extra`` paths as JSON text) until the server is closed.
+
+    ``render`` runs in a worker thread (it may read the store).
+    """
+    routes = dict(extra or {})
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), 10)
+            while (line := await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
+                pass
+            parts = request.decode("latin-1").split()
+            path = parts[1].split("?")[0] if len(parts) >= 2 else ""
+            if len(parts) < 2 or parts[0] != "GET":
+                status, ctype, body = "405 Method Not Allowed", "text/plain", "GET only\n"
+            elif path == "/metrics":
+                status, ctype = "200 OK", CONTENT_TYPE
+                body = await asyncio.to_thread(render)
+            elif path in routes:
+                status, ctype = "200 OK", "application/json"
+                body = await asyncio.to_thread(routes[path])
+            else:
+                status, ctype, body = "404 Not Found", "text/plain", "try /metrics\n"
+            data = body.encode()
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + data
+            )
+            await writer.drain()
+        except (TimeoutError, ConnectionError) as exc:
+            log.debug("metrics client: %s", exc)
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, host, port)
