@@ -1,0 +1,26 @@
+"""Who may do what in the browser, on top of the API's sessions and roles.
+
+The dashboard keeps no users or sessions of its own: a person signs in with the API token
+that ``vmwarden user add NAME --role ROLE`` printed, checked by the API's
+``authenticate_token`` (argon2), and the API's session (``login_session``; a signed cookie
+that names the user and the token id, re-checked against the store on every request, so a
+disabled user or a rotated token is signed out at once) carries them from page to page.
+Every form carries the session's CSRF token (``csrf_token``/``check_csrf``).
+
+Roles are the store's (``auditor`` < ``operator`` < ``admin``); :data:`ACTIONS` names the
+lowest role for each thing a page can do, so templates and handlers ask the same question.
+"""
+
+from __future__ import annotations
+
+from vmwarden.store.users import ROLES
+
+ACTIONS = {"read": "auditor", "release": "operator", "quarantine": "operator"}
+FLASH = "vmwarden.flash"  # session key: messages shown once on the next page
+
+
+def can(role: str | None, action: str) -> bool:
+    """True when ``role`` is at or above the lowest role allowed to do ``action``."""
+    if role not in ROLES or action not in ACTIONS:
+        return False
+    return ROLES.index(role) >= ROLES.index(ACTIONS[action])
