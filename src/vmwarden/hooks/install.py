@@ -7,13 +7,17 @@ installed it. A marker line makes it ours: ``uninstall`` removes only a file car
 ``/etc/libvirt/hooks/qemu.d/vmwarden`` (libvirt >= 6.5 runs ``qemu.d/*`` after the main
 script; any of them failing refuses the start).
 
-libvirtd looks for hook scripts only when it starts: after the first install it must be
-restarted (``restart_libvirtd``), and the operator is told so.
+libvirtd decides whether a qemu hook exists when it starts *and when it reloads*
+(libvirt's ``virHookCall`` re-runs ``virHookInitialize`` on the daemon's SIGHUP reload), then
+runs the file by path at each call. So after the first install libvirtd must be reloaded
+(``reload_libvirtd``: SIGHUP, nothing stops) or restarted (``restart_libvirtd``); removing the
+file needs neither (a missing hook is simply not run).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -32,6 +36,7 @@ DROP_IN = HOOK_DIR / "qemu.d" / "vmwarden"
 MARKER = "# vmwarden-managed-hook v1"
 PIDFILES = (Path("/run/libvirtd.pid"), Path("/var/run/libvirtd.pid"))
 DEFAULT_LOG = "/var/log/vmwarden/hook.log"
+_GLOB = re.compile(r"[A-Za-z0-9_.*?-]+")
 
 
 class HookError(VmwardenError):
@@ -53,11 +58,22 @@ class HookStatus:
 
 
 def render(
-    *, socket: str, unreachable: str, python: str | None = None, log: str = DEFAULT_LOG
+    *,
+    socket: str,
+    unreachable: str,
+    python: str | None = None,
+    log: str = DEFAULT_LOG,
+    only: str | None = None,
 ) -> str:
-    """The hook script's text."""
+    """The hook script's text. ``only``: a shell glob; VMs whose name does not match start
+    without asking vmwarden (a staged roll-out; tests gate only their own VMs)."""
     if unreachable not in ("allow", "deny"):
         raise HookError(f"invalid --unreachable {unreachable!r} (valid: allow, deny)")
+    if only is not None and not _GLOB.fullmatch(only):
+        raise HookError(
+            f"invalid --only {only!r}", hint="use letters, digits, '.', '_', '-', '*' and '?'"
+        )
+    select = f'case "$1" in {only}) ;; *) exit 0 ;; esac\n' if only else ""
     exe = python or sys.executable
     q = shlex.quote
     return (
@@ -68,6 +84,7 @@ def render(
         "# at once: a failing 'reconnect' would kill running VMs, and 'migrate'/'restore'\n"
         "# read stdout as a new domain XML.\n"
         '[ "$2" = prepare ] || exit 0\n'
+        f"{select}"
         f"exec {q(exe)} -I -m vmwarden.hooks.qemu --socket {q(socket)} "
         f'--unreachable {q(unreachable)} --log {q(log)} -- "$@"\n'
     )
@@ -75,16 +92,18 @@ def render(
 
 def settings_of(text: str) -> dict[str, str]:
     """The socket / unreachable / log / python an installed hook was written with."""
+    out: dict[str, str] = {}
     for line in text.splitlines():
+        if line.startswith('case "$1" in '):
+            out["only"] = line.split()[3].rstrip(")")
         if line.startswith("exec "):
             words = shlex.split(line)
-            out = {"python": words[1]}
+            out["python"] = words[1]
             for key in ("socket", "unreachable", "log"):
                 flag = f"--{key}"
                 if flag in words:
                     out[key] = words[words.index(flag) + 1]
-            return out
-    return {}
+    return out
 
 
 def is_ours(path: Path) -> bool:
@@ -102,6 +121,7 @@ def install(
     path: Path = MAIN_HOOK,
     python: str | None = None,
     log: str = DEFAULT_LOG,
+    only: str | None = None,
 ) -> bool:
     """Write the hook at ``path`` (atomically, 0755). Returns whether a hook of ours was
     replaced. A foreign file there is never touched."""
@@ -114,7 +134,7 @@ def install(
         )
         raise HookError(f"{path} exists and was not installed by vmwarden", hint=hint)
     replaced = path.exists()
-    text = render(socket=socket, unreachable=unreachable, python=python, log=log)
+    text = render(socket=socket, unreachable=unreachable, python=python, log=log, only=only)
     try:
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".vmwarden-", dir=path.parent)
@@ -190,6 +210,25 @@ def _process_start(pid: int) -> float | None:
     return btime + ticks / os.sysconf("SC_CLK_TCK")
 
 
+def reload_libvirtd(uri: str = "qemu:///system", timeout: float = 30.0) -> None:
+    """Make libvirtd look for hooks again: SIGHUP (no client or VM is disturbed).
+
+    libvirtd rescans in its reload thread just after the signal; this returns once libvirtd
+    answers again. Through systemd when it manages libvirtd.
+    """
+    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
+        subprocess.run(["systemctl", "reload", "libvirtd"], check=True, timeout=timeout)
+    else:
+        pid = libvirtd_pid()
+        if pid is None:
+            raise HookError(
+                "libvirtd is not running (no live pid in /run/libvirtd.pid)",
+                hint="start libvirtd: it finds the hook as it starts",
+            )
+        os.kill(pid, signal.SIGHUP)
+    _wait_answering(uri, timeout)
+
+
 def restart_libvirtd(uri: str = "qemu:///system", timeout: float = 60.0) -> None:
     """Restart libvirtd (running VMs keep running; libvirtd reconnects to them).
 
@@ -209,6 +248,10 @@ def restart_libvirtd(uri: str = "qemu:///system", timeout: float = 60.0) -> None
                     raise HookError(f"libvirtd (pid {pid}) did not stop within {timeout:g}s")
                 time.sleep(0.05)
         subprocess.run(["libvirtd", "-d"], check=True, timeout=timeout)
+    _wait_answering(uri, timeout)
+
+
+def _wait_answering(uri: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         probe = subprocess.run(
@@ -217,4 +260,4 @@ def restart_libvirtd(uri: str = "qemu:///system", timeout: float = 60.0) -> None
         if probe.returncode == 0:
             return
         time.sleep(0.1)
-    raise HookError(f"libvirtd did not answer on {uri} within {timeout:g}s after the restart")
+    raise HookError(f"libvirtd did not answer on {uri} within {timeout:g}s")
