@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from vmwarden.cli import admin, demo, hook, scan
+from vmwarden.cli import admin, demo, hook, scan, serve, users
 from vmwarden.cli.common import err
 from vmwarden.errors import VmwardenError
 
@@ -27,6 +27,8 @@ scan.register(app)
 admin.register(app)
 demo.register(app)
 hook.register(app)
+serve.register(app)
+users.register(app)
 
 
 def main() -> None:

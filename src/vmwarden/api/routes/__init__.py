@@ -1,0 +1,31 @@
+"""One router module per noun; :data:`ROUTERS` is what ``create_app`` mounts under ``/api``."""
+
+from __future__ import annotations
+
+from vmwarden.api.routes import (
+    actions,
+    audit,
+    exceptions,
+    findings,
+    health,
+    history,
+    images,
+    scans,
+    templates,
+    users,
+    vms,
+)
+
+ROUTERS = (
+    health.router,
+    vms.router,
+    images.router,
+    templates.router,
+    findings.router,
+    exceptions.router,
+    actions.router,
+    history.router,
+    audit.router,
+    scans.router,
+    users.router,
+)

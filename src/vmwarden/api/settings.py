@@ -1,0 +1,36 @@
+"""What one API process serves: which store, policy, hosts and image directories.
+
+Built by the caller (``vmwarden serve``, ``vmwarden watch --listen``, tests) and handed to
+:func:`vmwarden.api.create_app`; nothing is read from the environment at import time.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _random_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """API settings.
+
+    ``session_secret`` signs the dashboard's session cookie; when not given it is random per
+    process (sessions then end with the process), never a constant. ``image_dirs`` bound
+    where ``POST /api/templates`` may read files: the API never hashes a file elsewhere.
+    ``web``: mount the dashboard (``vmwarden.web.build_router``) — ``None`` when present,
+    ``True`` required, ``False`` never.
+    """
+
+    db_url: str | None = None
+    policy_path: Path | None = None
+    uris: tuple[str, ...] = ()
+    image_dirs: tuple[Path, ...] = ()
+    session_secret: str = field(default_factory=_random_secret, repr=False)
+    web: bool | None = None
+    secure_cookies: bool = False  # the session cookie only over HTTPS
+    max_page: int = 500

@@ -1,0 +1,43 @@
+"""API tokens: minted once, shown once, stored only as an argon2 hash plus a lookup id.
+
+A token is ``vmw_`` followed by 32 random bytes (URL-safe base64). Its first
+:data:`ID_CHARS` characters after the prefix are its *id*: stored in clear and indexed, so
+verifying a token is one indexed read and one argon2 check, never a scan of every user.
+The argon2 parameters are OWASP's minimum (19 MiB, t=2): tokens carry 256 bits of entropy,
+so the hash protects a leaked database, not a guessable password.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+PREFIX = "vmw_"
+ID_CHARS = 12
+_TOKEN_CHARS = 43  # token_urlsafe(32)
+_hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+
+
+def mint() -> tuple[str, str, str]:
+    """A fresh token: (token to show once, token id, argon2 hash to store)."""
+    token = PREFIX + secrets.token_urlsafe(32)
+    return token, token_id(token) or "", _hasher.hash(token)
+
+
+def token_id(token: str) -> str | None:
+    """The lookup id of a well-formed token, else None (nothing to look up)."""
+    if not token.startswith(PREFIX) or len(token) != len(PREFIX) + _TOKEN_CHARS:
+        return None
+    body = token[len(PREFIX) :]
+    if not all(c.isascii() and (c.isalnum() or c in "-_") for c in body):
+        return None
+    return body[:ID_CHARS]
+
+
+def verify(token_hash: str, token: str) -> bool:
+    try:
+        return _hasher.verify(token_hash, token)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False

@@ -1,0 +1,101 @@
+"""``vmwarden user``: who may use the API and dashboard, with which role."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+
+from vmwarden.api.tokens import mint
+from vmwarden.cli.common import ActorOpt, DbOpt, actor_name, err, open_store, out
+from vmwarden.store.users import NAME_PATTERN, ROLES, UsersRepo
+
+_EXAMPLE = "Example: vmwarden user add alice --role operator; vmwarden user list"
+ReasonOpt = Annotated[
+    str | None, typer.Option("--reason", help="Why, for the audit log.", show_default=False)
+]
+
+
+def _role(value: str) -> str:
+    if value not in ROLES:
+        raise typer.BadParameter(f"valid roles: {', '.join(ROLES)}")
+    return value
+
+
+def _name(value: str) -> str:
+    if not re.fullmatch(NAME_PATTERN, value):
+        raise typer.BadParameter("letters, digits and . _ @ - (up to 64, starting alphanumeric)")
+    return value
+
+
+def _show_token(token: str) -> None:
+    # Plain print: the token must be copyable whatever the terminal width.
+    print(token)
+    err.print("[dim]shown once: store it now (it is kept only as a hash)[/]")
+
+
+def register(app: typer.Typer) -> None:
+    user = typer.Typer(
+        help="API and dashboard users: auditor (read), operator (+ quarantine, release, "
+        "acknowledge, request exceptions), admin (+ catalog, users, approvals, scans).",
+        epilog=_EXAMPLE,
+        no_args_is_help=True,
+    )
+    app.add_typer(user, name="user")
+
+    @user.command("add", epilog="Example: vmwarden user add alice --role operator")
+    def add(
+        name: Annotated[str, typer.Argument(help="User name.", callback=_name)],
+        role: Annotated[
+            str, typer.Option("--role", help=f"One of: {', '.join(ROLES)}.", callback=_role)
+        ],
+        db: DbOpt = None,
+        actor: ActorOpt = None,
+        reason: ReasonOpt = None,
+    ) -> None:
+        """Create a user and print their API token once (only its hash is stored)."""
+        token, tid, token_hash = mint()
+        with open_store(db) as store:
+            UsersRepo(store).add_user(
+                name, role, tid, token_hash, actor=actor_name(actor), reason=reason
+            )
+        _show_token(token)
+
+    @user.command("list", epilog="Example: vmwarden user list --db sqlite:///vmwarden.db")
+    def list_users(db: DbOpt = None) -> None:
+        """Users, their role and whether they are disabled (tab-separated)."""
+        with open_store(db) as store:
+            users = UsersRepo(store).list_users()
+        if not users:
+            err.print("no users yet: vmwarden user add NAME --role admin")
+        for u in users:
+            state = "disabled" if u.disabled else "enabled"
+            print(f"{u.name}\t{u.role}\t{state}\t{u.created_at.isoformat()}\t{u.created_by}")
+
+    @user.command("disable", epilog="Example: vmwarden user disable alice --reason 'left'")
+    def disable(
+        name: Annotated[str, typer.Argument(help="User name.")],
+        db: DbOpt = None,
+        actor: ActorOpt = None,
+        reason: ReasonOpt = None,
+    ) -> None:
+        """Refuse the user's token and sessions from now on (rotate re-enables)."""
+        with open_store(db) as store:
+            UsersRepo(store).disable_user(name, actor=actor_name(actor), reason=reason)
+        out.print(f"disabled [bold]{name}[/]")
+
+    @user.command("rotate", epilog="Example: vmwarden user rotate alice")
+    def rotate(
+        name: Annotated[str, typer.Argument(help="User name.")],
+        db: DbOpt = None,
+        actor: ActorOpt = None,
+        reason: ReasonOpt = None,
+    ) -> None:
+        """Replace the user's token (the old one stops working) and print the new one once."""
+        token, tid, token_hash = mint()
+        with open_store(db) as store:
+            UsersRepo(store).rotate_token(
+                name, tid, token_hash, actor=actor_name(actor), reason=reason
+            )
+        _show_token(token)
