@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from vmwarden.cli import admin, demo, hook, scan, serve, users
+from vmwarden.cli import admin, demo, hook, scan, serve, users, watch
 from vmwarden.cli.common import err
 from vmwarden.errors import VmwardenError
 
@@ -29,6 +29,7 @@ demo.register(app)
 hook.register(app)
 serve.register(app)
 users.register(app)
+watch.register(app)
 
 
 def main() -> None:

@@ -122,7 +122,9 @@ class Histogram(_Metric):
             running = 0.0
             for bound, count in zip(self.buckets, row, strict=False):
                 running += count
-                lines.append(f"{self.name}_bucket{_fmt_labels(key, [('le', _num(bound))])} {_num(running)}")
+                lines.append(
+                    f"{self.name}_bucket{_fmt_labels(key, [('le', _num(bound))])} {_num(running)}"
+                )
             lines.append(f"{self.name}_bucket{_fmt_labels(key, [('le', '+Inf')])} {_num(row[-1])}")
             lines.append(f"{self.name}_sum{_fmt_labels(key)} {_num(row[-2])}")
             lines.append(f"{self.name}_count{_fmt_labels(key)} {_num(row[-1])}")
@@ -185,7 +187,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 async def serve_metrics(
-    host: str, port: int, render: Callable[[], str], extra: dict[str, Callable[[], Any]] | None = None
+    host: str,
+    port: int,
+    render: Callable[[], str],
+    extra: dict[str, Callable[[], Any]] | None = None,
 ) -> asyncio.AbstractServer:
     """Serve ``GET /metrics`` (and ``extra`` paths as JSON text) until the server is closed.
 
@@ -196,7 +201,11 @@ async def serve_metrics(
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readline(), 10)
-            while (line := await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
+            while await asyncio.wait_for(reader.readline(), 10) not in (
+                b"\r\n",
+                b"\n",
+                b"",
+            ):
                 pass
             parts = request.decode("latin-1").split()
             path = parts[1].split("?")[0] if len(parts) >= 2 else ""

@@ -99,17 +99,16 @@ class HostWatch:
                 self._set("up")
                 log.info("connected to %s (%s)", self.uri, self.host)
                 await self.on_up(self)
-                await self._until_lost()
+                await self._until_lost(self._lost)
                 self._set("down")
                 await asyncio.to_thread(self.source.close)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.source.close)
 
-    async def _until_lost(self) -> None:
-        assert self._lost is not None  # noqa: S101 - set by run() before use
-        while not self._lost.is_set():
+    async def _until_lost(self, lost: asyncio.Event) -> None:
+        while not lost.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), LIVENESS_EVERY)
-            if not self._lost.is_set() and not self.source.alive():
+                await asyncio.wait_for(lost.wait(), LIVENESS_EVERY)
+            if not lost.is_set() and not self.source.alive():
                 self._on_close("connection no longer alive")

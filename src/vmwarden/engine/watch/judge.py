@@ -105,8 +105,6 @@ class Judge:
         reasons = self._policy_reasons(vm, estate, findings)
         if self.hold_unregistered and vm.meta.registered is not True:
             reasons.insert(0, {"condition": "unregistered"})
-        if self.inspection and vm.guest is None and any(d.device == "disk" for d in vm.disks):
-            reasons.append({"condition": "not-inspected", "detail": "no guest facts"})
         evidence = {
             "registered": vm.meta.registered,
             "templates": sorted(
@@ -144,9 +142,7 @@ class Judge:
         reasons: list[dict[str, Any]] = []
         admission = admit(self.policy, vm, estate)
         if admission.decision != "allow":
-            reasons += [
-                {"condition": f"gate.{admission.decision}", **r} for r in admission.reasons
-            ]
+            reasons += [{"condition": f"gate.{admission.decision}", **r} for r in admission.reasons]
         reasons += [
             {"condition": "rule", "rule": f.rule, "severity": str(f.severity), **f.evidence}
             for f in findings

@@ -1,0 +1,118 @@
+"""``vmwarden watch``: the continuous monitor (events, power-on gate, alerts, metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vmwarden.cli.common import DbOpt, UriOpt, err, open_store
+from vmwarden.engine.inspection import InspectionOptions
+from vmwarden.engine.scan import SweepOptions
+from vmwarden.engine.watch import WatchConfig, Watcher
+from vmwarden.errors import PolicyError
+from vmwarden.policy import load_policy
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise PolicyError(f"--listen wants HOST:PORT, got {text!r}", hint="e.g. 127.0.0.1:9464")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        epilog="Example: vmwarden watch -c qemu:///system -p policy.yaml --listen 127.0.0.1:9464"
+    )
+    def watch(
+        connect: UriOpt,
+        policy: Annotated[Path, typer.Option("-p", "--policy", help="Policy YAML file.")],
+        interval: Annotated[
+            float, typer.Option("--interval", help="Seconds between full reconciles.")
+        ] = 300.0,
+        listen: Annotated[
+            str | None,
+            typer.Option(
+                "--listen", help="Serve Prometheus /metrics on HOST:PORT.", show_default=False
+            ),
+        ] = None,
+        enforce: Annotated[
+            bool,
+            typer.Option(
+                "--enforce/--no-enforce", help="Quarantine and release (default) or only report."
+            ),
+        ] = True,
+        only: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--only",
+                help="Watch only VMs whose name matches this glob (repeatable).",
+                show_default=False,
+            ),
+        ] = None,
+        hold_unregistered: Annotated[
+            bool,
+            typer.Option(
+                "--hold-unregistered/--allow-unregistered",
+                help="Hold VMs not registered in their metadata.",
+            ),
+        ] = True,
+        alert_rate: Annotated[
+            float, typer.Option("--alert-rate", help="Alerts per second per receiver (sustained).")
+        ] = 1.0,
+        alert_burst: Annotated[
+            int, typer.Option("--alert-burst", help="Alerts a receiver may get at once.")
+        ] = 10,
+        inspect: Annotated[
+            bool,
+            typer.Option("--inspect/--no-inspect", help="Read guest facts from disks offline."),
+        ] = True,
+        admission_socket: Annotated[
+            str | None,
+            typer.Option(
+                "--admission-socket",
+                help="Answer the libvirt qemu hook on this Unix socket.",
+                show_default=False,
+            ),
+        ] = None,
+        verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log each action.")] = False,
+        db: DbOpt = None,
+    ) -> None:
+        """Continuous monitor: events, power-on gate, enforcement, alerts and metrics."""
+        if not connect:
+            raise typer.BadParameter("give at least one -c URI (e.g. -c qemu:///system)")
+        loaded = load_policy(policy)
+        if enforce and loaded.quarantine is None:
+            raise PolicyError(
+                f"{policy}: watch enforces quarantine but the policy has no `quarantine:` block",
+                hint="add quarantine: {network: NAME}, or run with --no-enforce",
+            )
+        logging.getLogger("vmwarden").setLevel(logging.INFO if verbose else logging.WARNING)
+        config = WatchConfig(
+            uris=list(connect),
+            interval=interval,
+            enforce=enforce,
+            listen=parse_listen(listen) if listen else None,
+            only=list(only or []),
+            hold_unregistered=hold_unregistered,
+            alert_rate=alert_rate,
+            alert_burst=alert_burst,
+            admission_socket=admission_socket,
+        )
+        options = SweepOptions(inspect=InspectionOptions(enabled=inspect))
+        with open_store(db) as store:
+            watcher = Watcher(config, loaded, store, sweep_options=options)
+            err.print(f"vmwarden watch: {len(config.uris)} host(s); Ctrl-C stops", highlight=False)
+            asyncio.run(_run(watcher))
+
+
+async def _run(watcher: Watcher) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, watcher.stop)
+    await watcher.run()

@@ -1,0 +1,522 @@
+"""``Watcher``: the continuous monitor behind ``vmwarden watch``.
+
+One asyncio loop (libvirt's events dispatched on it by ``libvirtaio``), one ``HostWatch`` per
+URI, a worker pool for everything that blocks (libvirt calls, the store, hashing), and:
+
+- on every (re)connection, and every ``interval`` seconds, a full reconcile (``WatchSweep``:
+  inventory → lineage → inspection → store → evaluate → enforce), after which VMs found
+  running that were not running before (started while the daemon was away) meet the gate,
+  and shut-off VMs the gate would hold get their persistent NICs moved to quarantine ahead
+  of time, so that they boot isolated;
+- every domain event goes to its VM's queue (``VmQueue``: coalesced, one update at a time per
+  VM). An update reads the domain, and if it started, judges it at once (``Judge.at_start``)
+  and quarantines it *before anything else* when the gate holds it; only then is it recorded
+  in the store (history). A held VM is then judged again after a full reconcile
+  (``Judge.after_sweep``); if it passes it is released (journaled as ``release`` by
+  ``vmwarden-gate``, reason ``automatic release: <evidence>``), otherwise it stays held and
+  an alert goes out.
+
+Only quarantines made by the daemon itself (``vmwarden-gate``, ``vmwarden-watch``) are ever
+released automatically; an operator's quarantine waits for an operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import libvirt
+
+from vmwarden.connectors.libvirt.domxml import parse_domain
+from vmwarden.connectors.libvirt.events import DomainEvent, use_asyncio_loop
+from vmwarden.connectors.libvirt.inventory import state_of
+from vmwarden.enforce import Quarantiner, QuarantineSpec
+from vmwarden.engine.lineage import Lineage
+from vmwarden.engine.metrics import WatchMetrics, serve_metrics
+from vmwarden.engine.scan import ScanResult
+from vmwarden.engine.watch.hosts import HostWatch
+from vmwarden.engine.watch.judge import LIVE, Judge, Judgement
+from vmwarden.engine.watch.state import WatchConfig, WatchState
+from vmwarden.engine.watch.sweeper import SweepScheduler, WatchSweep, in_scope
+from vmwarden.engine.watch.vmqueue import Key, VmQueue
+from vmwarden.errors import ConnectorError, DomainGoneError, VmwardenError
+from vmwarden.model import VM, Finding, HostInventory, Severity, State
+from vmwarden.notify import Alert
+from vmwarden.notify.alerts import AlertManager
+from vmwarden.policy import Policy
+from vmwarden.store.facts import FactsCache
+
+log = logging.getLogger(__name__)
+
+GATE_ACTOR = "vmwarden-gate"
+WATCH_ACTOR = "vmwarden-watch"
+DAEMON_ACTORS = frozenset({GATE_ACTOR, WATCH_ACTOR})
+GATE_RULE = "power-on-gate"
+_RECHECK_KINDS = frozenset({"metadata", "device-added", "device-removed"})
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What an event update leaves for after the next reconcile."""
+
+    check: bool = False  # judge again after a full reconcile (release or keep holding)
+    new_hold: int | None = None  # journal id of a quarantine this update created
+    judgement: Judgement | None = None
+    reconcile: bool = False  # the VM vanished: let a reconcile mark it gone
+
+
+@dataclass(slots=True)
+class Latency:
+    vm: str
+    seconds: float
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class Watcher:
+    """The daemon. ``await run()`` until ``stop()``; everything else is internal."""
+
+    def __init__(
+        self, config: WatchConfig, policy: Policy, store: Any, *, sweep_options: Any = None
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.store = store
+        self.metrics = WatchMetrics()
+        self.metrics.refresh = self._refresh_metrics
+        specs = [n.model_dump(exclude_none=True) for n in policy.notify]
+        self.alerts = AlertManager.from_specs(
+            specs, rate=config.alert_rate, burst=config.alert_burst, queue_size=config.alert_queue
+        )
+        self.notify_rules = {r.name for r in policy.rules if "notify" in r.action_names}
+        self.state = WatchState(store, policy, config)
+        self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="vmwarden-watch")
+        self.sweep = WatchSweep(
+            store,
+            policy,
+            actor=WATCH_ACTOR,
+            connectors=self._live_connectors,
+            vm_lock=self._vm_lock,
+            notifier=self._queued_notifier,
+            on_findings=self._on_findings,
+            only=config.only,
+            options=sweep_options,
+        )
+        self.judge = Judge(
+            policy,
+            store,
+            hold_unknown=config.hold_unknown,
+            hold_unregistered=config.hold_unregistered,
+            inspection=self.sweep.inspects,
+            facts=FactsCache(store),
+        )
+        spec = policy.quarantine
+        self.spec = QuarantineSpec(spec.network, spec.link_down) if spec else None
+        self.hosts = {
+            uri: HostWatch(
+                uri,
+                on_event=self._on_event,
+                on_up=self._on_up,
+                on_state=self._on_host_state,
+                backoff=config.backoff,
+                keepalive=config.keepalive,
+            )
+            for uri in config.uris
+        }
+        self.queue = VmQueue(self._handle, self._handled)
+        self.scheduler = SweepScheduler(self._reconcile, self.executor)
+        self.latencies: list[Latency] = []
+        self.sweeps = 0
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._alerted_holds: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.started = threading.Event()  # set once every host had its first reconcile
+        self.listening: tuple[str, int] | None = None
+        self.admission: Any | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        use_asyncio_loop(self._loop)
+        self.alerts.start()
+        await self._loop.run_in_executor(self.executor, self.state.load_stored)
+        server = await self._serve_metrics()
+        await self._start_admission()
+        tasks = [self._loop.create_task(h.run(), name=f"host {h.uri}") for h in self.hosts.values()]
+        tasks.append(self._loop.create_task(self._periodic(), name="periodic reconcile"))
+        tasks.append(self._loop.create_task(self._announce_started(), name="started"))
+        try:
+            await self._stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.queue.close()
+            await self.scheduler.close()
+            if server is not None:
+                server.close()
+            if self.admission is not None:
+                with contextlib.suppress(Exception):
+                    await self.admission.close()
+            self.alerts.close(timeout=2.0)
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def stop(self) -> None:
+        """Ask ``run`` to return (from any thread)."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def _announce_started(self) -> None:
+        await asyncio.gather(*(h.wait_up() for h in self.hosts.values()))
+        while not all(h.reconciled for h in self.hosts.values()):
+            await asyncio.sleep(0.05)
+        self.started.set()
+        log.info("watching %d host(s)", len(self.hosts))
+
+    async def _serve_metrics(self) -> asyncio.AbstractServer | None:
+        if self.config.listen is None:
+            return None
+        host, port = self.config.listen
+        server = await serve_metrics(
+            host, port, self.metrics.render, extra={"/state": self.describe}
+        )
+        sock = server.sockets[0].getsockname()
+        self.listening = (sock[0], sock[1])
+        log.info("metrics on http://%s:%d/metrics", *self.listening)
+        return server
+
+    async def _start_admission(self) -> None:
+        """Serve libvirt's qemu hook when asked and when the admission service exists."""
+        if not self.config.admission_socket:
+            return
+        try:
+            from vmwarden.engine.admission import AdmissionServer
+        except ImportError:
+            log.warning("admission service not available in this build; hook not served")
+            return
+        self.admission = AdmissionServer(self.config.admission_socket, self.state.decide)
+        await self.admission.start()
+
+    async def _periodic(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.interval)
+            await self.scheduler.request()
+
+    # -- hosts -------------------------------------------------------------------------
+
+    def _live_connectors(self) -> dict[str, Any]:
+        return {u: h.connector for u, h in self.hosts.items() if h.connector is not None}
+
+    def _on_host_state(self, host: HostWatch) -> None:
+        self.metrics.connected.set(1 if host.state == "up" else 0, uri=host.uri)
+        if host.state == "up" and host.connects > 1:
+            self.metrics.reconnects.inc(uri=host.uri)
+
+    async def _on_up(self, host: HostWatch) -> None:
+        """Connected (again): reconcile fully before trusting events alone."""
+        await self.scheduler.request()
+        host.reconciled = True
+
+    # -- events ------------------------------------------------------------------------
+
+    def _on_event(self, event: DomainEvent) -> None:
+        self.metrics.events.inc(uri=event.uri, kind=event.kind)
+        self.queue.put(event)
+
+    def _handled(self, batch: list[DomainEvent]) -> None:
+        self.metrics.handled.inc(len(batch), uri=batch[0].uri)
+
+    async def _handle(self, key: Key, batch: list[DomainEvent]) -> None:
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(self.executor, self._update_vm, key, batch)
+        if outcome.reconcile:
+            self._loop_task(self.scheduler.request())
+        if outcome.check:
+            result = await self.scheduler.request()
+            await loop.run_in_executor(self.executor, self._settle, key, result, outcome)
+
+    def _loop_task(self, coro: Any) -> None:
+        asyncio.get_running_loop().create_task(coro)
+
+    def _update_vm(self, key: Key, batch: list[DomainEvent]) -> _Outcome:
+        """One VM's coalesced events (worker thread): gate first, then the record."""
+        uri, vm_id = key
+        conn = self.hosts[uri].connector
+        if conn is None:
+            return _Outcome()  # disconnected: the reconcile on reconnect catches up
+        started = [e for e in batch if e.kind == "lifecycle" and e.detail == "started"]
+        try:
+            vm = read_vm(conn, vm_id)
+        except DomainGoneError:
+            self.state.forget(vm_id)
+            return _Outcome(reconcile=True)
+        if not in_scope(vm.name, self.config.only):
+            return _Outcome()
+        outcome = _Outcome()
+        with self._vm_lock(vm_id):
+            prior = self.state.vm(vm_id)
+            if started and vm.state in LIVE:
+                outcome = self._gate_at_start(conn, vm, prior, started[0])
+            elif vm.state == State.SHUTOFF and self.store.active_quarantine(vm_id) is None:
+                self._isolate_ahead(conn, vm, prior)
+            else:
+                outcome.check = self._reconcile_hold(conn, vm, batch)
+            self._record(vm, prior, migrated=any(e.migrated for e in batch))
+        return outcome
+
+    def _gate_at_start(self, conn: Any, vm: VM, prior: VM | None, event: DomainEvent) -> _Outcome:
+        judgement = self.judge.at_start(
+            vm, prior=prior, others=self.state.others(vm.id), pools=self.state.pools_of(vm.uri)
+        )
+        outcome = _Outcome(check=True, judgement=judgement)
+        if not judgement.hold:
+            active = self.store.active_quarantine(vm.id)
+            outcome.check = active is not None and active.actor in DAEMON_ACTORS
+            return outcome
+        if not self.config.enforce or self.spec is None:
+            log.warning("gate would hold %s: %s (not enforcing)", vm.name, judgement.summary())
+            return outcome
+        rec = self._quarantine(conn, vm, f"power-on gate: {judgement.summary()}")
+        if rec is not None and rec.status in ("done", "partial") and rec.status != "noop":
+            took = time.monotonic() - event.received
+            self.metrics.latency.observe(took, uri=vm.uri, action="quarantine")
+            self.latencies.append(Latency(vm.name, took))
+            log.info(
+                "power-on gate: %s held in %.0f ms: %s", vm.name, took * 1000, judgement.summary()
+            )
+            outcome.new_hold = rec.journal_id
+        return outcome
+
+    def _isolate_ahead(self, conn: Any, vm: VM, prior: VM | None) -> None:
+        """Admission (a): a shut-off VM the gate would hold boots on quarantine."""
+        if not self.config.enforce or self.spec is None:
+            return
+        judgement = self.judge.at_start(
+            vm, prior=prior, others=self.state.others(vm.id), pools=self.state.pools_of(vm.uri)
+        )
+        if judgement.hold:
+            self._quarantine(conn, vm, f"isolated ahead of power-on: {judgement.summary()}")
+
+    def _reconcile_hold(self, conn: Any, vm: VM, batch: list[DomainEvent]) -> bool:
+        """Keep an existing quarantine whole (a hot-plugged NIC is isolated too); says whether
+        the VM deserves a new judgement (its metadata or devices changed)."""
+        active = self.store.active_quarantine(vm.id)
+        if active is None or self.spec is None:
+            return False
+        if self.config.enforce:
+            try:
+                Quarantiner(self.store, active.actor).quarantine(
+                    conn, vm, self.spec, reason=active.reason or "", rule=active.rule
+                )
+            except VmwardenError as exc:
+                log.error("could not keep %s quarantined: %s", vm.name, exc)
+        changed = any(e.kind in _RECHECK_KINDS or e.detail == "defined" for e in batch)
+        return changed and active.actor in DAEMON_ACTORS
+
+    def _quarantine(self, conn: Any, vm: VM, reason: str) -> Any:
+        try:
+            rec = Quarantiner(self.store, GATE_ACTOR).quarantine(
+                conn, vm, self.spec, reason=reason, rule=GATE_RULE
+            )
+        except VmwardenError as exc:
+            log.error("could not quarantine %s: %s", vm.name, exc)
+            return None
+        if rec.status != "noop":
+            self.metrics.actions.inc(action="quarantine", actor=GATE_ACTOR, status=rec.status)
+            self.state.held.add(vm.id)
+        return rec
+
+    def _record(self, vm: VM, prior: VM | None, *, migrated: bool) -> None:
+        """History from events: state, host (migration), MACs and networks, one clock."""
+        if not any(d.chain and d.chain[-1].digest for d in vm.disks):
+            inv = HostInventory(
+                uri=vm.uri, host=vm.host, vms=[vm], pools=self.state.pools_of(vm.uri)
+            )
+            Lineage(self.store.cached_digest, self.store.remember_digest).enrich(inv)
+        if prior is not None and prior.guest is not None and vm.guest is None:
+            vm.guest = prior.guest  # facts stay until the next inspection replaces them
+        source = "event:migration" if migrated else "event"
+        try:
+            self.store.record_inventory(
+                [vm], now=datetime.now(UTC), complete_hosts=set(), source=source
+            )
+        except VmwardenError as exc:
+            log.error("could not record %s: %s", vm.name, exc)
+        self.state.update_vm(vm)
+
+    # -- after a reconcile -------------------------------------------------------------
+
+    def _settle(self, key: Key, result: ScanResult | None, outcome: _Outcome) -> None:
+        """Judge a held VM on the full data of a reconcile: release it, or keep it and alert."""
+        uri, vm_id = key
+        conn = self.hosts[uri].connector
+        vm = self.state.vm(vm_id)
+        if result is None or conn is None or vm is None:
+            return  # no fresh data: the VM stays as it is; the next reconcile settles it
+        judgement = self.judge.after_sweep(vm, self.state.findings, self.state.estate())
+        with self._vm_lock(vm_id):
+            self._settle_one(conn, vm, judgement, outcome.judgement)
+
+    def _settle_one(
+        self, conn: Any, vm: VM, judgement: Judgement, at_start: Judgement | None
+    ) -> None:
+        active = self.store.active_quarantine(vm.id)
+        if not judgement.hold:
+            if active is None or active.actor not in DAEMON_ACTORS or not self.config.enforce:
+                return
+            held_for = at_start.summary() if at_start and at_start.reasons else active.reason
+            evidence = dict(judgement.evidence, held_for=held_for)
+            reason = "automatic release: " + json.dumps(evidence, default=str, sort_keys=True)
+            try:
+                rec = Quarantiner(self.store, GATE_ACTOR).release(conn, vm.id, reason=reason)
+            except VmwardenError as exc:
+                log.error("automatic release of %s failed: %s", vm.name, exc)
+                return
+            self.metrics.actions.inc(action="release", actor=GATE_ACTOR, status=rec.status)
+            self.state.held.discard(vm.id)
+            log.info("power-on gate: %s released (%s)", vm.name, reason)
+            self.alerts.send(_gate_alert("gate.released", vm, "info", evidence))
+            return
+        if active is None and self.config.enforce and self.spec is not None:
+            active = self._quarantine(conn, vm, f"power-on gate: {judgement.summary()}")
+        if active is not None and active.journal_id not in self._alerted_holds:
+            self._alerted_holds.add(active.journal_id)
+            evidence = {"reasons": judgement.reasons, "journal_id": active.journal_id}
+            self.alerts.send(_gate_alert("gate.held", vm, "high", evidence))
+
+    def _reconcile(self) -> ScanResult | None:
+        """A full reconcile (worker thread), then the gate for what it found."""
+        result = self.sweep.run_connected(enforce=self.config.enforce)
+        if result is None:
+            return None
+        self.sweeps += 1
+        self.metrics.sweeps.inc(outcome="done")
+        before = self.state.update_sweep(
+            result.vms, result.findings, result.images, self.sweep.inventories
+        )
+        swept_before = set(self.state.swept_hosts)
+        self.state.swept_hosts |= set(result.hosts)
+        estate = self.state.estate()
+        for vm in result.vms:
+            prev = before.get(vm.id)
+            uri_conn = self.hosts.get(vm.uri)
+            conn = uri_conn.connector if uri_conn is not None else None
+            if conn is None:
+                continue
+            came_up = vm.state in LIVE and (
+                (prev is not None and prev not in LIVE)
+                or (prev is None and vm.host in swept_before)
+            )
+            if came_up:  # started while the daemon was away: the gate, on full data
+                judgement = self.judge.after_sweep(vm, result.findings, estate)
+                with self._vm_lock(vm.id):
+                    self._settle_one(conn, vm, judgement, None)
+            elif vm.state == State.SHUTOFF and self.config.enforce and self.spec is not None:
+                judgement = self.judge.after_sweep(vm, result.findings, estate)
+                if judgement.hold:
+                    with self._vm_lock(vm.id):
+                        if self.store.active_quarantine(vm.id) is None:
+                            self._quarantine(
+                                conn, vm, f"isolated ahead of power-on: {judgement.summary()}"
+                            )
+        self._refresh_held(result.vms)
+        return result
+
+    def _refresh_held(self, vms: list[VM]) -> None:
+        held = {vm.id for vm in vms if self.store.active_quarantine(vm.id) is not None}
+        self.state.held = held
+
+    # -- alerts ------------------------------------------------------------------------
+
+    def _on_findings(self, before: dict[tuple[str, str, str], Severity], delta: Any) -> None:
+        for alert in AlertManager.transitions(
+            before, delta.opened, delta.still_open, delta.resolved, rules=self.notify_rules
+        ):
+            self.alerts.send(alert)
+
+    def _queued_notifier(
+        self, vm: VM, finding: Finding | None, rule: str | None
+    ) -> list[tuple[str, bool, str | None]]:
+        """The rules' ``notify`` action in the daemon: the alert state machine sends it (one
+        alert per finding state change, off the enforcement path)."""
+        return [("alert state machine", True, None)]
+
+    # -- locks, metrics, state ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _vm_lock(self, vm_id: str) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(vm_id, threading.Lock())
+        with lock:
+            yield
+
+    def _refresh_metrics(self) -> None:
+        counts = self.state.counts()
+        self.metrics.vms.replace(
+            {(("host", h), ("state", s)): n for (h, s), n in counts["vms"].items()}
+        )
+        self.metrics.findings.replace(
+            {(("severity", s),): n for s, n in counts["findings"].items()}
+        )
+        self.metrics.quarantined.set(counts["held"])
+        alerts = {}
+        for receiver, stats in self.alerts.stats().items():
+            for what in ("sent", "failed", "dropped", "queued"):
+                alerts[(("outcome", what), ("receiver", receiver))] = stats[what]
+        self.metrics.alerts.replace(alerts)
+
+    def describe(self) -> str:
+        """The daemon's state as JSON (``GET /state``)."""
+        return json.dumps(
+            {
+                "hosts": {
+                    u: {
+                        "state": h.state,
+                        "host": h.host,
+                        "error": h.last_error,
+                        "connects": h.connects,
+                    }
+                    for u, h in self.hosts.items()
+                },
+                "sweeps": self.sweeps,
+                "events": {"received": self.queue.received, "handled": self.queue.handled},
+                "held": sorted(self.state.held),
+                "latencies": [{"vm": x.vm, "seconds": x.seconds} for x in self.latencies],
+                "alerts": self.alerts.stats(),
+            },
+            default=str,
+        )
+
+
+def read_vm(conn: Any, vm_id: str) -> VM:
+    """The domain as it is now, from its XML (no address lookups: this is the fast path)."""
+    try:
+        dom = conn.conn.lookupByUUIDString(vm_id)
+        state = state_of(dom.state()[0])
+        return parse_domain(
+            dom.XMLDesc(0),
+            host=conn.host,
+            uri=conn.uri,
+            state=state,
+            persistent=bool(dom.isPersistent()),
+        )
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            raise DomainGoneError(f"VM {vm_id} no longer exists on {conn.host}") from None
+        raise ConnectorError(f"cannot read VM {vm_id} on {conn.host}: {exc}") from None
+
+
+def _gate_alert(event: str, vm: VM, severity: str, evidence: dict[str, Any]) -> Alert:
+    return Alert(event, GATE_RULE, severity, "vm", vm.id, vm.name, vm.host, evidence)

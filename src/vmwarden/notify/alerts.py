@@ -1,0 +1,224 @@
+"""The alert state machine: one alert per finding state change, rate limited, sent off-thread.
+
+A finding is *opened* (first concluded, or back after being resolved), *escalated* (still
+open, severity went up) or *resolved*; each change is one alert, and nothing is sent while a
+finding merely stays as it was. ``AlertManager.transitions`` turns a sweep's before/after into
+those alerts; ``AlertManager.send`` queues one.
+
+Each receiver has its own queue, worker thread and token bucket, so a receiver that is down
+or slow (a webhook that takes 30 s to time out) delays neither enforcement, which only ever
+enqueues, nor the other receivers. When a receiver's bucket is empty its alerts wait in its
+queue; when the queue is full the alert is dropped. Sent, failed and dropped alerts are
+counted per receiver (``AlertManager.stats``) and failures are logged.
+
+Example::
+
+    alerts = AlertManager.from_specs(policy_notify_specs, rate=1.0, burst=10)
+    alerts.start()
+    for alert in alerts.transitions(before, opened, still_open, resolved):
+        alerts.send(alert)
+    alerts.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmwarden.model import Finding, Severity
+from vmwarden.notify.base import Alert, Dispatcher, Notifier
+
+log = logging.getLogger(__name__)
+
+OPENED, ESCALATED, RESOLVED = "finding.opened", "finding.escalated", "finding.resolved"
+_STOP = object()
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up. Thread-safe.
+
+    ``clock`` is injectable so the arithmetic can be tested without sleeping.
+    """
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("alert rate must be > 0 and burst >= 1")
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """Take a token: 0.0 when one was taken, else the seconds until one is due."""
+        with self._lock:
+            now = self.clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.rate
+
+
+@dataclass(slots=True)
+class ReceiverStats:
+    sent: int = 0
+    failed: int = 0
+    dropped: int = 0
+    last_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "dropped": self.dropped,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass
+class _Lane:
+    """One receiver's queue, bucket and worker thread."""
+
+    receiver: Notifier
+    bucket: TokenBucket
+    queue: queue.Queue[Any]
+    stats: ReceiverStats = field(default_factory=ReceiverStats)
+    thread: threading.Thread | None = None
+
+
+class AlertManager:
+    """Queues alerts to every receiver; never blocks and never raises to its caller."""
+
+    def __init__(
+        self,
+        receivers: Iterable[Notifier],
+        *,
+        rate: float = 1.0,
+        burst: int = 10,
+        queue_size: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lanes = [
+            _Lane(r, TokenBucket(rate, burst, clock), queue.Queue(maxsize=queue_size))
+            for r in receivers
+        ]
+        self._stop = threading.Event()
+        self._started = False
+
+    @classmethod
+    def from_specs(cls, specs: list[dict[str, Any]], **kw: Any) -> AlertManager:
+        """Receivers from the policy's ``notify:`` entries (as plain dicts)."""
+        return cls(Dispatcher(specs).receivers if specs else [], **kw)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for i, lane in enumerate(self._lanes):
+            lane.thread = threading.Thread(
+                target=self._work, args=(lane,), name=f"alerts-{i}", daemon=True
+            )
+            lane.thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the workers; alerts still queued after ``timeout`` are given up (counted)."""
+        self._stop.set()
+        for lane in self._lanes:
+            with contextlib.suppress(queue.Full):
+                lane.queue.put_nowait(_STOP)
+        deadline = time.monotonic() + timeout
+        for lane in self._lanes:
+            if lane.thread is not None:
+                lane.thread.join(max(0.0, deadline - time.monotonic()))
+            lane.stats.dropped += sum(1 for a in _drain(lane.queue) if a is not _STOP)
+
+    # -- sending -----------------------------------------------------------------------
+
+    def send(self, alert: Alert) -> None:
+        """Queue ``alert`` for every receiver (returns at once)."""
+        for lane in self._lanes:
+            try:
+                lane.queue.put_nowait(alert)
+            except queue.Full:
+                lane.stats.dropped += 1
+                log.warning("alert queue of %s is full; dropped %s", lane.receiver.label, alert)
+
+    def _work(self, lane: _Lane) -> None:
+        while True:
+            alert = lane.queue.get()
+            if alert is _STOP:
+                return
+            while (wait := lane.bucket.take()) > 0:
+                if self._stop.wait(min(wait, 1.0)):
+                    lane.stats.dropped += 1
+                    return
+            try:
+                lane.receiver.send(alert)
+            except Exception as exc:  # the notify boundary: counted and logged, never raised
+                lane.stats.failed += 1
+                lane.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("alert to %s failed: %s", lane.receiver.label, exc)
+            else:
+                lane.stats.sent += 1
+
+    # -- state machine -----------------------------------------------------------------
+
+    @staticmethod
+    def transitions(
+        before: Mapping[tuple[str, str, str], Severity],
+        opened: Iterable[Finding],
+        still_open: Iterable[Finding],
+        resolved: Iterable[Finding],
+        *,
+        rules: set[str] | None = None,
+    ) -> list[Alert]:
+        """The alerts of one sweep: ``before`` maps the open findings' keys to their severity
+        before it; ``rules`` (if given) limits alerts to those rules (the ones that notify)."""
+        out: list[Alert] = []
+        for event, found in ((OPENED, opened), (RESOLVED, resolved)):
+            out += [_alert(event, f) for f in found if rules is None or f.rule in rules]
+        for f in still_open:
+            old = before.get(f.key)
+            if old is not None and f.severity > old and (rules is None or f.rule in rules):
+                out.append(_alert(ESCALATED, f, previous=str(old)))
+        return out
+
+    # -- observability -----------------------------------------------------------------
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per receiver label: sent, failed, dropped, queued, last_error."""
+        return {
+            lane.receiver.label: lane.stats.to_dict() | {"queued": lane.queue.qsize()}
+            for lane in self._lanes
+        }
+
+    @property
+    def receivers(self) -> list[str]:
+        return [lane.receiver.label for lane in self._lanes]
+
+
+def _alert(event: str, f: Finding, previous: str | None = None) -> Alert:
+    evidence = dict(f.evidence)
+    if previous is not None:
+        evidence["previous_severity"] = previous
+    return Alert(event, f.rule, str(f.severity), f.resource, f.id, f.name, f.host, evidence)
+
+
+def _drain(q: queue.Queue[Any]) -> list[Any]:
+    out = []
+    while True:
+        try:
+            out.append(q.get_nowait())
+        except queue.Empty:
+            return out
