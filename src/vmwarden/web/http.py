@@ -96,7 +96,7 @@ def guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
 
 
 def refuse(request: Request, user: User | None, status: int, message: str) -> Response:
-    return page(request, user, "error.html", status=status, message=message)
+    return page(request, user, "error.html", status=status, code=status, message=message)
 
 
 def post_user(request: Request, submitted: str) -> User | Response:

@@ -20,7 +20,7 @@ from vmwarden.api.auth import (
     logout_session,
     session_user,
 )
-from vmwarden.api.deps import get_store
+from vmwarden.api.deps import get_state, get_store
 from vmwarden.errors import VmwardenError
 from vmwarden.web import estate
 from vmwarden.web.actions import release_vm
@@ -170,7 +170,7 @@ async def release(
         flash(request, "error", "Say what was fixed: a release needs a reason.")
         return redirect(back)
     try:
-        rec = await run_in_threadpool(release_vm, get_store(request), user.name, vm_id, reason)
+        rec = await run_in_threadpool(release_vm, get_state(request), user.name, vm_id, reason)
     except VmwardenError as exc:
         hint = f" ({exc.hint})" if exc.hint else ""
         flash(request, "error", f"Release failed: {exc}{hint}")
