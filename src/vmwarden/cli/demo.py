@@ -11,11 +11,12 @@ import typer
 from vmwarden.cli.common import ActorOpt, DbOpt, actor_name, out
 from vmwarden.cli.render import render_json, render_table
 from vmwarden.cli.scan import run_sweep
+from vmwarden.cli.serve import parse_listen
 from vmwarden.engine.demo import build_demo_estate
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(epilog="Example: vmwarden demo --enforce")
+    @app.command(epilog="Example: vmwarden demo --enforce --serve")
     def demo(
         workdir: Annotated[
             Path | None, typer.Option("--workdir", help="Where to build the demo estate.")
@@ -26,10 +27,23 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[
             bool, typer.Option("--json", help="Print the scan result as JSON.")
         ] = False,
+        serve: Annotated[
+            bool,
+            typer.Option(
+                "--serve",
+                help="Then serve the dashboard and API on the demo store (prints an admin "
+                "token once).",
+            ),
+        ] = False,
+        listen: Annotated[
+            str, typer.Option("--listen", help="With --serve: address, HOST:PORT.")
+        ] = "127.0.0.1:8080",
         db: DbOpt = None,
         actor: ActorOpt = None,
     ) -> None:
         """Build a demo estate (3 test-driver hosts, 50+ VMs, real qcow2 images) and scan it."""
+        if serve:
+            parse_listen(listen)  # a bad address fails before the estate is built
         wd = workdir or Path(platformdirs.user_cache_dir("vmwarden")) / "demo"
         estate = build_demo_estate(wd)
         db_url = db or f"sqlite:///{wd / 'demo.db'}"
@@ -46,6 +60,8 @@ def register(app: typer.Typer) -> None:
         )
         if json_out:
             print(render_json(result))
+            if serve:
+                serve_demo(estate.uris, estate.policy_path, db_url, listen, enforce=enforce)
             return
         render_table(result, out, max_rows=25)
         uris = " ".join("-c " + u for u in estate.uris)
@@ -53,3 +69,42 @@ def register(app: typer.Typer) -> None:
         out.print(
             f"      vmwarden scan {uris} -p {estate.policy_path} --db {db_url}", highlight=False
         )
+        if serve:
+            serve_demo(estate.uris, estate.policy_path, db_url, listen, enforce=enforce)
+
+
+DEMO_ADMIN = "demo-admin"
+
+
+def serve_demo(uris: list[str], policy: Path, db_url: str, listen: str, *, enforce: bool) -> None:
+    """Serve the API and dashboard over the demo store, as `vmwarden serve` would.
+
+    The demo admin's token is minted anew on every run (rotated when the user exists), printed
+    once, and kept only as a hash: the same rules as `vmwarden user add`.
+    """
+    import uvicorn
+
+    from vmwarden.api import Settings, create_app
+    from vmwarden.api.tokens import mint
+    from vmwarden.store import Store
+    from vmwarden.store.users import UsersRepo
+
+    host, port = parse_listen(listen)
+    token, token_id, token_hash = mint()
+    store = Store.open(db_url)
+    try:
+        users = UsersRepo(store)
+        if users.get_user(DEMO_ADMIN) is None:
+            users.add_user(DEMO_ADMIN, "admin", token_id, token_hash, actor="demo", reason="demo")
+        else:
+            users.rotate_token(DEMO_ADMIN, token_id, token_hash, actor="demo", reason="demo")
+        settings = Settings(db_url=db_url, policy_path=policy, uris=tuple(uris), web=True)
+        app = create_app(settings, store=store)
+        out.print(f"\n[bold]Dashboard[/] http://{listen}/  (API under /api)", highlight=False)
+        out.print(f"Sign in as {DEMO_ADMIN} (admin) with this token, shown once:")
+        print(token, flush=True)
+        if not enforce:
+            out.print("[dim]The quarantine queue is empty: add --enforce to fill it.[/]")
+        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    finally:
+        store.close()

@@ -1,16 +1,15 @@
 """The dashboard: server-rendered pages over the store, for operators and auditors.
 
-Interface with the API (``vmwarden.api``), as this package expects it:
+Interface with the API (``vmwarden.api``), as used here:
 
-- ``create_app(settings)`` includes ``build_router(settings)`` at the root of the app
-  (pages ``/``, ``/login``, ``/logout``, ``/vms``, ``/vms/{id}``, ``/findings``, ``/images``,
-  ``/quarantine``, ``/quarantine/{id}/release``, ``/audit``, ``/static/{name}``) and sets
-  ``app.state.store`` to the open :class:`~vmwarden.store.Store`.
-- ``vmwarden.api.authenticate_token(store, token)`` returns the user (``.name``, ``.role``
-  among ``auditor``/``operator``/``admin``) or None; the login page calls it once per sign-in.
-
-Browser behaviour: see :mod:`vmwarden.web.sessions` (cookie, CSRF) and
-:mod:`vmwarden.web.auth` (which role may do what).
+- ``create_app(settings)`` includes ``build_router(settings)`` at the root of the app (pages
+  ``/``, ``/login``, ``/logout``, ``/vms``, ``/vms/{id}``, ``/findings``, ``/images``,
+  ``/quarantine``, ``/quarantine/{id}/release``, ``/audit``, ``/static/{name}``); the API
+  lives under ``/api``. ``app.state.vmwarden`` (``AppState``) holds the store and the
+  connection pool.
+- Sign-in, sessions and CSRF tokens are :mod:`vmwarden.api.auth`'s (``authenticate_token``,
+  ``login_session``, ``session_user``, ``csrf_token``, ``check_csrf``); see
+  :mod:`vmwarden.web.http` for how pages use them and :mod:`vmwarden.web.auth` for roles.
 """
 
 from vmwarden.web.router import build_router

@@ -110,6 +110,12 @@ def lines(title: str, x_labels: Sequence[str], series: Sequence[Series]) -> Mark
         coords = [xy(i, v) for i, v in enumerate(s.values)]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
         body.append(f'<polyline class="line {escape(s.css)}" points="{path}"/>')
+        if coords:  # the latest value, written: the number people look for first
+            lx, ly = coords[-1]
+            body.append(
+                f'<text class="value" x="{lx - 6:.1f}" y="{ly - 7:.1f}" text-anchor="end">'
+                f"{s.values[-1]}</text>"
+            )
         for (x, y), v, lab in zip(coords, s.values, x_labels, strict=True):
             body.append(
                 f'<circle class="dot {escape(s.css)}" cx="{x:.1f}" cy="{y:.1f}" r="3">'
