@@ -100,8 +100,12 @@ def test_domain_without_devices_scans(cli, demo, tmp_path):
     doc = ran.json()
     (vm,) = doc["vms"]
     assert (vm["name"], vm["host"], vm["disks"], vm["nics"]) == ("armtest", "arm-lab", [], [])
-    # no metadata: unregistered; no disk: not judged by lineage; no NIC: no zone, no MAC
-    assert verdict(doc["findings"]) == {"armtest": ["unregistered-vm"]}
+    # no metadata: unregistered; no disk: not judged by lineage, but nothing to read either,
+    # so its software is unknown and unknown never clears (forbidden-software fires as
+    # unknown); no NIC: no zone, no MAC
+    assert verdict(doc["findings"]) == {"armtest": ["forbidden-software", "unregistered-vm"]}
+    (unknown,) = [f for f in doc["findings"] if f["rule"] == "forbidden-software"]
+    assert "unknown" in unknown["evidence"]
 
 
 # --- bad input: one clear line, exit 2, nothing applied -------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import libvirt
@@ -118,6 +117,8 @@ def test_policy_carries_the_real_template_digest(estate):
     assert doc["quarantine"]["network"] == "quarantine"
     rules = {r["name"]: r for r in doc["rules"]}
     assert set(rules) == {
+        "forbidden-software",
+        "orphaned-image",
         "unapproved-template",
         "unregistered-vm",
         "outside-zone",
@@ -178,36 +179,18 @@ def test_template_digest_is_reproducible_across_workdirs(tmp_path):
     assert a.template_digest == b.template_digest
 
 
-def test_scan_finds_exactly_the_expected_findings(estate):
-    """End to end through the real layers: inventory, lineage, policy evaluation."""
-    from vmwarden.connectors.libvirt.inventory import host_of, read_inventory
-    from vmwarden.engine.images import collect_images
-    from vmwarden.engine.lineage import Lineage
-    from vmwarden.model import Estate
-    from vmwarden.policy.evaluate import evaluate
+def test_scan_finds_exactly_the_expected_findings(estate, tmp_path):
+    """End to end through the real layers: inventory, lineage, offline inspection of every
+    disk (the demo's guests are real ext4 filesystems), storage, policy evaluation."""
+    from vmwarden.engine.scan import Sweep
     from vmwarden.policy.loader import load_policy
+    from vmwarden.store import Store
 
-    policy = load_policy(estate.policy_path)
-    inventories = []
-    for uri in estate.uris:
-        conn = libvirt.openReadOnly(uri)
-        inventories.append(read_inventory(conn, uri, host_of(uri, conn)))
-    lineage = Lineage(lambda path, st: None, lambda path, st, digest: None)
-    for inv in inventories:
-        lineage.enrich(inv)
-    assert lineage.warnings == []
-    vms = [vm for inv in inventories for vm in inv.vms]
-    catalog = policy.catalog()
-    found = evaluate(
-        policy,
-        Estate(
-            vms=vms,
-            images=collect_images(inventories, catalog),
-            catalog=catalog,
-            now=datetime.now(UTC),
-            hosts=[inv.host for inv in inventories],
-        ),
-    )
+    with Store.open(f"sqlite:///{tmp_path / 'demo.db'}") as store:
+        result = Sweep(store, load_policy(estate.policy_path), actor="t").run(estate.uris)
+    assert result.warnings == []
+    assert [f for f in result.findings if f.rule == "uninspectable"] == []
+    found = result.findings
     got = collections.defaultdict(list)
     for finding in found:
         got[finding.name].append(finding.rule)

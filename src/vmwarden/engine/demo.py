@@ -47,6 +47,7 @@ from vmwarden.inspect.digest import digest_file
 
 TEMPLATE = "debian12-base"
 ROGUE_BASE = "random-download"
+FORGOTTEN_HOST, FORGOTTEN = "hv-dmz", "old-cms-backup.qcow2"
 VIRTUAL_SIZE = 64 * 1024 * 1024
 DAY = 86400
 _NS = uuid.UUID("6f1c9a52-8d7e-4a53-9d0b-3c5e2f6a7b10")
@@ -112,7 +113,7 @@ def _host_specs() -> dict[str, list[_Spec]]:
     east = [
         *filler("east", "internal", 10),
         _Spec("east-rogue-miner", "internal", owner="mallory", base=ROGUE_BASE,
-              rules=("unapproved-template",)),
+              rules=("unapproved-template", "forbidden-software")),
         _Spec("east-dev-scratch", "internal", owner="bob", registered=False,
               rules=("unregistered-vm",)),
         _Spec("east-bastion", "internal", extra_nets=("dmz",), rules=("outside-zone",)),
@@ -120,13 +121,14 @@ def _host_specs() -> dict[str, list[_Spec]]:
         _Spec("east-legacy-01", "internal", state="shutoff", dormant_days=120,
               rules=("dormant",)),
         _Spec("east-build-04", "internal", state="shutoff"),
-        _Spec("east-pxe-boot", "internal", disks=0),
+        # No disk to read: its software is unknown, and unknown never clears a VM.
+        _Spec("east-pxe-boot", "internal", disks=0, rules=("forbidden-software",)),
         _Spec("east-batch-tmp", "internal", state="paused", transient=True),
     ]  # fmt: skip
     west = [
         *filler("west", "pci", 11),
         _Spec("west-rogue-tool", "pci", owner="mallory", base=ROGUE_BASE,
-              rules=("unapproved-template",)),
+              rules=("unapproved-template", "forbidden-software")),
         _Spec("west-pay-02", "pci", extra_nets=("prod",), rules=("outside-zone",)),
         _Spec("west-archive-01", "pci", state="shutoff", dormant_days=95, rules=("dormant",)),
         _Spec("west-db-multi", "pci", disks=2),
@@ -135,7 +137,7 @@ def _host_specs() -> dict[str, list[_Spec]]:
     dmz = [
         *filler("dmz", "public", 10),
         _Spec("dmz-rogue-web", "public", state="paused", registered=False, base=ROGUE_BASE,
-              rules=("unapproved-template", "unregistered-vm")),
+              rules=("unapproved-template", "unregistered-vm", "forbidden-software")),
         _Spec("dmz-unknown-01", None, metadata=False, rules=("unregistered-vm",)),
         _Spec("dmz-web-dup", "public", mac=shared_mac, rules=("duplicate-mac",)),
         _Spec("dmz-old-cms", "public", state="shutoff", dormant_days=200, rules=("dormant",)),
@@ -203,6 +205,11 @@ def build_demo_estate(workdir: str | os.PathLike[str]) -> DemoEstate:
                 estate.expected[spec.name] = sorted(spec.rules)
             if spec.dormant_days:
                 estate.dormant.append(spec.name)
+        if host == FORGOTTEN_HOST:  # a disk nobody uses any more, left in the pool for years
+            path = host_images / FORGOTTEN
+            jobs.append((path, TEMPLATE))
+            volumes.append(FleetVolume(name=FORGOTTEN, path=str(path)))
+            estate.expected[FORGOTTEN] = ["orphaned-image"]
         pools = [
             FleetPool("templates", str(templates), _template_volumes(templates)),
             FleetPool(f"{host}-vms", str(host_images), volumes),
@@ -213,6 +220,8 @@ def build_demo_estate(workdir: str | os.PathLike[str]) -> DemoEstate:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda job: _clone(job[0], job[1]), jobs))
+    stamp = now - 400 * DAY
+    os.utime(images / FORGOTTEN_HOST / FORGOTTEN, (stamp, stamp))
     for host, vms in specs.items():
         for spec in vms:
             if spec.dormant_days:
