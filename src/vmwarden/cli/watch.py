@@ -25,6 +25,17 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def parse_backoff(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition(":")
+    try:
+        pair = (float(low), float(high if sep else low))
+    except ValueError:
+        pair = (0.0, 0.0)
+    if not 0 < pair[0] <= pair[1]:
+        raise PolicyError(f"--backoff wants MIN:MAX seconds, got {text!r}", hint="e.g. 0.5:30")
+    return pair
+
+
 def register(app: typer.Typer) -> None:
     @app.command(
         epilog="Example: vmwarden watch -c qemu:///system -p policy.yaml --listen 127.0.0.1:9464"
@@ -80,6 +91,10 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        backoff: Annotated[
+            str,
+            typer.Option("--backoff", help="Reconnect delay MIN:MAX seconds (doubling from MIN)."),
+        ] = "0.5:30",
         verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log each action.")] = False,
         db: DbOpt = None,
     ) -> None:
@@ -103,6 +118,7 @@ def register(app: typer.Typer) -> None:
             alert_rate=alert_rate,
             alert_burst=alert_burst,
             admission_socket=admission_socket,
+            backoff=parse_backoff(backoff),
         )
         options = SweepOptions(inspect=InspectionOptions(enabled=inspect))
         with open_store(db) as store:

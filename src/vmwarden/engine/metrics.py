@@ -143,6 +143,9 @@ class WatchMetrics:
         )
         self.reconnects = Counter("vmwarden_reconnects_total", "Reconnections per URI.")
         self.events = Counter("vmwarden_events_total", "libvirt domain events received.")
+        self.ignored = Counter(
+            "vmwarden_events_ignored_total", "Events of VMs outside the watched name patterns."
+        )
         self.handled = Counter(
             "vmwarden_events_handled_total", "Events taken into a (coalesced) VM update."
         )
@@ -164,6 +167,7 @@ class WatchMetrics:
             self.connected,
             self.reconnects,
             self.events,
+            self.ignored,
             self.handled,
             self.actions,
             self.sweeps,

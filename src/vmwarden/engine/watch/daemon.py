@@ -232,6 +232,9 @@ class Watcher:
     # -- events ------------------------------------------------------------------------
 
     def _on_event(self, event: DomainEvent) -> None:
+        if not in_scope(event.name, self.config.only):
+            self.metrics.ignored.inc(uri=event.uri)
+            return  # a VM outside --only: not ours to watch (and reading it may block)
         self.metrics.events.inc(uri=event.uri, kind=event.kind)
         self.queue.put(event)
 
@@ -256,7 +259,6 @@ class Watcher:
         conn = self.hosts[uri].connector
         if conn is None:
             return _Outcome()  # disconnected: the reconcile on reconnect catches up
-        started = [e for e in batch if e.kind == "lifecycle" and e.detail == "started"]
         try:
             vm = read_vm(conn, vm_id)
         except DomainGoneError:
@@ -267,8 +269,8 @@ class Watcher:
         outcome = _Outcome()
         with self._vm_lock(vm_id):
             prior = self.state.vm(vm_id)
-            if started and vm.state in LIVE:
-                outcome = self._gate_at_start(conn, vm, prior, started[0])
+            if vm.state in LIVE and _came_up(batch, self.state.last_state.get(vm_id)):
+                outcome = self._gate_at_start(conn, vm, prior, batch[0])
             elif vm.state == State.SHUTOFF and self.store.active_quarantine(vm_id) is None:
                 self._isolate_ahead(conn, vm, prior)
             else:
@@ -498,6 +500,14 @@ class Watcher:
             },
             default=str,
         )
+
+
+def _came_up(batch: list[DomainEvent], last: State | None) -> bool:
+    """Whether these events started the VM: a ``started`` event, or (QEMU resumes its CPUs
+    just before libvirt reports the start) any event finding it live when it was known off."""
+    if any(e.kind == "lifecycle" and e.detail == "started" for e in batch):
+        return True
+    return last is not None and last not in LIVE
 
 
 def read_vm(conn: Any, vm_id: str) -> VM:
