@@ -94,8 +94,14 @@ def _concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", lambda m: "1" if m.group(0).endswith("id}") else "x", path)
 
 
-def test_anonymous_gets_401_everywhere_but_health(client):
-    spec = client.get("/api/openapi.json").json()
+def test_anonymous_gets_401_everywhere_but_health(client, tokens):
+    spec = client.get("/api/openapi.json", headers=auth(tokens["auditor"])).json()
+    assert client.get("/api/openapi.json").status_code == 401
+    anonymous = {r.path for r in client.app.routes if getattr(r, "path", "").startswith("/api")} - {
+        "/api/openapi.json",
+        "/api/docs",
+    }
+    assert anonymous <= set(spec["paths"])  # nothing under /api hides from the check below
     checked = 0
     for path, ops in spec["paths"].items():
         for method in ops:

@@ -13,8 +13,11 @@ def test_health_is_open_and_says_ok(client):
     assert r.json()["status"] == "ok" and r.json()["store"] == "ok"
 
 
-def test_openapi_is_served_and_declares_bearer_auth(client):
-    r = client.get("/api/openapi.json")
+def test_openapi_is_served_to_users_and_declares_bearer_auth(client, users):
+    assert client.get("/api/openapi.json").status_code == 401
+    assert client.get("/api/docs").status_code == 401
+    assert "swagger" in users["auditor"].get("/api/docs").text.lower()
+    r = users["auditor"].get("/api/openapi.json")
     assert r.status_code == 200
     spec = r.json()
     assert "/api/vms/{vm}/release" in spec["paths"]

@@ -41,8 +41,8 @@ def admin_app(settings) -> Iterator[tuple[object, str]]:
 @pytest.mark.parametrize("mode", list(EXAMPLES), ids=lambda m: m.value)
 def test_no_server_errors(admin_app, mode):
     app, token = admin_app
-    schema = schemathesis.openapi.from_asgi("/api/openapi.json", app)
     headers = {"Authorization": f"Bearer {token}"}
+    schema = schemathesis.openapi.from_asgi("/api/openapi.json", app, headers=headers)
     errors: list[str] = []
     calls: list[int] = []
     operations = [result.ok() for result in schema.get_all_operations()]

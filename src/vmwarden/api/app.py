@@ -63,9 +63,10 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
         title="vmwarden",
         summary="Find every VM and disk image, judge them against a policy, quarantine and "
         "release. Authenticate with 'Authorization: Bearer <token>' (vmwarden user add).",
-        openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        openapi_url=None,  # served by routes.docs, to signed-in users only
+        docs_url=None,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
     )
     app.state.vmwarden = state

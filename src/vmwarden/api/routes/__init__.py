@@ -5,6 +5,7 @@ from __future__ import annotations
 from vmwarden.api.routes import (
     actions,
     audit,
+    docs,
     exceptions,
     findings,
     health,
@@ -18,6 +19,7 @@ from vmwarden.api.routes import (
 
 ROUTERS = (
     health.router,
+    docs.router,
     vms.router,
     images.router,
     templates.router,
