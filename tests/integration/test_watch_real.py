@@ -235,7 +235,7 @@ def test_libvirtd_restart_vm_started_while_disconnected_is_found(
     clone = make_clone(images["approved"], images["dir"] / "steady.qcow2")
     steady = define(real_vms, "vmw-watch-steady", clone, "52:54:00:7f:00:40", {"registered": "yes"})
     steady.create()
-    d = daemon("--backoff", "3:3")
+    d = daemon("--backoff", "10:10")  # a window long enough to start a VM in
     poll(lambda: journal(db, "vmw-watch-steady", "quarantine") == [] and d.state()["sweeps"] >= 1)
     with Store.open(f"sqlite:///{db}") as store:
         history_before = [h.to_dict() for h in store.vm_history("vmw-watch-steady")]
