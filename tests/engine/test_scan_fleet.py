@@ -251,3 +251,30 @@ def test_enforce_after_a_report_only_sweep_still_notifies(scan_fleet, store, fir
     assert {a.status for a in enforced.actions if a.action == "notify"} == {"done"}
     again = sweep(store, scan_fleet, enforce=True)
     assert [a for a in again.actions if a.action == "notify"] == []
+
+
+def test_an_approved_exception_suspends_actions_but_not_the_finding(scan_fleet, store, first):
+    """An exception (requested by one user, approved by another) stops the rule's actions on
+    that VM until it expires; the finding stays reported, marked excepted."""
+    from datetime import UTC, datetime, timedelta
+
+    from vmwarden.store.exceptions import ExceptionsRepo
+
+    target = next(a for a in first.actions if a.action == "quarantine")
+    repo = ExceptionsRepo(store)
+    ex = repo.request_exception(
+        target.rule,
+        target.id,
+        target.name,
+        datetime.now(UTC) + timedelta(days=1),
+        "vendor appliance, replaced next week",
+        actor="ops",
+    )
+    repo.decide_exception(ex["id"], approve=True, actor="ciso", reason="accepted risk")
+    again = sweep(store, scan_fleet)
+    excepted = [f for f in again.findings if f.id == target.id and f.rule == target.rule]
+    assert excepted and all(f.evidence.get("excepted") is True for f in excepted)
+    planned = {(a.action, a.id, a.rule) for a in again.actions}
+    assert not any(a_id == target.id and rule == target.rule for _, a_id, rule in planned)
+    others = {(a.action, a.id) for a in first.actions if a.id != target.id}
+    assert others <= {(a.action, a.id) for a in again.actions}

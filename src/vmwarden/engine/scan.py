@@ -26,6 +26,7 @@ from vmwarden.errors import UnreachableError, VmwardenError
 from vmwarden.model import VM, ActionRecord, Estate, Finding, HostInventory, Image, Severity
 from vmwarden.notify import Dispatcher
 from vmwarden.policy import Policy, evaluate
+from vmwarden.store.exceptions import ExceptionsRepo
 from vmwarden.vulns import VulnDB
 
 log = logging.getLogger(__name__)
@@ -163,10 +164,11 @@ class Sweep:
         )
         findings = evaluate(self.policy, estate) + builtin
         self.progress("evaluate", 1, 1)
+        acting = self._not_excepted(findings, now)
         self.store.record_findings(findings, now=now)
         rule_actions = self._rule_actions()
-        due = self._due_events(findings, rule_actions)
-        planned = plan(findings, {vm.id: vm for vm in vms}, rule_actions, due)
+        due = self._due_events(acting, rule_actions)
+        planned = plan(acting, {vm.id: vm for vm in vms}, rule_actions, due)
         actions = (
             self._act(uris, vms, planned) if enforce else [_dry(p, self.actor) for p in planned]
         )
@@ -225,6 +227,23 @@ class Sweep:
             hint = "; ".join(hints) or "check the URI and that libvirtd runs"
             raise UnreachableError(message, hint=f"{hint}; nothing was changed")
         return [r for r in results if isinstance(r, HostInventory)]
+
+    def _not_excepted(self, findings: list[Finding], now: datetime) -> list[Finding]:
+        """Findings no approved, unexpired exception covers: the ones actions run for.
+
+        Excepted findings are still reported (and stored), with the exception in evidence:
+        an exception suspends enforcement, it does not hide the problem.
+        """
+        covered = ExceptionsRepo(self.store).active_exceptions(now=now)
+        if not covered:
+            return findings
+        acting = []
+        for f in findings:
+            if (f.rule, f.id) in covered:
+                f.evidence["excepted"] = True
+            else:
+                acting.append(f)
+        return acting
 
     def _due_events(
         self, findings: list[Finding], rule_actions: dict[str, list[tuple[str, dict[str, Any]]]]
