@@ -3,11 +3,13 @@ may start, and tell libvirtd through the exit status.
 
 libvirtd runs the hook as ``qemu GUEST OPERATION SUB-OPERATION EXTRA`` with the domain XML on
 stdin. At ``prepare`` (before it labels or starts anything) a non-zero exit refuses the start,
-and libvirt puts the hook's stderr into the error the user sees::
+and libvirt puts the hook's stderr at the end of the error the user sees (seen with
+libvirt 9.0; ``virDomainCreate`` raises the same text)::
 
     error: Failed to start domain 'web01'
-    error: Hook script execution failed: internal error: Child process (...
-    /etc/libvirt/hooks/qemu web01 prepare begin -) unexpected exit status 1: vmwarden: ...
+    error: Hook script execution failed: internal error: Child process (LC_ALL=C PATH=...
+    HOME=/root /etc/libvirt/hooks/qemu web01 prepare begin -) unexpected exit status 1:
+    vmwarden: VM 'web01' refused by policy gate: not-approved-template (disk vda, root ...)
 
 Every other operation exits 0 at once (the installed shell script already filters them): a
 failure at ``reconnect`` would make libvirtd kill a running VM, and at ``migrate``/``restore``
