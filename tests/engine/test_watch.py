@@ -304,3 +304,16 @@ def test_metrics_endpoint(start: Callable[..., Running], fleet: str, receiver: R
     with urllib.request.urlopen(f"http://{host}:{port}/state", timeout=10) as resp:
         state = json.loads(resp.read())
     assert state["hosts"][fleet]["state"] == "up"
+
+
+def test_state_decide_is_the_admission_hook_point(
+    start: Callable[..., Running], fleet: str, receiver: Receiver
+) -> None:
+    r = start(fleet, POLICY.format(url=receiver.url))
+    xml_late = r.conn.lookupByUUIDString(LATE).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    xml_good = r.conn.lookupByUUIDString(GOOD).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    held = r.watcher.state.decide(xml_late)
+    assert (held.decision, held.hold, held.known) == ("allow", True, True)
+    assert held.reasons[0]["filter"] == "unregistered"
+    good = r.watcher.state.decide(xml_good)
+    assert (good.decision, good.hold) == ("allow", False)
