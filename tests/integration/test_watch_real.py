@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -188,6 +189,16 @@ def test_rogue_vm_started_is_isolated_live_and_persistent(
     time.sleep(0.5)  # let the daemon finish with the start event before looking
     assert journal(tmp_path / "watch.db", "vmw-watch-good", "quarantine") == []
     assert both(good)[0] == {"52:54:00:7f:00:20": {"network": "prod", "link": "up"}}
+    # --listen serves the API beside the daemon: health is open, the rest needs a token;
+    # /metrics answers this loopback client.
+    base = f"http://127.0.0.1:{d.port}"
+    with urllib.request.urlopen(f"{base}/api/health", timeout=5) as r:
+        assert r.status == 200
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{base}/api/vms", timeout=5)
+    assert refused.value.code == 401
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
+        assert b"vmwarden_" in r.read()
 
 
 def test_power_on_gate_holds_then_releases_automatically(

@@ -157,9 +157,10 @@ def register(app: typer.Typer) -> None:
             float, typer.Option("--timeout", help="Seconds before giving up.")
         ] = 60.0,
     ) -> None:
-        """Offline facts of one disk image, as JSON: format, sizes, backing chain, digest and
-        what is inside (OS, packages, users, services, sshd, host keys, time sync), read in a
-        sandboxed worker without running anything from the image."""
+        """Offline facts of one disk image as JSON: format, chain, digest, and what is inside.
+
+        The guest (OS, packages, users, services, sshd, host keys, time sync) is read in a
+        sandboxed worker; nothing from the image is run or mounted."""
         allowed = [image.resolve().parent, *(allow_dir or [])]
         facts = inspect_image_json(image, allowed_dirs=allowed, timeout=timeout)
         facts["chain"] = [

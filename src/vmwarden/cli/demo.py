@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = None,
         actor: ActorOpt = None,
     ) -> None:
-        """Build a demo estate (3 test-driver hosts, 50+ VMs, real qcow2 images) and scan it."""
+        """Build a demo estate (4 test-driver hosts, 50+ VMs, real qcow2 guests) and scan it."""
         if serve:
             parse_listen(listen)  # a bad address fails before the estate is built
         wd = workdir or Path(platformdirs.user_cache_dir("vmwarden")) / "demo"

@@ -38,7 +38,7 @@ def parse_backoff(text: str) -> tuple[float, float]:
 
 def register(app: typer.Typer) -> None:
     @app.command(
-        epilog="Example: vmwarden watch -c qemu:///system -p policy.yaml --listen 127.0.0.1:9464"
+        epilog="Example: vmwarden watch -c qemu:///system -p policy.yaml --listen 127.0.0.1:8080"
     )
     def watch(
         connect: UriOpt,
@@ -49,7 +49,17 @@ def register(app: typer.Typer) -> None:
         listen: Annotated[
             str | None,
             typer.Option(
-                "--listen", help="Serve Prometheus /metrics on HOST:PORT.", show_default=False
+                "--listen",
+                help="Serve the API, dashboard, /metrics and /state on HOST:PORT.",
+                show_default=False,
+            ),
+        ] = None,
+        metrics_listen: Annotated[
+            str | None,
+            typer.Option(
+                "--metrics-listen",
+                help="Serve only /metrics and /state (no auth: bind to loopback) on HOST:PORT.",
+                show_default=False,
             ),
         ] = None,
         enforce: Annotated[
@@ -112,7 +122,7 @@ def register(app: typer.Typer) -> None:
             uris=list(connect),
             interval=interval,
             enforce=enforce,
-            listen=parse_listen(listen) if listen else None,
+            listen=parse_listen(metrics_listen) if metrics_listen else None,
             only=list(only or []),
             hold_unregistered=hold_unregistered,
             alert_rate=alert_rate,
@@ -124,7 +134,15 @@ def register(app: typer.Typer) -> None:
         with open_store(db) as store:
             watcher = Watcher(config, loaded, store, sweep_options=options)
             err.print(f"vmwarden watch: {len(config.uris)} host(s); Ctrl-C stops", highlight=False)
-            asyncio.run(_run(watcher))
+            if listen is None:
+                asyncio.run(_run(watcher))
+                return
+            from vmwarden.cli.watch_http import run_with_http, watch_app
+
+            host, port = parse_listen(listen)
+            app = watch_app(watcher, store, db=db, policy=policy, uris=list(connect))
+            err.print(f"API and dashboard on http://{host}:{port}/", highlight=False)
+            asyncio.run(run_with_http(watcher, app, host, port))
 
 
 async def _run(watcher: Watcher) -> None:
