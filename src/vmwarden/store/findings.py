@@ -1,13 +1,19 @@
-"""Findings across sweeps: opened when first concluded, resolved when no longer concluded."""
+"""Findings across sweeps: opened when first concluded, resolved when no longer concluded.
+
+A finding concluded again exactly as stored is not rewritten: its row only gets the new
+``last_seen`` (one ``UPDATE … WHERE id IN`` per chunk), so a re-scan of an unchanged estate
+encodes no evidence JSON.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Text, bindparam, cast, select, update
 
 from vmwarden.model import Finding, Severity
 from vmwarden.store.base import StoreBase, aware, chunks, upsert
@@ -40,6 +46,25 @@ def _finding(row: Any) -> Finding:
     )
 
 
+def _same(old: Any, f: Finding) -> bool:
+    """Whether a stored open finding already says what ``f`` says (then only ``last_seen``
+    is written).
+
+    ``old.evidence`` is the stored JSON text: equal to our own encoding in the common case
+    (no decoding needed), else compared decoded. A tuple read back as a list counts as a
+    change, which costs one rewritten row, never a missed one.
+    """
+    if old.name != f.name or old.host != f.host or old.severity != str(f.severity):
+        return False
+    raw = old.evidence
+    if raw is None:
+        return False
+    try:
+        return raw == json.dumps(f.evidence) or json.loads(raw) == f.evidence
+    except (TypeError, ValueError):
+        return False
+
+
 class FindingsRepo(StoreBase):
     def record_findings(
         self,
@@ -64,19 +89,28 @@ class FindingsRepo(StoreBase):
                 (r.rule, r.resource, r.resource_id): r
                 for r in conn.execute(
                     select(
+                        findings.c.id,
                         findings.c.rule,
                         findings.c.resource,
                         findings.c.resource_id,
+                        findings.c.name,
+                        findings.c.host,
+                        findings.c.severity,
+                        cast(findings.c.evidence, Text).label("evidence"),
                         findings.c.status,
                         findings.c.first_seen,
                     )
                 )
             }
             rows = []
+            touched: list[int] = []  # open and unchanged: only last_seen moves
             for key, f in current.items():
                 old = stored.get(key)
                 reopened = old is None or old.status != OPEN
                 (delta.opened if reopened else delta.still_open).append(f)
+                if not reopened and _same(old, f):
+                    touched.append(old.id)
+                    continue
                 rows.append(
                     {
                         "rule": f.rule,
@@ -108,6 +142,8 @@ class FindingsRepo(StoreBase):
                     "resolved_at",
                 ],
             )
+            for chunk in chunks(touched):
+                conn.execute(update(findings).where(findings.c.id.in_(chunk)).values(last_seen=now))
             candidates = [
                 key
                 for key, r in stored.items()

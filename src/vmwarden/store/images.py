@@ -56,7 +56,7 @@ class ImagesDelta:
         return len(self.new) + len(self.changed) + len(self.unchanged)
 
 
-def _row(image: Image, now: datetime) -> dict[str, Any]:
+def _row(image: Image, digest: str, now: datetime) -> dict[str, Any]:
     return {
         "host": image.host,
         "path": image.path,
@@ -70,7 +70,7 @@ def _row(image: Image, now: datetime) -> dict[str, Any]:
         "template": image.template,
         "error": image.error,
         "record": record_of(image),
-        "record_digest": fingerprint(image),
+        "record_digest": digest,
         "first_seen": now,
         "last_seen": now,
         "gone_at": None,
@@ -78,8 +78,18 @@ def _row(image: Image, now: datetime) -> dict[str, Any]:
 
 
 def _stored(conn: Connection, hosts: set[str]) -> dict[Key, Row[Any]]:
+    """Only what the comparison needs: decoding every stored record would cost more than
+    the whole comparison."""
     listing, on = listing_join(images, IMAGES)
-    query = select(images, listing.c.last_seen.label("host_seen")).outerjoin(listing, on)
+    query = select(
+        images.c.id,
+        images.c.host,
+        images.c.path,
+        images.c.record_digest,
+        images.c.last_seen,
+        images.c.gone_at,
+        listing.c.last_seen.label("host_seen"),
+    ).outerjoin(listing, on)
     out: dict[Key, Row[Any]] = {}
     for chunk in chunks(sorted(hosts)):
         for row in conn.execute(query.where(images.c.host.in_(chunk))):
@@ -102,24 +112,25 @@ class ImagesRepo(StoreBase):
         """
         now = aware(now)
         complete = complete_hosts or set()
-        batch = {(i.host, i.path): _row(i, now) for i in found}
+        batch = {(i.host, i.path): i for i in found}
         delta = ImagesDelta()
         with self._write() as conn:
             stored = _stored(conn, {host for host, _ in batch} | complete)
             rows: list[dict[str, Any]] = []
             touched: list[int] = []
-            for key, row in batch.items():
+            for key, image in batch.items():
                 old = stored.get(key)
+                digest = fingerprint(image)  # the record itself is built only when written
                 if old is None:
                     delta.new.append(key)
-                    rows.append(row)
-                elif old.gone_at is None and old.record_digest == row["record_digest"]:
+                    rows.append(_row(image, digest, now))
+                elif old.gone_at is None and old.record_digest == digest:
                     delta.unchanged.append(key)
                     if key[0] not in complete:
                         touched.append(old.id)
                 else:
                     delta.changed.append(key)
-                    rows.append(row)
+                    rows.append(_row(image, digest, now))
             upsert(conn, images, rows, keys=["host", "path"], update=_UPDATED)
             for chunk in chunks(touched):
                 conn.execute(update(images).where(images.c.id.in_(chunk)).values(last_seen=now))

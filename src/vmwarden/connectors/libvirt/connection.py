@@ -40,6 +40,7 @@ from lxml import etree
 from vmwarden.connectors.base import LiveChangeUnsupportedError, NicSnapshot, register_connector
 from vmwarden.connectors.libvirt.domxml import META_KEY, meta_from_xml, meta_to_xml
 from vmwarden.connectors.libvirt.inventory import (
+    ParseCache,
     domain_to_vm,
     host_of,
     message_of,
@@ -195,9 +196,21 @@ class LibvirtConnector:
 
     # --- inventory ---------------------------------------------------------------------
 
+    _parse_cache: ParseCache | None = None
+    _parse_cache_lock = threading.Lock()
+
+    @property
+    def parse_cache(self) -> ParseCache:
+        """This connection's ``ParseCache`` (it pays off from the third inventory on)."""
+        if self._parse_cache is None:
+            with self._parse_cache_lock:
+                if self._parse_cache is None:
+                    self._parse_cache = ParseCache()
+        return self._parse_cache
+
     def inventory(self) -> HostInventory:
         """Every domain (any state, persistent or transient), pool, volume and network."""
-        return read_inventory(self.conn, self.uri, self.host)
+        return read_inventory(self.conn, self.uri, self.host, self.parse_cache)
 
     # --- one domain ------------------------------------------------------------------
 

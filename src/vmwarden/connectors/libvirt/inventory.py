@@ -4,11 +4,18 @@ Bulk calls where libvirt has them (``getAllDomainStats`` for every domain's stat
 ``listAllDomains(TRANSIENT)`` for persistence), then one ``XMLDesc`` per object, parsed by the
 pure readers in ``domxml`` and ``hostxml``. An object that disappears or cannot be read
 mid-sweep becomes a warning in ``HostInventory.warnings``, never a failed sweep.
+
+A long-lived connection (``watch``) re-reads the same domains at every reconcile: a
+``ParseCache`` then skips parsing a domain whose XML, state and persistence are unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import threading
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import libvirt
@@ -51,13 +58,104 @@ def host_of(uri: str, conn: libvirt.virConnect) -> str:
     return conn.getHostname()
 
 
-def read_inventory(conn: libvirt.virConnect, uri: str, host: str) -> HostInventory:
-    """Every domain (any state, persistent or transient), pool, volume and network."""
+_PLAIN = frozenset((str, int, float, bool, type(None), State))
+_SLOTS: dict[type, tuple[str, ...]] = {}
+
+
+def _clone(value: Any) -> Any:
+    """A copy of a model object sharing nothing mutable with it (the engine fills layers'
+    digests, NICs' addresses and the VM's times in place). Several times cheaper than
+    ``copy.deepcopy``, which is as slow as parsing the XML again."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    names = _SLOTS.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _SLOTS[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        out = object.__new__(kind)
+        for name in names:
+            item = getattr(value, name)
+            object.__setattr__(out, name, item if type(item) in _PLAIN else _clone(item))
+        return out
+    if kind is list:
+        return [item if type(item) in _PLAIN else _clone(item) for item in value]
+    if kind is dict:
+        return {k: item if type(item) in _PLAIN else _clone(item) for k, item in value.items()}
+    return value  # immutable leaves: datetimes, tuples of plain values
+
+
+class ParseCache:
+    """Domain UUID → the VM parsed from its last XML, for connections that sweep repeatedly.
+
+    A domain is parsed as usual the first time its XML (with state and persistence) is
+    seen; when the next sweep finds the very same XML, the parsed VM is kept, and from then
+    on each sweep gets a fresh copy of it instead of a parse (about a tenth of the cost).
+    So a one-shot ``scan`` keeps no parsed VMs, and a ``watch`` reconcile of an unchanged
+    estate parses nothing. Entries of domains not seen by the last sweep are dropped.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # held by the one sweep using the cache
+        self._entries: dict[str, tuple[bytes, VM | None]] = {}
+        self._seen: set[str] = set()
+        self.hits = 0
+        self.parsed = 0
+
+    def vm(self, dom: libvirt.virDomain, state: State, persistent: bool, host: str, uri: str) -> VM:
+        xml = dom.XMLDesc(0)
+        key = dom.UUIDString()
+        digest = hashlib.blake2b(
+            f"{state.value}|{persistent}|{host}|{uri}|".encode() + xml.encode(), digest_size=16
+        ).digest()
+        self._seen.add(key)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == digest:
+            if entry[1] is not None:
+                self.hits += 1
+                return _clone(entry[1])
+            vm = parse_domain(xml, host=host, uri=uri, state=state, persistent=persistent)
+            self._entries[key] = (digest, _clone(vm))
+        else:
+            vm = parse_domain(xml, host=host, uri=uri, state=state, persistent=persistent)
+            self._entries[key] = (digest, None)
+        self.parsed += 1
+        return vm
+
+    def begin(self) -> None:
+        """A sweep starts: forget which domains the previous one saw."""
+        self._seen = set()
+
+    def end(self) -> None:
+        """A sweep listed every domain: drop the entries of domains it did not see."""
+        for key in self._entries.keys() - self._seen:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def read_inventory(
+    conn: libvirt.virConnect, uri: str, host: str, cache: ParseCache | None = None
+) -> HostInventory:
+    """Every domain (any state, persistent or transient), pool, volume and network.
+
+    ``cache``: the connection's ``ParseCache``; a sweep that finds it in use by another
+    thread's sweep (a shared connection) parses everything rather than wait.
+    """
     inv = HostInventory(uri=uri, host=host)
     inv.networks = _networks(conn, inv.warnings)
     unsafe = unsafe_address_networks(conn, uri)
     pairs, transient = list_domains(conn, uri)
-    inv.vms = read_domains(pairs, transient, host, uri, inv.warnings, unsafe)
+    if cache is not None and cache.lock.acquire(blocking=False):
+        try:
+            cache.begin()
+            inv.vms = read_domains(pairs, transient, host, uri, inv.warnings, unsafe, cache)
+            cache.end()
+        finally:
+            cache.lock.release()
+    else:
+        inv.vms = read_domains(pairs, transient, host, uri, inv.warnings, unsafe)
     inv.pools = _pools(conn, inv.warnings)
     return inv
 
@@ -107,13 +205,15 @@ def read_domains(
     uri: str,
     warnings: list[str],
     unsafe: frozenset[str] = frozenset(),
+    cache: ParseCache | None = None,
 ) -> list[VM]:
     """Read each listed domain; one that vanished or cannot be read becomes a warning."""
     vms = []
     for dom, code in pairs:
         try:
             state = state_of(code if code is not None else dom.state()[0])
-            vm = domain_to_vm(dom, state, dom.UUIDString() not in transient, host, uri, unsafe)
+            persistent = dom.UUIDString() not in transient
+            vm = domain_to_vm(dom, state, persistent, host, uri, unsafe, cache)
         except libvirt.libvirtError as exc:
             what = "vanished during inventory" if _gone(exc) else f"unreadable: {message_of(exc)}"
             warnings.append(f"domain {_safe_name(dom)} {what}; skipped")
@@ -132,12 +232,16 @@ def domain_to_vm(
     host: str,
     uri: str,
     unsafe: frozenset[str] = frozenset(),
+    cache: ParseCache | None = None,
 ) -> VM:
     """One domain handle → ``VM`` (its XML, plus NIC addresses when it is running).
 
     ``unsafe``: networks (``"*"``: all) whose NICs must not be asked for addresses.
     """
-    vm = parse_domain(dom.XMLDesc(0), host=host, uri=uri, state=state, persistent=persistent)
+    if cache is not None:
+        vm = cache.vm(dom, state, persistent, host, uri)
+    else:
+        vm = parse_domain(dom.XMLDesc(0), host=host, uri=uri, state=state, persistent=persistent)
     risky = any(
         nic.type == "network" and ("*" in unsafe or nic.network in unsafe) for nic in vm.nics
     )
