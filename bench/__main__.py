@@ -37,6 +37,7 @@ def markdown(results: dict[str, Any]) -> str:
                 "n",
                 "us_per_vm",
                 "ratio_to_floor",
+                "excl_connect",
                 "peak_rss",
                 "evals_per_second",
                 "findings",
@@ -49,8 +50,8 @@ def markdown(results: dict[str, Any]) -> str:
             cells = []
             for c in cols:
                 v = r.get(c, "")
-                if c == "peak_rss" and v:
-                    v = f"{v / 2**20:.0f} MiB"
+                if c == "peak_rss":
+                    v = f"{v / 2**20:.0f} MiB" if v else ""
                 cells.append(_fmt(v))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

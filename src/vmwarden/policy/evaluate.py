@@ -70,6 +70,8 @@ def evaluate(policy: Policy, estate: Estate) -> list[Finding]:
 def _evaluate(policy: Policy, estate: Estate) -> list[Finding]:
     ctx = Context(estate, policy)
     findings: list[Finding] = []
+    append = findings.append
+    no_match = Outcome.NO_MATCH
     for rule in policy.rules:
         resources: Sequence[tuple[Identity, Any]] = ctx.index(
             f"resources:{rule.resource}", RESOURCES[rule.resource]
@@ -77,20 +79,22 @@ def _evaluate(policy: Policy, estate: Estate) -> list[Finding]:
         rule.filter.prepare(ctx)
         match = rule.filter.match
         actions = rule.action_names
+        name_, kind, severity = rule.name, rule.resource, rule.severity
+        # The hot loop (resources x rules): locals only, positional construction.
         for (rid, name, host), resource in resources:
             verdict = match(resource, ctx)
-            if verdict.outcome is Outcome.NO_MATCH:
+            if verdict.outcome is no_match:
                 continue
-            findings.append(
+            append(
                 Finding(
-                    rule=rule.name,
-                    resource=rule.resource,
-                    id=rid,
-                    name=name,
-                    host=host,
-                    severity=rule.severity,
-                    evidence=verdict.finding_evidence(),
-                    actions=list(actions),
+                    name_,
+                    kind,
+                    rid,
+                    name,
+                    host,
+                    severity,
+                    verdict.finding_evidence(),
+                    list(actions),
                 )
             )
     return findings
