@@ -48,12 +48,19 @@ def test_design_example_policy_loads(write_policy):
 
 def test_demo_policy_loads():
     demo = REPO / "src" / "vmwarden" / "engine" / "demo_policy.yaml"
-    if not demo.exists():
-        pytest.skip("engine demo policy not present")
     text = demo.read_text().replace("@DEBIAN12_BASE_DIGEST@", APPROVED)
     policy = parse_policy(text.replace("@NOTIFY_PATH@", "/tmp/n.jsonl"), "demo_policy.yaml")
     assert isinstance(policy.notify[0], Ocsf)
-    assert len(policy.rules) == 6
+    assert [r.name for r in policy.rules] == [
+        "unapproved-template",
+        "forbidden-software",
+        "unregistered-vm",
+        "outside-zone",
+        "mixed-classification-on-host",
+        "duplicate-mac",
+        "dormant",
+        "orphaned-image",
+    ]
 
 
 def test_malformed_yaml_names_line_and_column(write_policy):
