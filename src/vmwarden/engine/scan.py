@@ -26,6 +26,7 @@ from vmwarden.errors import UnreachableError, VmwardenError
 from vmwarden.model import VM, ActionRecord, Estate, Finding, HostInventory, Image, Severity
 from vmwarden.notify import Dispatcher
 from vmwarden.policy import Policy, evaluate
+from vmwarden.policy.evaluate import gc_paused
 from vmwarden.store.exceptions import ExceptionsRepo
 from vmwarden.vulns import VulnDB
 
@@ -129,6 +130,15 @@ class Sweep:
         self.options = options or SweepOptions()
 
     def run(self, uris: list[str], *, enforce: bool = False) -> ScanResult:
+        """One sweep of ``uris``; ``enforce``: carry out the rules' actions (else dry-run).
+
+        The cyclic garbage collector is paused for the sweep (see ``gc_paused``): its full
+        collections over the estate's objects found nothing and cost a fifth of a re-scan.
+        """
+        with gc_paused():
+            return self._run(uris, enforce=enforce)
+
+    def _run(self, uris: list[str], *, enforce: bool) -> ScanResult:
         started = datetime.now(UTC)
         scan_id = self.store.begin_scan(uris)
         inventories = self._inventory(uris)
