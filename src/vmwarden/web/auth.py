@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from vmwarden.store.users import ROLES
 
-ACTIONS = {"read": "auditor", "release": "operator", "quarantine": "operator"}
+ACTIONS = {
+    "read": "auditor",
+    "release": "operator",
+    "quarantine": "operator",
+    "acknowledge": "operator",
+    "request-exception": "operator",
+    "decide-exception": "admin",  # and never one's own request: the store refuses that
+    "approve-template": "admin",
+}
 FLASH = "vmwarden.flash"  # session key: messages shown once on the next page
 
 

@@ -1,7 +1,8 @@
 """``build_router(settings)``: the dashboard's pages, included by the API's ``create_app``.
 
-Pages are server-rendered (Jinja2, :mod:`.http`); reads go through the store, the one write
-(release) through :mod:`vmwarden.web.actions` after the CSRF check and then the role check.
+Pages are server-rendered (Jinja2, :mod:`.http`); reads go through the store, writes are the
+form posts of :mod:`vmwarden.web.forms` (session, then CSRF, then role, then
+:mod:`vmwarden.web.actions`, which takes the same steps as the matching API route).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from vmwarden.api.auth import (
     authenticate_token,
@@ -22,10 +22,9 @@ from vmwarden.api.auth import (
 )
 from vmwarden.api.deps import get_state, get_store
 from vmwarden.errors import VmwardenError
-from vmwarden.web import estate
-from vmwarden.web.actions import release_vm
-from vmwarden.web.auth import can
-from vmwarden.web.http import flash, guarded, page, post_user, redirect, refuse, signed_in
+from vmwarden.web import estate, forms, review
+from vmwarden.web.actions import quarantine_spec
+from vmwarden.web.http import guarded, page, post_user, redirect, refuse, signed_in
 from vmwarden.web.views import audit_page, overview_page, vm_detail_page, vms_page
 
 STATIC = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
@@ -45,8 +44,21 @@ def build_router(settings: Any = None) -> APIRouter:
     router.add_api_route("/findings", findings, methods=["GET"])
     router.add_api_route("/images", images, methods=["GET"])
     router.add_api_route("/quarantine", quarantine_queue, methods=["GET"])
-    router.add_api_route("/quarantine/{vm_id}/release", release, methods=["POST"])
+    router.add_api_route("/exceptions", exceptions, methods=["GET"])
+    router.add_api_route("/templates", templates, methods=["GET"])
     router.add_api_route("/audit", audit, methods=["GET"])
+    # writes: every one a form post (session, CSRF token, role), see vmwarden.web.forms
+    router.add_api_route("/vms/{vm_id}/quarantine", forms.quarantine, methods=["POST"])
+    router.add_api_route("/quarantine/{vm_id}/release", forms.release, methods=["POST"])
+    router.add_api_route("/findings/{finding_id}/acknowledge", forms.acknowledge, methods=["POST"])
+    router.add_api_route("/exceptions", forms.request_exception, methods=["POST"])
+    router.add_api_route(
+        "/exceptions/{exception_id}/approve", forms.approve_exception, methods=["POST"]
+    )
+    router.add_api_route(
+        "/exceptions/{exception_id}/reject", forms.reject_exception, methods=["POST"]
+    )
+    router.add_api_route("/templates", forms.approve_template, methods=["POST"])
     return router
 
 
@@ -117,20 +129,21 @@ def vm_detail(request: Request, vm_id: str) -> Response:
         return refuse(request, user, 404, str(exc))
     if ctx is None:
         return refuse(request, user, 404, f"No VM {vm_id!r} in the store.")
+    try:
+        ctx["quarantine_to"], ctx["quarantine_off"] = (
+            quarantine_spec(get_state(request).settings),
+            None,
+        )
+    except VmwardenError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        ctx["quarantine_to"], ctx["quarantine_off"] = None, f"{exc}{hint}"
     return page(request, user, "vm.html", **ctx)
 
 
 @guarded
-def findings(request: Request, severity: str = "", rule: str = "") -> Response:
+def findings(request: Request, severity: str = "", rule: str = "", ack: str = "") -> Response:
     user = signed_in(request)
-    rows = [
-        f
-        for f in get_store(request).findings(status="open")
-        if (not severity or f["severity"] == severity) and (not rule or f["rule"] == rule)
-    ]
-    rank = {s: i for i, s in enumerate(estate.SEVERITIES)}
-    rows.sort(key=lambda f: (rank.get(f["severity"], 9), f["rule"], f["host"], f["name"]))
-    ctx = {"findings": rows, "severity": severity, "rule": rule}
+    ctx = review.findings_page(get_store(request), severity=severity, rule=rule, ack=ack)
     return page(request, user, "findings.html", **ctx)
 
 
@@ -153,34 +166,29 @@ def quarantine_queue(request: Request) -> Response:
     return page(request, user, "quarantine.html", held=held, vms=known)
 
 
-async def release(
+@guarded
+def exceptions(
     request: Request,
-    vm_id: str,
-    reason: Annotated[str, Form()] = "",
-    csrf_token: Annotated[str, Form()] = "",
+    status: str = "",
+    vm: str = "",
+    rule: str = "",
+    page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
 ) -> Response:
-    user = await run_in_threadpool(post_user, request, csrf_token)
-    if isinstance(user, Response):
-        return user
-    if not can(user.role, "release"):
-        msg = f"Your role ({user.role}) may look at the queue but not release."
-        return refuse(request, user, 403, msg)
-    back = "/quarantine" if request.query_params.get("from") != "vm" else f"/vms/{vm_id}"
-    if not reason.strip():
-        flash(request, "error", "Say what was fixed: a release needs a reason.")
-        return redirect(back)
-    try:
-        rec = await run_in_threadpool(release_vm, get_state(request), user.name, vm_id, reason)
-    except VmwardenError as exc:
-        hint = f" ({exc.hint})" if exc.hint else ""
-        flash(request, "error", f"Release failed: {exc}{hint}")
-        return redirect(back)
-    if rec.status == "done":
-        flash(request, "ok", f"Released {rec.name}: journal #{rec.journal_id}.")
-    else:
-        detail = rec.error or "see the audit log"
-        flash(request, "error", f"Release of {rec.name} is {rec.status}: {detail}")
-    return redirect(back)
+    user = signed_in(request)
+    state = get_state(request)
+    ctx = review.exceptions_page(
+        state.store, state.settings, status=status, page_no=page_no, vm=vm, rule=rule
+    )
+    return page(request, user, "exceptions.html", **ctx)
+
+
+@guarded
+def templates(request: Request) -> Response:
+    user = signed_in(request)
+    state = get_state(request)
+    return page(
+        request, user, "templates.html", **review.templates_page(state.store, state.settings)
+    )
 
 
 @guarded

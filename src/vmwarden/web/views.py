@@ -9,13 +9,14 @@ from urllib.parse import urlencode
 
 from vmwarden.errors import VmwardenError
 from vmwarden.store.pages import JournalQuery, Pages
-from vmwarden.web import charts, estate
+from vmwarden.web import charts, estate, review
 
 AUDIT_PAGE_SIZE = 100
+# The journal's action names (vmwarden.enforce and vmwarden.store.audit/exceptions/users).
 AUDIT_ACTIONS = ("quarantine", "release", "pause", "shutdown", "snapshot", "notify", "tag",
                  "template-approve", "template-revoke", "user-add", "user-disable",
-                 "user-rotate", "acknowledge", "exception-request", "exception-decide",
-                 "scan-request")  # fmt: skip
+                 "user-rotate", "finding-acknowledge", "exception-request",
+                 "exception-approve", "exception-reject", "scan-request")  # fmt: skip
 VM_LIST_CAP = 1000  # rows rendered at once; the search narrows the rest
 FLAGS = {
     "rogue": "rogue (unapproved template)",
@@ -198,11 +199,7 @@ def vm_detail_page(store: Any, vm_id: str) -> dict[str, Any] | None:
     if vm is None:
         return None
     now = datetime.now(UTC)
-    findings = [
-        f for f in store.findings() if f.get("resource") == "vm" and f.get("id") == vm["id"]
-    ]
-    findings.sort(key=lambda f: (f.get("status") != "open", estate.SEVERITIES.index(f["severity"])
-                                 if f["severity"] in estate.SEVERITIES else 9))  # fmt: skip
+    findings = review.vm_findings(store, vm["id"])
     state = "gone" if vm.get("gone_at") else str(vm.get("state"))
     return {
         "vm": vm,
@@ -212,6 +209,7 @@ def vm_detail_page(store: Any, vm_id: str) -> dict[str, Any] | None:
         "timeline": _timeline(store.vm_history(vm["id"])),
         "actions": store.journal_entries(vm_id=vm["id"], limit=100),
         "active": store.active_quarantine(vm["id"]),
+        "exceptions": review.vm_exceptions(store, vm["id"]),
         "guest": _guest_summary(vm.get("guest")),
         "days_off": estate.days_off(vm, now),
         "dormant": estate.is_dormant(vm, now),

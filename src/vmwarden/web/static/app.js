@@ -1,8 +1,10 @@
 // vmwarden dashboard: the little that needs a script. Everything works without it.
 "use strict";
+// Release and quarantine change a host: ask once, naming the VM and the reason.
 document.addEventListener("submit", (event) => {
   const form = event.target;
-  if (!form.matches("form.release")) return;
+  const verb = form.matches("form.release") ? "Release" : form.matches("form.quarantine") ? "Quarantine" : null;
+  if (!verb) return;
   const reason = form.querySelector("input[name=reason]");
   if (reason && !reason.value.trim()) {
     event.preventDefault();
@@ -10,7 +12,8 @@ document.addEventListener("submit", (event) => {
     return;
   }
   const name = form.dataset.vm;
-  if (name && !window.confirm(`Release ${name} from quarantine?\n\nReason: ${reason.value}`)) {
+  const what = verb === "Release" ? `Release ${name} from quarantine?` : `Quarantine ${name}? Its NICs leave their networks.`;
+  if (name && !window.confirm(`${what}\n\nReason: ${reason.value}`)) {
     event.preventDefault();
   }
 });
