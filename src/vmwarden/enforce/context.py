@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vmwarden.enforce.journal import journal_begin
 from vmwarden.enforce.quarantine import QuarantineSpec
 from vmwarden.errors import EnforceError
 from vmwarden.model import VM, Finding
@@ -35,14 +36,6 @@ class EnforceContext:
     def journal_simple(
         self, action: str, vm: VM, *, reason: str, rule: str | None, changes: dict[str, Any]
     ) -> int:
-        return self.store.journal_begin(
-            action,
-            vm_id=vm.id,
-            vm_name=vm.name,
-            host=vm.host,
-            uri=vm.uri,
-            actor=self.actor,
-            reason=reason,
-            rule=rule,
-            changes=changes,
+        return journal_begin(
+            self.store, action, vm, actor=self.actor, reason=reason, rule=rule, changes=changes
         )

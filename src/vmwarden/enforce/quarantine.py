@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from vmwarden.connectors.libvirt.nicxml import quarantine_interface
 from vmwarden.enforce.faults import fault_point
+from vmwarden.enforce.journal import journal_begin
 from vmwarden.enforce.nics import same_interface, with_live_handles
 from vmwarden.errors import ConnectorError, EnforceError
 from vmwarden.model import VM, ActionRecord
@@ -75,12 +76,10 @@ class Quarantiner:
             for snap in conn.nic_snapshot(vm.id)
         ]
         changes = {"network": spec.network, "link_down": spec.link_down, "nics": nics}
-        entry_id = self.store.journal_begin(
+        entry_id = journal_begin(
+            self.store,
             "quarantine",
-            vm_id=vm.id,
-            vm_name=vm.name,
-            host=vm.host,
-            uri=vm.uri,
+            vm,
             actor=self.actor,
             reason=reason,
             rule=rule,
@@ -193,12 +192,10 @@ class Quarantiner:
                 for n in parent.changes["nics"]
             ],
         }
-        entry_id = self.store.journal_begin(
+        entry_id = journal_begin(
+            self.store,
             "release",
-            vm_id=parent.id,
-            vm_name=parent.name,
-            host=parent.host,
-            uri=parent.uri,
+            parent,
             actor=self.actor,
             reason=reason,
             rule=parent.rule,
