@@ -13,6 +13,7 @@ and persistent), and updated after each step. That makes the three promises hold
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -65,16 +66,7 @@ class Quarantiner:
                 hint=f"define an isolated network named {spec.network!r} on that host "
                 "(virsh net-define; no <forward>, no <ip>) or fix quarantine.network",
             )
-        nics = [
-            {
-                "mac": snap.mac,
-                "live_before": snap.live_xml,
-                "config_before": snap.config_xml,
-                "live": "pending",
-                "config": "pending",
-            }
-            for snap in conn.nic_snapshot(vm.id)
-        ]
+        nics = [_nic_entry(snap) for snap in conn.nic_snapshot(vm.id)]
         changes = {"network": spec.network, "link_down": spec.link_down, "nics": nics}
         entry_id = journal_begin(
             self.store,
@@ -121,15 +113,7 @@ class Quarantiner:
         added = False
         for mac, snap in current.items():
             if mac not in known:
-                changes["nics"].append(
-                    {
-                        "mac": mac,
-                        "live_before": snap.live_xml,
-                        "config_before": snap.config_xml,
-                        "live": "pending",
-                        "config": "pending",
-                    }
-                )
+                changes["nics"].append(_nic_entry(snap))
                 added = True
         return added
 
@@ -142,24 +126,40 @@ class Quarantiner:
     def _apply(self, conn: NicPort, entry_id: int, changes: dict[str, Any]) -> ActionRecord:
         vm_id = self.store.journal_get(entry_id).id
         current = {s.mac: s for s in conn.nic_snapshot(vm_id)}
-        for nic in changes["nics"]:
-            for scope in _SCOPES:
-                if nic[scope] in _FINISHED:
-                    continue
-                nic[scope] = self._step(conn, vm_id, current.get(nic["mac"]), scope, changes)
-                self.store.journal_update(entry_id, status="pending", changes=changes)
-                fault_point(f"quarantine.{scope}")
-        failed = [
-            f"{n['mac']} {s}: {n[s]}"
-            for n in changes["nics"]
-            for s in _SCOPES
-            if n[s] not in _FINISHED
-        ]
+        failed = self._steps(
+            entry_id,
+            changes,
+            "quarantine",
+            lambda nic, scope: self._step(conn, vm_id, current.get(nic["mac"]), scope, changes),
+        )
         status = "partial" if failed else "done"
         self.store.journal_update(
             entry_id, status=status, changes=changes, error="; ".join(failed) or None
         )
         return self.store.journal_get(entry_id)
+
+    def _steps(
+        self,
+        entry_id: int,
+        changes: dict[str, Any],
+        kind: str,
+        step: Callable[[dict[str, Any], str], str],
+    ) -> list[str]:
+        """Carry out each NIC's unfinished scopes, journaling after every one (so a crash
+        resumes at the next); returns what is still unfinished, for the entry's error."""
+        for nic in changes["nics"]:
+            for scope in _SCOPES:
+                if nic[scope] in _FINISHED:
+                    continue
+                nic[scope] = step(nic, scope)
+                self.store.journal_update(entry_id, status="pending", changes=changes)
+                fault_point(f"{kind}.{scope}")
+        return [
+            f"{n['mac']} {s}: {n[s]}"
+            for n in changes["nics"]
+            for s in _SCOPES
+            if n[s] not in _FINISHED
+        ]
 
     def _step(
         self, conn: NicPort, vm_id: str, snap: Any, scope: str, changes: dict[str, Any]
@@ -169,14 +169,7 @@ class Quarantiner:
         xml = getattr(snap, f"{scope}_xml")
         if xml is None:  # not running (live) or transient (config): nothing to change there
             return "skipped"
-        target = self._target(xml, changes)
-        if same_interface(xml, target):
-            return "done"
-        try:
-            conn.set_interface(vm_id, target, live=scope == "live", config=scope == "config")
-        except ConnectorError as exc:
-            return f"failed: {exc}"
-        return "done"
+        return _attach(conn, vm_id, xml, self._target(xml, changes), scope)
 
     # -- release ------------------------------------------------------------------------
     def release(self, conn: NicPort, vm_id: str, *, reason: str) -> ActionRecord:
@@ -210,21 +203,14 @@ class Quarantiner:
     ) -> ActionRecord:
         originals = {n["mac"]: n for n in parent.changes["nics"]}
         current = {s.mac: s for s in conn.nic_snapshot(parent.id)}
-        for nic in changes["nics"]:
-            for scope in _SCOPES:
-                if nic[scope] in _FINISHED:
-                    continue
-                nic[scope] = self._restore(
-                    conn, parent.id, current.get(nic["mac"]), originals[nic["mac"]], scope
-                )
-                self.store.journal_update(entry_id, status="pending", changes=changes)
-                fault_point(f"release.{scope}")
-        failed = [
-            f"{n['mac']} {s}: {n[s]}"
-            for n in changes["nics"]
-            for s in _SCOPES
-            if n[s] not in _FINISHED
-        ]
+        failed = self._steps(
+            entry_id,
+            changes,
+            "release",
+            lambda nic, scope: self._restore(
+                conn, parent.id, current.get(nic["mac"]), originals[nic["mac"]], scope
+            ),
+        )
         if failed:
             self.store.journal_update(
                 entry_id, status="partial", changes=changes, error="; ".join(failed)
@@ -244,13 +230,29 @@ class Quarantiner:
         if current is None or before is None:
             return "skipped"
         desired = with_live_handles(before, current) if scope == "live" else before
-        if same_interface(current, desired):
-            return "done"
-        try:
-            conn.set_interface(vm_id, desired, live=scope == "live", config=scope == "config")
-        except ConnectorError as exc:
-            return f"failed: {exc}"
+        return _attach(conn, vm_id, current, desired, scope)
+
+
+def _attach(conn: NicPort, vm_id: str, current: str, desired: str, scope: str) -> str:
+    """Make one NIC scope look like ``desired`` (no call when it already does); its status."""
+    if same_interface(current, desired):
         return "done"
+    try:
+        conn.set_interface(vm_id, desired, live=scope == "live", config=scope == "config")
+    except ConnectorError as exc:
+        return f"failed: {exc}"
+    return "done"
+
+
+def _nic_entry(snap: Any) -> dict[str, Any]:
+    """A NIC as the quarantine entry records it: its original XML, both scopes still to do."""
+    return {
+        "mac": snap.mac,
+        "live_before": snap.live_xml,
+        "config_before": snap.config_xml,
+        "live": "pending",
+        "config": "pending",
+    }
 
 
 def _noop(entry: ActionRecord) -> ActionRecord:
