@@ -42,6 +42,27 @@ def _run_step(
     return ctx.store.journal_get(entry_id)
 
 
+def _power(
+    ctx: EnforceContext,
+    vm: VM,
+    action: str,
+    from_states: tuple[State, ...],
+    *,
+    reason: str,
+    rule: str | None,
+) -> ActionRecord:
+    """Pause or shut down (the connector's method of that name), only from ``from_states``:
+    in any other state the action already holds or cannot apply, and is a no-op."""
+    conn = ctx.conn(vm.uri)
+    state = conn.domain_state(vm.id)
+    if state not in from_states:
+        return _noop(vm, action, ctx, rule, f"VM is {state}")
+    entry = ctx.journal_simple(
+        action, vm, reason=reason, rule=rule, changes={"state_before": state}
+    )
+    return _run_step(ctx, entry, lambda: getattr(conn, action)(vm.id))
+
+
 @executors.register("quarantine")
 def quarantine(
     ctx: EnforceContext,
@@ -71,14 +92,7 @@ def pause(
     rule: str | None,
     finding: Finding | None = None,
 ) -> ActionRecord:
-    conn = ctx.conn(vm.uri)
-    state = conn.domain_state(vm.id)
-    if state != State.RUNNING:
-        return _noop(vm, "pause", ctx, rule, f"VM is {state}")
-    entry = ctx.journal_simple(
-        "pause", vm, reason=reason, rule=rule, changes={"state_before": state}
-    )
-    return _run_step(ctx, entry, lambda: conn.pause(vm.id))
+    return _power(ctx, vm, "pause", (State.RUNNING,), reason=reason, rule=rule)
 
 
 @executors.register("shutdown")
@@ -91,14 +105,7 @@ def shutdown(
     rule: str | None,
     finding: Finding | None = None,
 ) -> ActionRecord:
-    conn = ctx.conn(vm.uri)
-    state = conn.domain_state(vm.id)
-    if state not in _LIVE:
-        return _noop(vm, "shutdown", ctx, rule, f"VM is {state}")
-    entry = ctx.journal_simple(
-        "shutdown", vm, reason=reason, rule=rule, changes={"state_before": state}
-    )
-    return _run_step(ctx, entry, lambda: conn.shutdown(vm.id))
+    return _power(ctx, vm, "shutdown", _LIVE, reason=reason, rule=rule)
 
 
 @executors.register("snapshot")
