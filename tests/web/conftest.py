@@ -22,6 +22,7 @@ from pathlib import Path
 import libvirt
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from tests.integration.conftest import (  # noqa: F401  (fixtures, re-exported for tests/web)
     IMAGES,
@@ -48,13 +49,56 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--headless"]
 
 
+# Who signs in: key -> (role, name). Two admins, so one can decide the other's request.
+PEOPLE = {
+    "operator": ("operator", "olga"),
+    "auditor": ("auditor", "artur"),
+    "admin": ("admin", "ada"),
+    "admin2": ("admin", "bea"),
+}
+
+
+@dataclass
+class Demo:
+    """The demo estate swept (with enforcement) into a fresh store, and its people."""
+
+    db_url: str
+    policy: Path
+    uris: tuple[str, ...]
+    images_dir: Path
+    tokens: dict[str, str]  # PEOPLE key -> token
+    names: dict[str, str]  # PEOPLE key -> user name
+
+    def settings(self) -> Settings:
+        return Settings(
+            db_url=self.db_url,
+            policy_path=self.policy,
+            uris=self.uris,
+            image_dirs=(self.images_dir,),
+        )
+
+
+def build_demo(work: Path) -> Demo:
+    demo = build_demo_estate(work / "demo")
+    db_url = f"sqlite:///{work / 'vmwarden.db'}"
+    tokens, names = {}, {}
+    with Store.open(db_url) as store:
+        Sweep(store, load_policy(demo.policy_path), actor="ci").run(demo.uris, enforce=True)
+        for key, (role, name) in PEOPLE.items():
+            token, token_id, token_hash = mint()
+            UsersRepo(store).add_user(name, role, token_id, token_hash, actor="ci", reason="test")
+            tokens[key], names[key] = token, name
+    return Demo(db_url, demo.policy_path, tuple(demo.uris), demo.images_dir, tokens, names)
+
+
 @dataclass
 class Served:
     base: str
     db_url: str
     policy: Path
-    tokens: dict[str, str]  # role -> token
-    names: dict[str, str]  # role -> user name
+    tokens: dict[str, str]  # PEOPLE key -> token
+    names: dict[str, str]  # PEOPLE key -> user name
+    app: FastAPI  # its app.state.vmwarden.connections is the libvirt connection it acts by
 
 
 def _free_port() -> int:
@@ -65,17 +109,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    work = tmp_path_factory.mktemp("web")
-    demo = build_demo_estate(work / "demo")
-    db_url = f"sqlite:///{work / 'vmwarden.db'}"
-    tokens, names = {}, {}
-    with Store.open(db_url) as store:
-        Sweep(store, load_policy(demo.policy_path), actor="ci").run(demo.uris, enforce=True)
-        for role, name in (("operator", "olga"), ("auditor", "artur"), ("admin", "ada")):
-            token, token_id, token_hash = mint()
-            UsersRepo(store).add_user(name, role, token_id, token_hash, actor="ci", reason="test")
-            tokens[role], names[role] = token, name
-    app = create_app(Settings(db_url=db_url, policy_path=demo.policy_path, uris=tuple(demo.uris)))
+    demo = build_demo(tmp_path_factory.mktemp("web"))
+    app = create_app(demo.settings())
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -87,7 +122,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield Served(f"http://127.0.0.1:{port}", db_url, demo.policy_path, tokens, names)
+    yield Served(f"http://127.0.0.1:{port}", demo.db_url, demo.policy, demo.tokens, demo.names, app)
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -113,6 +148,8 @@ def page(browser: object) -> Iterator[object]:
 
 
 def login(page: object, served: Served, role: str) -> None:
+    """Sign in as ``role`` (a PEOPLE key), signing out whoever was signed in first."""
+    page.context.clear_cookies()  # type: ignore[attr-defined]
     page.goto(served.base + "/")  # type: ignore[attr-defined]
     page.fill("#token", served.tokens[role])  # type: ignore[attr-defined]
     page.click("form[action='/login'] button[type=submit]")  # type: ignore[attr-defined]

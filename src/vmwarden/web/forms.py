@@ -47,11 +47,13 @@ def safe_back(text: str | None, default: str) -> str:
 
 
 def _journaled(verb: str, rec: ActionRecord) -> tuple[str, str]:
+    """The flash for an action on a host: done, nothing to do, or what went wrong."""
     if rec.status == "done":
-        return "ok", f"{verb} {rec.name}: journal #{rec.journal_id}."
+        return "ok", f"{verb}d {rec.name}: journal #{rec.journal_id}."
     if rec.status == "noop":
-        return "ok", f"{rec.name} was already {verb.lower()}; nothing had drifted."
-    return "error", f"{verb} of {rec.name} is {rec.status}: {rec.error or 'see the audit log'}"
+        return "ok", f"{rec.name} was already {verb.lower()}d; nothing had drifted."
+    detail = rec.error or "see the audit log"
+    return "error", f"{verb} of {rec.name} is {rec.status} (journal #{rec.journal_id}): {detail}"
 
 
 async def _write(
@@ -83,7 +85,7 @@ async def quarantine(
 ) -> Response:
     def run(user: User) -> tuple[str, str]:
         rec = actions.quarantine_vm(get_state(request), user.name, vm_id, reason)
-        return _journaled("Quarantined", rec)
+        return _journaled("Quarantine", rec)
 
     return await _write(request, csrf_token, "quarantine", f"/vms/{vm_id}", run)
 
@@ -97,7 +99,7 @@ async def release(
         if not reason.strip():
             return "error", "Say what was fixed: a release needs a reason."
         rec = actions.release_vm(get_state(request), user.name, vm_id, reason)
-        return _journaled("Released", rec)
+        return _journaled("Release", rec)
 
     return await _write(request, csrf_token, "release", back, run)
 
