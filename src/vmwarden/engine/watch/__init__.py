@@ -4,7 +4,8 @@
 admission hook point); ``Judge`` the gate's judgement.
 """
 
-from vmwarden.engine.watch.daemon import DAEMON_ACTORS, GATE_ACTOR, WATCH_ACTOR, Watcher
+from vmwarden.engine.watch.daemon import Watcher
+from vmwarden.engine.watch.gate import DAEMON_ACTORS, GATE_ACTOR, WATCH_ACTOR
 from vmwarden.engine.watch.judge import Judge, Judgement
 from vmwarden.engine.watch.state import WatchConfig, WatchState
 

@@ -12,12 +12,8 @@ URI, a worker pool for everything that blocks (libvirt calls, the store, hashing
   VM). An update reads the domain, and if it started, judges it at once (``Judge.at_start``)
   and quarantines it *before anything else* when the gate holds it; only then is it recorded
   in the store (history). A held VM is then judged again after a full reconcile
-  (``Judge.after_sweep``); if it passes it is released (journaled as ``release`` by
-  ``vmwarden-gate``, reason ``automatic release: <evidence>``), otherwise it stays held and
-  an alert goes out.
-
-Only quarantines made by the daemon itself (``vmwarden-gate``, ``vmwarden-watch``) are ever
-released automatically; an operator's quarantine waits for an operator.
+  (``Judge.after_sweep``) and released or kept held. What the gate does is ``Gate``'s
+  (``gate.py``); this module decides when.
 """
 
 from __future__ import annotations
@@ -27,58 +23,30 @@ import contextlib
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import libvirt
-
-from vmwarden.connectors.libvirt.domxml import parse_domain
 from vmwarden.connectors.libvirt.events import DomainEvent, use_asyncio_loop
-from vmwarden.connectors.libvirt.inventory import state_of
-from vmwarden.enforce import Quarantiner, QuarantineSpec
+from vmwarden.enforce import QuarantineSpec
 from vmwarden.engine.lineage import Lineage
 from vmwarden.engine.metrics import WatchMetrics, serve_metrics
 from vmwarden.engine.scan import ScanResult
+from vmwarden.engine.watch.events import came_up, read_vm
+from vmwarden.engine.watch.gate import WATCH_ACTOR, Gate, Outcome
 from vmwarden.engine.watch.hosts import HostWatch
-from vmwarden.engine.watch.judge import LIVE, Judge, Judgement
+from vmwarden.engine.watch.judge import LIVE, Judge
 from vmwarden.engine.watch.state import WatchConfig, WatchState
 from vmwarden.engine.watch.sweeper import SweepScheduler, WatchSweep, in_scope
 from vmwarden.engine.watch.vmqueue import Key, VmQueue
-from vmwarden.errors import ConnectorError, DomainGoneError, VmwardenError
+from vmwarden.errors import DomainGoneError, VmwardenError
 from vmwarden.model import VM, Finding, HostInventory, Severity, State
-from vmwarden.notify import Alert
 from vmwarden.notify.alerts import AlertManager
 from vmwarden.policy import Policy
 from vmwarden.store.facts import FactsCache
 
 log = logging.getLogger(__name__)
-
-GATE_ACTOR = "vmwarden-gate"
-WATCH_ACTOR = "vmwarden-watch"
-DAEMON_ACTORS = frozenset({GATE_ACTOR, WATCH_ACTOR})
-GATE_RULE = "power-on-gate"
-_RECHECK_KINDS = frozenset({"metadata", "device-added", "device-removed"})
-
-
-@dataclass(slots=True)
-class _Outcome:
-    """What an event update leaves for after the next reconcile."""
-
-    check: bool = False  # judge again after a full reconcile (release or keep holding)
-    new_hold: int | None = None  # journal id of a quarantine this update created
-    judgement: Judgement | None = None
-    reconcile: bool = False  # the VM vanished: let a reconcile mark it gone
-
-
-@dataclass(slots=True)
-class Latency:
-    vm: str
-    seconds: float
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class Watcher:
@@ -119,7 +87,16 @@ class Watcher:
             facts=FactsCache(store),
         )
         spec = policy.quarantine
-        self.spec = QuarantineSpec(spec.network, spec.link_down) if spec else None
+        self.gate = Gate(
+            store,
+            config,
+            self.judge,
+            self.state,
+            spec=QuarantineSpec(spec.network, spec.link_down) if spec else None,
+            metrics=self.metrics,
+            alerts=self.alerts,
+            vm_lock=self._vm_lock,
+        )
         self.hosts = {
             uri: HostWatch(
                 uri,
@@ -133,11 +110,9 @@ class Watcher:
         }
         self.queue = VmQueue(self._handle, self._handled)
         self.scheduler = SweepScheduler(self._reconcile, self.executor)
-        self.latencies: list[Latency] = []
         self.sweeps = 0
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self._alerted_holds: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self.started = threading.Event()  # set once every host had its first reconcile
@@ -219,6 +194,10 @@ class Watcher:
     def _live_connectors(self) -> dict[str, Any]:
         return {u: h.connector for u, h in self.hosts.items() if h.connector is not None}
 
+    def _connector(self, uri: str) -> Any:
+        host = self.hosts.get(uri)
+        return host.connector if host is not None else None
+
     def _on_host_state(self, host: HostWatch) -> None:
         self.metrics.connected.set(1 if host.state == "up" else 0, uri=host.uri)
         if host.state == "up" and host.connects > 1:
@@ -253,92 +232,30 @@ class Watcher:
     def _loop_task(self, coro: Any) -> None:
         asyncio.get_running_loop().create_task(coro)
 
-    def _update_vm(self, key: Key, batch: list[DomainEvent]) -> _Outcome:
+    def _update_vm(self, key: Key, batch: list[DomainEvent]) -> Outcome:
         """One VM's coalesced events (worker thread): gate first, then the record."""
         uri, vm_id = key
         conn = self.hosts[uri].connector
         if conn is None:
-            return _Outcome()  # disconnected: the reconcile on reconnect catches up
+            return Outcome()  # disconnected: the reconcile on reconnect catches up
         try:
             vm = read_vm(conn, vm_id)
         except DomainGoneError:
             self.state.forget(vm_id)
-            return _Outcome(reconcile=True)
+            return Outcome(reconcile=True)
         if not in_scope(vm.name, self.config.only):
-            return _Outcome()
-        outcome = _Outcome()
+            return Outcome()
+        outcome = Outcome()
         with self._vm_lock(vm_id):
             prior = self.state.vm(vm_id)
-            if vm.state in LIVE and _came_up(batch, self.state.last_state.get(vm_id)):
-                outcome = self._gate_at_start(conn, vm, prior, batch[0])
+            if vm.state in LIVE and came_up(batch, self.state.last_state.get(vm_id)):
+                outcome = self.gate.at_start(conn, vm, prior, batch[0])
             elif vm.state == State.SHUTOFF and self.store.active_quarantine(vm_id) is None:
-                self._isolate_ahead(conn, vm, prior)
+                self.gate.isolate_ahead(conn, vm, prior)
             else:
-                outcome.check = self._reconcile_hold(conn, vm, batch)
+                outcome.check = self.gate.keep_hold(conn, vm, batch)
             self._record(vm, prior, migrated=any(e.migrated for e in batch))
         return outcome
-
-    def _gate_at_start(self, conn: Any, vm: VM, prior: VM | None, event: DomainEvent) -> _Outcome:
-        judgement = self.judge.at_start(
-            vm, prior=prior, others=self.state.others(vm.id), pools=self.state.pools_of(vm.uri)
-        )
-        outcome = _Outcome(check=True, judgement=judgement)
-        if not judgement.hold:
-            active = self.store.active_quarantine(vm.id)
-            outcome.check = active is not None and active.actor in DAEMON_ACTORS
-            return outcome
-        if not self.config.enforce or self.spec is None:
-            log.warning("gate would hold %s: %s (not enforcing)", vm.name, judgement.summary())
-            return outcome
-        rec = self._quarantine(conn, vm, f"power-on gate: {judgement.summary()}")
-        if rec is not None and rec.status in ("done", "partial") and rec.status != "noop":
-            took = time.monotonic() - event.received
-            self.metrics.latency.observe(took, uri=vm.uri, action="quarantine")
-            self.latencies.append(Latency(vm.name, took))
-            log.info(
-                "power-on gate: %s held in %.0f ms: %s", vm.name, took * 1000, judgement.summary()
-            )
-            outcome.new_hold = rec.journal_id
-        return outcome
-
-    def _isolate_ahead(self, conn: Any, vm: VM, prior: VM | None) -> None:
-        """Admission (a): a shut-off VM the gate would hold boots on quarantine."""
-        if not self.config.enforce or self.spec is None:
-            return
-        judgement = self.judge.at_start(
-            vm, prior=prior, others=self.state.others(vm.id), pools=self.state.pools_of(vm.uri)
-        )
-        if judgement.hold:
-            self._quarantine(conn, vm, f"isolated ahead of power-on: {judgement.summary()}")
-
-    def _reconcile_hold(self, conn: Any, vm: VM, batch: list[DomainEvent]) -> bool:
-        """Keep an existing quarantine whole (a hot-plugged NIC is isolated too); says whether
-        the VM deserves a new judgement (its metadata or devices changed)."""
-        active = self.store.active_quarantine(vm.id)
-        if active is None or self.spec is None:
-            return False
-        if self.config.enforce:
-            try:
-                Quarantiner(self.store, active.actor).quarantine(
-                    conn, vm, self.spec, reason=active.reason or "", rule=active.rule
-                )
-            except VmwardenError as exc:
-                log.error("could not keep %s quarantined: %s", vm.name, exc)
-        changed = any(e.kind in _RECHECK_KINDS or e.detail == "defined" for e in batch)
-        return changed and active.actor in DAEMON_ACTORS
-
-    def _quarantine(self, conn: Any, vm: VM, reason: str) -> Any:
-        try:
-            rec = Quarantiner(self.store, GATE_ACTOR).quarantine(
-                conn, vm, self.spec, reason=reason, rule=GATE_RULE
-            )
-        except VmwardenError as exc:
-            log.error("could not quarantine %s: %s", vm.name, exc)
-            return None
-        if rec.status != "noop":
-            self.metrics.actions.inc(action="quarantine", actor=GATE_ACTOR, status=rec.status)
-            self.state.held.add(vm.id)
-        return rec
 
     def _record(self, vm: VM, prior: VM | None, *, migrated: bool) -> None:
         """History from events: state, host (migration), MACs and networks, one clock."""
@@ -360,7 +277,7 @@ class Watcher:
 
     # -- after a reconcile -------------------------------------------------------------
 
-    def _settle(self, key: Key, result: ScanResult | None, outcome: _Outcome) -> None:
+    def _settle(self, key: Key, result: ScanResult | None, outcome: Outcome) -> None:
         """Judge a held VM on the full data of a reconcile: release it, or keep it and alert."""
         uri, vm_id = key
         conn = self.hosts[uri].connector
@@ -369,34 +286,7 @@ class Watcher:
             return  # no fresh data: the VM stays as it is; the next reconcile settles it
         judgement = self.judge.after_sweep(vm, self.state.findings, self.state.estate())
         with self._vm_lock(vm_id):
-            self._settle_one(conn, vm, judgement, outcome.judgement)
-
-    def _settle_one(
-        self, conn: Any, vm: VM, judgement: Judgement, at_start: Judgement | None
-    ) -> None:
-        active = self.store.active_quarantine(vm.id)
-        if not judgement.hold:
-            if active is None or active.actor not in DAEMON_ACTORS or not self.config.enforce:
-                return
-            held_for = at_start.summary() if at_start and at_start.reasons else active.reason
-            evidence = dict(judgement.evidence, held_for=held_for)
-            reason = "automatic release: " + json.dumps(evidence, default=str, sort_keys=True)
-            try:
-                rec = Quarantiner(self.store, GATE_ACTOR).release(conn, vm.id, reason=reason)
-            except VmwardenError as exc:
-                log.error("automatic release of %s failed: %s", vm.name, exc)
-                return
-            self.metrics.actions.inc(action="release", actor=GATE_ACTOR, status=rec.status)
-            self.state.held.discard(vm.id)
-            log.info("power-on gate: %s released (%s)", vm.name, reason)
-            self.alerts.send(_gate_alert("gate.released", vm, "info", evidence))
-            return
-        if active is None and self.config.enforce and self.spec is not None:
-            active = self._quarantine(conn, vm, f"power-on gate: {judgement.summary()}")
-        if active is not None and active.journal_id not in self._alerted_holds:
-            self._alerted_holds.add(active.journal_id)
-            evidence = {"reasons": judgement.reasons, "journal_id": active.journal_id}
-            self.alerts.send(_gate_alert("gate.held", vm, "high", evidence))
+            self.gate.settle(conn, vm, judgement, outcome.judgement)
 
     def _reconcile(self) -> ScanResult | None:
         """A full reconcile (worker thread), then the gate for what it found."""
@@ -410,29 +300,7 @@ class Watcher:
         )
         swept_before = set(self.state.swept_hosts)
         self.state.swept_hosts |= set(result.hosts)
-        estate = self.state.estate()
-        for vm in result.vms:
-            prev = before.get(vm.id)
-            uri_conn = self.hosts.get(vm.uri)
-            conn = uri_conn.connector if uri_conn is not None else None
-            if conn is None:
-                continue
-            came_up = vm.state in LIVE and (
-                (prev is not None and prev not in LIVE)
-                or (prev is None and vm.host in swept_before)
-            )
-            if came_up:  # started while the daemon was away: the gate, on full data
-                judgement = self.judge.after_sweep(vm, result.findings, estate)
-                with self._vm_lock(vm.id):
-                    self._settle_one(conn, vm, judgement, None)
-            elif vm.state == State.SHUTOFF and self.config.enforce and self.spec is not None:
-                judgement = self.judge.after_sweep(vm, result.findings, estate)
-                if judgement.hold:
-                    with self._vm_lock(vm.id):
-                        if self.store.active_quarantine(vm.id) is None:
-                            self._quarantine(
-                                conn, vm, f"isolated ahead of power-on: {judgement.summary()}"
-                            )
+        self.gate.after_reconcile(result, before, swept_before, self._connector)
         self._refresh_held(result.vms)
         return result
 
@@ -495,38 +363,8 @@ class Watcher:
                 "sweeps": self.sweeps,
                 "events": {"received": self.queue.received, "handled": self.queue.handled},
                 "held": sorted(self.state.held),
-                "latencies": [{"vm": x.vm, "seconds": x.seconds} for x in self.latencies],
+                "latencies": [{"vm": x.vm, "seconds": x.seconds} for x in self.gate.latencies],
                 "alerts": self.alerts.stats(),
             },
             default=str,
         )
-
-
-def _came_up(batch: list[DomainEvent], last: State | None) -> bool:
-    """Whether these events started the VM: a ``started`` event, or (QEMU resumes its CPUs
-    just before libvirt reports the start) any event finding it live when it was known off."""
-    if any(e.kind == "lifecycle" and e.detail == "started" for e in batch):
-        return True
-    return last is not None and last not in LIVE
-
-
-def read_vm(conn: Any, vm_id: str) -> VM:
-    """The domain as it is now, from its XML (no address lookups: this is the fast path)."""
-    try:
-        dom = conn.conn.lookupByUUIDString(vm_id)
-        state = state_of(dom.state()[0])
-        return parse_domain(
-            dom.XMLDesc(0),
-            host=conn.host,
-            uri=conn.uri,
-            state=state,
-            persistent=bool(dom.isPersistent()),
-        )
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            raise DomainGoneError(f"VM {vm_id} no longer exists on {conn.host}") from None
-        raise ConnectorError(f"cannot read VM {vm_id} on {conn.host}: {exc}") from None
-
-
-def _gate_alert(event: str, vm: VM, severity: str, evidence: dict[str, Any]) -> Alert:
-    return Alert(event, GATE_RULE, severity, "vm", vm.id, vm.name, vm.host, evidence)
