@@ -225,6 +225,7 @@ def run(full: bool, repeats: int) -> list[dict[str, Any]]:
         | {
             "images_per_minute": len(many) / r["seconds"] * 60,
             "read_pct": _pct(r["bytes_read"], r["image_bytes"]),
+            "read_frac": (r["bytes_read"] or 0) / (r["image_bytes"] or 1),
             "note": f"{r['failed']} failed; image {size / 2**20:.0f} MiB, clones are overlays of it",
         }
     )

@@ -101,14 +101,11 @@ def run():
 """
 
 
-NAIVE_SAMPLE = 100
-
-
-def naive(path: Path, n: int) -> float:
-    """The virsh loop's time for all n domains, from a timed sample of NAIVE_SAMPLE of them.
+def naive(path: Path, n: int, sample: int) -> float:
+    """The virsh loop's time for all n domains, from a timed sample of ``sample`` of them.
 
     Each ``virsh`` call is a new process and a new connection (with the test driver also a
-    re-read of the fleet file), so its cost per domain is flat: sampling 100 keeps quick mode
+    re-read of the fleet file), so its cost per domain is flat: sampling keeps quick mode
     under its time budget. The list call is timed in full.
     """
     uri = f"test://{path}"
@@ -118,9 +115,9 @@ def naive(path: Path, n: int) -> float:
     ).stdout.split()
     listed = time.perf_counter() - t0
     t1 = time.perf_counter()
-    for name in names[:NAIVE_SAMPLE]:
+    for name in names[:sample]:
         subprocess.run(["virsh", "-c", uri, "dumpxml", name], capture_output=True, check=True)
-    per_domain = (time.perf_counter() - t1) / min(NAIVE_SAMPLE, len(names))
+    per_domain = (time.perf_counter() - t1) / min(sample, len(names))
     return listed + per_domain * n
 
 
@@ -135,7 +132,7 @@ def _row(s: Sample, n: int, f_med: float, c_med: float, *, connects: bool = True
     return d
 
 
-def run(sizes: list[int], repeats: int, tmp: Path) -> list[dict[str, Any]]:
+def run(sizes: list[int], repeats: int, tmp: Path, naive_sample: int = 100) -> list[dict[str, Any]]:
     rows = []
     for n in sizes:
         path = fleet(n)
@@ -164,8 +161,8 @@ def run(sizes: list[int], repeats: int, tmp: Path) -> list[dict[str, Any]]:
             name = f"inventory {n}, long-lived connection (watch), {label} sweep"
             rows.append(_row(Sample(name, [r[key]]), n, f_med, c_med, connects=False))
         if n <= 1000:
-            t = naive(path, n)
-            name = f"virsh loop {n} (from {NAIVE_SAMPLE} sampled)"
+            t = naive(path, n, naive_sample)
+            name = f"virsh list + dumpxml loop {n} (from {naive_sample} sampled)"
             rows.append(
                 {
                     "name": name,

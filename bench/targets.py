@@ -1,0 +1,116 @@
+"""Issue 6's targets, judged from one run's rows: what was measured and whether it is met.
+
+A target whose rows are missing (section skipped, not measurable here) says so rather than
+passing. Benchmarks are not tests: nothing fails on a missed target.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+Rows = dict[str, list[dict[str, Any]]]
+
+
+def _all(sections: Rows) -> list[dict[str, Any]]:
+    return [r for rows in sections.values() for r in rows]
+
+
+def _find(rows: Iterable[dict[str, Any]], pattern: str) -> dict[str, Any] | None:
+    for r in rows:
+        if re.match(pattern, str(r.get("name", ""))) and "median" in r:
+            return r
+    return None
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+
+def judge(sections: Rows) -> list[dict[str, str]]:
+    rows = _all(sections)
+    out: list[dict[str, str]] = []
+
+    def add(target: str, measured: str, ok: bool | None) -> None:
+        out.append({"target": target, "measured": measured, "met": _verdict(ok)})
+
+    sizes = sorted(
+        {int(m.group(1)) for r in rows if (m := re.match(r"scan (\d+)$", str(r.get("name"))))}
+    )
+    if sizes:
+        big = sizes[-1]
+        scan, rescan = _find(rows, rf"scan {big}$"), _find(rows, rf"rescan {big} ")
+        where = f"at {big:,} VMs" + ("" if big >= 50_000 else " (50k only in --full)")
+        if scan:
+            add(
+                "scan ≤ 2x the floor at 50k",
+                f"{scan['ratio_to_floor']:.2f}x {where}; {scan['excl_connect']:.1f}x without the "
+                "test driver's connect",
+                scan["ratio_to_floor"] <= 2,
+            )
+        if rescan:
+            add(
+                "re-scan of an unchanged fleet ≤ 1x the floor",
+                f"{rescan['ratio_to_floor']:.2f}x {where}; {rescan['excl_connect']:.1f}x "
+                "without connect",
+                rescan["ratio_to_floor"] <= 1,
+            )
+        if len(sizes) >= 2:
+            small = _find(rows, rf"scan {sizes[-2]}$")
+            if scan and small:
+                growth = scan["us_per_vm"] / small["us_per_vm"]
+                add(
+                    "linear growth (µs per VM flat)",
+                    f"{small['us_per_vm']:.0f} → {scan['us_per_vm']:.0f} µs/VM "
+                    f"({sizes[-2]:,} → {big:,})",
+                    growth <= 1.25,
+                )
+    warm = _find(rows, r"InspectorPool, warm")
+    hit = _find(rows, r"FactsCache.lookup")
+    vi = _find(rows, r"virt-inspector")
+    if warm:
+        add("inspection warm ≤ 0.2 s per image", f"{warm['median']:.2f} s", warm["median"] <= 0.2)
+        if "read_frac" in warm:
+            add(
+                "inspection reads < 2% of the image",
+                str(warm.get("read_pct")),
+                warm["read_frac"] < 0.02,
+            )
+    if hit:
+        ms = hit["median"] * 1000
+        add("cache hit ≤ 10 ms", f"{ms:.1f} ms", ms <= 10)
+    if warm and vi:
+        x = vi["median"] / warm["median"]
+        add("≥ 20x faster than virt-inspector", f"{x:.0f}x (warm) ", x >= 20)
+    elif warm:
+        add("≥ 20x faster than virt-inspector", "virt-inspector not measured", None)
+    ev = _find(rows, r"evaluate 100,000")
+    if ev:
+        add("100k VMs x 20 rules ≤ 5 s, one core", f"{ev['median']:.1f} s", ev["median"] <= 5)
+        small = _find(rows, r"evaluate 10,000")
+        if small:
+            growth = ev["us_per_vm"] / small["us_per_vm"]
+            add(
+                "cross-VM rules not quadratic",
+                f"{small['us_per_vm']:.0f} → {ev['us_per_vm']:.0f} µs/VM (10k → 100k)",
+                growth <= 1.5,
+            )
+    expo = _find(rows, r"exposure: STARTED")
+    if expo:
+        add(
+            "exposure window (no target; floor: one updateDeviceFlags, 3-16 ms)",
+            f"p50 {expo['p50_ms']:.0f} ms, p95 {expo['p95_ms']:.0f} ms, max {expo['max_ms']:.0f} ms",
+            None,
+        )
+    add("exposure with the admission hook is zero", "not measured (see row)", None)
+    foot = next((r for r in rows if "cpu_pct" in r), None)
+    if foot:
+        add("watch idle CPU < 1% of a core", f"{foot['cpu_pct']:.2f}%", foot["cpu_pct"] < 1)
+        mib = foot["rss"] / 2**20
+        add(
+            "watch RSS < 200 MB",
+            f"{mib:.0f} MiB (incl. the in-process test driver's fleet)",
+            mib < 200,
+        )
+    return out
