@@ -7,11 +7,13 @@ question (``can(...)``) and, again, the form handler's (:mod:`vmwarden.web.forms
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from vmwarden.api.routes.common import server_policy
+from vmwarden.api.routes.exceptions import MAX_DURATION
 from vmwarden.errors import VmwardenError
 from vmwarden.store.exceptions import EXPIRED, ExceptionsRepo
 from vmwarden.store.pages import FindingQuery, Pages
@@ -85,6 +87,8 @@ def exceptions_page(
         "rules": policy_rules(settings),
         "vm_names": sorted({str(v["name"]) for v in vms})[:VM_CHOICES_CAP],
         "prefill": {"vm": vm, "rule": rule},
+        # the API allows 366 days from now; the last whole day inside that, in UTC
+        "max_until": (datetime.now(UTC) + MAX_DURATION - timedelta(days=1)).date().isoformat(),
     }
 
 
