@@ -9,8 +9,6 @@ through libvirt's test driver, hashes the real images and writes a real SQLite d
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 import time
 import uuid
@@ -21,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import qemu_img
 from vmwarden.engine.fleetgen import (
     FLEET_NETWORKS,
     FleetDisk,
@@ -44,30 +43,6 @@ RULES = (
     "dormant",
 )
 
-# --- opens seen by the interpreter (to prove a file was never opened) ------------------------
-
-_OPENED: list[list[str]] = []
-
-
-def _audit(event: str, args: tuple[object, ...]) -> None:
-    if event == "open" and _OPENED and isinstance(args[0], str | bytes | os.PathLike):
-        _OPENED[-1].append(os.fsdecode(args[0]))
-
-
-sys.addaudithook(_audit)
-
-
-@pytest.fixture
-def opened() -> Iterator[list[str]]:
-    """Every path Python opens while the test runs (audit hooks see even root's opens)."""
-    record: list[str] = []
-    _OPENED.append(record)
-    try:
-        yield record
-    finally:
-        _OPENED.remove(record)
-
-
 # --- images -----------------------------------------------------------------------------------
 
 
@@ -78,10 +53,6 @@ class Images:
         self.root = root
         (root / "templates").mkdir(parents=True, exist_ok=True)
 
-    @staticmethod
-    def qemu_img(*args: str | Path) -> None:
-        subprocess.run(["qemu-img", *map(str, args)], check=True, capture_output=True)
-
     def base(self, name: str, payload: bytes) -> Path:
         """A standalone qcow2 whose content (so digest) is set by ``payload``."""
         raw = self.root / "templates" / f".{name}.raw"
@@ -89,7 +60,7 @@ class Images:
             f.truncate(4 * 1024 * 1024)
             f.write(payload)
         out = self.root / "templates" / f"{name}.qcow2"
-        self.qemu_img("convert", "-q", "-f", "raw", "-O", "qcow2", raw, out)
+        qemu_img("convert", "-q", "-f", "raw", "-O", "qcow2", raw, out)
         raw.unlink()
         return out
 
@@ -102,7 +73,7 @@ class Images:
             args += ["-u", path, "4M"]
         else:
             args += [path]
-        self.qemu_img(*args)
+        qemu_img(*args)
         return path
 
     @staticmethod

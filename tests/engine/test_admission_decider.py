@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import qemu_img
 from vmwarden.connectors.libvirt.domxml import parse_domain
 from vmwarden.engine.admission_decider import Decider, Hold
 from vmwarden.engine.admission_records import vm_from_record
@@ -20,10 +21,6 @@ from vmwarden.store import Store
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 HOST = "kvm-test"
 URI = "qemu:///system"
-
-
-def qemu_img(*args: str) -> None:
-    subprocess.run(["qemu-img", *args], check=True, capture_output=True)
 
 
 @pytest.fixture

@@ -1,42 +1,18 @@
-"""Fixtures for the inspect tests: real images made with qemu-img, and a record of opens."""
+"""Fixtures for the inspect tests: real images made with qemu-img (``opened``, the record of
+opens, is shared from ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import qemu_img
+
 MIB = 1024 * 1024
-
-_OPENED: list[list[str]] = []
-
-
-def _audit(event: str, args: tuple[object, ...]) -> None:
-    if event == "open" and _OPENED and isinstance(args[0], str | bytes | os.PathLike):
-        _OPENED[-1].append(os.fsdecode(args[0]))
-
-
-sys.addaudithook(_audit)
-
-
-@pytest.fixture
-def opened() -> Iterator[list[str]]:
-    """Every path Python opens (``open``/``os.open``) while the test runs.
-
-    Audit hooks see each open before it happens, so a test can prove a file was never
-    opened, even as root (where ``chmod 000`` would not stop a read).
-    """
-    record: list[str] = []
-    _OPENED.append(record)
-    try:
-        yield record
-    finally:
-        _OPENED.remove(record)
 
 
 class Images:
@@ -45,8 +21,7 @@ class Images:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def qemu_img(self, *args: str | Path) -> None:
-        subprocess.run(["qemu-img", *map(str, args)], check=True, capture_output=True)
+    qemu_img = staticmethod(qemu_img)  # tests reach it as images.qemu_img(...)
 
     def qcow2(
         self,
@@ -312,10 +287,6 @@ def partitioned(image: Path, tree: Path, label: str, *, size_mb: int = 64) -> No
         script = script.replace("type=linux", "type=83")
     subprocess.run(["sfdisk", "-q", str(image)], input=script, text=True, check=True)
     mkfs_ext4(image, tree, size_mb=size_mb - 8, offset=2048 * 512)
-
-
-def qemu_img(*args: str | Path) -> None:
-    subprocess.run(["qemu-img", *map(str, args)], check=True, capture_output=True)
 
 
 class GuestImages:
