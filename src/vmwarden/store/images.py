@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 
 from vmwarden.model import Image
 from vmwarden.store.base import StoreBase, aware, chunks, upsert
-from vmwarden.store.listings import IMAGES, bump, listing_join, seen
+from vmwarden.store.listings import IMAGES, bump, listing_join, mark_gone, seen
 from vmwarden.store.records import fingerprint, record_of
 from vmwarden.store.tables import images
 
@@ -139,17 +139,8 @@ class ImagesRepo(StoreBase):
                 for key, old in stored.items()
                 if key[0] in complete and key not in batch and old.gone_at is None
             ]
-            params = [
-                {"iid": old.id, "gone": now, "seen": seen(old.last_seen, None, old.host_seen)}
-                for old in missing
-            ]
-            stmt = (
-                update(images)
-                .where(images.c.id == bindparam("iid"))
-                .values(gone_at=bindparam("gone"), last_seen=bindparam("seen"))
-            )
-            for chunk in chunks(params):
-                conn.execute(stmt, list(chunk))
+            gone = [(old.id, seen(old.last_seen, None, old.host_seen)) for old in missing]
+            mark_gone(conn, images, gone, now)
             delta.gone.extend((old.host, old.path) for old in missing)
             bump(conn, IMAGES, complete, now)
         return delta

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 
 from vmwarden.store.base import StoreBase, aware, chunks, upsert
 from vmwarden.store.history import (
@@ -24,7 +24,7 @@ from vmwarden.store.history import (
     sighting_of_record,
     sighting_of_vm,
 )
-from vmwarden.store.listings import VMS, bump, listing_join, seen
+from vmwarden.store.listings import VMS, bump, listing_join, mark_gone, seen
 from vmwarden.store.records import fingerprint, record_of
 from vmwarden.store.tables import vm_history, vms
 
@@ -245,21 +245,8 @@ class InventoryRepo(StoreBase):
         ]
         if not missing:
             return []
-        params = [
-            {
-                "vid": row.id,
-                "gone": now,
-                "seen": max(row.last_seen, row.seen) if row.seen else row.last_seen,
-            }
-            for row in missing
-        ]
-        stmt = (
-            update(vms)
-            .where(vms.c.id == bindparam("vid"))
-            .values(gone_at=bindparam("gone"), last_seen=bindparam("seen"))
-        )
-        for chunk in chunks(params):
-            conn.execute(stmt, list(chunk))
+        gone = [(row.id, seen(row.last_seen, None, row.seen)) for row in missing]
+        mark_gone(conn, vms, gone, now)
         delta.gone.extend(row.id for row in missing)
         return history_rows_gone(missing, now, source)
 

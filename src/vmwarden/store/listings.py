@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_
+from sqlalchemy import and_, bindparam, update
 
-from vmwarden.store.base import upsert
+from vmwarden.store.base import chunks, upsert
 from vmwarden.store.tables import host_listings
 
 if TYPE_CHECKING:
@@ -46,3 +46,18 @@ def seen(last_seen: datetime, gone_at: datetime | None, host_seen: datetime | No
     if gone_at is None and host_seen is not None and host_seen > last_seen:
         return host_seen
     return last_seen
+
+
+def mark_gone(
+    conn: Connection, table: Table, rows: list[tuple[Any, datetime]], now: datetime
+) -> None:
+    """Mark rows (id, effective last_seen) of a completely listed host gone at ``now``; their
+    ``last_seen`` keeps the listing time they were last seen by (it stops applying once gone)."""
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("rid"))
+        .values(gone_at=bindparam("gone"), last_seen=bindparam("seen"))
+    )
+    params = [{"rid": rid, "gone": now, "seen": last} for rid, last in rows]
+    for chunk in chunks(params):
+        conn.execute(stmt, list(chunk))
