@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 
 from vmwarden.errors import StoreError
 from vmwarden.store.base import StoreBase, aware, upsert, utcnow
-from vmwarden.store.journal import write_audit
+from vmwarden.store.journal import write_event
 from vmwarden.store.tables import templates
 
 
@@ -22,9 +22,11 @@ class CatalogRepo(StoreBase):
         fingerprint: dict[str, Any],
         actor: str,
         *,
+        reason: str | None = None,
         now: datetime | None = None,
-    ) -> None:
-        """Approve (or re-approve, replacing) template ``name``; journaled in the same commit."""
+    ) -> str | None:
+        """Approve (or re-approve, replacing) template ``name``; journaled in the same commit,
+        with the approver's ``reason``. Returns the digest the name had before (None: new)."""
         if not name or not digest:
             raise StoreError("a template needs a name and a digest")
         at = aware(now) if now else utcnow()
@@ -41,13 +43,15 @@ class CatalogRepo(StoreBase):
                 select(templates.c.digest).where(templates.c.name == name)
             ).scalar()
             upsert(conn, templates, [row], keys=["name"], update=list(row)[1:])
-            write_audit(
+            write_event(
                 conn,
                 "template-approve",
                 actor,
+                reason,
                 {"name": name, "digest": digest, "path": path, "previous_digest": previous},
                 at,
             )
+        return previous
 
     def revoke_template(self, name: str, actor: str, *, now: datetime | None = None) -> bool:
         """Remove ``name`` from the catalog; False if it was not there. Journaled."""
@@ -59,7 +63,7 @@ class CatalogRepo(StoreBase):
             if digest is None:
                 return False
             conn.execute(delete(templates).where(templates.c.name == name))
-            write_audit(conn, "template-revoke", actor, {"name": name, "digest": digest}, at)
+            write_event(conn, "template-revoke", actor, None, {"name": name, "digest": digest}, at)
         return True
 
     def templates(self) -> list[dict[str, Any]]:

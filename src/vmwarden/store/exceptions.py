@@ -22,8 +22,8 @@ from sqlalchemy import ForeignKey, Index, String, Text, and_, func, insert, or_,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vmwarden.errors import StoreError
-from vmwarden.store.audit import write_event
 from vmwarden.store.base import aware, chunks, utcnow
+from vmwarden.store.journal import write_event
 from vmwarden.store.tables import Base, BigId, UTCDateTime, findings
 
 if TYPE_CHECKING:

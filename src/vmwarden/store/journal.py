@@ -53,17 +53,32 @@ def _record(row: Row[Any]) -> ActionRecord:
     )
 
 
-def write_audit(
-    conn: Connection, event: str, actor: str, details: dict[str, Any], at: datetime
+def write_event(
+    conn: Connection,
+    event: str,
+    actor: str,
+    reason: str | None,
+    details: dict[str, Any],
+    at: datetime,
+    *,
+    vm_id: str | None = None,
+    vm_name: str | None = None,
+    host: str | None = None,
+    rule: str | None = None,
 ) -> int:
-    """An operator event (no VM) in the journal, inside the caller's transaction."""
+    """One operator event in the journal, inside the caller's transaction; returns its id."""
     return int(
         conn.execute(
             insert(journal).values(
                 action=event,
+                vm_id=vm_id,
+                vm_name=vm_name,
+                host=host,
                 actor=actor,
+                reason=reason,
+                rule=rule,
                 status="done",
-                changes=details,
+                changes=dict(details),
                 created_at=at,
                 updated_at=at,
             )
@@ -223,4 +238,4 @@ class JournalRepo(StoreBase):
     def audit(self, event: str, actor: str, details: dict[str, Any] | None = None) -> int:
         """Journal an operator event that concerns no VM (policy load, template approval)."""
         with self._write() as conn:
-            return write_audit(conn, event, actor, dict(details or {}), utcnow())
+            return write_event(conn, event, actor, None, dict(details or {}), utcnow())

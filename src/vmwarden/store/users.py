@@ -23,8 +23,8 @@ from sqlalchemy import Boolean, String, Text, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vmwarden.errors import StoreError
-from vmwarden.store.audit import write_event
 from vmwarden.store.base import utcnow
+from vmwarden.store.journal import write_event
 from vmwarden.store.tables import Base, BigId, UTCDateTime
 
 if TYPE_CHECKING:
