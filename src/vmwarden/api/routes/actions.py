@@ -28,12 +28,7 @@ def list_actions(
     vm_id = vm_filter(store, vm)
     query = JournalQuery(vm_only=True, action=action, status=status, vm_id=vm_id)
     items, total = Pages(store).journal(query, limit=paging.limit, offset=paging.offset)
-    return Page(
-        items=[action_out(a) for a in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return paging.page([action_out(a) for a in items], total)
 
 
 @router.get("/{action_id}", response_model=Action, summary="One journal entry")

@@ -30,9 +30,4 @@ def audit_log(
     vm_id = vm_filter(store, vm)
     query = JournalQuery(action=action, actor=actor, vm_id=vm_id, since=since, until=until)
     items, total = Pages(store).journal(query, limit=paging.limit, offset=paging.offset)
-    return Page(
-        items=[action_out(a) for a in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return paging.page([action_out(a) for a in items], total)

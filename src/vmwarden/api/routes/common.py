@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Path, Query
 
-from vmwarden.api.schemas import Action, Text, VmSummary
+from vmwarden.api.schemas import Action, Page, Text, VmSummary
 from vmwarden.errors import PolicyError, StoreError
 from vmwarden.model import ActionRecord
 from vmwarden.policy import Policy, load_policy
 from vmwarden.store import Store
 
+T = TypeVar("T")
 MAX_OFFSET = 2**31
 MAX_ID = 2**62
 
@@ -24,6 +25,10 @@ class Paging:
     ) -> None:
         self.limit = limit
         self.offset = offset
+
+    def page(self, items: list[T], total: int) -> Page[T]:
+        """One page of a listing: its items (already API records) and the total matched."""
+        return Page(items=items, total=total, limit=self.limit, offset=self.offset)
 
 
 PagingDep = Annotated[Paging, Depends()]

@@ -38,12 +38,7 @@ def list_exceptions(
     items, total = ExceptionsRepo(store).list_exceptions(
         status=status, vm_id=vm_id, rule=rule, limit=paging.limit, offset=paging.offset
     )
-    return Page(
-        items=[ExceptionOut(**e) for e in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return paging.page([ExceptionOut(**e) for e in items], total)
 
 
 @router.get("/{exception_id}", response_model=ExceptionOut, summary="One exception")

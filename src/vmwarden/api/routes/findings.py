@@ -41,12 +41,7 @@ def list_findings(
         acknowledged=acknowledged,
     )
     items, total = Pages(store).findings(query, limit=paging.limit, offset=paging.offset)
-    return Page(
-        items=[FindingOut(**f) for f in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return paging.page([FindingOut(**f) for f in items], total)
 
 
 @router.get("/{finding_id}", response_model=FindingOut, summary="One finding")

@@ -28,9 +28,4 @@ def list_history(
     items, total = Pages(store).history(
         vm_id=vm_id, field=field, value=value, limit=paging.limit, offset=paging.offset
     )
-    return Page(
-        items=[HistoryItem(**h) for h in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return paging.page([HistoryItem(**h) for h in items], total)

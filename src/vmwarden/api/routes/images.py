@@ -24,9 +24,4 @@ def list_images(
     q: Annotated[Filter, Query(description="Path contains.")] = None,
 ) -> Page[ImageOut]:
     items, total = Pages(store).images(host=host, q=q, limit=paging.limit, offset=paging.offset)
-    return Page(
-        items=[ImageOut.model_validate(i) for i in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return paging.page([ImageOut.model_validate(i) for i in items], total)

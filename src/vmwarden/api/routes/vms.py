@@ -54,12 +54,7 @@ def list_vms(
 ) -> Page[VmSummary]:
     query = VmQuery(host=host, state=state, owner=owner, classification=classification, q=q)
     items, total = Pages(store).vms(query, limit=paging.limit, offset=paging.offset)
-    return Page(
-        items=[vm_summary(r) for r in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return paging.page([vm_summary(r) for r in items], total)
 
 
 @router.get("/{vm}", response_model=VmDetail, summary="One VM: record, guest facts, findings…")
