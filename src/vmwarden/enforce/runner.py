@@ -33,6 +33,27 @@ class PlannedAction:
     rules: tuple[str, ...]
     finding: Finding
 
+    @property
+    def reason(self) -> str:
+        return "policy: " + ", ".join(self.rules)
+
+    def unjournaled(self, status: str, actor: str, *, error: str | None = None) -> ActionRecord:
+        """This action as a record no journal entry backs (a dry run, a refused action)."""
+        vm = self.vm
+        return ActionRecord(
+            None,
+            self.action,
+            vm.id,
+            vm.name,
+            vm.host,
+            vm.uri,
+            status,
+            actor,
+            reason=self.reason,
+            rule=self.rules[0],
+            error=error,
+        )
+
 
 def plan(
     findings: list[Finding],
@@ -102,24 +123,11 @@ def repair(ctx: EnforceContext) -> list[ActionRecord]:
 def execute(ctx: EnforceContext, planned: list[PlannedAction]) -> list[ActionRecord]:
     records = []
     for p in planned:
-        reason = "policy: " + ", ".join(p.rules)
         try:
             rec = executors.get(p.action)(
-                ctx, p.vm, p.params, reason=reason, rule=p.rules[0], finding=p.finding
+                ctx, p.vm, p.params, reason=p.reason, rule=p.rules[0], finding=p.finding
             )
         except VmwardenError as exc:
-            rec = ActionRecord(
-                None,
-                p.action,
-                p.vm.id,
-                p.vm.name,
-                p.vm.host,
-                p.vm.uri,
-                "failed",
-                ctx.actor,
-                reason=reason,
-                rule=p.rules[0],
-                error=str(exc),
-            )
+            rec = p.unjournaled("failed", ctx.actor, error=str(exc))
         records.append(rec)
     return records

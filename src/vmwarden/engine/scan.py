@@ -180,7 +180,9 @@ class Sweep:
         due = self._due_events(acting, rule_actions)
         planned = plan(acting, {vm.id: vm for vm in vms}, rule_actions, due)
         actions = (
-            self._act(uris, vms, planned) if enforce else [_dry(p, self.actor) for p in planned]
+            self._act(uris, vms, planned)
+            if enforce
+            else [p.unjournaled("dry-run", self.actor) for p in planned]
         )
         finished = datetime.now(UTC)
         self.store.finish_scan(
@@ -317,18 +319,3 @@ class Sweep:
     def _notifier(self) -> Dispatcher | None:
         specs = [n.model_dump(exclude_none=True) for n in self.policy.notify]
         return Dispatcher(specs) if specs else None
-
-
-def _dry(p: PlannedAction, actor: str) -> ActionRecord:
-    return ActionRecord(
-        None,
-        p.action,
-        p.vm.id,
-        p.vm.name,
-        p.vm.host,
-        p.vm.uri,
-        "dry-run",
-        actor,
-        reason="policy: " + ", ".join(p.rules),
-        rule=p.rules[0],
-    )
