@@ -16,11 +16,14 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from lxml import etree
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, qemu_img
+
 URI = "qemu:///system"
 IMAGES = Path("/var/lib/libvirt/images")  # qemu (libvirt-qemu) can traverse it; tmp_path it cannot
 NETWORKS = {"prod": "vmw-t-prod", "pci": "vmw-t-pci", "quarantine": "vmw-t-quar"}
+ISOLATED = {"network": "quarantine", "link": "down"}  # a quarantined NIC, as ``nics_of`` says
 
 
 @pytest.fixture(scope="session")
@@ -64,10 +67,6 @@ def image_dir() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def qemu_img(*args: str) -> None:
-    subprocess.run(["qemu-img", *args], check=True, capture_output=True)
-
-
 def make_base(path: Path, size: str = "16M") -> Path:
     qemu_img("create", "-q", "-f", "qcow2", str(path), size)
     return path
@@ -97,33 +96,60 @@ def domain_xml(
 <source file='{disk}'/><target dev='vda' bus='virtio'/></disk>{nic_xml}</devices></domain>"""
 
 
+def nics_of(dom: libvirt.virDomain, *, inactive: bool) -> dict[str, dict[str, str]]:
+    """mac -> {network, link} as libvirt itself reports it."""
+    flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+    root = etree.fromstring(dom.XMLDesc(flags).encode())
+    out = {}
+    for iface in root.iterfind("devices/interface"):
+        link = iface.find("link")
+        out[iface.find("mac").get("address")] = {
+            "network": iface.find("source").get("network"),
+            "link": "up" if link is None else link.get("state"),
+        }
+    return out
+
+
+def both(dom: libvirt.virDomain) -> tuple[dict, dict]:
+    return nics_of(dom, inactive=False), nics_of(dom, inactive=True)
+
+
+def remove_domain(conn: libvirt.virConnect, name: str) -> None:
+    """Destroy and undefine the VM ``name`` if it exists (one of ours, by its prefix)."""
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return
+    if dom.isActive():
+        dom.destroy()
+    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+
+
 class RealVMs:
     """Defines and starts VMs; destroys and undefines every one of them at teardown."""
 
     def __init__(self, conn: libvirt.virConnect, virt: str) -> None:
         self.conn, self.virt, self.names = conn, virt, []
 
+    def define(
+        self, name: str, disk: Path, nics: list[dict[str, str]], meta: dict[str, str]
+    ) -> libvirt.virDomain:
+        """Define the VM (replacing one of that name), not started."""
+        remove_domain(self.conn, name)
+        dom = self.conn.defineXML(domain_xml(name, self.virt, disk, nics, meta))
+        self.names.append(name)
+        return dom
+
     def start(
         self, name: str, disk: Path, nics: list[dict[str, str]], meta: dict[str, str]
     ) -> libvirt.virDomain:
-        self._remove(name)
-        dom = self.conn.defineXML(domain_xml(name, self.virt, disk, nics, meta))
-        self.names.append(name)
+        dom = self.define(name, disk, nics, meta)
         dom.create()
         return dom
 
-    def _remove(self, name: str) -> None:
-        try:
-            dom = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
-            return
-        if dom.isActive():
-            dom.destroy()
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-
     def cleanup(self) -> None:
         for name in self.names:
-            self._remove(name)
+            remove_domain(self.conn, name)
 
 
 @pytest.fixture

@@ -20,7 +20,14 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.integration.conftest import IMAGES, domain_xml, make_base, make_clone, vmwarden
+from tests.integration.conftest import (
+    IMAGES,
+    domain_xml,
+    make_base,
+    make_clone,
+    remove_domain,
+    vmwarden,
+)
 from vmwarden.engine.admission import AdmissionServer, Decision
 from vmwarden.engine.admission_decider import Decider
 from vmwarden.hooks import install as hooks
@@ -77,13 +84,7 @@ class Env:
         return make_base(self.images / f"{name}-rogue.qcow2", "8M")
 
     def remove(self, name: str) -> None:
-        try:
-            dom = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
-            return
-        if dom.isActive():
-            dom.destroy()
-        dom.undefine()
+        remove_domain(self.conn, name)
 
     def reinstall(self, unreachable: str) -> None:
         """Rewrite our hook with another --unreachable: libvirtd runs the file by path on

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import libvirt
 import pytest
-from lxml import etree
 
-from tests.integration.conftest import URI, RealVMs, make_base, make_clone, vmwarden
+from tests.integration.conftest import (
+    ISOLATED,
+    URI,
+    RealVMs,
+    both,
+    make_base,
+    make_clone,
+    vmwarden,
+)
 from vmwarden.inspect.digest import digest_file
 
 pytestmark = pytest.mark.libvirtd
@@ -39,22 +47,20 @@ rules:
 """
 
 
-def nics_of(dom: libvirt.virDomain, *, inactive: bool) -> dict[str, dict[str, str]]:
-    """mac -> {network, link} as libvirt itself reports it."""
-    flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
-    root = etree.fromstring(dom.XMLDesc(flags).encode())
-    out = {}
-    for iface in root.iterfind("devices/interface"):
-        link = iface.find("link")
-        out[iface.find("mac").get("address")] = {
-            "network": iface.find("source").get("network"),
-            "link": "up" if link is None else link.get("state"),
-        }
-    return out
+def assert_quarantined(dom: libvirt.virDomain) -> None:
+    """Every NIC on the quarantine network, link down, live and persistent."""
+    for view in both(dom):
+        assert all(n == ISOLATED for n in view.values()), view
 
 
-def both(dom: libvirt.virDomain) -> tuple[dict, dict]:
-    return nics_of(dom, inactive=False), nics_of(dom, inactive=True)
+def enforce_scan(
+    estate: dict, *extra: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``vmwarden scan --enforce`` of the real host into the estate's store, JSON out."""
+    return vmwarden(
+        "scan", "-c", URI, "-p", str(estate["policy"]), "--enforce", "--format", "json",
+        "--db", estate["db"], *extra, env=env, check=check,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -98,21 +104,7 @@ def test_scan_enforce_quarantines_rogues_and_release_restores(estate: dict) -> N
     good, rogue, zoned = estate["good"], estate["rogue"], estate["zoned"]
     before = {d.name(): both(d) for d in (good, rogue, zoned)}
 
-    proc = vmwarden(
-        "scan",
-        "-c",
-        URI,
-        "-p",
-        str(estate["policy"]),
-        "--enforce",
-        "--format",
-        "json",
-        "--db",
-        estate["db"],
-        "--actor",
-        "ci",
-    )
-    result = json.loads(proc.stdout)
+    result = json.loads(enforce_scan(estate, "--actor", "ci").stdout)
     ours = {(f["name"], f["rule"]) for f in result["findings"] if f["name"].startswith("vmw-t-")}
     # The disks are blank qcow2 files: read (running VMs too, read-only), nothing to see inside.
     blank = {(n, "uninspectable") for n in ("vmw-t-approved", "vmw-t-rogue", "vmw-t-pci-on-prod")}
@@ -132,26 +124,11 @@ def test_scan_enforce_quarantines_rogues_and_release_restores(estate: dict) -> N
     assert {"vmw-t-rogue", "vmw-t-pci-on-prod"} <= done
 
     for dom in (rogue, zoned):
-        live, config = both(dom)
-        for view in (live, config):
-            assert all(n == {"network": "quarantine", "link": "down"} for n in view.values()), view
+        assert_quarantined(dom)
     assert both(good) == before["vmw-t-approved"]  # untouched
 
     # A second enforce sweep changes nothing and journals nothing new.
-    again = json.loads(
-        vmwarden(
-            "scan",
-            "-c",
-            URI,
-            "-p",
-            str(estate["policy"]),
-            "--enforce",
-            "--format",
-            "json",
-            "--db",
-            estate["db"],
-        ).stdout
-    )
+    again = json.loads(enforce_scan(estate).stdout)
     statuses = {a["name"]: a["status"] for a in again["actions"] if a["name"].startswith("vmw-t-")}
     assert statuses == {"vmw-t-rogue": "noop", "vmw-t-pci-on-prod": "noop"}
 
@@ -181,21 +158,9 @@ def test_scan_enforce_quarantines_rogues_and_release_restores(estate: dict) -> N
 def test_crash_between_journal_steps_is_repaired(estate: dict) -> None:
     rogue = estate["rogue"]
     original = both(rogue)
-    args = [
-        "scan",
-        "-c",
-        URI,
-        "-p",
-        str(estate["policy"]),
-        "--enforce",
-        "--format",
-        "json",
-        "--db",
-        estate["db"],
-    ]
     # Die right after the rogue NIC 1 live change was journaled. Plan order is severity, rule,
     # id: the pci VM (outside-zone) passes this point first, the rogue second.
-    crashed = vmwarden(*args, env={"VMWARDEN_FAULT": "quarantine.live:2"}, check=False)
+    crashed = enforce_scan(estate, env={"VMWARDEN_FAULT": "quarantine.live:2"}, check=False)
     assert crashed.returncode == 137
     live, config = both(rogue)
     assert sorted(n["network"] for n in live.values()) == ["prod", "quarantine"]
@@ -207,9 +172,8 @@ def test_crash_between_journal_steps_is_repaired(estate: dict) -> None:
         ).fetchone()
     assert pending[0] == 1
 
-    vmwarden(*args)  # the next run repairs from the journal's recorded originals
-    for view in both(rogue):
-        assert all(n == {"network": "quarantine", "link": "down"} for n in view.values()), view
+    enforce_scan(estate)  # the next run repairs from the journal's recorded originals
+    assert_quarantined(rogue)
     with sqlite3.connect(db_path) as db:
         statuses = [
             r[0] for r in db.execute("select status from journal where action='quarantine'")

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from tests.inspect.conftest import build_tree_image, write_guest_tree
-from tests.integration.conftest import RealVMs
-from tests.integration.test_real_libvirt import both
-from tests.integration.test_watch_real import ISOLATED, Daemon, define, isolated, journal, poll
+from tests.integration.conftest import ISOLATED, RealVMs, both
+from tests.integration.test_watch_real import Daemon, define, isolated, journal, poll
 from vmwarden.store import Store
 
 pytestmark = pytest.mark.libvirtd

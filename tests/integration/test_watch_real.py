@@ -27,8 +27,14 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.integration.conftest import URI, RealVMs, domain_xml, make_base, make_clone
-from tests.integration.test_real_libvirt import both
+from tests.integration.conftest import (
+    ISOLATED,
+    URI,
+    RealVMs,
+    both,
+    make_base,
+    make_clone,
+)
 from vmwarden.inspect.digest import digest_file
 from vmwarden.store import Store
 
@@ -50,7 +56,6 @@ rules:
     filters: [not-approved-template]
     actions: [quarantine]
 """
-ISOLATED = {"network": "quarantine", "link": "down"}
 
 
 def free_port() -> int:
@@ -148,11 +153,7 @@ def daemon(
 def define(
     real_vms: RealVMs, name: str, disk: Path, mac: str, meta: dict[str, str]
 ) -> libvirt.virDomain:
-    real_vms._remove(name)
-    nics = [{"mac": mac, "network": "prod"}]
-    dom = real_vms.conn.defineXML(domain_xml(name, real_vms.virt, disk, nics, meta))
-    real_vms.names.append(name)
-    return dom
+    return real_vms.define(name, disk, [{"mac": mac, "network": "prod"}], meta)
 
 
 def journal(db: Path, name: str, action: str) -> list[Any]:
