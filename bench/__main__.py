@@ -142,9 +142,10 @@ def main() -> None:
     }
     results["targets"] = targets.judge(sections)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str))
     md = markdown(results)
-    (RESULTS / "latest.md").write_text(md)
+    for stem in ("latest", mode):  # quick.md / full.md keep the last run of each mode
+        (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str))
+        (RESULTS / f"{stem}.md").write_text(md)
     print(md)
 
 
