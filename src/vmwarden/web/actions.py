@@ -33,8 +33,8 @@ from vmwarden.api.schemas import (
     ReleaseIn,
     TemplateIn,
 )
-from vmwarden.enforce import Quarantiner, QuarantineSpec
-from vmwarden.errors import EnforceError, PolicyError, StoreError, VmwardenError
+from vmwarden.api.services import quarantine_record, release_record
+from vmwarden.errors import EnforceError, StoreError, VmwardenError
 from vmwarden.inspect.digest import digest_file, fingerprint
 from vmwarden.model import ActionRecord
 from vmwarden.store.audit import approve_template_with_reason
@@ -88,26 +88,10 @@ def _live_vm(store: Any, vm_id: str) -> dict[str, Any]:
     return record
 
 
-def quarantine_spec(settings: Any) -> QuarantineSpec:
-    """The policy's quarantine (network, link down), as the API's quarantine route uses it."""
-    q = server_policy(settings.policy_path).quarantine
-    if q is None:
-        raise PolicyError(
-            "the policy has no quarantine: block", hint="add quarantine: {network: NAME}"
-        )
-    return QuarantineSpec(network=q.network, link_down=q.link_down)
-
-
 def quarantine_vm(state: Any, actor: str, vm_id: str, reason: str) -> ActionRecord:
     """Move every NIC of ``vm_id`` to the policy's quarantine network, journaled with why."""
     body = _valid(QuarantineIn, reason=reason)
-    record = _live_vm(state.store, vm_id)
-    spec = quarantine_spec(state.settings)
-    with state.connections.connection(record["uri"]) as conn:
-        target = conn.lookup(record["id"])
-        return Quarantiner(state.store, actor).quarantine(
-            conn, target, spec, reason=body.reason, rule=None
-        )
+    return quarantine_record(state, actor, _live_vm(state.store, vm_id), body.reason)
 
 
 def release_vm(state: Any, actor: str, vm_id: str, reason: str) -> ActionRecord:
@@ -121,8 +105,7 @@ def release_vm(state: Any, actor: str, vm_id: str, reason: str) -> ActionRecord:
             f"VM {record['name']} is not quarantined by vmwarden; nothing to release",
             hint="it may have been released already: see the audit log",
         )
-    with state.connections.connection(record["uri"]) as conn:
-        return Quarantiner(state.store, actor).release(conn, record["id"], reason=body.reason)
+    return release_record(state, actor, record, body.reason)
 
 
 def acknowledge_finding(

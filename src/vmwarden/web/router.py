@@ -21,9 +21,9 @@ from vmwarden.api.auth import (
     session_user,
 )
 from vmwarden.api.deps import get_state, get_store
+from vmwarden.api.services import quarantine_spec
 from vmwarden.errors import VmwardenError
 from vmwarden.web import estate, forms, review
-from vmwarden.web.actions import quarantine_spec
 from vmwarden.web.http import guarded, page, post_user, redirect, refuse, signed_in
 from vmwarden.web.views import audit_page, overview_page, vm_detail_page, vms_page
 

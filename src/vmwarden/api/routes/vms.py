@@ -14,7 +14,6 @@ from vmwarden.api.routes.common import (
     VmKey,
     action_out,
     find_vm,
-    server_policy,
     vm_summary,
     vm_summary_fields,
 )
@@ -29,8 +28,7 @@ from vmwarden.api.schemas import (
     VmDetail,
     VmSummary,
 )
-from vmwarden.enforce import Quarantiner, QuarantineSpec
-from vmwarden.errors import EnforceError
+from vmwarden.api.services import quarantine_record, release_record
 from vmwarden.store.exceptions import ExceptionsRepo
 from vmwarden.store.pages import FindingQuery, Pages, VmQuery
 
@@ -101,18 +99,7 @@ def quarantine(
     reason. A VM already quarantined is re-checked: status ``noop`` when nothing drifted."""
     record = find_vm(store, vm)
     _live(record, vm)
-    q = server_policy(state.settings.policy_path).quarantine
-    if q is None:
-        raise EnforceError(
-            "the policy has no quarantine: block", hint="add quarantine: {network: NAME}"
-        )
-    spec = QuarantineSpec(network=q.network, link_down=q.link_down)
-    with state.connections.connection(record["uri"]) as conn:
-        target = conn.lookup(record["id"])
-        rec = Quarantiner(store, user.name).quarantine(
-            conn, target, spec, reason=body.reason, rule=None
-        )
-    return action_out(rec)
+    return action_out(quarantine_record(state, user.name, record, body.reason))
 
 
 @router.post("/{vm}/release", response_model=Action, summary="Release a VM (operator)")
@@ -122,6 +109,4 @@ def release(
     """Put back exactly what the quarantine changed; the reason says what was fixed."""
     record = find_vm(store, vm)
     _live(record, vm)
-    with state.connections.connection(record["uri"]) as conn:
-        rec = Quarantiner(store, user.name).release(conn, record["id"], reason=body.reason)
-    return action_out(rec)
+    return action_out(release_record(state, user.name, record, body.reason))
