@@ -75,6 +75,8 @@ def test_entries_newest_first_with_filters(store: Store) -> None:
     assert [e.journal_id for e in store.journal_entries(action="quarantine")] == [other, q]
     assert [e.journal_id for e in store.journal_entries(status="pending")] == [other]
     assert [e.journal_id for e in store.journal_entries(limit=1)] == [audit]
+    cut = store.journal_get(other).created_at
+    assert [e.journal_id for e in store.journal_entries(since=cut)] == [audit, other]
     assert store.journal_parent(r) == q
     event = store.journal_get(audit)
     assert event.id == "" and event.action == "policy-load" and event.status == "done"

@@ -8,6 +8,7 @@ and shows them as ``dry-run``.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,6 +129,7 @@ class Sweep:
         self.actor = actor
         self.progress = progress
         self.options = options or SweepOptions()
+        self._feed: tuple[tuple[str, tuple[int, int, int]], VulnDB] | None = None
 
     def run(self, uris: list[str], *, enforce: bool = False) -> ScanResult:
         """One sweep of ``uris``; ``enforce``: carry out the rules' actions (else dry-run).
@@ -220,8 +222,17 @@ class Sweep:
         )
 
     def _vulns(self) -> VulnDB | None:
+        """The OSV feed, loaded once per Sweep (watch keeps one for its life) until the feed's
+        files change: re-parsing a distribution's feed at every reconcile is the slow part."""
         path = self.options.vulns or self.policy.vulns
-        return VulnDB.load(path) if path else None
+        if not path:
+            return None
+        if not Path(path).exists():
+            return VulnDB.load(path)  # raises the feed's own clear error
+        key = (str(path), _tree_stamp(Path(path)))
+        if self._feed is None or self._feed[0] != key:
+            self._feed = (key, VulnDB.load(path))
+        return self._feed[1]
 
     def _inventory(self, uris: list[str]) -> list[HostInventory]:
         done = 0
@@ -277,9 +288,13 @@ class Sweep:
             (d["rule"], d["resource"], d["id"]): d["first_seen"]
             for d in self.store.findings("open")
         }
+        # Only entries newer than the oldest wanted finding can count: the journal grows with
+        # every notify, and older entries cannot clear a finding opened after them.
+        opened = [since.get(f.key) for f, _ in wanted]
+        oldest = min(opened) if None not in opened else None  # type: ignore[type-var]
         last_done: dict[tuple[str, str | None, str], datetime] = {}
         for action in {name for _, name in wanted}:
-            for e in self.store.journal_entries(action=action, status="done"):
+            for e in self.store.journal_entries(action=action, status="done", since=oldest):
                 key = (e.id, e.rule, action)
                 if e.created_at and (key not in last_done or e.created_at > last_done[key]):
                     last_done[key] = e.created_at
@@ -319,3 +334,16 @@ class Sweep:
     def _notifier(self) -> Dispatcher | None:
         specs = [n.model_dump(exclude_none=True) for n in self.policy.notify]
         return Dispatcher(specs) if specs else None
+
+
+def _tree_stamp(path: Path) -> tuple[int, int, int]:
+    """(files, total size, newest mtime_ns) of a file or directory tree: changes when it does."""
+    if not path.is_dir():
+        st = path.stat()
+        return (1, st.st_size, st.st_mtime_ns)
+    count = size = newest = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            st = os.stat(os.path.join(root, name))
+            count, size, newest = count + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+    return (count, size, newest)

@@ -182,9 +182,12 @@ class JournalRepo(StoreBase):
         action: str | None = None,
         status: str | None = None,
         limit: int | None = None,
+        since: datetime | None = None,
     ) -> list[ActionRecord]:
-        """Journal entries, newest first."""
+        """Journal entries, newest first; ``since``: created at or after that time."""
         query = select(journal).order_by(journal.c.id.desc())
+        if since is not None:
+            query = query.where(journal.c.created_at >= since)
         if vm_id is not None:
             query = query.where(journal.c.vm_id == vm_id)
         if action is not None:
