@@ -18,7 +18,7 @@ test: deps libvirtd
 	bash scripts/build-debian-image.sh
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
-	VMWARDEN_TEST_PG_URL="$$(bash scripts/start-postgres.sh)" $(PY) -m pytest -q
+	pg_url="$$(bash scripts/start-postgres.sh)" && VMWARDEN_TEST_PG_URL="$$pg_url" $(PY) -m pytest -q
 
 lint: deps
 	$(VENV)/bin/ruff check src tests
