@@ -9,7 +9,7 @@ import libvirt
 import pytest
 
 from tests.enforce.enforce_fleet import OFF, PAUSED, RUN, SPARE
-from vmwarden.enforce import EnforceContext, executors
+from vmwarden.enforce import ActionRequest, EnforceContext, executors
 from vmwarden.model import Finding, State
 from vmwarden.model.finding import Severity
 from vmwarden.notify import Dispatcher
@@ -18,9 +18,8 @@ from vmwarden.notify import Dispatcher
 def _run(ctx: EnforceContext, action: str, vm_id: str, params=None, *, finding=None):
     conn = ctx.conn(next(iter(ctx.connectors)))
     vm = conn.lookup(vm_id)
-    return executors.get(action)(
-        ctx, vm, params or {}, reason="policy: r1", rule="r1", finding=finding
-    )
+    req = ActionRequest(vm, params or {}, reason="policy: r1", rule="r1", finding=finding)
+    return executors.get(action)(ctx, req)
 
 
 def _begun(store, action: str) -> list:
@@ -84,7 +83,7 @@ def test_snapshot_failure_is_journaled_as_failed(ctx, store, conn):
     vm = conn.lookup(RUN)
     dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
     dom.destroy()  # the VM disappears between inventory and action
-    rec = executors.get("snapshot")(ctx, vm, {}, reason="policy: r1", rule="r1")
+    rec = executors.get("snapshot")(ctx, ActionRequest(vm, reason="policy: r1", rule="r1"))
     assert rec.status == "failed" and "no longer exists" in rec.error
     assert store.journal_get(rec.journal_id).status == "failed"
 

@@ -8,6 +8,7 @@ notify) run once, when their finding opens.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,16 +18,37 @@ from vmwarden.errors import ConnectorError, EnforceError
 from vmwarden.model import VM, ActionRecord, Finding, State
 from vmwarden.registry import Registry
 
-Executor = Callable[..., ActionRecord]
+
+@dataclass(frozen=True, slots=True)
+class ActionRequest:
+    """One action to run on one VM: what the plan (or an operator) asked for and why.
+
+    Executors take this rather than a long keyword list so adding a field (say, an
+    operator's ticket) touches the request, not every executor."""
+
+    vm: VM
+    params: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    rule: str | None = None
+    finding: Finding | None = None
+
+
+Executor = Callable[[EnforceContext, ActionRequest], ActionRecord]
 executors: Registry[Executor] = Registry("action")
 EVENT_BASED = {"snapshot", "notify"}
 _LIVE = (State.RUNNING, State.PAUSED, State.BLOCKED, State.PMSUSPENDED)
 
 
-def _noop(vm: VM, action: str, ctx: EnforceContext, rule: str | None, why: str) -> ActionRecord:
+def _noop(ctx: EnforceContext, req: ActionRequest, action: str, why: str) -> ActionRecord:
+    vm = req.vm
     return ActionRecord(
-        None, action, vm.id, vm.name, vm.host, vm.uri, "noop", ctx.actor, reason=why, rule=rule
+        None, action, vm.id, vm.name, vm.host, vm.uri, "noop", ctx.actor, reason=why, rule=req.rule
     )
+
+
+def _begin(ctx: EnforceContext, req: ActionRequest, action: str, changes: dict[str, Any]) -> int:
+    """The journal's 'before' write for this request: durable before libvirt is touched."""
+    return ctx.journal_simple(action, req.vm, reason=req.reason, rule=req.rule, changes=changes)
 
 
 def _run_step(
@@ -43,128 +65,72 @@ def _run_step(
 
 
 def _power(
-    ctx: EnforceContext,
-    vm: VM,
-    action: str,
-    from_states: tuple[State, ...],
-    *,
-    reason: str,
-    rule: str | None,
+    ctx: EnforceContext, req: ActionRequest, action: str, from_states: tuple[State, ...]
 ) -> ActionRecord:
     """Pause or shut down (the connector's method of that name), only from ``from_states``:
     in any other state the action already holds or cannot apply, and is a no-op."""
-    conn = ctx.conn(vm.uri)
-    state = conn.domain_state(vm.id)
+    conn = ctx.conn(req.vm.uri)
+    state = conn.domain_state(req.vm.id)
     if state not in from_states:
-        return _noop(vm, action, ctx, rule, f"VM is {state}")
-    entry = ctx.journal_simple(
-        action, vm, reason=reason, rule=rule, changes={"state_before": state}
-    )
-    return _run_step(ctx, entry, lambda: getattr(conn, action)(vm.id))
+        return _noop(ctx, req, action, f"VM is {state}")
+    entry = _begin(ctx, req, action, {"state_before": state})
+    return _run_step(ctx, entry, lambda: getattr(conn, action)(req.vm.id))
 
 
 @executors.register("quarantine")
-def quarantine(
-    ctx: EnforceContext,
-    vm: VM,
-    params: dict[str, Any],
-    *,
-    reason: str,
-    rule: str | None,
-    finding: Finding | None = None,
-) -> ActionRecord:
+def quarantine(ctx: EnforceContext, req: ActionRequest) -> ActionRecord:
     if ctx.quarantine is None:
         raise EnforceError(
             "the policy has no `quarantine:` block", hint="add quarantine: {network: NAME}"
         )
     return Quarantiner(ctx.store, ctx.actor).quarantine(
-        ctx.conn(vm.uri), vm, ctx.quarantine, reason=reason, rule=rule
+        ctx.conn(req.vm.uri), req.vm, ctx.quarantine, reason=req.reason, rule=req.rule
     )
 
 
 @executors.register("pause")
-def pause(
-    ctx: EnforceContext,
-    vm: VM,
-    params: dict[str, Any],
-    *,
-    reason: str,
-    rule: str | None,
-    finding: Finding | None = None,
-) -> ActionRecord:
-    return _power(ctx, vm, "pause", (State.RUNNING,), reason=reason, rule=rule)
+def pause(ctx: EnforceContext, req: ActionRequest) -> ActionRecord:
+    return _power(ctx, req, "pause", (State.RUNNING,))
 
 
 @executors.register("shutdown")
-def shutdown(
-    ctx: EnforceContext,
-    vm: VM,
-    params: dict[str, Any],
-    *,
-    reason: str,
-    rule: str | None,
-    finding: Finding | None = None,
-) -> ActionRecord:
-    return _power(ctx, vm, "shutdown", _LIVE, reason=reason, rule=rule)
+def shutdown(ctx: EnforceContext, req: ActionRequest) -> ActionRecord:
+    return _power(ctx, req, "shutdown", _LIVE)
 
 
 @executors.register("snapshot")
-def snapshot(
-    ctx: EnforceContext,
-    vm: VM,
-    params: dict[str, Any],
-    *,
-    reason: str,
-    rule: str | None,
-    finding: Finding | None = None,
-) -> ActionRecord:
-    conn = ctx.conn(vm.uri)
-    name = f"vmwarden-{rule or 'manual'}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    entry = ctx.journal_simple("snapshot", vm, reason=reason, rule=rule, changes={"snapshot": name})
-    desc = f"vmwarden evidence snapshot: {reason}"
-    return _run_step(ctx, entry, lambda: {"snapshot": conn.snapshot(vm.id, name, desc)})
+def snapshot(ctx: EnforceContext, req: ActionRequest) -> ActionRecord:
+    conn, vm_id = ctx.conn(req.vm.uri), req.vm.id
+    name = f"vmwarden-{req.rule or 'manual'}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    entry = _begin(ctx, req, "snapshot", {"snapshot": name})
+    desc = f"vmwarden evidence snapshot: {req.reason}"
+    return _run_step(ctx, entry, lambda: {"snapshot": conn.snapshot(vm_id, name, desc)})
 
 
 @executors.register("tag")
-def tag(
-    ctx: EnforceContext,
-    vm: VM,
-    params: dict[str, Any],
-    *,
-    reason: str,
-    rule: str | None,
-    finding: Finding | None = None,
-) -> ActionRecord:
-    conn = ctx.conn(vm.uri)
-    key, value = str(params["key"]), str(params.get("value", rule or ""))
-    meta = conn.get_metadata(vm.id)
+def tag(ctx: EnforceContext, req: ActionRequest) -> ActionRecord:
+    conn, vm_id = ctx.conn(req.vm.uri), req.vm.id
+    key, value = str(req.params["key"]), str(req.params.get("value", req.rule or ""))
+    meta = conn.get_metadata(vm_id)
     if meta.tags.get(key) == value:
-        return _noop(vm, "tag", ctx, rule, f"tag {key}={value} already set")
+        return _noop(ctx, req, "tag", f"tag {key}={value} already set")
     changes = {"key": key, "value": value, "before": meta.tags.get(key)}
-    entry = ctx.journal_simple("tag", vm, reason=reason, rule=rule, changes=changes)
+    entry = _begin(ctx, req, "tag", changes)
 
     def apply() -> dict[str, Any]:
         meta.tags[key] = value
-        conn.set_metadata(vm.id, meta)
+        conn.set_metadata(vm_id, meta)
         return changes
 
     return _run_step(ctx, entry, apply)
 
 
 @executors.register("notify")
-def notify(
-    ctx: EnforceContext,
-    vm: VM,
-    params: dict[str, Any],
-    *,
-    reason: str,
-    rule: str | None,
-    finding: Finding | None = None,
-) -> ActionRecord:
+def notify(ctx: EnforceContext, req: ActionRequest) -> ActionRecord:
     if ctx.notifier is None:
-        return _noop(vm, "notify", ctx, rule, "no notify receivers in the policy")
-    entry = ctx.journal_simple("notify", vm, reason=reason, rule=rule, changes={})
-    deliveries = ctx.notifier(vm, finding, rule)
+        return _noop(ctx, req, "notify", "no notify receivers in the policy")
+    entry = _begin(ctx, req, "notify", {})
+    deliveries = ctx.notifier(req.vm, req.finding, req.rule)
     sent = [{"receiver": r, "ok": ok, "error": e} for r, ok, e in deliveries]
     failed = [d for d in sent if not d["ok"]]
     status = "failed" if failed and len(failed) == len(sent) else "done"

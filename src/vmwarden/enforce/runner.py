@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from vmwarden.enforce.actions import EVENT_BASED, executors
+from vmwarden.enforce.actions import EVENT_BASED, ActionRequest, executors
 from vmwarden.enforce.context import EnforceContext
 from vmwarden.enforce.quarantine import Quarantiner
 from vmwarden.errors import VmwardenError
@@ -124,9 +124,8 @@ def execute(ctx: EnforceContext, planned: list[PlannedAction]) -> list[ActionRec
     records = []
     for p in planned:
         try:
-            rec = executors.get(p.action)(
-                ctx, p.vm, p.params, reason=p.reason, rule=p.rules[0], finding=p.finding
-            )
+            req = ActionRequest(p.vm, p.params, p.reason, p.rules[0], p.finding)
+            rec = executors.get(p.action)(ctx, req)
         except VmwardenError as exc:
             rec = p.unjournaled("failed", ctx.actor, error=str(exc))
         records.append(rec)
