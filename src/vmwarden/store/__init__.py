@@ -15,5 +15,6 @@ from vmwarden.store.store import Store
 from vmwarden.store import facts as _facts  # noqa: F401  isort: skip
 from vmwarden.store import users as _users  # noqa: F401  isort: skip
 from vmwarden.store import exceptions as _exceptions  # noqa: F401  isort: skip
+from vmwarden.store import sessions as _sessions  # noqa: F401  isort: skip
 
 __all__ = ["FindingsDelta", "HistoryEntry", "ImagesDelta", "InventoryDelta", "Store"]

@@ -1,0 +1,250 @@
+"""Server-side sign-in sessions and failed-login throttling.
+
+A dashboard cookie is signed, but a signature alone cannot be taken back: a copied cookie
+would work until it expires. So the cookie carries a random session id, and the store keeps
+only its SHA-256 (``sid_hash``: a database leak yields no usable cookie). A session is valid
+while its row exists, is younger than the maximum age and was used within the idle limit;
+signing out deletes the row, and disabling a user or rotating their token deletes all of
+theirs (:meth:`SessionsRepo.revoke_user`).
+
+Throttling lives here too, so that it survives a restart and is shared by every worker
+process: one row per (scope, subject) -- ``address``/``account`` -- counts failures in the
+current window; at the limit the subject is blocked, for twice as long at each further
+failure (capped). A successful sign-in deletes the rows of its address and account.
+
+Example::
+
+    repo = SessionsRepo(store)
+    repo.create(sid_hash, user_id, source="192.0.2.1")
+    session = repo.touch(sid_hash, max_age=timedelta(hours=8), idle=timedelta(minutes=30))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ForeignKey, Integer, String, delete, insert, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vmwarden.store.base import utcnow
+from vmwarden.store.tables import Base, BigId, UTCDateTime
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement, Select
+    from sqlalchemy.engine import Connection, Row
+
+    from vmwarden.store.store import Store
+
+
+class LoginSessionRow(Base):
+    """One signed-in browser; the cookie holds the id whose hash is ``sid_hash``."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str | None] = mapped_column(String(64))
+
+
+class LoginThrottleRow(Base):
+    """Failed sign-ins of one source address or one account in the current window."""
+
+    __tablename__ = "login_throttle"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+login_sessions = LoginSessionRow.__table__
+login_throttle = LoginThrottleRow.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class LoginSession:
+    """A live session: whose it is and when it started (for the age limit)."""
+
+    id: int
+    user_id: int
+    created_at: datetime
+    last_seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleRule:
+    """``limit`` failures within ``window`` block for ``base``, doubling per extra failure."""
+
+    limit: int = 5
+    window: timedelta = timedelta(minutes=15)
+    base: timedelta = timedelta(seconds=30)
+    cap: timedelta = timedelta(minutes=15)
+
+    def block_for(self, failures: int) -> timedelta | None:
+        """How long ``failures`` failures in one window block; None below the limit."""
+        if failures < self.limit:
+            return None
+        extra = min(failures - self.limit, 20)  # 2**20 * base is far past any cap
+        return min(self.base * (2**extra), self.cap)
+
+
+class SessionsRepo:
+    """Sessions of :class:`~vmwarden.store.users.UserRow` users, kept in a :class:`Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def create(
+        self, sid_hash: str, user_id: int, *, source: str | None = None, now: datetime | None = None
+    ) -> None:
+        now = now or utcnow()
+        with self._store._write() as conn:
+            conn.execute(
+                insert(login_sessions).values(
+                    sid_hash=sid_hash,
+                    user_id=user_id,
+                    created_at=now,
+                    last_seen_at=now,
+                    source=(source or None) and source[:64],
+                )
+            )
+
+    def touch(
+        self,
+        sid_hash: str,
+        *,
+        max_age: timedelta,
+        idle: timedelta,
+        now: datetime | None = None,
+    ) -> LoginSession | None:
+        """The live session with this hash, its last use set to now; expired ones are deleted.
+
+        Writes at most once a minute per session, so a busy dashboard does not turn every
+        page view into a database write.
+        """
+        now = now or utcnow()
+        with self._store._read() as conn:
+            row = conn.execute(
+                select(login_sessions).where(login_sessions.c.sid_hash == sid_hash)
+            ).first()
+        if row is None:
+            return None
+        if now - row.created_at >= max_age or now - row.last_seen_at >= idle:
+            self.revoke(sid_hash)
+            return None
+        if now - row.last_seen_at >= timedelta(minutes=1):
+            with self._store._write() as conn:
+                conn.execute(
+                    update(login_sessions)
+                    .where(login_sessions.c.id == row.id)
+                    .values(last_seen_at=now)
+                )
+        return LoginSession(row.id, row.user_id, row.created_at, now)
+
+    def revoke(self, sid_hash: str) -> bool:
+        """Delete this session; False when it was already gone."""
+        with self._store._write() as conn:
+            result = conn.execute(
+                delete(login_sessions).where(login_sessions.c.sid_hash == sid_hash)
+            )
+        return bool(result.rowcount)
+
+    def revoke_user(self, user_id: int) -> int:
+        """Delete all of a user's sessions (disabled, token rotated); how many there were."""
+        with self._store._write() as conn:
+            return revoke_user_sessions(conn, user_id)
+
+    def count(self, user_id: int) -> int:
+        with self._store._read() as conn:
+            rows = conn.execute(
+                select(login_sessions.c.id).where(login_sessions.c.user_id == user_id)
+            )
+            return len(rows.all())
+
+    def purge_expired(
+        self, *, max_age: timedelta, idle: timedelta, now: datetime | None = None
+    ) -> int:
+        """Delete every session past either limit (rows of browsers that never came back)."""
+        now = now or utcnow()
+        with self._store._write() as conn:
+            result = conn.execute(
+                delete(login_sessions).where(
+                    (login_sessions.c.created_at <= now - max_age)
+                    | (login_sessions.c.last_seen_at <= now - idle)
+                )
+            )
+        return int(result.rowcount or 0)
+
+
+def revoke_user_sessions(conn: Connection, user_id: int) -> int:
+    """Within the caller's transaction: delete ``user_id``'s sessions."""
+    result = conn.execute(delete(login_sessions).where(login_sessions.c.user_id == user_id))
+    return int(result.rowcount or 0)
+
+
+class ThrottleRepo:
+    """Failed sign-in counts per (scope, subject); see :class:`ThrottleRule`."""
+
+    def __init__(self, store: Store, rule: ThrottleRule | None = None) -> None:
+        self._store = store
+        self.rule = rule or ThrottleRule()
+
+    def blocked_until(
+        self, scope: str, subject: str, now: datetime | None = None
+    ) -> datetime | None:
+        """When ``subject`` may try again, or None if it may now."""
+        now = now or utcnow()
+        with self._store._read() as conn:
+            row = conn.execute(_select_one(scope, subject)).first()
+        if row is None or row.blocked_until is None or row.blocked_until <= now:
+            return None
+        return row.blocked_until
+
+    def fail(self, scope: str, subject: str, now: datetime | None = None) -> datetime | None:
+        """Count one failure; returns the time the subject is blocked until, if it now is."""
+        now = now or utcnow()
+        subject = subject[:255]
+        with self._store._write() as conn:
+            row = conn.execute(_select_one(scope, subject)).first()
+            if row is None or _window_over(row, now, self.rule.window):
+                failures, start = 1, now
+            else:
+                failures, start = row.failures + 1, row.window_start
+            span = self.rule.block_for(failures)
+            until = now + span if span else None
+            values = {
+                "failures": failures,
+                "window_start": start,
+                "last_failure_at": now,
+                "blocked_until": until,
+            }
+            if row is None:
+                conn.execute(insert(login_throttle).values(scope=scope, subject=subject, **values))
+            else:
+                conn.execute(update(login_throttle).where(_key(scope, subject)).values(**values))
+        return until
+
+    def reset(self, scope: str, subject: str) -> None:
+        with self._store._write() as conn:
+            conn.execute(delete(login_throttle).where(_key(scope, subject[:255])))
+
+
+def _key(scope: str, subject: str) -> ColumnElement[bool]:
+    return (login_throttle.c.scope == scope) & (login_throttle.c.subject == subject)
+
+
+def _select_one(scope: str, subject: str) -> Select[Any]:
+    return select(login_throttle).where(_key(scope, subject[:255]))
+
+
+def _window_over(row: Row[Any], now: datetime, window: timedelta) -> bool:
+    """A new window starts once the old one has passed and no block is running."""
+    blocked = row.blocked_until is not None and row.blocked_until > now
+    return now - row.window_start >= window and not blocked
