@@ -5,7 +5,10 @@ worker start), a warm ``InspectorPool`` (its second image: the worker is already
 re-scan of an unchanged image (``FactsCache.lookup``), a plain ``dissect.target`` open +
 packages + users in one process, and ``virt-inspector`` (libguestfs, direct backend, TCG).
 Then images per minute on 2 workers over qcow2 clones of the image (overlays backed by it,
-as clones of a template are), and bytes read vs image size from ``InspectorPool.stats``.
+as clones of a template are), and bytes read from the host vs image size from
+``InspectorPool.stats``: ``read_pct`` against the image files (every layer: the conservative
+denominator, the one issue 6's "< 2%" is judged on) and ``read_pct_virtual`` against the
+disk the guest sees.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ stats = pool.stats[os.path.abspath({second!r})]
 pool.close()
 def run():
     return {{"warm": _warm, "packages": len(facts.packages or []), "users": len(facts.users or []),
-            "bytes_read": stats.get("bytes_read"), "image_bytes": stats.get("image_bytes")}}
+            "bytes_read": stats.get("bytes_read"), "image_bytes": stats.get("image_bytes"),
+            "virtual_bytes": stats.get("virtual_bytes")}}
 """
 
 CACHE_HIT = """
@@ -79,7 +83,9 @@ def run():
     failed = [p for p, r in results.items() if isinstance(r, Exception)]
     read = sum(s.get("bytes_read") or 0 for s in stats)
     size = sum(s.get("image_bytes") or 0 for s in stats)
-    return {{"images": len(images), "failed": len(failed), "bytes_read": read, "image_bytes": size}}
+    virtual = sum(s.get("virtual_bytes") or 0 for s in stats)
+    return {{"images": len(images), "failed": len(failed), "bytes_read": read, "image_bytes": size,
+             "virtual_bytes": virtual}}
 """
 
 
@@ -192,7 +198,9 @@ def run(full: bool, repeats: int) -> list[dict[str, Any]]:
         warm.rss.append(r["rss"])
         warm.extra = {
             "packages": r["packages"],
-            "read_pct": _pct(r["bytes_read"], r["image_bytes"]),
+            "read_pct": _both(r),
+            "read_frac": (r["bytes_read"] or 0) / (r["image_bytes"] or 1),
+            "read_pct_virtual": _pct(r["bytes_read"], r["virtual_bytes"]),
         }
     rows.append(warm.to_dict())
 
@@ -224,18 +232,27 @@ def run(full: bool, repeats: int) -> list[dict[str, Any]]:
         rate.to_dict()
         | {
             "images_per_minute": len(many) / r["seconds"] * 60,
-            "read_pct": _pct(r["bytes_read"], r["image_bytes"]),
+            "read_pct": _both(r),
             "read_frac": (r["bytes_read"] or 0) / (r["image_bytes"] or 1),
+            "read_pct_virtual": _pct(r["bytes_read"], r["virtual_bytes"]),
             "note": f"{r['failed']} failed; image {size / 2**20:.0f} MiB, clones are overlays of it",
         }
     )
     return rows
 
 
+def _both(r: dict[str, Any]) -> str:
+    """Bytes read against the image files (the target's denominator) and the virtual disk."""
+    virtual = _pct(r["bytes_read"], r.get("virtual_bytes"))
+    return (
+        f"{_pct(r['bytes_read'], r['image_bytes'])} of the file; {virtual.split(' ')[0]} of virtual"
+    )
+
+
 def _pct(read: int | None, total: int | None) -> str:
     if not read or not total:
         return "?"
-    return f"{read / total * 100:.2f}% ({read / 2**20:.1f} of {total / 2**20:.0f} MiB)"
+    return f"{read / total * 100:.2f}% ({read / 2**20:.2f} of {total / 2**20:.0f} MiB)"
 
 
 def _best(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

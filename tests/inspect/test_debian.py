@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 from tests.inspect.conftest import KEY
@@ -45,3 +47,18 @@ def test_in_process_and_pool_agree_on_debian(debian_image: Path) -> None:
     local = inspect_image(debian_image, allowed_dirs=[debian_image.parent], fingerprint_key=KEY)
     assert local.os_version == "12"
     assert len(local.packages or []) > 80
+
+
+def test_debian_inspection_reads_under_two_percent_of_the_image(debian_image: Path) -> None:
+    """Issue 6: bytes read from the host vs the image file (and vs the virtual disk)."""
+    with InspectorPool(workers=1, allowed_dirs=[debian_image.parent], fingerprint_key=KEY) as pool:
+        facts = pool.inspect(debian_image)
+        stats = pool.stats[str(debian_image)]
+    assert len(facts.packages or []) > 80
+    assert stats["image_bytes"] == debian_image.stat().st_size
+    info = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(debian_image)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert stats["virtual_bytes"] == json.loads(info.stdout)["virtual-size"]
+    assert 0 < stats["bytes_read"] < 0.02 * stats["image_bytes"]

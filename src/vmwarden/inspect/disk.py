@@ -8,75 +8,19 @@ filesystems (ext4, xfs, btrfs, NTFS, FAT) and mounts the guest's root at ``targe
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vmwarden.errors import InspectError
 from vmwarden.inspect.magic import LUKS_MAGIC
+from vmwarden.inspect.reads import CountingFile
 
 if TYPE_CHECKING:
     from dissect.target import Target
 
 # dissect logs every failed detection as a warning; vmwarden records failures as facts.
 logging.getLogger("dissect").setLevel(logging.CRITICAL)
-
-
-class CountingFile(io.RawIOBase):
-    """A read-only file object over a descriptor that counts the bytes it returns.
-
-    It has no ``name``: dissect derives sibling paths (vmdk extents, qcow2 backing files)
-    from a file object's name, and this one must not lead it to any host path.
-    """
-
-    def __init__(self, fd: int) -> None:
-        super().__init__()
-        self._fd = fd
-        self._pos = 0
-        self.size = os.fstat(fd).st_size
-        self.bytes_read = 0
-        self.reads = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            self._pos = offset
-        elif whence == io.SEEK_CUR:
-            self._pos += offset
-        elif whence == io.SEEK_END:
-            self._pos = self.size + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
-        if self._pos < 0:
-            raise OSError("negative seek position")
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        n = os.preadv(self._fd, [view], self._pos) if len(view) else 0
-        self._pos += n
-        self.bytes_read += n
-        self.reads += 1
-        return n
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = max(self.size - self._pos, 0)
-        data = os.pread(self._fd, size, self._pos) if size else b""
-        self._pos += len(data)
-        self.bytes_read += len(data)
-        self.reads += 1
-        return data
 
 
 @dataclass(slots=True)
@@ -88,6 +32,7 @@ class GuestDisk:
     encrypted: bool = False
     filesystems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what went wrong but did not stop us
+    virtual_size: int = 0  # bytes of the disk the guest sees (the top layer's virtual size)
 
     @property
     def bytes_read(self) -> int:
@@ -115,6 +60,7 @@ def open_guest(layers: list[tuple[int, str]], *, name: str) -> GuestDisk:
         disk.encrypted = True
         return disk
     stream = _assemble(files, [fmt for _, fmt in layers])
+    disk.virtual_size = int(getattr(stream, "size", None) or files[0].size)
     # No path: dissect would look for a ``.targetcfg.py`` beside it and run it.
     target = Target()
     target.props["vmwarden_name"] = name
@@ -152,13 +98,15 @@ def open_guest(layers: list[tuple[int, str]], *, name: str) -> GuestDisk:
 
 def _assemble(files: list[CountingFile], formats: list[str]) -> BinaryIO:
     """The virtual disk: the chain built from the root upwards, each layer over its backing."""
-    from dissect.hypervisor.disk import qcow2, vhdx, vmdk
+    from dissect.hypervisor.disk import vhdx, vmdk
+
+    from vmwarden.inspect.qcow2_stream import open_qcow2
 
     try:
         below: BinaryIO | None = None
         for fh, fmt in reversed(list(zip(files, formats, strict=True))):
             if fmt == "qcow2":
-                below = qcow2.QCow2(fh, backing_file=below).open()
+                below = open_qcow2(fh, below)
             elif fmt == "vmdk":
                 below = vmdk.VMDK(fh)
             elif fmt == "vhdx":

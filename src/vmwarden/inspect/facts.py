@@ -91,7 +91,9 @@ def inspect_layers(
 ) -> tuple[GuestFacts, dict[str, int]]:
     """Facts of a disk given as open descriptors ``[(fd, format)]``, top layer first.
 
-    Returns the facts and read statistics (``bytes_read``, ``image_bytes``).
+    Returns the facts and read statistics: ``bytes_read`` from the host files,
+    ``image_bytes`` (the layers' file sizes, all of them) and ``virtual_bytes`` (the disk
+    the guest sees); the first is the one to keep small, the others are its denominators.
 
     Raises:
         InspectError: the disk cannot be opened by dissect.
@@ -101,7 +103,7 @@ def inspect_layers(
     if encrypted:
         facts.encrypted = True
         facts.errors.append("disk image is encrypted; guest contents not read")
-        return facts, {"bytes_read": 0, "image_bytes": 0}
+        return facts, {"bytes_read": 0, "image_bytes": 0, "virtual_bytes": 0}
     guest = open_guest(layers, name=image)
     try:
         facts.encrypted = guest.encrypted
@@ -112,7 +114,11 @@ def inspect_layers(
         else:
             collect(guest, facts, fingerprint_key)
     finally:
-        stats = {"bytes_read": guest.bytes_read, "image_bytes": guest.image_size}
+        stats = {
+            "bytes_read": guest.bytes_read,
+            "image_bytes": guest.image_size,
+            "virtual_bytes": guest.virtual_size,
+        }
     facts.seconds = round(time.monotonic() - started, 4)
     return facts, stats
 
