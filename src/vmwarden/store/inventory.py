@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, text, update
 
-from vmwarden.store.base import StoreBase, aware, chunks, upsert
+from vmwarden.store.base import StoreBase, aware, chunks, execute_rows, upsert
 from vmwarden.store.history import (
     GONE,
     diff,
@@ -210,8 +210,7 @@ class InventoryRepo(StoreBase):
                 conn.execute(update(vms).where(vms.c.id.in_(chunk)).values(last_seen=now))
             history += self._mark_gone(conn, batch, complete_hosts, now, source, delta)
             bump(conn, VMS, complete_hosts, now)
-            for chunk in chunks(history):
-                conn.execute(insert(vm_history), list(chunk))
+            execute_rows(conn, insert(vm_history), history)
             _refresh_statistics(conn, len(rows))
         for twin in twins:  # not stored, but the engine evaluates it: give it the same clock
             twin.first_seen = batch[twin.id].first_seen
