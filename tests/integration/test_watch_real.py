@@ -82,13 +82,15 @@ def isolated(dom: libvirt.virDomain) -> bool:
 class Daemon:
     """``vmwarden watch`` as an operator runs it, with /state and /metrics on a free port."""
 
-    def __init__(self, policy: Path, db: str, log: Path, *extra: str) -> None:
+    def __init__(
+        self, policy: Path, db: str, log: Path, *extra: str, only: str = "vmw-watch-*"
+    ) -> None:
         self.port = free_port()
         self.log = log
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "vmwarden.cli.main", "watch", "-c", URI, "-p", str(policy),
-                "--db", db, "--only", "vmw-watch-*", "--listen", f"127.0.0.1:{self.port}",
+                "--db", db, "--only", only, "--listen", f"127.0.0.1:{self.port}",
                 "--no-inspect", "-v", *extra,
             ],
             stdout=log.open("w"),

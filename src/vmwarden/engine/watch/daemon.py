@@ -37,6 +37,7 @@ from vmwarden.engine.watch.events import came_up, read_vm
 from vmwarden.engine.watch.gate import WATCH_ACTOR, Gate, Outcome
 from vmwarden.engine.watch.hosts import HostWatch
 from vmwarden.engine.watch.judge import LIVE, Judge
+from vmwarden.engine.watch.latency import start_event
 from vmwarden.engine.watch.state import WatchConfig, WatchState
 from vmwarden.engine.watch.sweeper import SweepScheduler, WatchSweep, in_scope
 from vmwarden.engine.watch.vmqueue import Key, VmQueue
@@ -115,6 +116,7 @@ class Watcher:
         self._locks_guard = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # settles waiting for a reconcile
         self.started = threading.Event()  # set once every host had its first reconcile
         self.listening: tuple[str, int] | None = None
         self.admission: Any | None = None
@@ -135,6 +137,7 @@ class Watcher:
         try:
             await self._stop.wait()
         finally:
+            tasks += list(self._tasks)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -225,12 +228,24 @@ class Watcher:
         outcome = await loop.run_in_executor(self.executor, self._update_vm, key, batch)
         if outcome.reconcile:
             self._loop_task(self.scheduler.request())
-        if outcome.check:
-            result = await self.scheduler.request()
-            await loop.run_in_executor(self.executor, self._settle, key, result, outcome)
+        if outcome.check:  # off the VM's queue: its next events (a restart) must not wait
+            self._loop_task(self._check(key, outcome))
+
+    async def _check(self, key: Key, outcome: Outcome) -> None:
+        """After the next full reconcile, judge the VM again (release it or keep it)."""
+        result = await self.scheduler.request()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self._settle, key, result, outcome)
 
     def _loop_task(self, coro: Any) -> None:
-        asyncio.get_running_loop().create_task(coro)
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("watch task failed", exc_info=task.exception())
 
     def _update_vm(self, key: Key, batch: list[DomainEvent]) -> Outcome:
         """One VM's coalesced events (worker thread): gate first, then the record."""
@@ -239,7 +254,7 @@ class Watcher:
         if conn is None:
             return Outcome()  # disconnected: the reconcile on reconnect catches up
         try:
-            vm = read_vm(conn, vm_id)
+            vm, run = read_vm(conn, vm_id)
         except DomainGoneError:
             self.state.forget(vm_id)
             return Outcome(reconcile=True)
@@ -249,7 +264,7 @@ class Watcher:
         with self._vm_lock(vm_id):
             prior = self.state.vm(vm_id)
             if vm.state in LIVE and came_up(batch, self.state.last_state.get(vm_id)):
-                outcome = self.gate.at_start(conn, vm, prior, batch[0])
+                outcome = self.gate.at_start(conn, vm, prior, start_event(batch), run)
             elif vm.state == State.SHUTOFF and self.store.active_quarantine(vm_id) is None:
                 self.gate.isolate_ahead(conn, vm, prior)
             else:
@@ -300,8 +315,8 @@ class Watcher:
         )
         swept_before = set(self.state.swept_hosts)
         self.state.swept_hosts |= set(result.hosts)
+        self._refresh_held(result.vms)  # first: the gate settles what is held
         self.gate.after_reconcile(result, before, swept_before, self._connector)
-        self._refresh_held(result.vms)
         return result
 
     def _refresh_held(self, vms: list[VM]) -> None:
@@ -363,7 +378,7 @@ class Watcher:
                 "sweeps": self.sweeps,
                 "events": {"received": self.queue.received, "handled": self.queue.handled},
                 "held": sorted(self.state.held),
-                "latencies": [{"vm": x.vm, "seconds": x.seconds} for x in self.gate.latencies],
+                "latencies": [x.to_dict() for x in self.gate.latencies],
                 "alerts": self.alerts.stats(),
             },
             default=str,

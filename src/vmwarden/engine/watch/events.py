@@ -11,6 +11,7 @@ from vmwarden.connectors.libvirt.domxml import parse_domain
 from vmwarden.connectors.libvirt.events import DomainEvent
 from vmwarden.connectors.libvirt.inventory import state_of
 from vmwarden.engine.watch.judge import LIVE
+from vmwarden.engine.watch.latency import run_id
 from vmwarden.errors import ConnectorError, DomainGoneError
 from vmwarden.model import VM, State
 
@@ -23,18 +24,17 @@ def came_up(batch: list[DomainEvent], last: State | None) -> bool:
     return last is not None and last not in LIVE
 
 
-def read_vm(conn: Any, vm_id: str) -> VM:
-    """The domain as it is now, from its XML (no address lookups: this is the fast path)."""
+def read_vm(conn: Any, vm_id: str) -> tuple[VM, int | None]:
+    """The domain as it is now, from its XML (no address lookups: this is the fast path),
+    and its run id (``latency.run_id``: which start of the VM this is)."""
     try:
         dom = conn.conn.lookupByUUIDString(vm_id)
         state = state_of(dom.state()[0])
-        return parse_domain(
-            dom.XMLDesc(0),
-            host=conn.host,
-            uri=conn.uri,
-            state=state,
-            persistent=bool(dom.isPersistent()),
+        xml = dom.XMLDesc(0)
+        vm = parse_domain(
+            xml, host=conn.host, uri=conn.uri, state=state, persistent=bool(dom.isPersistent())
         )
+        return vm, run_id(xml) if state in LIVE else None
     except libvirt.libvirtError as exc:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
             raise DomainGoneError(f"VM {vm_id} no longer exists on {conn.host}") from None

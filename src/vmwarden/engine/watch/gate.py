@@ -20,15 +20,18 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from vmwarden.connectors.libvirt.events import DomainEvent
 from vmwarden.enforce import Quarantiner, QuarantineSpec
+from vmwarden.engine.admission_records import as_datetime
 from vmwarden.engine.metrics import WatchMetrics
 from vmwarden.engine.scan import ScanResult
+from vmwarden.engine.watch.holds import HoldAlerts
 from vmwarden.engine.watch.judge import LIVE, Judge, Judgement
+from vmwarden.engine.watch.latency import Latencies, Latency, LiveTimer, arrival
 from vmwarden.engine.watch.state import WatchConfig, WatchState
 from vmwarden.errors import VmwardenError
 from vmwarden.model import VM, ActionRecord, State
@@ -51,13 +54,6 @@ class Outcome:
     check: bool = False  # judge again after a full reconcile (release or keep holding)
     judgement: Judgement | None = None
     reconcile: bool = False  # the VM vanished: let a reconcile mark it gone
-
-
-@dataclass(slots=True)
-class Latency:
-    vm: str
-    seconds: float
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class Gate:
@@ -83,8 +79,9 @@ class Gate:
         self.metrics = metrics
         self.alerts = alerts
         self.vm_lock = vm_lock
-        self.latencies: list[Latency] = []
-        self._alerted_holds: set[int] = set()
+        self.latencies = Latencies()
+        self.holds = HoldAlerts(store)
+        self._runs: dict[str, int] = {}  # VM id → the run id of its last start judged
 
     @property
     def can_hold(self) -> bool:
@@ -98,8 +95,15 @@ class Gate:
 
     # -- on events ---------------------------------------------------------------------
 
-    def at_start(self, conn: Any, vm: VM, prior: VM | None, event: DomainEvent) -> Outcome:
-        """The VM just started: hold it at once when the gate says so."""
+    def at_start(
+        self, conn: Any, vm: VM, prior: VM | None, event: DomainEvent, run: int | None = None
+    ) -> Outcome:
+        """The VM just started (``event``: the start's own event, ``run``: its run id): hold
+        it at once when the gate says so, and time how long it ran exposed."""
+        if run is not None and self._runs.get(vm.id) == run:
+            return Outcome()  # this start was judged already (its 'resumed' came first)
+        if run is not None:
+            self._runs[vm.id] = run
         judgement = self._judge_at_start(vm, prior)
         outcome = Outcome(check=True, judgement=judgement)
         if not judgement.hold:
@@ -109,15 +113,42 @@ class Gate:
         if not self.can_hold:
             log.warning("gate would hold %s: %s (not enforcing)", vm.name, judgement.summary())
             return outcome
-        rec = self.quarantine(conn, vm, f"power-on gate: {judgement.summary()}")
-        if rec is not None and rec.status in ("done", "partial"):
-            took = time.monotonic() - event.received
-            self.metrics.latency.observe(took, uri=vm.uri, action="quarantine")
-            self.latencies.append(Latency(vm.name, took))
+        before = self.store.active_quarantine(vm.id)
+        timer = LiveTimer(conn)
+        rec = self.quarantine(timer, vm, f"power-on gate: {judgement.summary()}")
+        took = self._time_start(vm, event, rec, before, timer)
+        if took is not None:
             log.info(
-                "power-on gate: %s held in %.0f ms: %s", vm.name, took * 1000, judgement.summary()
+                "power-on gate: %s held, %.0f ms after its start: %s",
+                vm.name,
+                took * 1000,
+                judgement.summary(),
             )
         return outcome
+
+    def _time_start(
+        self,
+        vm: VM,
+        event: DomainEvent,
+        rec: ActionRecord | None,
+        before: ActionRecord | None,
+        timer: LiveTimer,
+    ) -> float | None:
+        """Record one ``Latency`` for this start (see ``latency``); returns its seconds."""
+        now = time.monotonic()
+        started = arrival(event)
+        if rec is None or rec.status not in ("done", "partial", "noop"):
+            how, took = "failed", None
+        elif timer.live_at is not None:
+            how, took = "gate", max(0.0, timer.live_at - event.received)
+        elif before is not None and _booted_isolated(before, started):
+            how, took = "at-boot", 0.0
+        else:
+            how, took = "already", max(0.0, now - event.received)
+        self.latencies.add(Latency(vm.name, vm.id, event.detail, started, took, how))
+        if took is not None and how != "at-boot":
+            self.metrics.latency.observe(took, uri=vm.uri, action="quarantine")
+        return took
 
     def isolate_ahead(self, conn: Any, vm: VM, prior: VM | None) -> None:
         """Admission (a): a shut-off VM the gate would hold boots on quarantine."""
@@ -179,9 +210,9 @@ class Gate:
             return
         if active is None and self.can_hold:
             active = self.quarantine(conn, vm, f"power-on gate: {judgement.summary()}")
-        if active is not None and active.journal_id not in self._alerted_holds:
-            self._alerted_holds.add(active.journal_id)
-            evidence = {"reasons": judgement.reasons, "journal_id": active.journal_id}
+        hold = active.journal_id if active is not None else None
+        if hold is not None and self.holds.claim(hold, vm):
+            evidence = {"reasons": judgement.reasons, "journal_id": hold}
             self.alerts.send(_gate_alert("gate.held", vm, "high", evidence))
 
     def after_reconcile(
@@ -203,7 +234,9 @@ class Gate:
                 (prev is not None and prev not in LIVE)
                 or (prev is None and vm.host in swept_before)
             )
-            if came_up:  # started while the daemon was away: the gate, on full data
+            if came_up or (vm.state in LIVE and vm.id in self.state.held):
+                # started while the daemon was away, or held: the gate, on full data (a hold
+                # whose cause cleared without an event on the VM is released here)
                 judgement = self.judge.after_sweep(vm, result.findings, estate)
                 with self.vm_lock(vm.id):
                     self.settle(conn, vm, judgement, None)
@@ -215,6 +248,20 @@ class Gate:
                             self.quarantine(
                                 conn, vm, f"isolated ahead of power-on: {judgement.summary()}"
                             )
+
+
+def _booted_isolated(entry: ActionRecord, moment: datetime) -> bool:
+    """Whether a hold was in place, definition isolated, before ``moment`` (the start): the
+    VM then booted on quarantine. Stored times may be naive UTC."""
+    nics = entry.changes.get("nics") or []
+    if not nics or any(n.get("config") != "done" for n in nics):
+        return False  # a transient VM, or a definition not (yet) isolated: it did not boot so
+    began = as_datetime(entry.created_at)
+    if began is None:
+        return False
+    if began.tzinfo is None:
+        began = began.replace(tzinfo=UTC)
+    return began <= moment
 
 
 def _gate_alert(event: str, vm: VM, severity: str, evidence: dict[str, Any]) -> Alert:

@@ -141,11 +141,21 @@ class WatchSweep(Sweep):
             notifier=self._notify,
             vms={vm.id: vm for vm in vms},
         )
-        records = repair(ctx)
+        records = self._repair(ctx)
         for p in planned:  # one VM at a time, never while the gate acts on the same VM
             with self._vm_lock(p.vm.id):
                 records += execute(ctx, [p])
         return records
+
+    def _repair(self, ctx: EnforceContext) -> list[ActionRecord]:
+        """Finish what a crash left pending, holding those VMs' locks: in the daemon a
+        pending entry may be the gate's quarantine still in flight on another thread (it was
+        resumed under the gate's feet, twice applied, and failed when the VM left)."""
+        vm_ids = sorted({e.id for e in self.store.incomplete_actions()})
+        with contextlib.ExitStack() as stack:
+            for vm_id in vm_ids:  # one order for all: the gate holds one VM lock at a time
+                stack.enter_context(self._vm_lock(vm_id))
+            return repair(ctx)
 
     def _notifier(self) -> Notifier | None:
         return self._notify

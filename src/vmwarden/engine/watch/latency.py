@@ -1,0 +1,129 @@
+"""How long a rejected VM ran exposed: one ``Latency`` per start, from the start's event.
+
+``/state`` once reported 1.4-2 s for a few starts while the exposure measured from outside was
+6-16 ms, because it timed the wrong pair: from the *first event of a coalesced batch* (a
+``defined`` or ``resumed`` read seconds earlier) to the return of the whole quarantine call
+(the live NIC, then the persistent definition, then three journal commits contending with the
+reconcile the same start triggers). And a start whose quarantine was a no-op (the VM booted
+from a definition isolated ahead of time, or the reconcile isolated it first) recorded
+nothing. Here the pair is the start's own event (``started``; ``resumed`` when QEMU's resume
+is read first) and the moment libvirt returned from moving the *live* NIC, which is when the
+VM stops being exposed; every start the gate holds records one entry, saying how it ended:
+
+- ``gate``: the gate moved the live NIC; ``seconds`` is event → live NIC moved;
+- ``at-boot``: the VM booted from an isolated definition (the hold predates the start): 0 s;
+- ``already``: someone else (the reconcile) isolated it after the start and before the gate
+  looked; ``seconds`` is event → the gate saw it isolated (an upper bound);
+- ``failed``: the quarantine did not complete; ``seconds`` is None.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vmwarden.connectors.libvirt.events import DomainEvent
+
+_RUN_ID = re.compile(r"<domain\b[^>]*\sid=['\"](\d+)['\"]")
+_START_DETAILS = ("started", "resumed")
+MAX_KEPT = 10_000  # latencies kept for /state (a long-lived daemon must not grow forever)
+
+
+@dataclass(slots=True)
+class Latency:
+    """One start of a VM the gate holds: when its event arrived and when it was isolated."""
+
+    vm: str
+    vm_id: str
+    event: str  # the lifecycle event the latency is measured from
+    started: datetime  # that event's arrival (wall clock, for ordering against the outside)
+    seconds: float | None  # event → live NICs isolated (None: the quarantine failed)
+    how: str  # gate | at-boot | already | failed
+
+    @property
+    def isolated(self) -> datetime | None:
+        return None if self.seconds is None else self.started + timedelta(seconds=self.seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        isolated = self.isolated
+        return {
+            "vm": self.vm,
+            "id": self.vm_id,
+            "event": self.event,
+            "started": self.started.isoformat(),
+            "isolated": isolated.isoformat() if isolated is not None else None,
+            "seconds": self.seconds,
+            "how": self.how,
+        }
+
+
+def start_event(batch: list[DomainEvent]) -> DomainEvent:
+    """The event a start is timed from: the batch's last ``started`` (an earlier one belongs
+    to a run that has ended since), else the first ``resumed`` (QEMU's resume is reported a
+    few ms before libvirt's ``started``), else the first event that found the VM live."""
+    lifecycle = [e for e in batch if e.kind == "lifecycle"]
+    for e in reversed(lifecycle):
+        if e.detail == "started":
+            return e
+    for e in lifecycle:
+        if e.detail in _START_DETAILS:
+            return e
+    return batch[0]
+
+
+def run_id(domain_xml: str) -> int | None:
+    """The domain's run id (libvirt's ``id='N'``, new at every start; None when shut off):
+    one start is one run however many of its events are read."""
+    m = _RUN_ID.search(domain_xml[:512])
+    return int(m.group(1)) if m else None
+
+
+def arrival(event: DomainEvent) -> datetime:
+    """The wall-clock time an event arrived (its monotonic reading, mapped to now)."""
+    return datetime.now(UTC) - timedelta(seconds=time.monotonic() - event.received)
+
+
+@dataclass
+class LiveTimer:
+    """A connector whose live interface changes are timed: ``live_at`` is the monotonic time
+    libvirt *returned* from the last live ``set_interface`` (the VM is off the network from
+    then on). Everything else is the wrapped connector's."""
+
+    conn: Any
+    live_at: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set_interface(self, vm_id: str, iface_xml: str, *, live: bool, config: bool) -> None:
+        self.conn.set_interface(vm_id, iface_xml, live=live, config=config)
+        if live:
+            with self._lock:
+                self.live_at = time.monotonic()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+class Latencies:
+    """The latencies of this daemon's life, bounded, thread-safe, in start order."""
+
+    def __init__(self) -> None:
+        self._items: list[Latency] = []
+        self._lock = threading.Lock()
+
+    def add(self, item: Latency) -> None:
+        with self._lock:
+            self._items.append(item)
+            self._items.sort(key=lambda x: x.started)
+            del self._items[:-MAX_KEPT]
+
+    def __iter__(self) -> Any:
+        with self._lock:
+            return iter(list(self._items))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
