@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import qemu_img
+from tests.inspect.layouts import LayoutImages
 
 MIB = 1024 * 1024
 
@@ -375,3 +376,14 @@ def debian_image() -> Path:
         if done.returncode != 0:
             pytest.fail(f"cannot build the Debian image: {done.stderr.decode()[-400:]}")
     return DEBIAN_IMAGE
+
+
+@pytest.fixture(scope="session")
+def layout_images(
+    guest_images: GuestImages, tmp_path_factory: pytest.TempPathFactory
+) -> LayoutImages:
+    """LVM and XFS disks of the guest tree (loop devices and LVM: root; built once per run)."""
+    try:
+        return LayoutImages(tmp_path_factory.mktemp("layouts"), guest_images.tree)
+    except (OSError, RuntimeError) as exc:  # missing lvm2/xfsprogs/loop devices: say which
+        pytest.fail(f"cannot build the LVM/XFS images (scripts/install-deps.sh, root): {exc}")

@@ -72,7 +72,7 @@ def open_guest(layers: list[tuple[int, str]], *, name: str) -> GuestDisk:
     except InspectError:
         raise
     except Exception as exc:  # the boundary with a third-party parser of hostile bytes
-        raise InspectError(f"cannot read disk: {_describe(exc)}") from None
+        raise InspectError(f"cannot read disk: {_describe(exc)}{_hint(exc)}") from None
     disk.encrypted = any(_is_luks(vol) for vol in target.volumes)
     disk.filesystems = sorted({getattr(fs, "__type__", "?") for fs in target.filesystems})
     if not len(target.filesystems):
@@ -140,6 +140,13 @@ def _is_luks(volume: Any) -> bool:
         return bool(volume.read(len(LUKS_MAGIC)) == LUKS_MAGIC)
     except Exception:  # a volume we cannot even read is not known to be LUKS
         return False
+
+
+def _hint(exc: BaseException) -> str:
+    """What an operator needs beyond dissect's words, for failures with a known cause."""
+    if type(exc).__name__ == "LVM2Error" and "Physical volume not found" in str(exc):
+        return " (the LVM volume group spans other disks; each disk is inspected alone)"
+    return ""
 
 
 def _describe(exc: BaseException) -> str:
