@@ -54,6 +54,8 @@ def test_evidence_and_severity_follow_the_latest_sweep(store: Store) -> None:
     (found,) = store.open_findings()
     assert found.severity is Severity.CRITICAL
     assert found.evidence == {"packages": ["telnetd", "netcat"]}
+    (row,) = store.findings(status="open")  # rewritten, yet open since the first sweep
+    assert (row["first_seen"], row["last_seen"]) == (T0, T1)
 
 
 def test_scope_rules_limits_resolution(store: Store) -> None:
