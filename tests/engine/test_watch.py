@@ -317,3 +317,46 @@ def test_state_decide_is_the_admission_hook_point(
     assert held.reasons[0]["filter"] == "unregistered"
     good = r.watcher.state.decide(xml_good)
     assert (good.decision, good.hold) == ("allow", False)
+
+
+def test_held_alert_is_not_resent_by_a_new_daemon_but_its_release_is_sent(
+    start: Callable[..., Running], fleet: str, receiver: Receiver
+) -> None:
+    policy = POLICY.format(url=receiver.url)
+    first = start(fleet, policy)
+    first.conn.lookupByUUIDString(LATE).create()  # boots isolated; the gate keeps holding it
+    wait_for(lambda: receiver.events("gate.held", "late"), message="held alert")
+    wait_for(first.idle)
+    wait_for(lambda: len(receiver.events("finding.opened")) == 2, message="finding alerts")
+    (hold,) = journal(first.watcher.store, LATE, "quarantine")
+    (told,) = [e for e in journal(first.watcher.store, LATE, "notify") if e.actor == GATE_ACTOR]
+    assert told.changes == {"alert": "gate.held", "hold": hold.journal_id}  # the memory
+    first.watcher.stop()
+    first.future.result(30)
+    first.watcher.store.close()
+    del first  # nothing of the first daemon is left but its store
+
+    second = start(fleet, policy)
+    w = second.watcher
+    dom = second.conn.lookupByUUIDString(LATE)
+    dom.create()  # a new start of the same hold: judged and kept, not announced again
+    wait_for(lambda: w.queue.handled == w.queue.received and second.idle(), message="settled")
+    wait_for(lambda: w.sweeps >= 2, message="the start's reconcile")
+    wait_for(second.idle)
+    assert [e.journal_id for e in journal(w.store, LATE, "quarantine")] == [hold.journal_id]
+    assert len(receiver.events("gate.held", "late")) == 1
+    assert len(receiver.events("finding.opened")) == 2  # open findings come from the store
+    # The cause clears: the owner registers the VM. The hold is released and that is sent.
+    flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    dom.setMetadata(
+        libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+        "<vm><owner>bob</owner><registered>yes</registered></vm>",
+        "vmwarden",
+        META_NS,
+        flags,
+    )
+    (release,) = wait_for(lambda: finished(w.store, LATE, "release"), message="release")
+    assert release.actor == GATE_ACTOR and release.status == "done"
+    wait_for(lambda: receiver.events("gate.released", "late"), message="released alert")
+    wait_for(second.idle)
+    assert len(receiver.events("gate.held", "late")) == 1
