@@ -107,13 +107,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    demo = build_demo(tmp_path_factory.mktemp("web"))
-    app = create_app(demo.settings())
+@contextlib.contextmanager
+def serve_app(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free port in a thread; yields its base URL."""
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
@@ -122,9 +121,19 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield Served(f"http://127.0.0.1:{port}", demo.db_url, demo.policy, demo.tokens, demo.names, app)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    demo = build_demo(tmp_path_factory.mktemp("web"))
+    app = create_app(demo.settings())
+    with serve_app(app) as base:
+        yield Served(base, demo.db_url, demo.policy, demo.tokens, demo.names, app)
 
 
 @pytest.fixture(scope="session")

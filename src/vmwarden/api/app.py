@@ -27,8 +27,6 @@ from vmwarden.api.state import AppState
 from vmwarden.errors import VmwardenError
 from vmwarden.store import Store
 
-SESSION_MAX_AGE = 8 * 3600  # a working day; the web layer may end sessions sooner
-
 
 def _web_router(settings: Settings) -> APIRouter | None:
     """``vmwarden.web.build_router(settings)`` if the dashboard is installed (and wanted)."""
@@ -74,7 +72,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
         SessionMiddleware,
         secret_key=settings.session_secret,
         session_cookie=SESSION_COOKIE,
-        max_age=SESSION_MAX_AGE,
+        max_age=int(settings.session_max_age.total_seconds()),  # the row decides sooner
         same_site="lax",
         https_only=settings.secure_cookies,
     )

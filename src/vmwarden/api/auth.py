@@ -7,10 +7,13 @@ Interface for the API routes and for the dashboard (``vmwarden.web``):
   there are no default credentials and no anonymous access except ``/api/health``.
 - The session is Starlette's signed cookie (``SessionMiddleware``, installed by
   ``create_app`` with ``Settings.session_secret``; HttpOnly, SameSite=Lax, name
-  :data:`SESSION_COOKIE`). The web layer logs a user in with
-  ``user = authenticate_token(store, token)`` then ``login_session(request, user)``, and out
-  with ``logout_session(request)``. The session holds the user's id and the *token id* at
-  login, so disabling the user or rotating their token ends every session at once.
+  :data:`SESSION_COOKIE`) naming a server-side session row (:mod:`vmwarden.api.sessions`):
+  signing out, disabling the user or rotating their token deletes it, so a copied cookie
+  stops working then. The web layer logs a user in with
+  ``user = sign_in(request, store, token, via="form")`` then ``login_session(request, user)``,
+  and out with ``logout_session(request)``.
+- Every token check from a request goes through :func:`vmwarden.api.throttle.sign_in`:
+  failures are journaled and throttled per address and account (429 + Retry-After).
 - Forms: ``csrf_token(request)`` gives the session's CSRF token to put in a hidden field;
   ``check_csrf(request, submitted)`` checks it. API calls authenticated by the session
   cookie (e.g. ``fetch`` from a page) must send it as header :data:`CSRF_HEADER` on every
@@ -27,11 +30,6 @@ triggers scans.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Annotated
 
@@ -39,103 +37,46 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from vmwarden.api.deps import StoreDep
-from vmwarden.api.tokens import token_id, verify
+from vmwarden.api.sessions import (
+    SESSION_CSRF,
+    SESSION_TOKEN_ID,
+    SESSION_USER,
+    check_csrf,
+    csrf_token,
+    login_session,
+    logout_session,
+    session_user,
+)
+from vmwarden.api.throttle import Throttled, credentials, sign_in, verified
 from vmwarden.store import Store
-from vmwarden.store.users import ROLES, User, UsersRepo
+from vmwarden.store.users import ROLES, User
+
+__all__ = [
+    "SESSION_CSRF",
+    "SESSION_TOKEN_ID",
+    "SESSION_USER",
+    "Throttled",
+    "authenticate_token",
+    "check_csrf",
+    "csrf_token",
+    "login_session",
+    "logout_session",
+    "session_user",
+    "sign_in",
+]
 
 SESSION_COOKIE = "vmwarden_session"
-SESSION_USER = "vmwarden.user_id"
-SESSION_TOKEN_ID = "vmwarden.token_id"
-SESSION_CSRF = "vmwarden.csrf"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _RANK = {role: i for i, role in enumerate(ROLES)}
 
-# Memo of "this token matches this stored hash" (by SHA-256 of the token), so a client
-# polling the API does not pay an argon2 check per request. The user row is still read on
-# every request: a disabled user or a rotated token is refused at once.
-_VERIFIED: OrderedDict[str, str] = OrderedDict()
-_VERIFIED_MAX = 1024
-_verified_lock = threading.Lock()
-
-
-def _matches(token: str, token_hash: str) -> bool:
-    key = hashlib.sha256(token.encode()).hexdigest()
-    with _verified_lock:
-        if _VERIFIED.get(key) == token_hash:
-            _VERIFIED.move_to_end(key)
-            return True
-    if not verify(token_hash, token):
-        return False
-    with _verified_lock:
-        _VERIFIED[key] = token_hash
-        while len(_VERIFIED) > _VERIFIED_MAX:
-            _VERIFIED.popitem(last=False)
-    return True
-
 
 def authenticate_token(store: Store, token: str) -> User | None:
-    """The enabled user holding ``token``, or None (unknown, wrong, or disabled)."""
-    tid = token_id(token)
-    if tid is None:
-        return None
-    found = UsersRepo(store).credentials(tid)
-    if found is None:
-        return None
-    user, token_hash = found
-    if user.disabled or not _matches(token, token_hash):
-        return None
-    return user
+    """The enabled user holding ``token``, or None (unknown, wrong, or disabled).
 
-
-# -- sessions (established by the web layer) ----------------------------------------------
-
-
-def login_session(request: Request, user: User) -> str:
-    """Start a session for ``user`` (after :func:`authenticate_token`); returns its CSRF token.
-
-    The old session content is dropped first, so a session id cannot be fixed in advance.
+    Not throttled nor journaled: for callers outside a request; requests use ``sign_in``.
     """
-    request.session.clear()
-    request.session[SESSION_USER] = user.id
-    request.session[SESSION_TOKEN_ID] = user.token_id
-    return csrf_token(request)
-
-
-def logout_session(request: Request) -> None:
-    request.session.clear()
-
-
-def session_user(request: Request, store: Store) -> User | None:
-    """The user of the request's session, if it is still valid (enabled, token not rotated)."""
-    if "session" not in request.scope:
-        return None
-    user_id = request.session.get(SESSION_USER)
-    if not isinstance(user_id, int):
-        return None
-    user = UsersRepo(store).get_user_by_id(user_id)
-    if user is None or user.disabled or user.token_id != request.session.get(SESSION_TOKEN_ID):
-        request.session.clear()
-        return None
-    return user
-
-
-def csrf_token(request: Request) -> str:
-    """The session's CSRF token (created on first use)."""
-    token = request.session.get(SESSION_CSRF)
-    if not isinstance(token, str) or not token:
-        token = request.session[SESSION_CSRF] = secrets.token_urlsafe(32)
-    return token
-
-
-def check_csrf(request: Request, submitted: str | None) -> bool:
-    expected = request.session.get(SESSION_CSRF) if "session" in request.scope else None
-    return bool(
-        isinstance(expected, str)
-        and expected
-        and submitted
-        and hmac.compare_digest(expected.encode(), submitted.encode())
-    )
+    return verified(credentials(store, token), token)
 
 
 def _bearer(request: Request) -> str | None:
@@ -153,9 +94,16 @@ def user_from_request(request: Request, store: Store) -> User | None:
     is not rescued by a cookie).
     """
     token = _bearer(request)
-    if token is not None:
-        return authenticate_token(store, token) if token else None
-    return session_user(request, store)
+    if token is None:
+        return session_user(request, store)
+    try:
+        return sign_in(request, store, token, via="bearer")
+    except Throttled as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"{exc}: too many failed sign-ins from this address or for this account",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from exc
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+
+from vmwarden.store.sessions import ThrottleRule
 
 
 def _random_secret() -> str:
@@ -23,7 +26,9 @@ class Settings:
     process (sessions then end with the process), never a constant. ``image_dirs`` bound
     where ``POST /api/templates`` may read files: the API never hashes a file elsewhere.
     ``web``: mount the dashboard (``vmwarden.web.build_router``) — ``None`` when present,
-    ``True`` required, ``False`` never.
+    ``True`` required, ``False`` never. A dashboard session ends after ``session_max_age``,
+    or ``session_idle`` without a request, whichever comes first. ``throttle``: failed
+    sign-ins allowed per address and per account before 429 (see ``vmwarden.api.throttle``).
     """
 
     db_url: str | None = None
@@ -34,3 +39,6 @@ class Settings:
     web: bool | None = None
     secure_cookies: bool = False  # the session cookie only over HTTPS
     max_page: int = 500
+    session_max_age: timedelta = timedelta(hours=8)  # a working day
+    session_idle: timedelta = timedelta(minutes=30)
+    throttle: ThrottleRule = field(default_factory=ThrottleRule)

@@ -9,7 +9,10 @@ so the hash protects a leaked database, not a guessable password.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import threading
+from collections import OrderedDict
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -41,3 +44,27 @@ def verify(token_hash: str, token: str) -> bool:
         return _hasher.verify(token_hash, token)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+# Memo of "this token matches this stored hash" (by SHA-256 of the token), so a client
+# polling the API does not pay an argon2 check per request. The user row is still read on
+# every request: a disabled user or a rotated token is refused at once.
+_VERIFIED: OrderedDict[str, str] = OrderedDict()
+_VERIFIED_MAX = 1024
+_verified_lock = threading.Lock()
+
+
+def matches(token: str, token_hash: str) -> bool:
+    """``verify``, memoized per (token, hash) pair."""
+    key = hashlib.sha256(token.encode()).hexdigest()
+    with _verified_lock:
+        if _VERIFIED.get(key) == token_hash:
+            _VERIFIED.move_to_end(key)
+            return True
+    if not verify(token_hash, token):
+        return False
+    with _verified_lock:
+        _VERIFIED[key] = token_hash
+        while len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)
+    return True

@@ -9,6 +9,7 @@ import typer
 
 from vmwarden.api.tokens import mint
 from vmwarden.cli.common import ActorOpt, DbOpt, actor_name, err, open_store, out
+from vmwarden.store.sessions import SessionsRepo, disable_user
 from vmwarden.store.users import NAME_PATTERN, ROLES, UsersRepo
 
 _EXAMPLE = "Example: vmwarden user add alice --role operator; vmwarden user list"
@@ -80,9 +81,11 @@ def register(app: typer.Typer) -> None:
         actor: ActorOpt = None,
         reason: ReasonOpt = None,
     ) -> None:
-        """Refuse the user's token and sessions from now on (rotate re-enables)."""
+        """Refuse the user's token and end their sessions (rotate re-enables).
+
+        Refused for the last enabled admin: nobody could manage users afterwards."""
         with open_store(db) as store:
-            UsersRepo(store).disable_user(name, actor=actor_name(actor), reason=reason)
+            disable_user(store, name, actor=actor_name(actor), reason=reason)
         out.print(f"disabled [bold]{name}[/]")
 
     @user.command("rotate", epilog="Example: vmwarden user rotate alice")
@@ -95,7 +98,8 @@ def register(app: typer.Typer) -> None:
         """Replace the user's token (the old one stops working) and print the new one once."""
         token, tid, token_hash = mint()
         with open_store(db) as store:
-            UsersRepo(store).rotate_token(
+            user = UsersRepo(store).rotate_token(
                 name, tid, token_hash, actor=actor_name(actor), reason=reason
             )
+            SessionsRepo(store).revoke_user(user.id)  # the old token's sessions end with it
         _show_token(token)

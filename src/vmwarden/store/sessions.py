@@ -25,11 +25,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Integer, String, delete, insert, select, update
+from sqlalchemy import (
+    ForeignKey,
+    Integer,
+    String,
+    delete,
+    false,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
+from vmwarden.errors import StoreError
 from vmwarden.store.base import utcnow
+from vmwarden.store.journal import write_event
 from vmwarden.store.tables import Base, BigId, UTCDateTime
+from vmwarden.store.users import User, UsersRepo, users
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Select
@@ -189,55 +202,87 @@ def revoke_user_sessions(conn: Connection, user_id: int) -> int:
     return int(result.rowcount or 0)
 
 
+Subject = tuple[str, str]  # (scope, subject): ("address", "192.0.2.1"), ("account", "alice")
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleState:
+    """Where a set of subjects stands: blocked until when (if at all), and any failures."""
+
+    blocked_until: datetime | None
+    failures: int
+
+
 class ThrottleRepo:
-    """Failed sign-in counts per (scope, subject); see :class:`ThrottleRule`."""
+    """Failed sign-in counts per (scope, subject); see :class:`ThrottleRule`.
+
+    Each failure is journaled (``login-failed``) in the same transaction as its count, so
+    the audit log shows every refused attempt; the submitted secret never reaches it.
+    """
 
     def __init__(self, store: Store, rule: ThrottleRule | None = None) -> None:
         self._store = store
         self.rule = rule or ThrottleRule()
 
-    def blocked_until(
-        self, scope: str, subject: str, now: datetime | None = None
-    ) -> datetime | None:
-        """When ``subject`` may try again, or None if it may now."""
+    def state(self, subjects: list[Subject], now: datetime | None = None) -> ThrottleState:
+        """One indexed read: the latest running block among ``subjects`` and their failures."""
         now = now or utcnow()
         with self._store._read() as conn:
-            row = conn.execute(_select_one(scope, subject)).first()
-        if row is None or row.blocked_until is None or row.blocked_until <= now:
-            return None
-        return row.blocked_until
+            rows = conn.execute(select(login_throttle).where(_any(subjects))).all()
+        blocks = [r.blocked_until for r in rows if r.blocked_until and r.blocked_until > now]
+        return ThrottleState(max(blocks, default=None), sum(r.failures for r in rows))
 
-    def fail(self, scope: str, subject: str, now: datetime | None = None) -> datetime | None:
-        """Count one failure; returns the time the subject is blocked until, if it now is."""
+    def fail(
+        self,
+        subjects: list[Subject],
+        *,
+        actor: str,
+        details: dict[str, Any],
+        now: datetime | None = None,
+    ) -> datetime | None:
+        """Count one failure against each subject and journal it; the block it starts, if any."""
         now = now or utcnow()
-        subject = subject[:255]
         with self._store._write() as conn:
-            row = conn.execute(_select_one(scope, subject)).first()
-            if row is None or _window_over(row, now, self.rule.window):
-                failures, start = 1, now
-            else:
-                failures, start = row.failures + 1, row.window_start
-            span = self.rule.block_for(failures)
-            until = now + span if span else None
-            values = {
-                "failures": failures,
-                "window_start": start,
-                "last_failure_at": now,
-                "blocked_until": until,
-            }
-            if row is None:
-                conn.execute(insert(login_throttle).values(scope=scope, subject=subject, **values))
-            else:
-                conn.execute(update(login_throttle).where(_key(scope, subject)).values(**values))
+            untils = [self._count(conn, scope, subject, now) for scope, subject in subjects]
+            until = max((u for u in untils if u), default=None)
+            event = details | ({"blocked_until": until.isoformat()} if until else {})
+            write_event(conn, "login-failed", actor, None, event, now)
         return until
 
-    def reset(self, scope: str, subject: str) -> None:
+    def _count(self, conn: Connection, scope: str, subject: str, now: datetime) -> datetime | None:
+        row = conn.execute(_select_one(scope, subject)).first()
+        if row is None or _window_over(row, now, self.rule.window):
+            failures, start = 1, now
+        else:
+            failures, start = row.failures + 1, row.window_start
+        span = self.rule.block_for(failures)
+        until = now + span if span else None
+        values = {
+            "failures": failures,
+            "window_start": start,
+            "last_failure_at": now,
+            "blocked_until": until,
+        }
+        if row is None:
+            conn.execute(
+                insert(login_throttle).values(scope=scope, subject=subject[:255], **values)
+            )
+        else:
+            conn.execute(update(login_throttle).where(_key(scope, subject)).values(**values))
+        return until
+
+    def reset(self, subjects: list[Subject]) -> None:
+        """A successful sign-in forgets the failures of its address and account."""
         with self._store._write() as conn:
-            conn.execute(delete(login_throttle).where(_key(scope, subject[:255])))
+            conn.execute(delete(login_throttle).where(_any(subjects)))
 
 
 def _key(scope: str, subject: str) -> ColumnElement[bool]:
-    return (login_throttle.c.scope == scope) & (login_throttle.c.subject == subject)
+    return (login_throttle.c.scope == scope) & (login_throttle.c.subject == subject[:255])
+
+
+def _any(subjects: list[Subject]) -> ColumnElement[bool]:
+    return or_(false(), *(_key(scope, subject) for scope, subject in subjects))
 
 
 def _select_one(scope: str, subject: str) -> Select[Any]:
@@ -248,3 +293,50 @@ def _window_over(row: Row[Any], now: datetime, window: timedelta) -> bool:
     """A new window starts once the old one has passed and no block is running."""
     blocked = row.blocked_until is not None and row.blocked_until > now
     return now - row.window_start >= window and not blocked
+
+
+# -- users: disabling, guarded -------------------------------------------------------------
+
+
+class LastAdminError(StoreError):
+    """Disabling this user would leave no enabled admin: nobody could manage users again."""
+
+
+def disable_user(store: Store, name: str, *, actor: str, reason: str | None = None) -> User:
+    """Disable ``name`` and end all their sessions, unless they are the last enabled admin.
+
+    One write transaction (``BEGIN IMMEDIATE`` on SQLite): two admins disabling each other at
+    once cannot both pass the check. Idempotent for a user already disabled.
+    """
+    now = utcnow()
+    with store._write() as conn:
+        row = conn.execute(select(users).where(users.c.name == name)).first()
+        if row is None:
+            raise StoreError(f"no user {name!r}", hint="vmwarden user list shows who exists")
+        if not row.disabled:
+            _refuse_last_admin(conn, row)
+            conn.execute(
+                update(users).where(users.c.id == row.id).values(disabled=True, disabled_at=now)
+            )
+            ended = revoke_user_sessions(conn, row.id)
+            details = {"user": name, "sessions_ended": ended}
+            write_event(conn, "user-disable", actor, reason, details, now)
+    user = UsersRepo(store).get_user(name)
+    assert user is not None
+    return user
+
+
+def _refuse_last_admin(conn: Connection, row: Row[Any]) -> None:
+    if row.role != "admin":
+        return
+    others = conn.execute(
+        select(users.c.id).where(
+            (users.c.role == "admin") & users.c.disabled.is_(False) & (users.c.id != row.id)
+        )
+    ).first()
+    if others is None:
+        raise LastAdminError(
+            f"{row.name!r} is the last enabled admin; disabling them would leave nobody "
+            "able to manage users",
+            hint="add another admin first (vmwarden user add NAME --role admin)",
+        )

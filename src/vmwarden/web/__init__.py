@@ -9,7 +9,7 @@ Interface with the API (``vmwarden.api``), as used here:
   ``/findings/{id}/acknowledge``, ``/exceptions``, ``/exceptions/{id}/approve|reject``,
   ``/templates``); the API lives under ``/api``. ``app.state.vmwarden`` (``AppState``)
   holds the store, the settings (policy, image dirs) and the connection pool.
-- Sign-in, sessions and CSRF tokens are :mod:`vmwarden.api.auth`'s (``authenticate_token``,
+- Sign-in, sessions and CSRF tokens are :mod:`vmwarden.api.auth`'s (``sign_in``,
   ``login_session``, ``session_user``, ``csrf_token``, ``check_csrf``); see
   :mod:`vmwarden.web.http` for how pages use them and :mod:`vmwarden.web.auth` for roles.
 """

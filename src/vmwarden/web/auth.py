@@ -1,10 +1,11 @@
 """Who may do what in the browser, on top of the API's sessions and roles.
 
 The dashboard keeps no users or sessions of its own: a person signs in with the API token
-that ``vmwarden user add NAME --role ROLE`` printed, checked by the API's
-``authenticate_token`` (argon2), and the API's session (``login_session``; a signed cookie
-that names the user and the token id, re-checked against the store on every request, so a
-disabled user or a rotated token is signed out at once) carries them from page to page.
+that ``vmwarden user add NAME --role ROLE`` printed, checked by the API's ``sign_in``
+(argon2; failures journaled and throttled per address and account, 429 when blocked), and
+the API's session (``login_session``; a signed cookie naming a server-side session row,
+re-checked against the store on every request, so signing out, a disabled user or a rotated
+token ends it at once, and a copied cookie with it) carries them from page to page.
 Every form carries the session's CSRF token (``csrf_token``/``check_csrf``).
 
 Roles are the store's (``auditor`` < ``operator`` < ``admin``); :data:`ACTIONS` names the

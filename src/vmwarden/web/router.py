@@ -14,11 +14,12 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from vmwarden.api.auth import (
-    authenticate_token,
+    Throttled,
     check_csrf,
     login_session,
     logout_session,
     session_user,
+    sign_in,
 )
 from vmwarden.api.deps import get_state, get_store
 from vmwarden.api.services import quarantine_spec
@@ -90,7 +91,13 @@ def login(
         msg = "The sign-in form expired. Try again."
         return page(request, None, "login.html", status=403, error=msg)
     token = token.strip()
-    user = authenticate_token(get_store(request), token) if token else None
+    try:
+        user = sign_in(request, get_store(request), token, via="form")
+    except Throttled as exc:
+        msg = f"Too many failed sign-ins. Try again in {exc.retry_after} seconds."
+        response = page(request, None, "login.html", status=429, error=msg)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     if user is None:
         msg = "That token is not valid (unknown, rotated, or its user is disabled)."
         return page(request, None, "login.html", status=401, error=msg)

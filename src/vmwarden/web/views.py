@@ -12,11 +12,12 @@ from vmwarden.store.pages import JournalQuery, Pages
 from vmwarden.web import charts, estate, review
 
 AUDIT_PAGE_SIZE = 100
-# The journal's action names (vmwarden.enforce and vmwarden.store.audit/exceptions/users).
+# The journal's action names (vmwarden.enforce, vmwarden.store.audit/exceptions/users/sessions).
 AUDIT_ACTIONS = ("quarantine", "release", "pause", "shutdown", "snapshot", "notify", "tag",
                  "template-approve", "template-revoke", "user-add", "user-disable",
                  "user-rotate", "finding-acknowledge", "exception-request",
-                 "exception-approve", "exception-reject", "scan-request")  # fmt: skip
+                 "exception-approve", "exception-reject", "scan-request",
+                 "login-failed")  # fmt: skip
 VM_LIST_CAP = 1000  # rows rendered at once; the search narrows the rest
 FLAGS = {
     "rogue": "rogue (unapproved template)",

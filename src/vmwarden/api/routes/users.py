@@ -10,6 +10,7 @@ from vmwarden.api.auth import AdminUser, CurrentUser
 from vmwarden.api.deps import StoreDep
 from vmwarden.api.schemas import UserChangeIn, UserIn, UserOut, UserTokenOut
 from vmwarden.api.tokens import mint
+from vmwarden.store.sessions import LastAdminError, SessionsRepo, disable_user
 from vmwarden.store.users import NAME_PATTERN, User, UsersRepo
 
 router = APIRouter(tags=["users"])
@@ -50,11 +51,18 @@ def add_user(body: UserIn, store: StoreDep, user: AdminUser) -> UserTokenOut:
     return UserTokenOut(user=_out(created), token=token)
 
 
-@router.post("/users/{name}/disable", response_model=UserOut, summary="Disable a user (admin)")
-def disable_user(name: UserKey, body: UserChangeIn, store: StoreDep, user: AdminUser) -> UserOut:
-    repo = UsersRepo(store)
-    _existing(repo, name)
-    return _out(repo.disable_user(name, actor=user.name, reason=body.reason or None))
+@router.post(
+    "/users/{name}/disable",
+    response_model=UserOut,
+    summary="Disable a user and end their sessions (admin; never the last enabled admin)",
+    responses={409: {"description": "the last enabled admin cannot be disabled"}},
+)
+def disable(name: UserKey, body: UserChangeIn, store: StoreDep, user: AdminUser) -> UserOut:
+    _existing(UsersRepo(store), name)
+    try:
+        return _out(disable_user(store, name, actor=user.name, reason=body.reason or None))
+    except LastAdminError as exc:
+        raise HTTPException(409, detail=f"{exc}; {exc.hint}") from exc
 
 
 @router.post(
@@ -68,4 +76,5 @@ def rotate_token(
     _existing(repo, name)
     token, tid, token_hash = mint()
     rotated = repo.rotate_token(name, tid, token_hash, actor=user.name, reason=body.reason or None)
+    SessionsRepo(store).revoke_user(rotated.id)
     return UserTokenOut(user=_out(rotated), token=token)

@@ -1,0 +1,111 @@
+"""Dashboard sessions that the server can take back.
+
+The session cookie is Starlette's signed cookie, but a signature cannot be revoked: a copied
+cookie would keep working until it expired. So the cookie carries a random session id
+(:data:`SESSION_SID`), and the store keeps a row for it (only its SHA-256, see
+:mod:`vmwarden.store.sessions`). A request's session is valid only while that row exists,
+is younger than ``Settings.session_max_age`` and was used within ``Settings.session_idle``,
+and its user is enabled with the token they signed in with. Signing out deletes the row, so
+the same cookie, replayed later, is refused; disabling a user or rotating their token
+deletes all of theirs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from fastapi import Request
+
+from vmwarden.api.deps import get_settings, get_store
+from vmwarden.store import Store
+from vmwarden.store.sessions import SessionsRepo
+from vmwarden.store.users import User, UsersRepo
+
+SESSION_USER = "vmwarden.user_id"
+SESSION_TOKEN_ID = "vmwarden.token_id"
+SESSION_SID = "vmwarden.sid"
+SESSION_CSRF = "vmwarden.csrf"
+
+
+def source_of(request: Request) -> str:
+    """The peer address (behind a proxy: what uvicorn's ``--forwarded-allow-ips`` trusts)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _digest(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def login_session(request: Request, user: User) -> str:
+    """Start a session for ``user`` (after a successful sign-in); returns its CSRF token.
+
+    The old session content is dropped first and a fresh id minted, so a session id cannot
+    be fixed in advance. Sessions past their limits are purged here, not on every request.
+    """
+    settings = get_settings(request)
+    repo = SessionsRepo(get_store(request))
+    repo.purge_expired(max_age=settings.session_max_age, idle=settings.session_idle)
+    sid = secrets.token_urlsafe(32)
+    repo.create(_digest(sid), user.id, source=source_of(request))
+    request.session.clear()
+    request.session[SESSION_USER] = user.id
+    request.session[SESSION_TOKEN_ID] = user.token_id
+    request.session[SESSION_SID] = sid
+    return csrf_token(request)
+
+
+def logout_session(request: Request) -> None:
+    """End the session server-side (its cookie, replayed, is refused) and clear the cookie."""
+    if "session" not in request.scope:
+        return
+    sid = request.session.get(SESSION_SID)
+    if isinstance(sid, str):
+        SessionsRepo(get_store(request)).revoke(_digest(sid))
+    request.session.clear()
+
+
+def session_user(request: Request, store: Store) -> User | None:
+    """The user of the request's session, if its row is live and the user still valid."""
+    if "session" not in request.scope:
+        return None
+    sid, user_id = request.session.get(SESSION_SID), request.session.get(SESSION_USER)
+    if not isinstance(sid, str) or not isinstance(user_id, int):
+        request.session.clear()
+        return None
+    settings = get_settings(request)
+    repo = SessionsRepo(store)
+    live = repo.touch(_digest(sid), max_age=settings.session_max_age, idle=settings.session_idle)
+    user = UsersRepo(store).get_user_by_id(user_id) if live else None
+    valid = (
+        live is not None
+        and live.user_id == user_id
+        and user is not None
+        and not user.disabled
+        and user.token_id == request.session.get(SESSION_TOKEN_ID)
+    )
+    if not valid:
+        if live is not None:
+            repo.revoke(_digest(sid))
+        request.session.clear()
+        return None
+    return user
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token (created on first use)."""
+    token = request.session.get(SESSION_CSRF)
+    if not isinstance(token, str) or not token:
+        token = request.session[SESSION_CSRF] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf(request: Request, submitted: str | None) -> bool:
+    expected = request.session.get(SESSION_CSRF) if "session" in request.scope else None
+    return bool(
+        isinstance(expected, str)
+        and expected
+        and submitted
+        and hmac.compare_digest(expected.encode(), submitted.encode())
+    )
