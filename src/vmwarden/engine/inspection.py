@@ -6,6 +6,8 @@ A disk that cannot be read becomes an ``uninspectable`` finding with the reason;
 never skipped silently. Running VMs' disks are read read-only while the guest writes them:
 the view is crash-consistent at best (like pulling the plug), which is what offline
 package/user/config facts need; a half-written file is reported as an unreadable fact.
+Where a running VM's QEMU guest agent answers, its live facts (hostname, OS, running kernel,
+logged-in users, filesystems, addresses) win over the disk's (``merge_agent_facts``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from vmwarden.engine.lineage import LINEAGE_DEVICES
 from vmwarden.errors import InspectError
 from vmwarden.inspect.sandbox import InspectorPool
 from vmwarden.model import VM, Finding, GuestFacts, Image, Severity
+from vmwarden.model.guest import merge_live
 from vmwarden.store.facts import FactsCache
 
 UNINSPECTABLE = "uninspectable"
@@ -123,6 +126,17 @@ def _apply(tlist: list[Target], facts: dict[str, GuestFacts | InspectError]) -> 
         if t.image is not None:
             t.image.guest = result
     return findings
+
+
+def merge_agent_facts(vms: list[VM]) -> None:
+    """Lay each running VM's live guest-agent facts over its disk facts (``merge_live``).
+
+    Only over disk facts: a VM whose disks were not read stays "not inspected" (unknown to
+    every guest filter); the agent's answer is still in ``vm.agent``.
+    """
+    for vm in vms:
+        if vm.agent is not None and vm.guest is not None:
+            vm.guest = merge_live(vm.guest, vm.agent)
 
 
 def _uninspectable(t: Target, reason: str) -> Finding:

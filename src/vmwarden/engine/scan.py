@@ -20,7 +20,7 @@ from vmwarden.connectors import inventory_all, open_connector
 from vmwarden.enforce import EnforceContext, PlannedAction, QuarantineSpec, execute, plan, repair
 from vmwarden.enforce.actions import EVENT_BASED
 from vmwarden.engine.images import classify, collect_images, merge_discovered
-from vmwarden.engine.inspection import InspectionOptions, inspect_all, targets
+from vmwarden.engine.inspection import InspectionOptions, inspect_all, merge_agent_facts, targets
 from vmwarden.engine.lineage import Lineage, is_local
 from vmwarden.engine.storage import discover
 from vmwarden.errors import UnreachableError, VmwardenError
@@ -161,6 +161,7 @@ class Sweep:
         images = self._images(inventories, catalog, lineage)
         warnings += lineage.warnings
         builtin = self._inspect(vms, images, lineage)
+        merge_agent_facts(vms)
         self.store.record_images(images, now=now, complete_hosts=complete)
         hosts = [inv.host for inv in inventories]
         estate = Estate(

@@ -3,6 +3,10 @@
 Every list/field that could not be read stays ``None`` (unknown) and the reason goes into
 ``errors``; an empty list means "read, and there were none". Password hashes are never kept:
 ``User.password_fingerprint`` is a keyed HMAC, equal for equal hashes, useless to crack.
+
+For a running VM whose QEMU guest agent answers, ``merge_live`` lays the agent's live facts
+over the disk's: the disk of a running guest is read crash-consistent and may be stale, the
+agent says what runs now. ``sources`` records which facts came from where.
 """
 
 from __future__ import annotations
@@ -62,6 +66,12 @@ class GuestFacts:
     network: list[dict[str, Any]] | None = None
     encrypted: bool | None = None
     filesystems: list[str] | None = None
+    # Live-only facts (the QEMU guest agent of a running VM); a disk cannot tell them.
+    kernel_release: str | None = None  # the running kernel (uname -r); ``kernels``: installed
+    logged_in: list[dict[str, Any]] | None = None  # {"name", "domain", "login_time"}
+    mounts: list[dict[str, Any]] | None = None  # {"mountpoint", "device", "fstype", ...}
+    timezone: dict[str, Any] | None = None  # {"name", "offset"} (seconds east of UTC)
+    sources: dict[str, list[str]] = field(default_factory=dict)  # "agent"/"disk" -> fields
     errors: list[str] = field(default_factory=list)
     identity: dict[str, Any] | None = None
     inspected_at: str | None = None
@@ -88,3 +98,46 @@ class GuestFacts:
         if self.packages is None:
             return None
         return {p.name: p.version for p in self.packages}
+
+
+# Facts the guest agent reports live and that win over the disk's of the same kind. The rest
+# (packages, accounts and shadow, sshd, host keys, services) only the disk knows.
+LIVE_FIELDS = (
+    "os_family",
+    "os_name",
+    "os_version",
+    "os_pretty",
+    "hostname",
+    "kernel_release",
+    "logged_in",
+    "filesystems",
+    "mounts",
+    "network",
+    "timezone",
+)
+_BOOKKEEPING = frozenset({"image", "errors", "identity", "inspected_at", "seconds", "sources"})
+
+
+def merge_live(disk: GuestFacts | None, live: GuestFacts) -> GuestFacts:
+    """A new ``GuestFacts``: the disk's facts with the agent's live ones laid over them.
+
+    Neither input is changed (disk facts are shared with the facts cache and with images of
+    the same path). A live fact that is ``None`` (the agent did not say) keeps the disk's;
+    ``errors`` keeps both sides' notes, so an agent that did not answer is on record.
+    """
+    base = disk if disk is not None else GuestFacts(image=live.image)
+    merged = GuestFacts.from_dict(base.to_dict())
+    taken = [name for name in LIVE_FIELDS if getattr(live, name) is not None]
+    for name in taken:
+        setattr(merged, name, getattr(live, name))
+    from_disk = [
+        f.name
+        for f in fields(GuestFacts)
+        if f.name not in _BOOKKEEPING
+        and f.name not in taken
+        and disk is not None
+        and getattr(disk, f.name) is not None
+    ]
+    merged.sources = {"agent": taken, "disk": from_disk}
+    merged.errors = list(base.errors) + [e for e in live.errors if e not in base.errors]
+    return merged

@@ -119,6 +119,10 @@ class VM:
     state_since: datetime | None = None
     # Facts read offline from the VM's disks; None = not inspected (unknown).
     guest: GuestFacts | None = None
+    # The QEMU guest agent channel's state in the XML (None: no channel) and, for a running
+    # VM, what the agent said this sweep (the engine lays it over ``guest``).
+    agent_channel: str | None = None
+    agent: GuestFacts | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 strings)."""

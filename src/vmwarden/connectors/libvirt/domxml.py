@@ -15,6 +15,7 @@ import threading
 
 from lxml import etree
 
+from vmwarden.connectors.libvirt.agent import agent_channel
 from vmwarden.errors import ConnectorError
 from vmwarden.model.vm import VM, VM_XMLNS, Disk, Layer, Nic, State, VmMeta
 
@@ -128,6 +129,7 @@ def parse_domain(xml: str | bytes, *, host: str, uri: str, state: State, persist
         disks=disks,
         nics=nics,
         meta=meta_from_element(meta_el) if meta_el is not None else VmMeta(),
+        agent_channel=agent_channel(devices),
     )
 
 

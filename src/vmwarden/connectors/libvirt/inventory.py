@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import libvirt
 
+from vmwarden.connectors.libvirt.agent import read_agent
 from vmwarden.connectors.libvirt.domxml import parse_domain, parse_xml
 from vmwarden.connectors.libvirt.hostxml import parse_network, parse_pool, parse_volume
 from vmwarden.errors import ConnectorError
@@ -250,6 +251,8 @@ def domain_to_vm(
         found = _addresses(dom, {nic.mac for nic in vm.nics if nic.mac})
         for nic in vm.nics:
             nic.addresses = list(found.get(nic.mac or "", []))
+    if vm.agent_channel is not None:
+        vm.agent = read_agent(dom, vm)  # asks only a running VM's connected agent
     return vm
 
 

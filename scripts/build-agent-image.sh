@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Builds, once per machine, the bootable guest the QEMU-guest-agent tests start:
+# debootstrap --variant=minbase bookworm + qemu-guest-agent, iproute2, kmod → GPT disk with one
+# ext4 partition → qcow2, plus the host's own kernel and initrd for direct kernel boot (no
+# bootloader, no systemd). The guest's PID 1 is /sbin/vmw-ga-init: it mounts proc/sys/run,
+# loads virtio_console (the host initrd lacks it), sets the *live* hostname to
+# "vmw-ga-live" (the disk's /etc/hostname says "vmw-ga-disk": a test tells which source
+# won), puts the address from the kernel argument vmw_ip= on the first NIC, and runs
+# qemu-ga on the virtio-serial port org.qemu.guest_agent.0 (vmw_ga=off: no agent).
+# Idempotent: existing outputs are kept (delete the directory's agent-* files to rebuild).
+# Needs root, debootstrap, sfdisk, e2fsprogs, qemu-utils and the Debian mirror apt uses.
+#   usage: scripts/build-agent-image.sh [DIR]   (default below, or $VMWARDEN_AGENT_DIR)
+set -euo pipefail
+dir="${1:-${VMWARDEN_AGENT_DIR:-/var/cache/vmwarden-test}}"
+out="$dir/agent-guest.qcow2"
+if [ -s "$out" ] && [ -s "$dir/agent-vmlinuz" ] && [ -s "$dir/agent-initrd.img" ]; then
+  exit 0
+fi
+for tool in debootstrap sfdisk mkfs.ext4 qemu-img; do
+  command -v "$tool" >/dev/null || { echo "build-agent-image: $tool missing (make deps)" >&2; exit 1; }
+done
+# The newest host kernel with its modules on this machine (the guest borrows both).
+kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n1 || true)
+release="${kernel#/boot/vmlinuz-}"
+if [ -z "$kernel" ] || [ ! -s "/boot/initrd.img-$release" ] || [ ! -d "/lib/modules/$release" ]; then
+  echo "build-agent-image: need /boot/vmlinuz-*, its initrd.img and /lib/modules/<release>" >&2
+  exit 1
+fi
+console=$(find "/lib/modules/$release" -name 'virtio_console.ko*' | head -n1)
+[ -n "$console" ] || { echo "build-agent-image: no virtio_console module for $release" >&2; exit 1; }
+mirror=$(grep -rhoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
+         | grep -v security | head -n1 | tr -d ' ' || true)
+mirror="${mirror:-http://deb.debian.org/debian}"
+work=$(mktemp -d /var/tmp/vmwarden-agent.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+echo "==> debootstrap minbase + qemu-guest-agent from $mirror (a few minutes, once)"
+debootstrap --variant=minbase --include=qemu-guest-agent,iproute2,kmod bookworm "$work/root" "$mirror" \
+  >"$work/debootstrap.log" 2>&1 || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+rm -rf "$work/root/var/cache/apt/archives/"*.deb
+echo "vmw-ga-disk" > "$work/root/etc/hostname"
+case "$console" in
+  *.ko) cp "$console" "$work/root/lib/virtio_console.ko" ;;
+  *.ko.xz) xz -dc "$console" > "$work/root/lib/virtio_console.ko" ;;
+  *.ko.zst) zstd -qdc "$console" > "$work/root/lib/virtio_console.ko" ;;
+  *) echo "build-agent-image: cannot unpack $console" >&2; exit 1 ;;
+esac
+cat > "$work/root/sbin/vmw-ga-init" <<'INIT'
+#!/bin/sh
+# PID 1 of the vmwarden agent test guest (see scripts/build-agent-image.sh).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc 2>/dev/null  # the initramfs may have moved these already
+mount -t sysfs sysfs /sys 2>/dev/null
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+insmod /lib/virtio_console.ko
+hostname vmw-ga-live
+ip link set lo up
+arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p" | tail -n1; }
+nic=$(ls /sys/class/net | grep -v '^lo$' | head -n1)
+if [ -n "$nic" ] && [ -n "$(arg vmw_ip)" ]; then
+  ip addr add "$(arg vmw_ip)" dev "$nic" && ip link set "$nic" up
+fi
+port=""
+for _ in $(seq 100); do
+  for p in /sys/class/virtio-ports/*; do
+    [ "$(cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] && port="/dev/${p##*/}"
+  done
+  [ -n "$port" ] && [ -e "$port" ] && break
+  sleep 0.1
+done
+echo "vmw-ga-init: agent port ${port:-missing}" >/dev/console
+if [ "$(arg vmw_ga)" != off ] && [ -n "$port" ]; then
+  qemu-ga -m virtio-serial -p "$port" -t /run &
+  echo $! >/run/qemu-ga.pid  # qemu-ga writes its -f pidfile only when it daemonizes
+fi
+while :; do wait; sleep 1; done  # PID 1 reaps orphans and never exits
+INIT
+chmod 755 "$work/root/sbin/vmw-ga-init"
+disk="$work/disk.raw"
+truncate -s 1536M "$disk"
+printf 'label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n' \
+  | sfdisk -q "$disk"
+read -r start sectors < <(sfdisk -J "$disk" | python3 -c \
+  'import json,sys; p=json.load(sys.stdin)["partitiontable"]["partitions"][0]; print(p["start"], p["size"])')
+mkfs.ext4 -F -q -L root -E offset=$((start * 512)) -d "$work/root" "$disk" "$((sectors / 2))k"
+mkdir -p "$dir"
+cp "$kernel" "$dir/agent-vmlinuz.tmp" && mv "$dir/agent-vmlinuz.tmp" "$dir/agent-vmlinuz"
+cp "/boot/initrd.img-$release" "$dir/agent-initrd.img.tmp"
+mv "$dir/agent-initrd.img.tmp" "$dir/agent-initrd.img"
+qemu-img convert -q -f raw -O qcow2 "$disk" "$out.tmp"
+mv "$out.tmp" "$out"
+echo "==> $out ($(du -h "$out" | cut -f1)), kernel $release"
