@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from vmwarden.policy.facts import GuestView
+
 if TYPE_CHECKING:
-    from vmwarden.model import Estate
+    from vmwarden.model import Estate, GuestFacts
     from vmwarden.policy.rules import Policy
     from vmwarden.policy.schema import Zone
 
@@ -31,7 +33,7 @@ class HostRecord:
 class Context:
     """One evaluation's shared state; never outlives it (policies are reused across sweeps)."""
 
-    __slots__ = ("_indexes", "catalog", "estate", "now", "zones")
+    __slots__ = ("_guest", "_indexes", "catalog", "estate", "now", "zones")
 
     def __init__(self, estate: Estate, policy: Policy) -> None:
         self.estate = estate
@@ -39,6 +41,7 @@ class Context:
         self.zones: dict[str, Zone] = policy.zones
         self.now: datetime = estate.now
         self._indexes: dict[str, Any] = {}
+        self._guest: GuestView | None = None
 
     def index(self, key: str, build: Callable[[Context], T]) -> T:
         """The index named ``key``, built on first use and shared by every rule."""
@@ -47,3 +50,16 @@ class Context:
         except KeyError:
             value = self._indexes[key] = build(self)
             return value
+
+    def guest(self, facts: GuestFacts) -> GuestView:
+        """The view of ``facts`` shared by the rules judging it (see ``facts.py``).
+
+        Only the latest view is kept: evaluation judges one resource with every rule before
+        the next, so that is the one asked for again, and 100k views of ~1,000 packages each
+        would cost gigabytes. The view holds ``facts``, so ``is`` cannot mistake another
+        object for it.
+        """
+        view = self._guest
+        if view is None or view.facts is not facts:
+            view = self._guest = GuestView(facts)
+        return view

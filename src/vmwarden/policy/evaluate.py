@@ -21,7 +21,7 @@ from vmwarden.policy.verdict import Outcome
 
 if TYPE_CHECKING:
     from vmwarden.model import Estate
-    from vmwarden.policy.rules import Policy
+    from vmwarden.policy.rules import Policy, Rule
 
 Identity = tuple[str, str, str]  # id, name, host
 
@@ -86,26 +86,42 @@ def evaluate(policy: Policy, estate: Estate) -> list[Finding]:
 
 
 def _evaluate(policy: Policy, estate: Estate) -> list[Finding]:
+    """Resource-major: every rule judges one resource before the next resource is touched.
+
+    At 100k VMs the estate is far larger than the CPU caches; walking it once per rule
+    (rule-major) fetched each VM's records from memory twenty times, and per-guest views
+    (``Context.guest``) could not be reused between rules. Findings still come out in
+    rule order, then resource order: each rule collects into its own list.
+    """
     ctx = Context(estate, policy)
-    findings: list[Finding] = []
-    append = findings.append
-    no_match = Outcome.NO_MATCH
-    for rule in policy.rules:
-        resources: Sequence[tuple[Identity, Any]] = ctx.index(
-            f"resources:{rule.resource}", RESOURCES[rule.resource]
-        )
+    per_rule: list[list[Finding]] = [[] for _ in policy.rules]
+    by_kind: dict[str, list[tuple[Rule, list[Finding]]]] = {}
+    for rule, found in zip(policy.rules, per_rule, strict=True):
         rule.filter.prepare(ctx)
-        match = rule.filter.match
-        actions = rule.action_names
-        name_, kind, severity = rule.name, rule.resource, rule.severity
-        # The hot loop (resources x rules): locals only, positional construction.
-        for (rid, name, host), resource in resources:
+        by_kind.setdefault(rule.resource, []).append((rule, found))
+    for kind, rules in by_kind.items():
+        resources: Sequence[tuple[Identity, Any]] = ctx.index(f"resources:{kind}", RESOURCES[kind])
+        _judge_all(ctx, resources, rules)
+    return [finding for found in per_rule for finding in found]
+
+
+def _judge_all(
+    ctx: Context, resources: Sequence[tuple[Identity, Any]], rules: list[tuple[Rule, list[Finding]]]
+) -> None:
+    """The hot loop (resources x rules): locals only, positional construction."""
+    plan = [
+        (r.filter.match, found.append, r.name, r.resource, r.severity, r.action_names)
+        for r, found in rules
+    ]
+    no_match = Outcome.NO_MATCH
+    for (rid, name, host), resource in resources:
+        for match, append, rule, kind, severity, actions in plan:
             verdict = match(resource, ctx)
             if verdict.outcome is no_match:
                 continue
             append(
                 Finding(
-                    name_,
+                    rule,
                     kind,
                     rid,
                     name,
@@ -115,4 +131,3 @@ def _evaluate(policy: Policy, estate: Estate) -> list[Finding]:
                     list(actions),
                 )
             )
-    return findings

@@ -10,10 +10,11 @@ from vmwarden.policy.filters.base import filters
 from vmwarden.policy.filters.guest import GuestFilter
 from vmwarden.policy.schema import Name, StrictModel
 from vmwarden.policy.verdict import NO_MATCH, Verdict
-from vmwarden.vulns import MANAGER_VERSIONS, parse_version
+from vmwarden.vulns.versions import version_key
 
 if TYPE_CHECKING:
     from vmwarden.model import GuestFacts
+    from vmwarden.model import Package as PackageRecord
     from vmwarden.policy.context import Context
 
 NO_PACKAGES = "inspection found no package database"
@@ -53,9 +54,9 @@ class Package(GuestFilter):
     def judge(self, guest: GuestFacts, ctx: Context) -> Verdict:
         if guest.packages is None:
             return Verdict.unknown(NO_PACKAGES)
-        names = {p.name for p in guest.packages}
-        forbidden = sorted(names.intersection(self.params.installed))
-        absent = sorted(set(self.params.missing) - names)
+        names = ctx.guest(guest).packages() or {}
+        forbidden = sorted({n for n in self.params.installed if n in names})
+        absent = sorted({n for n in self.params.missing if n not in names})
         evidence: dict[str, Any] = {}
         if forbidden:
             evidence["packages"] = forbidden
@@ -72,8 +73,9 @@ class StalePatchesParams(StrictModel):
 class StalePatches(GuestFilter):
     """An installed package is older than its ``baseline`` minimum version.
 
-    Versions compare by the package's own manager rules (univers): dpkg for ``dpkg``
-    (epochs, ``~`` before release), rpm for ``rpm``, apk for ``apk``. Packages are matched
+    Versions compare by the package's own manager rules: dpkg's for ``dpkg`` (epochs,
+    ``~`` before release; native, see ``vulns.versions``), univers' rpm for ``rpm`` and
+    apk for ``apk``. Packages are matched
     by binary name; a baseline package that is not installed is not stale (use ``package
     missing:`` to require it). A version that does not parse makes the guest unknown unless
     another package is already stale.
@@ -92,16 +94,27 @@ class StalePatches(GuestFilter):
     def judge(self, guest: GuestFacts, ctx: Context) -> Verdict:
         if guest.packages is None:
             return Verdict.unknown(NO_PACKAGES)
+        view = ctx.guest(guest)
+        installed = view.packages() or {}
+        if view.repeated:  # a name on several records (multi-arch): judge every record
+            return self._judge(guest.packages)
+        # One lookup per baseline package instead of a scan of every installed one.
+        found = [p for name in self.params.baseline if (p := installed.get(name)) is not None]
+        verdict = self._judge(found)
+        if verdict.is_unknown:  # name the first unreadable version in the guest's order
+            return self._judge(guest.packages)
+        return verdict
+
+    def _judge(self, packages: list[PackageRecord]) -> Verdict:
         baseline: dict[str, str] = self.params.baseline
         stale: list[dict[str, str]] = []
         unknown: str | None = None
-        for pkg in guest.packages:
+        for pkg in packages:
             minimum = baseline.get(pkg.name)
             if minimum is None:
                 continue
-            cls = MANAGER_VERSIONS.get(pkg.manager)
-            have = parse_version(cls, pkg.version) if cls else None
-            want = parse_version(cls, minimum) if cls else None
+            have = version_key(pkg.manager, pkg.version)
+            want = version_key(pkg.manager, minimum)
             if have is None or want is None:
                 unknown = unknown or (
                     f"cannot compare {pkg.name} {pkg.version!r} with {minimum!r} "

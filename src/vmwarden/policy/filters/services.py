@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import model_validator
 
+from vmwarden.policy.facts import unit
 from vmwarden.policy.filters.base import filters
 from vmwarden.policy.filters.guest import GuestFilter
 from vmwarden.policy.schema import Name, StrictModel
@@ -23,15 +24,9 @@ if TYPE_CHECKING:
 NO_SERVICES = "enabled services could not be read"
 
 
-def unit(name: str) -> str:
-    """``ssh.service`` → ``ssh``; other unit types (``.socket``, ``.timer``) keep theirs."""
-    return name.removesuffix(".service")
-
-
-def enabled_units(guest: GuestFacts) -> set[str] | None:
-    if guest.services_enabled is None:
-        return None
-    return {unit(s) for s in guest.services_enabled}
+def enabled_units(guest: GuestFacts, ctx: Context) -> set[str] | None:
+    """The guest's enabled units (``.service`` dropped), derived once per evaluation."""
+    return ctx.guest(guest).units()
 
 
 class ServiceParams(StrictModel):
@@ -68,7 +63,7 @@ class Service(GuestFilter):
     Params = ServiceParams
 
     def judge(self, guest: GuestFacts, ctx: Context) -> Verdict:
-        enabled = enabled_units(guest)
+        enabled = enabled_units(guest, ctx)
         if enabled is None:
             return Verdict.unknown(NO_SERVICES)
         params = self.params
@@ -90,6 +85,7 @@ TIME_SYNC = {
     "ntp": ("ntp", "ntpd", "ntpsec", "openntpd"),
     "timesyncd": ("systemd-timesyncd",),
 }
+TIME_SYNC_UNITS = frozenset(u for units in TIME_SYNC.values() for u in units)
 
 
 @filters.register("no-time-sync")
@@ -107,12 +103,10 @@ class NoTimeSync(GuestFilter):
     """
 
     def judge(self, guest: GuestFacts, ctx: Context) -> Verdict:
-        facts, enabled = guest.time_sync, enabled_units(guest)
-        if facts is not None:
-            on = sorted(k for k in TIME_SYNC if facts.get(k) is True)
-            if on:
-                return NO_MATCH
-        if enabled is not None and enabled.intersection(u for us in TIME_SYNC.values() for u in us):
+        facts, enabled = guest.time_sync, enabled_units(guest, ctx)
+        if facts is not None and any(facts.get(k) is True for k in TIME_SYNC):
+            return NO_MATCH
+        if enabled is not None and not enabled.isdisjoint(TIME_SYNC_UNITS):
             return NO_MATCH
         if facts is None and enabled is None:
             return Verdict.unknown("neither time-sync configuration nor services could be read")
@@ -146,7 +140,8 @@ class SshRootLogin(GuestFilter):
     Params = SshRootLoginParams
 
     def judge(self, guest: GuestFacts, ctx: Context) -> Verdict:
-        if guest.packages is not None and not any(p.name in SSH_SERVERS for p in guest.packages):
+        installed = ctx.guest(guest).packages()
+        if installed is not None and not any(name in installed for name in SSH_SERVERS):
             return NO_MATCH
         if guest.sshd is None:
             return Verdict.unknown("sshd settings could not be read")
