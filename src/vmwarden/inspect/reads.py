@@ -16,11 +16,14 @@ Two fixes, both below the parsers, so the facts cannot change:
   Compressed clusters must be read and inflated whole; the last few are kept inflated.
 
 ``bytes_read`` counts what was actually read from the host descriptor (``pread``), which
-is what the target "read < 2% of the image" is about.
+is what the target "read < 2% of the image" is about. After the change: 0.52 MiB counted
+(0.29% of the file), 0.68 MiB fetched from storage with the page cache dropped for the file
+(``/proc/self/io``; was 2.95 MiB: the page cache had absorbed most of the re-reads).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections import OrderedDict
@@ -48,6 +51,10 @@ class CountingFile(io.RawIOBase):
         self.reads = 0  # preads issued
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
         self._capacity = max(1, cache_bytes // BLOCK)
+        # dissect's reads are scattered: the kernel's readahead (128 KiB by default) would
+        # fetch from storage ~40% more than is asked for (0.98 vs 0.68 MiB on the Debian image).
+        with contextlib.suppress(OSError, AttributeError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
 
     def readable(self) -> bool:
         return True
