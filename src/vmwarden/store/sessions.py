@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vmwarden.errors import StoreError
-from vmwarden.store.base import utcnow
+from vmwarden.store.base import upsert, utcnow
 from vmwarden.store.journal import write_event
 from vmwarden.store.tables import Base, BigId, UTCDateTime
 from vmwarden.store.users import User, UsersRepo, users
@@ -79,6 +79,7 @@ class LoginThrottleRow(Base):
 
 login_sessions = LoginSessionRow.__table__
 login_throttle = LoginThrottleRow.__table__
+_THROTTLE_KEY = ("scope", "subject")
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +251,7 @@ class ThrottleRepo:
         return until
 
     def _count(self, conn: Connection, scope: str, subject: str, now: datetime) -> datetime | None:
-        row = conn.execute(_select_one(scope, subject)).first()
+        row = conn.execute(_select_one(scope, subject).with_for_update()).first()
         if row is None or _window_over(row, now, self.rule.window):
             failures, start = 1, now
         else:
@@ -263,12 +264,9 @@ class ThrottleRepo:
             "last_failure_at": now,
             "blocked_until": until,
         }
-        if row is None:
-            conn.execute(
-                insert(login_throttle).values(scope=scope, subject=subject[:255], **values)
-            )
-        else:
-            conn.execute(update(login_throttle).where(_key(scope, subject)).values(**values))
+        # an upsert: a concurrent first failure of the same subject (PostgreSQL) is no error
+        row_values = {"scope": scope, "subject": subject[:255], **values}
+        upsert(conn, login_throttle, [row_values], keys=_THROTTLE_KEY, update=list(values))
         return until
 
     def reset(self, subjects: list[Subject]) -> None:
@@ -327,14 +325,19 @@ def disable_user(store: Store, name: str, *, actor: str, reason: str | None = No
 
 
 def _refuse_last_admin(conn: Connection, row: Row[Any]) -> None:
+    """Refuse when ``row`` is the only enabled admin.
+
+    The enabled admins are read ``FOR UPDATE`` (PostgreSQL; SQLite's write transaction is
+    exclusive anyway), so a concurrent disable of another admin waits and then sees this one.
+    """
     if row.role != "admin":
         return
-    others = conn.execute(
-        select(users.c.id).where(
-            (users.c.role == "admin") & users.c.disabled.is_(False) & (users.c.id != row.id)
-        )
-    ).first()
-    if others is None:
+    admins = conn.execute(
+        select(users.c.id)
+        .where((users.c.role == "admin") & users.c.disabled.is_(False))
+        .with_for_update()
+    ).all()
+    if not {a.id for a in admins} - {row.id}:
         raise LastAdminError(
             f"{row.name!r} is the last enabled admin; disabling them would leave nobody "
             "able to manage users",
