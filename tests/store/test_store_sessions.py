@@ -5,6 +5,7 @@ doubling block, resets, and the last-admin guard (real SQLite, and PostgreSQL wh
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -123,3 +124,37 @@ def test_the_last_enabled_admin_stays(store: Store):
         disable_user(store, "bea", actor="bea")
     assert disable_user(store, "ada", actor="bea").disabled  # already disabled: no-op
     assert not UsersRepo(store).get_user("bea").disabled
+
+
+def _disable_at_once(store: Store, names: list[str]) -> list[str]:
+    """Disable each of ``names`` from its own thread, released together; each outcome."""
+    barrier = threading.Barrier(len(names))
+    outcomes: list[str] = []
+
+    def disable(name: str) -> None:
+        barrier.wait()
+        try:
+            disable_user(store, name, actor="t")
+            outcomes.append("done")
+        except LastAdminError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=disable, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return sorted(outcomes)
+
+
+def test_two_admins_disabling_each_other_at_once_leave_one(store: Store):
+    for round_no in range(8):
+        pair = [f"a{round_no}", f"b{round_no}"]
+        for name in pair:
+            _user(store, name, "admin")
+        for user in UsersRepo(store).list_users():  # only this round's pair stays enabled
+            if user.name not in pair and not user.disabled:
+                disable_user(store, user.name, actor="t")
+        assert _disable_at_once(store, pair) == ["done", "refused"], round_no
+        admins = [u for u in UsersRepo(store).list_users() if u.role == "admin" and not u.disabled]
+        assert len(admins) == 1
