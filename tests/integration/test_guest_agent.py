@@ -4,7 +4,7 @@ disk's by ``vmwarden scan``, and an agent that stops answering costs a note, not
 The guest (``scripts/build-agent-image.sh``) boots the host's kernel straight into an init
 that sets the live hostname ``vmw-ga-live``, while its disk's /etc/hostname says
 ``vmw-ga-disk``: which one a scan reports shows which source won. One VM per module; the
-test that freezes its agent runs last.
+last two tests freeze its agent, then kill it (order matters).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ MAC = "52:54:00:6a:00:01"
 LIVE_IP = "10.77.0.5"
 CACHE = Path("/var/cache/vmwarden-test")
 POLICY = "version: 1\nrules: []\n"
+FROZEN_FOR = 60  # seconds the agent stays frozen before it is killed (a scan takes ~10)
 
 
 def usable_virt() -> str:
@@ -150,8 +151,10 @@ def test_scan_lays_live_agent_facts_over_the_disk(guest: dict[str, Any], tmp_pat
 
 def test_a_frozen_agent_leaves_disk_facts_and_a_note(guest: dict[str, Any], tmp_path: Path) -> None:
     """qemu-ga is stopped (SIGSTOP from a child it spawned): the channel stays connected,
-    nothing answers. The scan still completes, with the disk's facts and the reason."""
-    assert agent("guest-exec", {"path": "/bin/sh", "arg": ["-c", "sleep 1; kill -STOP $PPID"]})
+    nothing answers. The scan still completes, with the disk's facts and the reason.
+    ``FROZEN_FOR`` seconds later the same child kills it (for the next test)."""
+    script = f"sleep 1; kill -STOP $PPID; sleep {FROZEN_FOR}; kill -KILL $PPID"
+    assert agent("guest-exec", {"path": "/bin/sh", "arg": ["-c", script]})
     deadline = time.monotonic() + 30
     while agent("guest-ping", timeout=1) is not None:
         assert time.monotonic() < deadline, "qemu-ga kept answering after SIGSTOP"
@@ -165,3 +168,18 @@ def test_a_frozen_agent_leaves_disk_facts_and_a_note(guest: dict[str, Any], tmp_
     notes = [e for e in facts["errors"] if e.startswith("guest agent: ")]
     assert len(notes) == 1 and notes[0].endswith("live facts not read"), facts["errors"]
     assert {p["name"] for p in facts["packages"]} >= {"qemu-guest-agent"}
+
+
+def test_a_dead_agent_is_not_asked_and_leaves_a_note(guest: dict[str, Any], tmp_path: Path) -> None:
+    """qemu-ga killed: libvirt shows the channel disconnected, vmwarden does not call it."""
+    deadline = time.monotonic() + FROZEN_FOR + 60
+    while "state='disconnected'" not in live_xml():
+        assert time.monotonic() < deadline, "the agent channel never showed disconnected"
+        time.sleep(1)
+    facts = scan_vm(tmp_path)["guest"]
+    assert facts["hostname"] == "vmw-ga-disk"
+    notes = [e for e in facts["errors"] if e.startswith("guest agent: ")]
+    assert notes == [
+        "guest agent: channel disconnected (qemu-ga is not running in the guest); "
+        "live facts not read"
+    ]
