@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from typing import Annotated
 
 import typer
@@ -11,8 +12,18 @@ from rich.console import Console
 
 from vmwarden.store import Store
 
-err = Console(stderr=True)
-out = Console()
+
+def _console(*, stderr: bool = False) -> Console:
+    """A terminal keeps its own width; a pipe or log file gets 160 columns instead of Rich's
+    80, so evidence is not cut to "…" in CI logs or ``| less``. ``COLUMNS`` still wins."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty())
+    width = 160 if piped and not os.environ.get("COLUMNS") else None
+    return Console(stderr=stderr, width=width)
+
+
+err = _console(stderr=True)
+out = _console()
 
 DbOpt = Annotated[
     str | None,

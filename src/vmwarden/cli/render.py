@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from rich.console import Console
@@ -40,6 +41,15 @@ def _evidence(ev: dict[str, Any]) -> str:
     return "; ".join(f"{k}={_short(v)}" for k, v in ev.items())
 
 
+def _vm_counts(names: list[str]) -> str:
+    """``5 on 3 VMs: a (2), b (2), c``: one action per rule would otherwise list a VM per rule."""
+    counts = Counter(names)
+    listed = ", ".join(f"{n} ({c})" if c > 1 else n for n, c in sorted(counts.items()))
+    if len(counts) == len(names):
+        return f"{len(names)}: {listed}"
+    return f"{len(names)} on {len(counts)} VMs: {listed}"
+
+
 def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) -> None:
     s = result.summary()
     states = ", ".join(f"{n} {k}" for k, n in sorted(s["vms_by_state"].items()))
@@ -55,7 +65,7 @@ def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) ->
         t.add_column("severity", no_wrap=True, min_width=8)
         t.add_column("rule", no_wrap=True, min_width=16)
         t.add_column("VM / image", no_wrap=True, min_width=20)
-        t.add_column("evidence")
+        t.add_column("evidence", overflow="fold")
         ordered = sorted(result.findings, key=lambda f: (-int(f.severity), f.rule, f.host, f.name))
         for f in ordered[:max_rows]:
             sev = str(f.severity)
@@ -74,7 +84,7 @@ def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) ->
         t.add_column("status", no_wrap=True)
         t.add_column("VMs", overflow="fold")
         for (action, status), names in sorted(groups.items()):
-            t.add_row(action, status, f"{len(names)}: " + ", ".join(sorted(names)))
+            t.add_row(action, status, _vm_counts(names))
         console.print(t)
         if any(a.status == "dry-run" for a in result.actions):
             console.print("[dim]Report only: pass --enforce to carry out the actions above.[/]")
