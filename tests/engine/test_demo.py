@@ -195,3 +195,23 @@ def test_scan_finds_exactly_the_expected_findings(estate, tmp_path):
     for finding in found:
         got[finding.name].append(finding.rule)
     assert {name: sorted(rules) for name, rules in got.items()} == estate.expected
+
+
+def test_orphaned_pool_volume_evidence_is_the_files_own(estate, tmp_path):
+    """The test driver's pools report allocation 0 and no mtime; on a local host the file
+    itself is the authority, so the finding shows its real size and back-dated mtime."""
+    import os
+    from datetime import UTC, datetime
+
+    from vmwarden.engine.scan import Sweep
+    from vmwarden.policy.loader import load_policy
+    from vmwarden.store import Store
+
+    with Store.open(f"sqlite:///{tmp_path / 'demo.db'}") as store:
+        result = Sweep(store, load_policy(estate.policy_path), actor="t").run(estate.uris)
+    (orphan,) = [f for f in result.findings if f.rule == "orphaned-image"]
+    st = os.stat(orphan.evidence["path"])
+    assert orphan.evidence["size"] == st.st_size > 0
+    assert orphan.evidence["mtime"] == datetime.fromtimestamp(st.st_mtime, UTC).isoformat()
+    (img,) = [i for i in result.images if i.path == orphan.evidence["path"]]
+    assert img.mode == st.st_mode & 0o7777

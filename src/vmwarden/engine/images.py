@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from datetime import UTC, datetime
+
 from vmwarden.model import HostInventory, Image
 
 
@@ -63,6 +67,8 @@ def classify(images: list[Image], catalog: dict[str, str], local_hosts: set[str]
     """
     used_here = {i.path for i in images if i.attached_to and i.host in local_hosts}
     for img in images:
+        if img.host in local_hosts:
+            fill_local_stat(img)
         img.template = catalog.get(img.digest) if img.digest else img.template
         if img.attached_to or (img.host in local_hosts and img.path in used_here):
             img.kind = "attached"
@@ -70,3 +76,22 @@ def classify(images: list[Image], catalog: dict[str, str], local_hosts: set[str]
             img.kind = "template"
         else:
             img.kind = "orphaned"
+
+
+def fill_local_stat(img: Image) -> None:
+    """Size, mtime and mode from the file itself when the host's view lacks them.
+
+    A pool's volume list may report allocation 0 and no timestamps (the test driver does;
+    so do some pool types): on this machine the file is the authority. ``lstat`` only —
+    a symlink is not followed, nothing is read."""
+    if img.size and img.mtime is not None and img.mode is not None:
+        return
+    try:
+        st = os.lstat(img.path)
+    except OSError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        return
+    img.size = img.size or st.st_size
+    img.mtime = img.mtime or datetime.fromtimestamp(st.st_mtime, UTC)
+    img.mode = img.mode if img.mode is not None else stat.S_IMODE(st.st_mode)
