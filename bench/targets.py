@@ -108,7 +108,7 @@ def judge(sections: Rows) -> list[dict[str, str]]:
             f"p50 {expo['p50_ms']:.0f} ms, p95 {expo['p95_ms']:.0f} ms, max {expo['max_ms']:.0f} ms",
             None,
         )
-    add("exposure with the admission hook is zero", "not measured (see row)", None)
+    _hook(rows, add)
     foot = next((r for r in rows if "cpu_pct" in r), None)
     if foot:
         add("watch idle CPU < 1% of a core", f"{foot['cpu_pct']:.2f}%", foot["cpu_pct"] < 1)
@@ -121,3 +121,21 @@ def judge(sections: Rows) -> list[dict[str, str]]:
             mib < 200,
         )
     return out
+
+
+def _hook(rows: list[dict[str, Any]], add: Any) -> None:
+    """The hook rows carry notes rather than medians: refused starts, and the p50 added."""
+    hook = next(
+        (r for r in rows if str(r.get("name", "")).startswith("exposure with the admission hook")),
+        None,
+    )
+    if hook is None:
+        add("exposure with the admission hook is zero", "not measured (section skipped)", None)
+        return
+    note = str(hook.get("note", ""))
+    if "exposure zero:" not in note:
+        add("exposure with the admission hook is zero", note, None)
+        return
+    added = _find(rows, r"admitted create\(\) without the hook")
+    extra = f"; start-up {added['note']}" if added and added.get("note") else ""
+    add("exposure with the admission hook is zero", note + extra, "exposure zero: True" in note)
