@@ -101,7 +101,9 @@ class Gate:
         """The VM just started (``event``: the start's own event, ``run``: its run id): hold
         it at once when the gate says so, and time how long it ran exposed."""
         if run is not None and self._runs.get(vm.id) == run:
-            return Outcome()  # this start was judged already (its 'resumed' came first)
+            # judged already (its 'resumed', or the previous run's 'stopped', came first)
+            self.latencies.retime(vm.id, run, event)
+            return Outcome()
         if run is not None:
             self._runs[vm.id] = run
         judgement = self._judge_at_start(vm, prior)
@@ -116,7 +118,7 @@ class Gate:
         before = self.store.active_quarantine(vm.id)
         timer = LiveTimer(conn)
         rec = self.quarantine(timer, vm, f"power-on gate: {judgement.summary()}")
-        took = self._time_start(vm, event, rec, before, timer)
+        took = self._time_start(vm, event, rec, before, timer, run)
         if took is not None:
             log.info(
                 "power-on gate: %s held, %.0f ms after its start: %s",
@@ -133,6 +135,7 @@ class Gate:
         rec: ActionRecord | None,
         before: ActionRecord | None,
         timer: LiveTimer,
+        run: int | None,
     ) -> float | None:
         """Record one ``Latency`` for this start (see ``latency``); returns its seconds."""
         now = time.monotonic()
@@ -145,7 +148,10 @@ class Gate:
             how, took = "at-boot", 0.0
         else:
             how, took = "already", max(0.0, now - event.received)
-        self.latencies.add(Latency(vm.name, vm.id, event.detail, started, took, how))
+        isolated_at = timer.live_at if how == "gate" else now
+        self.latencies.add(
+            Latency(vm.name, vm.id, event.detail, started, took, how, run, isolated_at)
+        )
         if took is not None and how != "at-boot":
             self.metrics.latency.observe(took, uri=vm.uri, action="quarantine")
         return took

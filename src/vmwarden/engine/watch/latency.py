@@ -15,6 +15,11 @@ VM stops being exposed; every start the gate holds records one entry, saying how
 - ``already``: someone else (the reconcile) isolated it after the start and before the gate
   looked; ``seconds`` is event → the gate saw it isolated (an upper bound);
 - ``failed``: the quarantine did not complete; ``seconds`` is None.
+
+A start can be judged from a batch without its own event: the previous run's ``stopped`` is
+read after the VM is live again, and the ``started`` follows in the next batch. The entry is
+then timed from that earlier event (an upper bound) until the start's own event arrives, which
+re-times it (``Latencies.retime``): from the start's event, 0 s when the NIC moved first.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class Latency:
     started: datetime  # that event's arrival (wall clock, for ordering against the outside)
     seconds: float | None  # event → live NICs isolated (None: the quarantine failed)
     how: str  # gate | at-boot | already | failed
+    run: int | None = None  # libvirt's run id of this start (None: not known)
+    isolated_at: float | None = None  # monotonic time the VM was seen isolated
 
     @property
     def isolated(self) -> datetime | None:
@@ -119,6 +126,23 @@ class Latencies:
             self._items.append(item)
             self._items.sort(key=lambda x: x.started)
             del self._items[:-MAX_KEPT]
+
+    def retime(self, vm_id: str, run: int | None, event: DomainEvent) -> bool:
+        """Time an entry from its start's own event when that arrives after the judgement
+        (see the module's docstring); says whether an entry was re-timed."""
+        if run is None or event.detail not in _START_DETAILS:
+            return False
+        with self._lock:
+            for item in reversed(self._items):
+                if item.vm_id == vm_id and item.run == run:
+                    if item.event in _START_DETAILS:
+                        return False
+                    item.event, item.started = event.detail, arrival(event)
+                    if item.seconds is not None and item.isolated_at is not None:
+                        item.seconds = max(0.0, item.isolated_at - event.received)
+                    self._items.sort(key=lambda x: x.started)
+                    return True
+        return False
 
     def __iter__(self) -> Any:
         with self._lock:

@@ -1,0 +1,49 @@
+"""``Latencies``: one entry per start, re-timed from the start's own event when it comes late.
+
+The real-libvirtd test (tests/integration/test_watch_latency.py) sees the case this covers
+only when the scheduler happens to split a restart's events; here it is built on purpose.
+"""
+
+from __future__ import annotations
+
+import time
+
+from vmwarden.connectors.libvirt.events import DomainEvent
+from vmwarden.engine.watch.latency import Latencies, Latency, arrival, start_event
+
+
+def event(detail: str, received: float) -> DomainEvent:
+    return DomainEvent("qemu:///system", "id-1", "vm", "lifecycle", detail, received=received)
+
+
+def test_a_start_judged_from_the_previous_runs_stopped_is_retimed_from_its_started() -> None:
+    t0 = time.monotonic()
+    stopped, started = event("stopped", t0), event("started", t0 + 0.030)
+    assert start_event([stopped]) is stopped  # nothing better in that batch
+    lat = Latencies()
+    isolated_at = t0 + 0.050
+    lat.add(Latency("vm", "id-1", "stopped", arrival(stopped), 0.050, "gate", 7, isolated_at))
+
+    assert lat.retime("id-1", 7, started)
+    (entry,) = list(lat)
+    assert entry.event == "started"
+    assert abs(entry.seconds - 0.020) < 1e-9  # from the start's own event, not the stop
+    assert not lat.retime("id-1", 7, event("resumed", t0 + 0.040))  # timed from a start already
+
+
+def test_isolated_before_the_started_event_arrived_is_zero_not_negative() -> None:
+    t0 = time.monotonic()
+    lat = Latencies()
+    lat.add(Latency("vm", "id-1", "stopped", arrival(event("stopped", t0)), 0.01, "gate", 3, t0))
+    assert lat.retime("id-1", 3, event("started", t0 + 0.5))
+    assert next(iter(lat)).seconds == 0.0
+
+
+def test_retime_touches_only_the_same_run_and_only_start_events() -> None:
+    t0 = time.monotonic()
+    lat = Latencies()
+    lat.add(Latency("vm", "id-1", "stopped", arrival(event("stopped", t0)), 0.2, "gate", 3, t0))
+    assert not lat.retime("id-1", 4, event("started", t0 + 0.1))  # another run
+    assert not lat.retime("id-1", 3, event("defined", t0 + 0.1))  # not a start
+    assert not lat.retime("id-2", 3, event("started", t0 + 0.1))  # another VM
+    assert next(iter(lat)).event == "stopped"
