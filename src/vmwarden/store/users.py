@@ -164,21 +164,6 @@ class UsersRepo:
         with self._store._read() as conn:
             return [_user(r) for r in conn.execute(select(users).order_by(users.c.name))]
 
-    def disable_user(self, name: str, *, actor: str, reason: str | None = None) -> User:
-        """Refuse ``name`` from now on (its token and any session). Idempotent."""
-        now = utcnow()
-        with self._store._write() as conn:
-            row = conn.execute(select(users).where(users.c.name == name)).first()
-            if row is None:
-                raise StoreError(f"no user {name!r}", hint="vmwarden user list shows who exists")
-            if not row.disabled:
-                conn.execute(
-                    update(users).where(users.c.id == row.id).values(disabled=True, disabled_at=now)
-                )
-                write_event(conn, "user-disable", actor, reason, {"user": name}, now)
-            row = conn.execute(select(users).where(users.c.id == row.id)).one()
-        return _user(row)
-
     def rotate_token(
         self, name: str, token_id: str, token_hash: str, *, actor: str, reason: str | None = None
     ) -> User:
