@@ -55,13 +55,11 @@ class Package(GuestFilter):
         if guest.packages is None:
             return Verdict.unknown(NO_PACKAGES)
         names = ctx.guest(guest).packages() or {}
-        forbidden = sorted({n for n in self.params.installed if n in names})
-        absent = sorted({n for n in self.params.missing if n not in names})
         evidence: dict[str, Any] = {}
-        if forbidden:
-            evidence["packages"] = forbidden
-        if absent:
-            evidence["missing"] = absent
+        if forbidden := [n for n in self.params.installed if n in names]:
+            evidence["packages"] = sorted(set(forbidden))
+        if absent := [n for n in self.params.missing if n not in names]:
+            evidence["missing"] = sorted(set(absent))
         return Verdict.match(**evidence) if evidence else NO_MATCH
 
 

@@ -68,14 +68,13 @@ class Service(GuestFilter):
             return Verdict.unknown(NO_SERVICES)
         params = self.params
         evidence: dict[str, Any] = {}
-        running = sorted({s for s in params.running if unit(s) in enabled})
-        if running:
-            evidence["running"] = running
+        if running := [s for s in params.running if unit(s) in enabled]:
+            evidence["running"] = sorted(set(running))
             evidence["basis"] = "enabled at boot (read offline)"
-        if hits := sorted({s for s in params.enabled if unit(s) in enabled}):
-            evidence["enabled"] = hits
-        if hits := sorted({s for s in params.disabled if unit(s) not in enabled}):
-            evidence["disabled"] = hits
+        if hits := [s for s in params.enabled if unit(s) in enabled]:
+            evidence["enabled"] = sorted(set(hits))
+        if hits := [s for s in params.disabled if unit(s) not in enabled]:
+            evidence["disabled"] = sorted(set(hits))
         return Verdict.match(**evidence) if evidence else NO_MATCH
 
 

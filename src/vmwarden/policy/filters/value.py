@@ -99,15 +99,15 @@ def resolve(record: Any, parts: tuple[str, ...]) -> Any:
     for part in parts:
         if value is None:
             return None
-        if isinstance(value, dict):
+        if part in getattr(type(value), "__dataclass_fields__", ()):  # records first: most
+            value = getattr(value, part)  # keys are fields of the VM (memory_kib, meta.owner)
+        elif isinstance(value, dict):
             value = value.get(part)
         elif isinstance(value, list | tuple):
             try:
                 value = value[int(part)]
             except (ValueError, IndexError):
                 return None
-        elif part in getattr(type(value), "__dataclass_fields__", ()):
-            value = getattr(value, part)
         else:
             return None
     return jsonable(value)
