@@ -8,13 +8,16 @@ an agent makes no agent call at all.
 
 The agent is untrusted and may hang (a frozen guest, a stopped ``qemu-ga``): every answer
 is bounded by ``virDomainAgentSetResponseTimeout`` (``AGENT_TIMEOUT`` seconds, which also
-bounds libvirt's ``guest-sync`` handshake). That setting is the domain's own in libvirtd
-and stays after the sweep, so other clients' agent calls on that domain get the same bound.
+bounds libvirt's ``guest-sync`` handshake). That setting is the domain's own in libvirtd, so
+a read-only scan must not leave it behind (a backup tool's ``fsfreeze`` may rightly take
+longer): it is put back to libvirt's default, block, as soon as the answer is in. A custom
+timeout someone set through the API cannot be read back and is reset to that default too.
 A failure never raises: it becomes a note in ``GuestFacts.errors``, the facts stay unknown.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +27,7 @@ from lxml import etree
 from vmwarden.model.guest import GuestFacts
 from vmwarden.model.vm import VM, State
 
+log = logging.getLogger(__name__)
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 AGENT_TIMEOUT = 2  # seconds per agent command; a healthy agent answers in milliseconds
 _TYPES = (
@@ -70,6 +74,8 @@ def read_agent(dom: libvirt.virDomain, vm: VM) -> GuestFacts | None:
         info = dom.guestInfo(_TYPES, 0) or {}
     except libvirt.libvirtError as exc:
         return _absent(image, f"no answer: {_message(exc)}")
+    finally:
+        _restore_timeout(dom)
     if not info:
         return _absent(image, f"no answer within {AGENT_TIMEOUT}s")
     facts = facts_from_info(info, image)
@@ -148,6 +154,14 @@ def _nic_addresses(vm: VM, facts: GuestFacts) -> None:
         found = live.get((nic.mac or "").lower())
         if found:
             nic.addresses = [a.split("/", 1)[0] for a in found]
+
+
+def _restore_timeout(dom: libvirt.virDomain) -> None:
+    """libvirt's default for a domain (block): what it was before this sweep asked."""
+    try:
+        dom.agentSetResponseTimeout(libvirt.VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_BLOCK, 0)
+    except libvirt.libvirtError as exc:  # the VM went away meanwhile: nothing to restore
+        log.debug("could not restore the agent timeout of %s: %s", dom.name(), _message(exc))
 
 
 def _absent(image: str, why: str) -> GuestFacts:
