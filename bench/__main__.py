@@ -37,6 +37,7 @@ COLUMNS = (
     "images_per_minute",
     "read_pct",
     "cpu_pct",
+    "libvirtd_cpu_pct",
     "rss",
     "peak_rss",
     "findings",
