@@ -8,7 +8,8 @@ from typing import Any
 
 from lxml import etree
 
-from vmwarden.connectors.libvirt.agent import agent_channel, facts_from_info
+from vmwarden.connectors.libvirt.agent import facts_from_info
+from vmwarden.connectors.libvirt.agentxml import agent_channel
 from vmwarden.connectors.libvirt.connection import LibvirtConnector
 from vmwarden.connectors.libvirt.domxml import parse_domain
 from vmwarden.model import GuestFacts, Package, State, User

@@ -22,13 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import libvirt
-from lxml import etree
 
 from vmwarden.model.guest import GuestFacts
 from vmwarden.model.vm import VM, State
 
 log = logging.getLogger(__name__)
-AGENT_CHANNEL = "org.qemu.guest_agent.0"
 AGENT_TIMEOUT = 2  # seconds per agent command; a healthy agent answers in milliseconds
 _TYPES = (
     libvirt.VIR_DOMAIN_GUEST_INFO_USERS
@@ -39,18 +37,6 @@ _TYPES = (
     | getattr(libvirt, "VIR_DOMAIN_GUEST_INFO_INTERFACES", 0)  # libvirt >= 7.10
 )
 _FAMILIES = {"mswindows": "windows", "freebsd": "bsd", "openbsd": "bsd", "netbsd": "bsd"}
-
-
-def agent_channel(devices: etree._Element | None) -> str | None:
-    """The guest agent channel's state in a domain's ``<devices>``: ``connected``,
-    ``disconnected``, ``unknown`` (defined, no state: the XML of a shut-off domain), or
-    None when the domain has no agent channel."""
-    if devices is None:
-        return None
-    for target in devices.iterfind("channel/target"):
-        if target.get("name") == AGENT_CHANNEL:
-            return target.get("state") or "unknown"
-    return None
 
 
 def read_agent(dom: libvirt.virDomain, vm: VM) -> GuestFacts | None:

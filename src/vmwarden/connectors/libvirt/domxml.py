@@ -15,7 +15,7 @@ import threading
 
 from lxml import etree
 
-from vmwarden.connectors.libvirt.agent import agent_channel
+from vmwarden.connectors.libvirt.agentxml import agent_channel
 from vmwarden.errors import ConnectorError
 from vmwarden.model.vm import VM, VM_XMLNS, Disk, Layer, Nic, State, VmMeta
 
