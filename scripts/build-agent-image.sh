@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds, once per machine, the bootable guest the QEMU-guest-agent tests start:
 # debootstrap --variant=minbase bookworm + qemu-guest-agent, iproute2, kmod → GPT disk with one
-# ext4 partition → qcow2, plus the host's own kernel and initrd for direct kernel boot (no
-# bootloader, no systemd). The guest's PID 1 is /sbin/vmw-ga-init: it mounts proc/sys/run,
-# loads virtio_console (the host initrd lacks it), sets the *live* hostname to
+# ext4 partition → qcow2, plus the guest's own Debian kernel and initrd (linux-image-amd64,
+# installed by debootstrap and copied out) for direct kernel boot (no bootloader, no systemd):
+# nothing is borrowed from the host, whose kernel may be anything or absent (containers, CI).
+# The guest's PID 1 is /sbin/vmw-ga-init: it mounts proc/sys/run,
+# loads virtio_console (the initrd lacks it), sets the *live* hostname to
 # "vmw-ga-live" (the disk's /etc/hostname says "vmw-ga-disk": a test tells which source
 # won), puts the address from the kernel argument vmw_ip= on the first NIC, and runs
 # qemu-ga on the virtio-serial port org.qemu.guest_agent.0 (vmw_ga=off: no agent).
@@ -13,30 +15,32 @@
 set -euo pipefail
 dir="${1:-${VMWARDEN_AGENT_DIR:-/var/cache/vmwarden-test}}"
 out="$dir/agent-guest.qcow2"
-if [ -s "$out" ] && [ -s "$dir/agent-vmlinuz" ] && [ -s "$dir/agent-initrd.img" ]; then
+if [ -s "$out" ] && [ -s "$dir/agent-vmlinuz" ] && [ -s "$dir/agent-initrd.img" ] && [ -s "$dir/agent-release" ]; then
   exit 0
 fi
 for tool in debootstrap sfdisk mkfs.ext4 qemu-img; do
   command -v "$tool" >/dev/null || { echo "build-agent-image: $tool missing (make deps)" >&2; exit 1; }
 done
-# The newest host kernel with its modules on this machine (the guest borrows both).
-kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n1 || true)
-release="${kernel#/boot/vmlinuz-}"
-if [ -z "$kernel" ] || [ ! -s "/boot/initrd.img-$release" ] || [ ! -d "/lib/modules/$release" ]; then
-  echo "build-agent-image: need /boot/vmlinuz-*, its initrd.img and /lib/modules/<release>" >&2
-  exit 1
-fi
-console=$(find "/lib/modules/$release" -name 'virtio_console.ko*' | head -n1)
-[ -n "$console" ] || { echo "build-agent-image: no virtio_console module for $release" >&2; exit 1; }
 mirror=$(grep -rhoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
          | grep -v security | head -n1 | tr -d ' ' || true)
 mirror="${mirror:-http://deb.debian.org/debian}"
 work=$(mktemp -d /var/tmp/vmwarden-agent.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 echo "==> debootstrap minbase + qemu-guest-agent from $mirror (a few minutes, once)"
-debootstrap --variant=minbase --include=qemu-guest-agent,iproute2,kmod bookworm "$work/root" "$mirror" \
+debootstrap --variant=minbase --include=qemu-guest-agent,iproute2,kmod,linux-image-amd64 bookworm "$work/root" "$mirror" \
   >"$work/debootstrap.log" 2>&1 || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
 rm -rf "$work/root/var/cache/apt/archives/"*.deb
+# The guest's kernel, its initrd (update-initramfs ran in the chroot) and virtio_console.
+kernel=$(ls -1 "$work/root/boot/"vmlinuz-* 2>/dev/null | sort -V | tail -n1 || true)
+release="${kernel##*/vmlinuz-}"
+initrd="$work/root/boot/initrd.img-$release"
+if [ -z "$kernel" ] || [ ! -s "$initrd" ] || [ ! -d "$work/root/lib/modules/$release" ]; then
+  tail -n 30 "$work/debootstrap.log" >&2
+  echo "build-agent-image: debootstrap left no kernel/initrd in the guest" >&2
+  exit 1
+fi
+console=$(find "$work/root/lib/modules/$release" -name 'virtio_console.ko*' | head -n1)
+[ -n "$console" ] || { echo "build-agent-image: no virtio_console module for $release" >&2; exit 1; }
 echo "vmw-ga-disk" > "$work/root/etc/hostname"
 case "$console" in
   *.ko) cp "$console" "$work/root/lib/virtio_console.ko" ;;
@@ -77,6 +81,8 @@ fi
 while :; do wait; sleep 1; done  # PID 1 reaps orphans and never exits
 INIT
 chmod 755 "$work/root/sbin/vmw-ga-init"
+cp "$kernel" "$work/vmlinuz" && cp "$initrd" "$work/initrd.img"
+rm -rf "$work/root/boot/"* "$work/root/lib/modules" "$work/root/usr/lib/firmware"
 disk="$work/disk.raw"
 truncate -s 1536M "$disk"
 printf 'label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n' \
@@ -85,9 +91,10 @@ read -r start sectors < <(sfdisk -J "$disk" | python3 -c \
   'import json,sys; p=json.load(sys.stdin)["partitiontable"]["partitions"][0]; print(p["start"], p["size"])')
 mkfs.ext4 -F -q -L root -E offset=$((start * 512)) -d "$work/root" "$disk" "$((sectors / 2))k"
 mkdir -p "$dir"
-cp "$kernel" "$dir/agent-vmlinuz.tmp" && mv "$dir/agent-vmlinuz.tmp" "$dir/agent-vmlinuz"
-cp "/boot/initrd.img-$release" "$dir/agent-initrd.img.tmp"
+cp "$work/vmlinuz" "$dir/agent-vmlinuz.tmp" && mv "$dir/agent-vmlinuz.tmp" "$dir/agent-vmlinuz"
+cp "$work/initrd.img" "$dir/agent-initrd.img.tmp"
 mv "$dir/agent-initrd.img.tmp" "$dir/agent-initrd.img"
+echo "$release" > "$dir/agent-release"  # what the running guest's uname -r says
 qemu-img convert -q -f raw -O qcow2 "$disk" "$out.tmp"
 mv "$out.tmp" "$out"
 echo "==> $out ($(du -h "$out" | cut -f1)), kernel $release"
