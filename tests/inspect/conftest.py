@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import qemu_img
 from tests.inspect.layouts import LayoutImages
+from tests.inspect.windows import WindowsImages
 
 MIB = 1024 * 1024
 
@@ -387,3 +388,12 @@ def layout_images(
         return LayoutImages(tmp_path_factory.mktemp("layouts"), guest_images.tree)
     except (OSError, RuntimeError) as exc:  # missing lvm2/xfsprogs/loop devices: say which
         pytest.fail(f"cannot build the LVM/XFS images (scripts/install-deps.sh, root): {exc}")
+
+
+@pytest.fixture(scope="session")
+def windows_images(tmp_path_factory: pytest.TempPathFactory) -> WindowsImages:
+    """Windows Server 2022 on GPT + NTFS, and the same with a corrupt SOFTWARE hive."""
+    try:
+        return WindowsImages(tmp_path_factory.mktemp("windows"))
+    except (OSError, RuntimeError) as exc:  # no ntfs-3g, no FUSE, not root: say which
+        pytest.fail(f"cannot build the Windows images (scripts/install-deps.sh, root): {exc}")

@@ -42,6 +42,14 @@ from vmwarden.inspect.guest.system import (
 )
 from vmwarden.inspect.guest.timesync import read_time_sync
 from vmwarden.inspect.guest.users import read_users
+from vmwarden.inspect.guest.windows import (
+    Registry,
+    read_computer_name,
+    read_machine_guid,
+    read_profiles,
+    read_programs,
+    read_windows_version,
+)
 from vmwarden.inspect.opener import open_disk
 from vmwarden.model import GuestFacts
 
@@ -145,10 +153,11 @@ def collect(guest: GuestDisk, facts: GuestFacts, key: bytes) -> None:
         facts.os_version, facts.os_pretty = release.version, release.pretty
     else:
         _dissect_os(target, facts)
+    if facts.os_family == "windows":
+        _windows(files, facts, fact)  # the Linux readers have nothing to read on Windows
+        return
     facts.hostname = fact("hostname", lambda: read_hostname(files))
     facts.machine_id = fact("machine_id", lambda: read_machine_id(files))
-    if facts.os_family == "windows":
-        return  # the Linux readers below have nothing to read on Windows
     facts.kernels = fact("kernels", lambda: read_kernels(files))
     facts.packages = fact("packages", lambda: read_packages(files))
     if facts.packages is None and not any(e.startswith("packages:") for e in facts.errors):
@@ -182,12 +191,19 @@ def _dissect_os(target: Any, facts: GuestFacts) -> None:
     facts.os_name = os_name if os_name not in ("unix", "default") else None
     if facts.os_name is None:
         facts.errors.append("os: no os-release and not recognised by dissect")
-    if family == "windows":
-        for attr, field in (("version", "os_pretty"), ("hostname", "hostname")):
-            try:
-                setattr(facts, field, getattr(target, attr) or None)
-            except Exception as exc:  # a damaged registry: the fact stays unknown
-                facts.errors.append(f"{field}: {type(exc).__name__}: {exc}")
+
+
+def _windows(files: GuestFiles, facts: GuestFacts, fact: Callable[[str, Any], Any]) -> None:
+    """Windows facts from the registry hives (:mod:`vmwarden.inspect.guest.windows`); a
+    hive that is missing or corrupt leaves the facts needing it unknown, with the reason."""
+    reg = Registry(files)
+    release = fact("os", lambda: read_windows_version(reg))
+    if release is not None:
+        facts.os_version, facts.os_pretty = release.version, release.pretty
+    facts.hostname = fact("hostname", lambda: read_computer_name(reg))
+    facts.machine_id = fact("machine_id", lambda: read_machine_guid(reg))
+    facts.users = fact("users", lambda: read_profiles(reg))
+    facts.packages = fact("packages", lambda: read_programs(reg))
 
 
 def new_fingerprint_key() -> bytes:

@@ -70,6 +70,7 @@ PRELOAD = (
     "dissect.btrfs",
     "dissect.ntfs",
     "dissect.fat",
+    "dissect.regf",  # Windows guests' registry hives (vmwarden.inspect.guest.windows)
     "dissect.hypervisor.disk.qcow2",
     "dissect.hypervisor.disk.vmdk",
     "dissect.hypervisor.disk.vhdx",

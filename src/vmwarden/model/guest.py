@@ -21,7 +21,7 @@ class Package:
     version: str
     arch: str | None = None
     source: str | None = None  # source package (dpkg) or source rpm
-    manager: str = "dpkg"  # dpkg | rpm | apk
+    manager: str = "dpkg"  # dpkg | rpm | apk | windows (a Windows Uninstall registry entry)
 
 
 @dataclass(slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from typing import Any
+from typing import Any, BinaryIO
 
 #: Largest guest file read whole (a large dpkg status is a few MiB).
 MAX_FILE = 64 * 1024 * 1024
@@ -45,6 +45,27 @@ class GuestFiles:
         if len(data) > limit:
             raise GuestReadError(f"{path}: larger than {limit} bytes")
         return bytes(data)
+
+    def open(self, path: str, *, limit: int = MAX_FILE) -> BinaryIO | None:
+        """The file opened for reading, ``None`` if it does not exist (or is not a file).
+
+        For formats read by seeking (registry hives): only the parts looked up are read.
+        A file over ``limit`` bytes is refused, like :meth:`read_bytes`.
+        """
+        try:
+            p = self._path(path)
+            if not p.exists() or not p.is_file():
+                return None
+            size = p.stat().st_size
+            if size > limit:
+                raise GuestReadError(f"{path}: larger than {limit} bytes")
+            return p.open("rb")
+        except FileNotFoundError:
+            return None
+        except GuestReadError:
+            raise
+        except Exception as exc:  # the guest filesystem is hostile input
+            raise GuestReadError(f"{path}: {_why(exc)}") from None
 
     def read_text(self, path: str, *, limit: int = MAX_FILE) -> str | None:
         data = self.read_bytes(path, limit=limit)
