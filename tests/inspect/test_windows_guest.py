@@ -28,7 +28,9 @@ from vmwarden.inspect.facts import inspect_image, inspect_image_json
 from vmwarden.inspect.guest.files import GuestFiles
 from vmwarden.inspect.guest.windows import Registry, read_windows_version
 from vmwarden.inspect.sandbox import InspectorPool
-from vmwarden.model import GuestFacts
+from vmwarden.model import GuestFacts, Image
+from vmwarden.policy import load_policy
+from vmwarden.policy.verdict import Verdict
 
 #: Facts only Linux readers fill: on Windows they stay unknown, and say nothing in errors.
 LINUX_ONLY = ("kernels", "services_enabled", "sshd", "ssh_host_keys", "time_sync", "network")
@@ -67,6 +69,24 @@ def test_programs_are_packages(facts: GuestFacts) -> None:
     assert found == PROGRAMS
     assert {p.manager for p in facts.packages or []} == {"windows"}
     assert "Microsoft Edge Update Helper" not in {name for name, _, _ in found}
+
+
+def test_the_package_filter_sees_windows_programs(facts: GuestFacts, tmp_path: Path) -> None:
+    """What a policy matches Windows programs by: their name as Programs and Features shows."""
+    from tests.policy.conftest import BASE_POLICY, judge
+
+    rule = (
+        '[{type: package, installed: ["PuTTY release 0.76 (64-bit)", telnetd],'
+        ' missing: ["7-Zip 23.01 (x64)", "CrowdStrike Windows Sensor"]}]'
+    )
+    path = tmp_path / "policy.yaml"
+    path.write_text(BASE_POLICY + f"rules:\n  - name: r\n    resource: image\n"
+                    f"    severity: high\n    filters: {rule}\n")  # fmt: skip
+    image = Image(path=facts.image, host="h1", guest=facts)
+    got = judge(load_policy(path), [], [image])[facts.image]
+    assert got == Verdict.match(
+        packages=["PuTTY release 0.76 (64-bit)"], missing=["CrowdStrike Windows Sensor"]
+    )
 
 
 def test_the_sandboxed_worker_reads_the_same(
