@@ -9,7 +9,13 @@ from __future__ import annotations
 import time
 
 from vmwarden.connectors.libvirt.events import DomainEvent
-from vmwarden.engine.watch.latency import Latencies, Latency, arrival, start_event
+from vmwarden.engine.watch.latency import (
+    Latencies,
+    Latency,
+    arrival,
+    first_started,
+    start_event,
+)
 
 
 def event(detail: str, received: float) -> DomainEvent:
@@ -47,3 +53,17 @@ def test_retime_touches_only_the_same_run_and_only_start_events() -> None:
     assert not lat.retime("id-1", 3, event("defined", t0 + 0.1))  # not a start
     assert not lat.retime("id-2", 3, event("started", t0 + 0.1))  # another VM
     assert next(iter(lat)).event == "stopped"
+
+
+def test_a_late_started_read_after_the_vm_stopped_again_retimes_the_judged_run() -> None:
+    """A short run: judged from the previous stop, destroyed before its own ``started`` was
+    read; the daemon can no longer read the run id, the last judged run stands for it."""
+    t0 = time.monotonic()
+    lat = Latencies()
+    lat.add(Latency("vm", "id-1", "stopped", arrival(event("stopped", t0)), 0.05, "gate", 9, t0))
+    late = [event("started", t0 + 0.01), event("stopped", t0 + 0.5), event("started", t0 + 0.9)]
+    first = first_started(late)
+    assert first is late[0]  # the judged run's start, not a later run's
+    assert lat.retime("id-1", 9, first)
+    assert next(iter(lat)).event == "started"
+    assert first_started([event("stopped", t0), event("defined", t0)]) is None

@@ -256,6 +256,7 @@ class Watcher:
         try:
             vm, run = read_vm(conn, vm_id)
         except DomainGoneError:
+            self.gate.late_start(vm_id, batch)
             self.state.forget(vm_id)
             return Outcome(reconcile=True)
         if not in_scope(vm.name, self.config.only):
@@ -266,8 +267,11 @@ class Watcher:
             if vm.state in LIVE and came_up(batch, self.state.last_state.get(vm_id)):
                 outcome = self.gate.at_start(conn, vm, prior, start_event(batch), run)
             elif vm.state == State.SHUTOFF and self.store.active_quarantine(vm_id) is None:
+                self.gate.late_start(vm_id, batch)
                 self.gate.isolate_ahead(conn, vm, prior)
             else:
+                if vm.state not in LIVE:
+                    self.gate.late_start(vm_id, batch)
                 outcome.check = self.gate.keep_hold(conn, vm, batch)
             self._record(vm, prior, migrated=any(e.migrated for e in batch))
         return outcome

@@ -31,7 +31,7 @@ from vmwarden.engine.metrics import WatchMetrics
 from vmwarden.engine.scan import ScanResult
 from vmwarden.engine.watch.holds import HoldAlerts
 from vmwarden.engine.watch.judge import LIVE, Judge, Judgement
-from vmwarden.engine.watch.latency import Latencies, Latency, LiveTimer, arrival
+from vmwarden.engine.watch.latency import Latencies, Latency, LiveTimer, arrival, first_started
 from vmwarden.engine.watch.state import WatchConfig, WatchState
 from vmwarden.errors import VmwardenError
 from vmwarden.model import VM, ActionRecord, State
@@ -127,6 +127,13 @@ class Gate:
                 judgement.summary(),
             )
         return outcome
+
+    def late_start(self, vm_id: str, batch: list[DomainEvent]) -> None:
+        """The VM is already off or gone when its events are read: a ``started`` among them
+        still re-times the entry of the last run judged (see ``latency``)."""
+        event = first_started(batch)
+        if event is not None:
+            self.latencies.retime(vm_id, self._runs.get(vm_id), event)
 
     def _time_start(
         self,

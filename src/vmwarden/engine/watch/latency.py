@@ -20,6 +20,9 @@ A start can be judged from a batch without its own event: the previous run's ``s
 read after the VM is live again, and the ``started`` follows in the next batch. The entry is
 then timed from that earlier event (an upper bound) until the start's own event arrives, which
 re-times it (``Latencies.retime``): from the start's event, 0 s when the NIC moved first.
+That event may be read only after the VM has stopped or vanished again (a short run): its
+first ``started`` still belongs to the last run judged (``first_started``), events come in
+order, so it re-times that run's entry even though the VM can no longer be read.
 """
 
 from __future__ import annotations
@@ -80,6 +83,15 @@ def start_event(batch: list[DomainEvent]) -> DomainEvent:
         if e.detail in _START_DETAILS:
             return e
     return batch[0]
+
+
+def first_started(batch: list[DomainEvent]) -> DomainEvent | None:
+    """The batch's first ``started``: for a VM read shut off or gone, the late start event of
+    the last run the gate judged (a later ``started`` would be a run nobody saw live)."""
+    for e in batch:
+        if e.kind == "lifecycle" and e.detail == "started":
+            return e
+    return None
 
 
 def run_id(domain_xml: str) -> int | None:
