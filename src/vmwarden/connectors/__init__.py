@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from vmwarden.connectors.base import (
     Connector,
+    KnownDomains,
     LiveChangeUnsupportedError,
     NicSnapshot,
     inventory_all,
@@ -18,6 +19,7 @@ from vmwarden.connectors.base import (
 
 __all__ = [
     "Connector",
+    "KnownDomains",
     "LiveChangeUnsupportedError",
     "NicSnapshot",
     "inventory_all",

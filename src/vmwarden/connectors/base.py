@@ -49,6 +49,20 @@ class LiveChangeUnsupportedError(ConnectorError):
     code = "live-unsupported"
 
 
+class KnownDomains(Protocol):
+    """What the store recorded about each domain last time, for a one-shot scan.
+
+    ``digest(id)``: the digest of the input (see ``HostInventory.inputs``) the stored record
+    was made from, or None; ``rebuild(id)``: a fresh ``VM`` as parsing that input gave it
+    (before the engine's lineage, addresses and agent facts). A domain whose input digest
+    equals the stored one is rebuilt rather than parsed: same bytes, same VM.
+    """
+
+    def digest(self, vm_id: str) -> str | None: ...
+
+    def rebuild(self, vm_id: str) -> VM: ...
+
+
 @runtime_checkable
 class Connector(Protocol):
     """What the engine and enforcement use; one instance is one connection to one host."""
@@ -58,7 +72,7 @@ class Connector(Protocol):
     @property
     def host(self) -> str: ...
 
-    def inventory(self) -> HostInventory: ...
+    def inventory(self, known: KnownDomains | None = None) -> HostInventory: ...
 
     def lookup(self, vm_id_or_name: str) -> VM: ...
 
@@ -159,12 +173,12 @@ def open_connector(uri: str) -> Connector:
 InventoryResult = HostInventory | VmwardenError
 
 
-def _inventory_one(uri: str) -> InventoryResult:
+def _inventory_one(uri: str, known: KnownDomains | None = None) -> InventoryResult:
     # The boundary of the connector layer for a sweep: one host failing, for whatever reason,
     # is recorded as that host's result and never stops the other hosts.
     try:
         with open_connector(uri) as conn:
-            return conn.inventory()
+            return conn.inventory(known) if known is not None else conn.inventory()
     except VmwardenError as exc:
         return exc
     except Exception as exc:  # see above: recorded as data, not swallowed
@@ -176,19 +190,21 @@ def inventory_all(
     on_done: Callable[[str, InventoryResult], None] | None = None,
     *,
     max_workers: int | None = None,
+    known: KnownDomains | None = None,
 ) -> list[InventoryResult]:
     """Inventory every URI concurrently (one thread and one connection per URI).
 
     Returns one result per URI, in the order given: a ``HostInventory``, or the
     ``VmwardenError`` that host failed with. ``on_done(uri, result)`` is called from the
-    worker thread as each host finishes, e.g. to update a progress display.
+    worker thread as each host finishes, e.g. to update a progress display. ``known``:
+    the store's digests of the last recorded inputs (see ``KnownDomains``).
     """
     uri_list = list(uris)
     if not uri_list:
         return []
 
     def run(uri: str) -> InventoryResult:
-        result = _inventory_one(uri)
+        result = _inventory_one(uri, known)
         if on_done is not None:
             on_done(uri, result)
         return result

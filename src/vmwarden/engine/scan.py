@@ -21,6 +21,7 @@ from vmwarden.enforce import EnforceContext, PlannedAction, QuarantineSpec, exec
 from vmwarden.enforce.actions import EVENT_BASED
 from vmwarden.engine.images import classify, collect_images, merge_discovered
 from vmwarden.engine.inspection import InspectionOptions, inspect_all, merge_agent_facts, targets
+from vmwarden.engine.known import StoredInputs, input_chains
 from vmwarden.engine.lineage import Lineage, is_local
 from vmwarden.engine.storage import discover
 from vmwarden.errors import UnreachableError, VmwardenError
@@ -130,6 +131,7 @@ class Sweep:
         self.progress = progress
         self.options = options or SweepOptions()
         self._feed: tuple[tuple[str, tuple[int, int, int]], VulnDB] | None = None
+        self._known: StoredInputs | None = None  # during a sweep's inventory
 
     def run(self, uris: list[str], *, enforce: bool = False) -> ScanResult:
         """One sweep of ``uris``; ``enforce``: carry out the rules' actions (else dry-run).
@@ -143,7 +145,14 @@ class Sweep:
     def _run(self, uris: list[str], *, enforce: bool) -> ScanResult:
         started = datetime.now(UTC)
         scan_id = self.store.begin_scan(uris)
-        inventories = self._inventory(uris)
+        self._known = self._stored_inputs()  # loads while the connections open
+        try:
+            inventories = self._inventory(uris)
+        finally:
+            if self._known is not None:
+                self._known.wait()
+        known, self._known = self._known, None
+        inputs = _inputs(inventories, known)
         warnings = [w for inv in inventories for w in inv.warnings]
         lineage = Lineage(
             self.store.cached_digest,
@@ -156,7 +165,10 @@ class Sweep:
         vms = [vm for inv in inventories for vm in inv.vms]
         now = datetime.now(UTC)
         complete = {inv.host for inv in inventories}
-        self.store.record_inventory(vms, now=now, complete_hosts=complete)
+        same = {vm.id for vm in vms if known.unchanged(vm)} if known is not None else set()
+        self.store.record_inventory(
+            vms, now=now, complete_hosts=complete, inputs=inputs, unchanged=same
+        )
         catalog = {**self.store.catalog(), **self.policy.catalog()}
         images = self._images(inventories, catalog, lineage)
         warnings += lineage.warnings
@@ -235,6 +247,11 @@ class Sweep:
             self._feed = (key, VulnDB.load(path))
         return self._feed[1]
 
+    def _stored_inputs(self) -> StoredInputs | None:
+        """The store's record of each domain's last input: a one-shot scan's connections
+        start with empty parse caches, so unchanged domains are rebuilt from it."""
+        return StoredInputs(self.store)
+
     def _inventory(self, uris: list[str]) -> list[HostInventory]:
         done = 0
 
@@ -243,7 +260,7 @@ class Sweep:
             done += 1
             self.progress("inventory", done, len(uris))
 
-        results = inventory_all(uris, on_done=tick)
+        results = inventory_all(uris, on_done=tick, known=self._known)
         errors = [r for r in results if isinstance(r, VmwardenError)]
         if errors:
             message = "; ".join(str(e) for e in errors)
@@ -335,6 +352,21 @@ class Sweep:
     def _notifier(self) -> Dispatcher | None:
         specs = [n.model_dump(exclude_none=True) for n in self.policy.notify]
         return Dispatcher(specs) if specs else None
+
+
+def _inputs(
+    inventories: list[HostInventory], known: StoredInputs | None
+) -> dict[str, tuple[str, list[Any]]]:
+    """VM id → (input digest, chains before lineage), taken before lineage fills the chains;
+    a VM rebuilt from the store keeps the stored chains (same input, same chains)."""
+    out: dict[str, tuple[str, list[Any]]] = {}
+    for inv in inventories:
+        for vm in inv.vms:
+            digest = inv.inputs.get(vm.id)
+            if digest is not None:
+                stored = known.chains(vm.id, digest) if known is not None else None
+                out[vm.id] = (digest, stored if stored is not None else input_chains(vm))
+    return out
 
 
 def _tree_stamp(path: Path) -> tuple[int, int, int]:

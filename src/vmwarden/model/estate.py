@@ -60,6 +60,10 @@ class HostInventory:
     pools: list[Pool] = field(default_factory=list)
     networks: list[Network] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # VM id → digest of what libvirt said about it (XML, state, persistence, host, URI): the
+    # store keeps it so the next scan rebuilds an unchanged domain instead of parsing it.
+    inputs: dict[str, str] = field(default_factory=dict)
+    reused: int = 0  # VMs rebuilt from the store's record (their digest matched)
 
 
 @dataclass(slots=True)

@@ -2,13 +2,16 @@
 
 A sweep of 50,000 VMs is recorded with a handful of statements: one chunked read of what is
 stored, one chunked executemany upsert of the new and changed VMs, one executemany of history
-rows. A VM whose fingerprint matches the stored one is not written at all; its ``last_seen``
-comes from its host's listing time (see ``listings``).
+rows. A VM whose fingerprint (and, from a scan, input digest) matches the stored one is not
+written at all; its ``last_seen`` comes from its host's listing time (see ``listings``).
+
+``known_inputs`` gives the next scan what it needs to skip parsing unchanged domains: each
+VM's input digest, its stored record and the chains its XML gave (one SELECT).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -53,7 +56,11 @@ _UPDATED = (
     "last_seen",
     "state_since",
     "gone_at",
+    "input_digest",
+    "input_chains",
 )
+# What a scan knows of one VM's libvirt input: (digest, the disks' chains before lineage).
+Input = tuple[str, list[Any]]
 
 
 @dataclass(slots=True)
@@ -69,7 +76,11 @@ class InventoryDelta:
     vm_rows: int = 0  # vms rows inserted or updated (unchanged VMs on complete hosts: none)
 
 
-def _vm_row(vm: VM, digest: str, *, last_seen: datetime) -> dict[str, Any]:
+def _vm_row(
+    vm: VM, digest: str, *, last_seen: datetime, given: Input | None = None
+) -> dict[str, Any]:
+    """The row of a new or changed VM. Without ``given`` (not from a scan) the input digest
+    is cleared: the record may no longer be what the last digested XML parsed to."""
     return {
         "id": vm.id,
         "name": vm.name,
@@ -89,6 +100,8 @@ def _vm_row(vm: VM, digest: str, *, last_seen: datetime) -> dict[str, Any]:
         "last_seen": last_seen,
         "state_since": vm.state_since,
         "gone_at": None,
+        "input_digest": given[0] if given else None,
+        "input_chains": given[1] if given else None,
     }
 
 
@@ -101,6 +114,7 @@ def _stored(conn: Connection, ids: list[str]) -> dict[str, Row[Any]]:
         vms.c.first_seen,
         vms.c.state_since,
         vms.c.gone_at,
+        vms.c.input_digest,
     )
     if len(ids) >= FULL_SCAN:
         wanted = set(ids)
@@ -110,6 +124,18 @@ def _stored(conn: Connection, ids: list[str]) -> dict[str, Row[Any]]:
         for row in conn.execute(query.where(vms.c.id.in_(chunk))):
             out[row.id] = row
     return out
+
+
+def _split(vms_seen: Iterable[VM]) -> tuple[dict[str, VM], list[VM]]:
+    """The sweep's VMs by id, and the ones listed again under an id already seen."""
+    batch: dict[str, VM] = {}
+    twins: list[VM] = []
+    for vm in vms_seen:
+        if vm.id in batch:
+            twins.append(vm)
+        else:
+            batch[vm.id] = vm
+    return batch, twins
 
 
 def _refresh_statistics(conn: Connection, written: int) -> None:
@@ -156,6 +182,8 @@ class InventoryRepo(StoreBase):
         now: datetime,
         complete_hosts: set[str],
         source: str = "scan",
+        inputs: Mapping[str, Input] | None = None,
+        unchanged: Collection[str] = (),
     ) -> InventoryDelta:
         """Record one sweep's VMs; fill ``first_seen`` and ``state_since`` on them.
 
@@ -164,16 +192,18 @@ class InventoryRepo(StoreBase):
         witnessed state change: a VM first seen shut off keeps None (dormancy then falls back
         to its disks' mtime). A gone VM that comes back in the state it left in keeps its
         ``state_since``.
+
+        ``inputs``: VM id → (input digest, chains before lineage) from a scan; a VM whose
+        digest differs from the stored one is rewritten even when its record is the same,
+        so that the stored digest always names the XML the record was parsed from.
+        ``unchanged``: ids the caller rebuilt from the stored record of this same input and
+        found equal to it after enrichment; with a matching digest they are not
+        fingerprinted again (the fingerprint was most of an unchanged re-scan's time here).
         """
         now = aware(now)
+        inputs = inputs or {}
         delta = InventoryDelta()
-        batch: dict[str, VM] = {}
-        twins: list[VM] = []
-        for vm in vms_seen:
-            if vm.id in batch:
-                twins.append(vm)
-            else:
-                batch[vm.id] = vm
+        batch, twins = _split(vms_seen)
         with self._write() as conn:
             stored = _stored(conn, list(batch))
             rows: list[dict[str, Any]] = []
@@ -184,14 +214,18 @@ class InventoryRepo(StoreBase):
                 old = stored.get(vm.id)
                 if old is None:
                     vm.first_seen, vm.state_since = now, None
-                    rows.append(_vm_row(vm, fingerprint(vm), last_seen=now))
+                    given = inputs.get(vm.id)
+                    rows.append(_vm_row(vm, fingerprint(vm), last_seen=now, given=given))
                     history += history_rows(vm.id, diff(None, sighting_of_vm(vm)), now, source)
                     delta.new.append(vm.id)
                     continue
                 vm.first_seen = old.first_seen
                 vm.state_since = now if str(vm.state) != old.state else old.state_since
-                digest = fingerprint(vm)
-                if digest == old.record_digest and old.gone_at is None:
+                given = inputs.get(vm.id)
+                same_input = given is None or given[0] == old.input_digest
+                vouched = given is not None and same_input and vm.id in unchanged
+                digest = old.record_digest if vouched else fingerprint(vm)
+                if digest == old.record_digest and old.gone_at is None and same_input:
                     delta.unchanged.append(vm.id)
                     if vm.host not in complete_hosts:
                         touched.append(vm.id)
@@ -202,7 +236,7 @@ class InventoryRepo(StoreBase):
                 before = sighting_of_record(
                     records[vm.id], state=GONE if old.gone_at is not None else old.state
                 )
-                rows.append(_vm_row(vm, digest, last_seen=now))
+                rows.append(_vm_row(vm, digest, last_seen=now, given=inputs.get(vm.id)))
                 history += history_rows(vm.id, diff(before, sighting_of_vm(vm)), now, source)
                 delta.changed.append(vm.id)
             upsert(conn, vms, rows, keys=["id"], update=_UPDATED)
@@ -219,6 +253,18 @@ class InventoryRepo(StoreBase):
         delta.history_rows = len(history)
         delta.vm_rows = len(rows) + len(touched) + len(delta.gone)
         return delta
+
+    def known_inputs(self) -> dict[str, tuple[str, dict[str, Any], list[Any]]]:
+        """VM id → (input digest, stored record, chains before lineage) of every VM not gone
+        that a scan recorded with a digest: what ``KnownDomains`` rebuilds VMs from."""
+        query = select(vms.c.id, vms.c.input_digest, vms.c.record, vms.c.input_chains).where(
+            vms.c.gone_at.is_(None), vms.c.input_digest.is_not(None)
+        )
+        with self._read() as conn:
+            return {
+                row.id: (row.input_digest, row.record, row.input_chains or [])
+                for row in conn.execute(query)
+            }
 
     @staticmethod
     def _mark_gone(

@@ -94,6 +94,12 @@ class VmRow(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     state_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Digest of what libvirt said (XMLDesc + state + persistence + host + URI) when ``record``
+    # was written, and the disks' chains as that XML gave them (before lineage): a re-scan
+    # finding the same digest rebuilds the VM from these instead of parsing the XML.
+    # None: written without one (e.g. by watch), so the next scan parses.
+    input_digest: Mapped[str | None] = mapped_column(String(64))
+    input_chains: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 class HostListingRow(Base):

@@ -37,7 +37,12 @@ from typing import NoReturn
 import libvirt
 from lxml import etree
 
-from vmwarden.connectors.base import LiveChangeUnsupportedError, NicSnapshot, register_connector
+from vmwarden.connectors.base import (
+    KnownDomains,
+    LiveChangeUnsupportedError,
+    NicSnapshot,
+    register_connector,
+)
 from vmwarden.connectors.libvirt.domxml import META_KEY, meta_from_xml, meta_to_xml
 from vmwarden.connectors.libvirt.inventory import (
     ParseCache,
@@ -208,9 +213,13 @@ class LibvirtConnector:
                     self._parse_cache = ParseCache()
         return self._parse_cache
 
-    def inventory(self) -> HostInventory:
-        """Every domain (any state, persistent or transient), pool, volume and network."""
-        return read_inventory(self.conn, self.uri, self.host, self.parse_cache)
+    def inventory(self, known: KnownDomains | None = None) -> HostInventory:
+        """Every domain (any state, persistent or transient), pool, volume and network.
+
+        ``known``: the store's record of each domain's last input; an unchanged domain is
+        rebuilt from it instead of parsed (a one-shot scan has no parse cache to hit).
+        """
+        return read_inventory(self.conn, self.uri, self.host, self.parse_cache, known)
 
     # --- one domain ------------------------------------------------------------------
 

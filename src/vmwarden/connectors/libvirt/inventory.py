@@ -7,11 +7,15 @@ mid-sweep becomes a warning in ``HostInventory.warnings``, never a failed sweep.
 
 A long-lived connection (``watch``) re-reads the same domains at every reconcile: a
 ``ParseCache`` then skips parsing a domain whose XML, state and persistence are unchanged.
+A one-shot ``scan`` has no earlier sweep in its process; it hands the cache the store's
+digests (``KnownDomains``) instead, and a domain whose input digest matches the stored one
+is rebuilt from the stored record rather than parsed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import threading
 from pathlib import Path
@@ -20,10 +24,13 @@ from urllib.parse import urlparse
 
 import libvirt
 
+from vmwarden.connectors.base import KnownDomains
+from vmwarden.connectors.libvirt import agentxml, domxml
 from vmwarden.connectors.libvirt.agent import read_agent
 from vmwarden.connectors.libvirt.domxml import parse_domain, parse_xml
 from vmwarden.connectors.libvirt.hostxml import parse_network, parse_pool, parse_volume
 from vmwarden.errors import ConnectorError
+from vmwarden.model import vm as vm_model
 from vmwarden.model.estate import HostInventory, Network, Pool
 from vmwarden.model.vm import VM, State
 
@@ -99,18 +106,20 @@ class ParseCache:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()  # held by the one sweep using the cache
-        self._entries: dict[str, tuple[bytes, VM | None]] = {}
+        self._entries: dict[str, tuple[str, VM | None]] = {}
         self._seen: set[str] = set()
         self.hits = 0
         self.parsed = 0
+        self.reused = 0  # rebuilt from ``known`` (the store) rather than parsed
+        self.known: KnownDomains | None = None
+        self.digests: dict[str, str] = {}  # this sweep's input digest of each domain
 
     def vm(self, dom: libvirt.virDomain, state: State, persistent: bool, host: str, uri: str) -> VM:
         xml = dom.XMLDesc(0)
         key = dom.UUIDString()
-        digest = hashlib.blake2b(
-            f"{state.value}|{persistent}|{host}|{uri}|".encode() + xml.encode(), digest_size=16
-        ).digest()
+        digest = input_digest(xml, state, persistent, host, uri)
         self._seen.add(key)
+        self.digests[key] = digest
         entry = self._entries.get(key)
         if entry is not None and entry[0] == digest:
             if entry[1] is not None:
@@ -118,32 +127,76 @@ class ParseCache:
                 return _clone(entry[1])
             vm = parse_domain(xml, host=host, uri=uri, state=state, persistent=persistent)
             self._entries[key] = (digest, _clone(vm))
+        elif (rebuilt := self._rebuild(key, digest)) is not None:
+            self._entries[key] = (digest, None)
+            return rebuilt
         else:
             vm = parse_domain(xml, host=host, uri=uri, state=state, persistent=persistent)
             self._entries[key] = (digest, None)
         self.parsed += 1
         return vm
 
-    def begin(self) -> None:
-        """A sweep starts: forget which domains the previous one saw."""
+    def _rebuild(self, key: str, digest: str) -> VM | None:
+        """The VM the store recorded for this very input, or None (then parse)."""
+        if self.known is None or self.known.digest(key) != digest:
+            return None
+        try:
+            vm = self.known.rebuild(key)
+        except (KeyError, TypeError, ValueError):  # a record that does not fit: parse
+            return None
+        self.reused += 1
+        return vm
+
+    def begin(self, known: KnownDomains | None = None) -> None:
+        """A sweep starts: forget which domains the previous one saw (and their digests)."""
         self._seen = set()
+        self.digests = {}
+        self.known = known
 
     def end(self) -> None:
         """A sweep listed every domain: drop the entries of domains it did not see."""
         for key in self._entries.keys() - self._seen:
             del self._entries[key]
+        self.known = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
 
+def input_digest(xml: str, state: State, persistent: bool, host: str, uri: str) -> str:
+    """Digest of everything ``parse_domain`` reads: equal digests give equal VMs.
+
+    It starts with ``parser_stamp()``, so a stored digest stops matching once the parser
+    (or the VM model) changed and its records would be parsed differently.
+    """
+    head = f"{parser_stamp()}|{state.value}|{persistent}|{host}|{uri}|".encode()
+    return hashlib.blake2b(head + xml.encode(), digest_size=16).hexdigest()
+
+
+@functools.cache
+def parser_stamp() -> str:
+    """A digest of the source of the domain parser and the VM model (read once)."""
+    h = hashlib.blake2b(digest_size=8)
+    for module in (domxml, agentxml, vm_model):
+        try:
+            h.update(Path(module.__file__ or "").read_bytes())
+        except OSError:
+            h.update(module.__name__.encode())  # no source to read: the name alone
+    return h.hexdigest()
+
+
 def read_inventory(
-    conn: libvirt.virConnect, uri: str, host: str, cache: ParseCache | None = None
+    conn: libvirt.virConnect,
+    uri: str,
+    host: str,
+    cache: ParseCache | None = None,
+    known: KnownDomains | None = None,
 ) -> HostInventory:
     """Every domain (any state, persistent or transient), pool, volume and network.
 
     ``cache``: the connection's ``ParseCache``; a sweep that finds it in use by another
-    thread's sweep (a shared connection) parses everything rather than wait.
+    thread's sweep (a shared connection) parses everything rather than wait (and reports
+    no input digests). ``known``: see ``KnownDomains``.
     """
     inv = HostInventory(uri=uri, host=host)
     inv.networks = _networks(conn, inv.warnings)
@@ -151,8 +204,10 @@ def read_inventory(
     pairs, transient = list_domains(conn, uri)
     if cache is not None and cache.lock.acquire(blocking=False):
         try:
-            cache.begin()
+            cache.begin(known)
+            reused = cache.reused
             inv.vms = read_domains(pairs, transient, host, uri, inv.warnings, unsafe, cache)
+            inv.inputs, inv.reused = cache.digests, cache.reused - reused
             cache.end()
         finally:
             cache.lock.release()
