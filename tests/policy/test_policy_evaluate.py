@@ -62,7 +62,7 @@ def test_findings_per_rule_and_resource():
     assert "digest not computed" in db01.evidence["unknown"]
     assert web02.evidence["digest"] == ROGUE
     assert web02.severity is Severity.HIGH
-    assert web02.actions == ["quarantine", "notify"]
+    assert web02.actions == ("quarantine", "notify")
     assert findings[3].id == "/img/b.qcow2"
     assert isinstance(findings[0], Finding)
 

@@ -110,7 +110,7 @@ def _judge_all(
 ) -> None:
     """The hot loop (resources x rules): locals only, positional construction."""
     plan = [
-        (r.filter.match, found.append, r.name, r.resource, r.severity, r.action_names)
+        (r.filter.match, found.append, r.name, r.resource, r.severity, tuple(r.action_names))
         for r, found in rules
     ]
     no_match = Outcome.NO_MATCH
@@ -128,6 +128,6 @@ def _judge_all(
                     host,
                     severity,
                     verdict.finding_evidence(),
-                    list(actions),
+                    actions,
                 )
             )
