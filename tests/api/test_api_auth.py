@@ -3,6 +3,7 @@ rotated users, and the session interface the dashboard builds on."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,9 @@ from fastapi.testclient import TestClient
 from tests.api.conftest import OFF_VM, PCI_VM, RUN_VM, auth
 from vmwarden.api import create_app
 from vmwarden.api.auth import CSRF_HEADER, authenticate_token, login_session
+from vmwarden.store.session_admin import public_id
+from vmwarden.store.sessions import SessionsRepo
+from vmwarden.store.users import UsersRepo
 
 ALLOWED = {
     "quarantine": {"operator", "admin", "admin2"},
@@ -28,6 +32,24 @@ ALLOWED = {
     "add-user": {"admin", "admin2"},
     "disable-user": {"admin", "admin2"},
     "rotate-user": {"admin", "admin2"},
+    "end-session": {"admin", "admin2"},
+    "end-own-session": {"auditor", "operator", "admin", "admin2"},  # one's own access only
+}
+# Each write route of the OpenAPI document -> its matrix entry (a new route must be added).
+WRITES = {
+    ("post", "/api/vms/{vm}/quarantine"): "quarantine",
+    ("post", "/api/vms/{vm}/release"): "release",
+    ("post", "/api/findings/{finding_id}/acknowledge"): "acknowledge",
+    ("post", "/api/exceptions"): "request-exception",
+    ("post", "/api/exceptions/{exception_id}/approve"): "approve-exception",
+    ("post", "/api/exceptions/{exception_id}/reject"): "reject-exception",
+    ("post", "/api/templates"): "approve-template",
+    ("post", "/api/scans"): "trigger-scan",
+    ("post", "/api/users"): "add-user",
+    ("post", "/api/users/{name}/disable"): "disable-user",
+    ("post", "/api/users/{name}/rotate"): "rotate-user",
+    ("delete", "/api/sessions/{session_id}"): "end-session",
+    ("delete", "/api/me/sessions/{session_id}"): "end-own-session",
 }
 ORDER = ("auditor", "operator", "admin", "admin2")  # lower roles first: their 403s change nothing
 
@@ -64,7 +86,23 @@ def _call(users, route: str, role: str, ctx: dict):
             return u.post("/api/users/auditor/disable", json=reason)
         case "rotate-user":
             return u.post("/api/users/auditor/rotate", json=reason)
+        case "end-session":  # the operator's session, ended by whoever may
+            url = f"/api/sessions/{ctx['session']['operator']}"
+            return u.client.request("DELETE", url, headers=u.headers, json=reason)
+        case "end-own-session":
+            url = f"/api/me/sessions/{ctx['session'][role]}"
+            return u.client.request("DELETE", url, headers=u.headers, json=reason)
     raise AssertionError(route)
+
+
+def _sessions(store) -> dict[str, str]:
+    """A live session row per user (as sign-in makes them); role -> its public id."""
+    made = {}
+    for name in ORDER:
+        sid_hash = hashlib.sha256(f"rbac-{name}".encode()).hexdigest()
+        SessionsRepo(store).create(sid_hash, UsersRepo(store).get_user(name).id)
+        made[name] = public_id(sid_hash)
+    return made
 
 
 @pytest.mark.parametrize("route", sorted(ALLOWED))
@@ -76,6 +114,7 @@ def test_rbac_matrix(client, users, estate, route):
     ctx["finding"] = findings["items"][0]["id"]
     body = {"rule": "outside-zone", "vm": PCI_VM, "until": _until(), "reason": "setup"}
     ctx["exception"] = users["operator"].post("/api/exceptions", json=body).json()["id"]
+    ctx["session"] = _sessions(client.app.state.vmwarden.store)
 
     for role in ORDER:
         r = _call(users, route, role, ctx)
@@ -88,6 +127,27 @@ def test_rbac_matrix(client, users, estate, route):
         jobs = client.app.state.vmwarden.jobs
         for job in jobs.recent():
             assert jobs.wait(job.id, 60).status == "done", job.error
+
+
+def test_every_write_route_is_in_the_matrix(client, tokens):
+    spec = client.get("/api/openapi.json", headers=auth(tokens["auditor"])).json()
+    writes = {
+        (method, path)
+        for path, ops in spec["paths"].items()
+        for method in ops
+        if method in ("post", "put", "patch", "delete")
+    }
+    assert writes == set(WRITES)
+    assert set(WRITES.values()) == set(ALLOWED)
+
+
+def test_only_admins_list_everyones_sessions(users):
+    for role in ("auditor", "operator"):
+        r = users[role].get("/api/sessions")
+        assert r.status_code == 403, r.text
+        assert "needs the admin role" in r.json()["detail"]
+    assert users["admin"].get("/api/sessions").json()["total"] == 0
+    assert users["auditor"].get("/api/me/sessions").status_code == 200
 
 
 def _concrete(path: str) -> str:

@@ -283,3 +283,24 @@ class UserTokenOut(BaseModel):
 
 class UserChangeIn(In):
     reason: OptionalReason | None = None
+
+
+# -- sign-in sessions ----------------------------------------------------------------------
+
+
+class SessionOut(BaseModel):
+    """A live dashboard session. ``id`` is public (a prefix of the stored hash), never the
+    cookie's secret; ``current`` marks the caller's own session."""
+
+    id: str
+    user: str
+    role: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    source: str | None
+    current: bool = False
+
+
+class SessionEndIn(In):
+    reason: Reason = Field(description="Why the session is ended (required, for the audit log).")

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 
 from fastapi import Request
 
 from vmwarden.api.deps import get_settings, get_store
 from vmwarden.store import Store
+from vmwarden.store.session_admin import public_id
 from vmwarden.store.sessions import SessionsRepo
 from vmwarden.store.users import User, UsersRepo
 
@@ -30,8 +32,33 @@ SESSION_CSRF = "vmwarden.csrf"
 
 
 def source_of(request: Request) -> str:
-    """The peer address (behind a proxy: what uvicorn's ``--forwarded-allow-ips`` trusts)."""
-    return request.client.host if request.client else "unknown"
+    """The client's address, for throttling and a session's source.
+
+    The socket peer, unless ``Settings.trust_proxy``: then the last hop of
+    ``X-Forwarded-For`` (what the proxy in front of us saw), when it is an IP address. The
+    servers run uvicorn with ``proxy_headers=False``, so the peer is never rewritten by it.
+    """
+    peer = request.client.host if request.client else "unknown"
+    if not get_settings(request).trust_proxy:
+        return peer
+    return last_forwarded_hop(request.headers.getlist("x-forwarded-for")) or peer
+
+
+def last_forwarded_hop(values: list[str]) -> str | None:
+    """The last address of ``X-Forwarded-For`` header(s); None when absent or not an IP."""
+    hops = [hop.strip() for value in values for hop in value.split(",") if hop.strip()]
+    if not hops:
+        return None
+    try:
+        return str(ipaddress.ip_address(hops[-1].strip("[]")))
+    except ValueError:
+        return None
+
+
+def current_session_id(request: Request) -> str | None:
+    """The public id of the request's own session (see ``store.session_admin``), if any."""
+    sid = request.session.get(SESSION_SID) if "session" in request.scope else None
+    return public_id(_digest(sid)) if isinstance(sid, str) else None
 
 
 def _digest(sid: str) -> str:

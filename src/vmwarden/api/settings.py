@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from vmwarden.store.session_admin import SessionLimits
 from vmwarden.store.sessions import ThrottleRule
 
 
@@ -29,6 +30,9 @@ class Settings:
     ``True`` required, ``False`` never. A dashboard session ends after ``session_max_age``,
     or ``session_idle`` without a request, whichever comes first. ``throttle``: failed
     sign-ins allowed per address and per account before 429 (see ``vmwarden.api.throttle``).
+    ``trust_proxy``: the client address (throttling, a session's source) is the last hop of
+    ``X-Forwarded-For`` -- only behind a reverse proxy that sets it; otherwise any client
+    could name its own address, so by default it is the socket peer and the header is ignored.
     """
 
     db_url: str | None = None
@@ -42,3 +46,8 @@ class Settings:
     session_max_age: timedelta = timedelta(hours=8)  # a working day
     session_idle: timedelta = timedelta(minutes=30)
     throttle: ThrottleRule = field(default_factory=ThrottleRule)
+    trust_proxy: bool = False
+
+    @property
+    def session_limits(self) -> SessionLimits:
+        return SessionLimits(idle=self.session_idle, max_age=self.session_max_age)

@@ -105,6 +105,8 @@ def serve_demo(uris: list[str], policy: Path, db_url: str, listen: str, *, enfor
         print(token, flush=True)
         if not enforce:
             out.print("[dim]The quarantine queue is empty: add --enforce to fill it.[/]")
-        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+        uvicorn.run(
+            app, host=host, port=port, log_level="warning", server_header=False, proxy_headers=False
+        )
     finally:
         store.close()

@@ -10,6 +10,16 @@ from typing import Annotated
 import typer
 
 from vmwarden.cli.common import DbOpt, UriOpt, err
+from vmwarden.cli.login_options import (
+    IdleOpt,
+    LockoutMaxOpt,
+    LockoutOpt,
+    MaxFailuresOpt,
+    SessionMaxOpt,
+    TrustProxyOpt,
+    WindowOpt,
+    login_settings,
+)
 
 _EXAMPLE = (
     "Example: vmwarden serve --listen 127.0.0.1:8080 -p policy.yaml -c qemu:///system "
@@ -63,11 +73,19 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--tls-cert", help="PEM certificate.")
         ] = None,
         tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key.")] = None,
+        login_max_failures: MaxFailuresOpt = 5,
+        login_window: WindowOpt = "15m",
+        login_lockout: LockoutOpt = "30s",
+        login_lockout_max: LockoutMaxOpt = "15m",
+        session_idle: IdleOpt = "30m",
+        session_max: SessionMaxOpt = "8h",
+        trust_proxy: TrustProxyOpt = False,
     ) -> None:
         """Serve the API under /api (OpenAPI at /api/openapi.json) and the dashboard.
 
         Every route but /api/health needs a token: create one with `vmwarden user add`.
         The session secret comes from $VMWARDEN_SESSION_SECRET, else is random per process.
+        The client address (throttling, sessions) is the socket peer unless --trust-proxy.
         """
         import uvicorn
 
@@ -80,7 +98,15 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("give both --tls-cert and --tls-key", param_hint="--tls-cert")
         if policy is not None and not policy.is_file():
             raise typer.BadParameter(f"no policy file {policy}", param_hint="--policy")
-        kwargs = {}
+        kwargs = login_settings(
+            max_failures=login_max_failures,
+            window=login_window,
+            lockout=login_lockout,
+            lockout_max=login_lockout_max,
+            idle=session_idle,
+            session_max=session_max,
+            trust_proxy=trust_proxy,
+        )
         secret = os.environ.get(SECRET_ENV, "").strip()
         if secret:
             kwargs["session_secret"] = secret
@@ -108,6 +134,7 @@ def register(app: typer.Typer) -> None:
                 ssl_keyfile=str(tls_key) if tls_key else None,
                 log_level="info",
                 server_header=False,
+                proxy_headers=False,  # X-Forwarded-For is the app's to judge (trust_proxy)
             )
         finally:
             store.close()

@@ -11,6 +11,16 @@ from typing import Annotated
 import typer
 
 from vmwarden.cli.common import DbOpt, UriOpt, err, open_store
+from vmwarden.cli.login_options import (
+    IdleOpt,
+    LockoutMaxOpt,
+    LockoutOpt,
+    MaxFailuresOpt,
+    SessionMaxOpt,
+    TrustProxyOpt,
+    WindowOpt,
+    login_settings,
+)
 from vmwarden.engine.inspection import InspectionOptions
 from vmwarden.engine.scan import SweepOptions
 from vmwarden.engine.watch import WatchConfig, Watcher
@@ -107,10 +117,28 @@ def register(app: typer.Typer) -> None:
         ] = "0.5:30",
         verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log each action.")] = False,
         db: DbOpt = None,
+        login_max_failures: MaxFailuresOpt = 5,
+        login_window: WindowOpt = "15m",
+        login_lockout: LockoutOpt = "30s",
+        login_lockout_max: LockoutMaxOpt = "15m",
+        session_idle: IdleOpt = "30m",
+        session_max: SessionMaxOpt = "8h",
+        trust_proxy: TrustProxyOpt = False,
     ) -> None:
-        """Continuous monitor: events, power-on gate, enforcement, alerts and metrics."""
+        """Continuous monitor: events, power-on gate, enforcement, alerts and metrics.
+
+        The sign-in options apply to the API and dashboard of --listen."""
         if not connect:
             raise typer.BadParameter("give at least one -c URI (e.g. -c qemu:///system)")
+        sign_in = login_settings(
+            max_failures=login_max_failures,
+            window=login_window,
+            lockout=login_lockout,
+            lockout_max=login_lockout_max,
+            idle=session_idle,
+            session_max=session_max,
+            trust_proxy=trust_proxy,
+        )
         loaded = load_policy(policy)
         if enforce and loaded.quarantine is None:
             raise PolicyError(
@@ -140,7 +168,7 @@ def register(app: typer.Typer) -> None:
             from vmwarden.cli.watch_http import run_with_http, watch_app
 
             host, port = parse_listen(listen)
-            app = watch_app(watcher, store, db=db, policy=policy, uris=list(connect))
+            app = watch_app(watcher, store, db=db, policy=policy, uris=list(connect), **sign_in)
             err.print(f"API and dashboard on http://{host}:{port}/", highlight=False)
             asyncio.run(run_with_http(watcher, app, host, port))
 

@@ -2,7 +2,9 @@
 
 The daemon's ``/metrics`` (Prometheus text) and ``/state`` (JSON) join the API's routes. They
 answer loopback clients without a token (a local Prometheus, the operator's curl) and anyone
-else only with a valid token: the estate's shape is not for anonymous eyes.
+else only with a valid token: the estate's shape is not for anonymous eyes. A request that
+carries ``X-Forwarded-For`` or ``Forwarded`` came through a proxy, so it is not taken for a
+loopback client even when the proxy itself connects over loopback.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from vmwarden.engine.watch import Watcher
 
 
 def _loopback(request: Request) -> bool:
+    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+        return False
     host = request.client.host if request.client else ""
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -32,9 +36,17 @@ def _loopback(request: Request) -> bool:
 
 
 def watch_app(
-    watcher: Watcher, store: Any, *, db: str | None, policy: Path, uris: list[str]
+    watcher: Watcher,
+    store: Any,
+    *,
+    db: str | None,
+    policy: Path,
+    uris: list[str],
+    **sign_in: Any,
 ) -> FastAPI:
-    app = create_app(Settings(db_url=db, policy_path=policy, uris=tuple(uris)), store=store)
+    """The API app plus /metrics and /state; ``sign_in``: ``Settings``' sign-in limits."""
+    settings = Settings(db_url=db, policy_path=policy, uris=tuple(uris), **sign_in)
+    app = create_app(settings, store=store)
 
     def allowed(request: Request) -> None:
         if not _loopback(request) and user_from_request(request, store) is None:
@@ -60,7 +72,14 @@ async def run_with_http(watcher: Watcher, app: FastAPI, host: str, port: int) ->
     import uvicorn
 
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", server_header=False)
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            server_header=False,
+            proxy_headers=False,  # X-Forwarded-For is the app's to judge (trust_proxy)
+        )
     )
     loop = asyncio.get_running_loop()
 

@@ -12,6 +12,7 @@ from vmwarden.api.routes import (
     history,
     images,
     scans,
+    sessions,
     templates,
     users,
     vms,
@@ -30,4 +31,5 @@ ROUTERS = (
     audit.router,
     scans.router,
     users.router,
+    sessions.router,
 )
