@@ -7,6 +7,7 @@ order. What a write did is read back from the store (the journal is the audit lo
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +25,9 @@ from vmwarden.api import Settings, create_app
 from vmwarden.store import Store
 from vmwarden.store.exceptions import ExceptionsRepo
 from vmwarden.store.pages import FindingQuery, JournalQuery, Pages
+from vmwarden.store.session_admin import public_id
+from vmwarden.store.sessions import SessionsRepo
+from vmwarden.store.users import UsersRepo
 from vmwarden.web import actions
 
 FLASH = re.compile(r'class="flash flash-(ok|error)"[^>]*>([^<]*)<')
@@ -150,6 +154,14 @@ def _template(site: Site, who: str) -> tuple[str, dict[str, str]]:
     }
 
 
+def _end_session(site: Site, who: str) -> tuple[str, dict[str, str]]:
+    """A live session of the operator (as sign-in makes one), to be ended by ``who``."""
+    sid_hash = hashlib.sha256(f"matrix-{who}-{uuid.uuid4()}".encode()).hexdigest()
+    olga = UsersRepo(site.store).get_user(site.demo.names["operator"])
+    SessionsRepo(site.store).create(sid_hash, olga.id, source="192.0.2.8")
+    return f"/sessions/{public_id(sid_hash)}/end", {"reason": f"matrix end-session by {who}"}
+
+
 ROUTES = {
     "quarantine": Route("operator", "quarantine", _quarantine),
     "release": Route("operator", "release", _release),
@@ -158,6 +170,7 @@ ROUTES = {
     "approve-exception": Route("admin", "exception-approve", _approve),
     "reject-exception": Route("admin", "exception-reject", _reject),
     "approve-template": Route("admin", "template-approve", _template),
+    "end-session": Route("admin", "session-end", _end_session),
 }
 RANK = {"auditor": 0, "operator": 1, "admin": 2}
 

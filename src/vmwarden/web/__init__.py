@@ -4,11 +4,12 @@ Interface with the API (``vmwarden.api``), as used here:
 
 - ``create_app(settings)`` includes ``build_router(settings)`` at the root of the app (pages
   ``/``, ``/login``, ``/logout``, ``/vms``, ``/vms/{id}``, ``/findings``, ``/images``,
-  ``/quarantine``, ``/exceptions``, ``/templates``, ``/audit``, ``/static/{name}``; form
-  posts ``/vms/{id}/quarantine``, ``/quarantine/{id}/release``,
+  ``/quarantine``, ``/exceptions``, ``/templates``, ``/audit``, ``/sessions`` (admins),
+  ``/static/{name}``; form posts ``/vms/{id}/quarantine``, ``/quarantine/{id}/release``,
   ``/findings/{id}/acknowledge``, ``/exceptions``, ``/exceptions/{id}/approve|reject``,
-  ``/templates``); the API lives under ``/api``. ``app.state.vmwarden`` (``AppState``)
-  holds the store, the settings (policy, image dirs) and the connection pool.
+  ``/templates``, ``/sessions/{id}/end``); the API lives under ``/api``.
+  ``app.state.vmwarden`` (``AppState``) holds the store, the settings (policy, image dirs)
+  and the connection pool.
 - Sign-in, sessions and CSRF tokens are :mod:`vmwarden.api.auth`'s (``sign_in``,
   ``login_session``, ``session_user``, ``csrf_token``, ``check_csrf``); see
   :mod:`vmwarden.web.http` for how pages use them and :mod:`vmwarden.web.auth` for roles.

@@ -4,6 +4,8 @@
   the VM must still exist, its host is reached through the app's connection pool (one open
   connection per URI: the test driver keeps its state in the connection), and
   :class:`~vmwarden.enforce.Quarantiner` journals who, when and why before touching the host.
+- end a session: ``DELETE /api/sessions/{id}`` (:func:`vmwarden.store.session_admin.end_session`,
+  the server's session limits).
 - acknowledge: ``POST /api/findings/{id}/acknowledge``; exceptions: ``POST /api/exceptions``
   and ``…/{id}/approve|reject`` (the store refuses a requester deciding their own request);
   templates: ``POST /api/templates`` (only files inside ``Settings.image_dirs``, checked by
@@ -31,6 +33,7 @@ from vmwarden.api.schemas import (
     ExceptionIn,
     QuarantineIn,
     ReleaseIn,
+    SessionEndIn,
     TemplateIn,
 )
 from vmwarden.api.services import quarantine_record, release_record
@@ -40,6 +43,7 @@ from vmwarden.model import ActionRecord
 from vmwarden.store.audit import approve_template_with_reason
 from vmwarden.store.base import utcnow
 from vmwarden.store.exceptions import ExceptionsRepo
+from vmwarden.store.session_admin import SessionInfo, end_session
 
 
 class FormError(VmwardenError):
@@ -178,3 +182,20 @@ def approve_template(
     )
     (approved,) = [t for t in state.store.templates() if t["name"] == body.name]
     return approved
+
+
+def end_sign_in_session(state: Any, actor: str, session_id: str, reason: str) -> SessionInfo:
+    """End a live session (its cookie is refused from the next request on), journaled."""
+    body = _valid(SessionEndIn, reason=reason)
+    ended = end_session(
+        state.store,
+        session_id,
+        actor=actor,
+        reason=body.reason,
+        limits=state.settings.session_limits,
+    )
+    if ended is None:
+        raise StoreError(
+            f"no live session {session_id}", hint="it may have ended or expired already"
+        )
+    return ended

@@ -24,6 +24,7 @@ ACTIONS = {
     "request-exception": "operator",
     "decide-exception": "admin",  # and never one's own request: the store refuses that
     "approve-template": "admin",
+    "end-session": "admin",  # also what shows the Sessions page: who is signed in, from where
 }
 FLASH = "vmwarden.flash"  # session key: messages shown once on the next page
 

@@ -34,6 +34,7 @@ REFUSED = {
     "request-exception": "request exceptions",
     "decide-exception": "approve or reject exceptions",
     "approve-template": "approve templates",
+    "end-session": "end sign-in sessions",
 }
 
 
@@ -177,3 +178,16 @@ async def approve_template(
         return "ok", f"Template {t['name']} approved: {t['digest'][:23]}… ({t['path']})."
 
     return await _write(request, csrf_token, "approve-template", "/templates", run)
+
+
+async def end_session(
+    request: Request, session_id: str, reason: FormText = "", csrf_token: FormText = ""
+) -> Response:
+    def run(user: User) -> tuple[str, str]:
+        if not reason.strip():
+            return "error", "Say why: ending a session needs a reason, for the audit log."
+        ended = actions.end_sign_in_session(get_state(request), user.name, session_id, reason)
+        own = " (your own: sign in again)" if ended.user == user.name else ""
+        return "ok", f"Ended session {ended.id} of {ended.user}{own}."
+
+    return await _write(request, csrf_token, "end-session", "/sessions", run)

@@ -23,8 +23,11 @@ from vmwarden.api.auth import (
 )
 from vmwarden.api.deps import get_state, get_store
 from vmwarden.api.services import quarantine_spec
+from vmwarden.api.sessions import current_session_id
 from vmwarden.errors import VmwardenError
+from vmwarden.store.session_admin import list_sessions
 from vmwarden.web import estate, forms, review
+from vmwarden.web.auth import can
 from vmwarden.web.http import guarded, page, post_user, redirect, refuse, signed_in
 from vmwarden.web.views import audit_page, overview_page, vm_detail_page, vms_page
 
@@ -48,6 +51,7 @@ def build_router(settings: Any = None) -> APIRouter:
     router.add_api_route("/exceptions", exceptions, methods=["GET"])
     router.add_api_route("/templates", templates, methods=["GET"])
     router.add_api_route("/audit", audit, methods=["GET"])
+    router.add_api_route("/sessions", sessions, methods=["GET"])
     # writes: every one a form post (session, CSRF token, role), see vmwarden.web.forms
     router.add_api_route("/vms/{vm_id}/quarantine", forms.quarantine, methods=["POST"])
     router.add_api_route("/quarantine/{vm_id}/release", forms.release, methods=["POST"])
@@ -60,6 +64,7 @@ def build_router(settings: Any = None) -> APIRouter:
         "/exceptions/{exception_id}/reject", forms.reject_exception, methods=["POST"]
     )
     router.add_api_route("/templates", forms.approve_template, methods=["POST"])
+    router.add_api_route("/sessions/{session_id}/end", forms.end_session, methods=["POST"])
     return router
 
 
@@ -209,3 +214,15 @@ def audit(
     user = signed_in(request)
     ctx = audit_page(get_store(request), actor=actor, action=action, vm=vm, page_no=page_no)
     return page(request, user, "audit.html", **ctx)
+
+
+@guarded
+def sessions(request: Request) -> Response:
+    """Admins only: every live sign-in session, each with an end form (reason required)."""
+    user = signed_in(request)
+    if not can(user.role, "end-session"):
+        return refuse(request, user, 403, f"Your role ({user.role}) may not see sign-in sessions.")
+    state = get_state(request)
+    items, total = list_sessions(state.store, limits=state.settings.session_limits, limit=500)
+    ctx = {"sessions": items, "total": total, "current": current_session_id(request)}
+    return page(request, user, "sessions.html", **ctx)

@@ -17,7 +17,7 @@ AUDIT_ACTIONS = ("quarantine", "release", "pause", "shutdown", "snapshot", "noti
                  "template-approve", "template-revoke", "user-add", "user-disable",
                  "user-rotate", "finding-acknowledge", "exception-request",
                  "exception-approve", "exception-reject", "scan-request",
-                 "login-failed")  # fmt: skip
+                 "login-failed", "session-end")  # fmt: skip
 VM_LIST_CAP = 1000  # rows rendered at once; the search narrows the rest
 FLAGS = {
     "rogue": "rogue (unapproved template)",
