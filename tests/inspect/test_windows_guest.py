@@ -89,6 +89,23 @@ def test_the_package_filter_sees_windows_programs(facts: GuestFacts, tmp_path: P
     )
 
 
+def test_stale_patches_compares_windows_versions(facts: GuestFacts, tmp_path: Path) -> None:
+    """DisplayVersions compare by their dotted numbers: 8.6.2 is behind 8.6.9, 0.76.0.0 is 0.76."""
+    from tests.policy.conftest import BASE_POLICY, judge
+
+    rule = (
+        '[{type: stale-patches, baseline: {"Notepad++ (32-bit x86)": "8.6.9",'
+        ' "PuTTY release 0.76 (64-bit)": "0.76"}}]'
+    )
+    path = tmp_path / "policy.yaml"
+    path.write_text(BASE_POLICY + f"rules:\n  - name: r\n    resource: image\n"
+                    f"    severity: high\n    filters: {rule}\n")  # fmt: skip
+    image = Image(path=facts.image, host="h1", guest=facts)
+    got = judge(load_policy(path), [], [image])[facts.image]
+    stale = {"name": "Notepad++ (32-bit x86)", "installed": "8.6.2", "baseline": "8.6.9"}
+    assert got == Verdict.match(packages=[stale])
+
+
 def test_the_sandboxed_worker_reads_the_same(
     windows_images: WindowsImages, facts: GuestFacts
 ) -> None:

@@ -134,3 +134,11 @@ def test_rpm_and_apk_keys_are_univers_versions():
 def test_keys_are_cached_per_manager_and_text():
     assert version_key("dpkg", "3.0.11-1~deb12u2") is version_key("dpkg", "3.0.11-1~deb12u2")
     assert version_key("dpkg", "1.0") != version_key("rpm", "1.0")
+
+
+def test_windows_versions_compare_by_their_dotted_numbers() -> None:
+    assert compare("windows", "8.6.2", "8.6.10") == -1  # numerically, not as text
+    assert compare("windows", "0.76.0.0", "0.76") == 0  # trailing zeros do not count
+    assert compare("windows", "10.0.19041.1", "10.0.19041") == 1
+    for text in ("21H2", "1.2 beta", "", "2024-01-01", "1..2"):
+        assert version_key("windows", text) is None, text  # unknown, never guessed

@@ -12,7 +12,10 @@ before the end of a run, the end before letters, letters before other characters
 within each class) and digit runs (numerically; an empty run is 0). Which strings are
 versions at all stays univers' decision (its ``DebianVersion`` normalisation and pattern),
 so nothing that parsed before is refused now and nothing refused before parses. rpm and
-apk keys are univers ``Version`` objects, cached the same way.
+apk keys are univers ``Version`` objects, cached the same way. Windows programs (``windows``,
+the registry's DisplayVersion) have no ordering rule but their dotted numbers: "10.0.19041.1"
+→ (10, 0, 19041, 1), trailing zeros dropped so "3.1" equals "3.1.0"; anything else (a
+"beta", a date) is no version, so a baseline on it is unknown rather than guessed.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from vmwarden.vulns.ecosystems import parse_version
 Key = Any  # a tuple for dpkg, a univers Version for rpm and apk: only compare like with like
 
 _RUN = re.compile(r"(\D*)(\d*)")
+_DOTTED = re.compile(r"\d{1,9}(?:\.\d{1,9}){0,7}")
 _END = ((0,), 0)  # what a finished string reads as: an empty non-digit run, then 0
 
 
@@ -80,12 +84,25 @@ _UNIVERS = {"rpm": RpmVersion, "apk": AlpineLinuxVersion}
 
 @lru_cache(maxsize=1 << 16)
 def version_key(manager: str, text: str) -> Key | None:
-    """The comparable key of ``text`` as a ``manager`` (dpkg | rpm | apk) version; None when
-    it is not one, or the manager is not one vmwarden compares."""
+    """The comparable key of ``text`` as a ``manager`` (dpkg | rpm | apk | windows)
+    version; None when it is not one, or the manager is not one vmwarden compares."""
     if manager == "dpkg":
         return dpkg_key(text)
+    if manager == "windows":
+        return windows_key(text)
     cls = _UNIVERS.get(manager)
     return parse_version(cls, text) if cls is not None else None
+
+
+def windows_key(text: str) -> tuple[int, ...] | None:
+    """A Windows program's DisplayVersion as its dotted numbers (see the module docstring)."""
+    text = text.strip()
+    if not _DOTTED.fullmatch(text):
+        return None
+    parts = [int(x) for x in text.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
 
 
 def compare(manager: str, a: str, b: str) -> int | None:

@@ -73,7 +73,7 @@ class StalePatches(GuestFilter):
 
     Versions compare by the package's own manager rules: dpkg's for ``dpkg`` (epochs,
     ``~`` before release; native, see ``vulns.versions``), univers' rpm for ``rpm`` and
-    apk for ``apk``. Packages are matched
+    apk for ``apk``, dotted numbers for Windows programs (``windows``). Packages are matched
     by binary name; a baseline package that is not installed is not stale (use ``package
     missing:`` to require it). A version that does not parse makes the guest unknown unless
     another package is already stale.
