@@ -71,39 +71,36 @@ def test_programs_are_packages(facts: GuestFacts) -> None:
     assert "Microsoft Edge Update Helper" not in {name for name, _, _ in found}
 
 
-def test_the_package_filter_sees_windows_programs(facts: GuestFacts, tmp_path: Path) -> None:
-    """What a policy matches Windows programs by: their name as Programs and Features shows."""
+def judge_image(facts: GuestFacts, tmp_path: Path, filters: str) -> Verdict:
+    """One image rule with ``filters`` (YAML flow list) judged on the inspected guest."""
     from tests.policy.conftest import BASE_POLICY, judge
 
+    path = tmp_path / "policy.yaml"
+    path.write_text(BASE_POLICY + f"rules:\n  - name: r\n    resource: image\n"
+                    f"    severity: high\n    filters: {filters}\n")  # fmt: skip
+    image = Image(path=facts.image, host="h1", guest=facts)
+    return judge(load_policy(path), [], [image])[facts.image]
+
+
+def test_the_package_filter_sees_windows_programs(facts: GuestFacts, tmp_path: Path) -> None:
+    """What a policy matches Windows programs by: their name as Programs and Features shows."""
     rule = (
         '[{type: package, installed: ["PuTTY release 0.76 (64-bit)", telnetd],'
         ' missing: ["7-Zip 23.01 (x64)", "CrowdStrike Windows Sensor"]}]'
     )
-    path = tmp_path / "policy.yaml"
-    path.write_text(BASE_POLICY + f"rules:\n  - name: r\n    resource: image\n"
-                    f"    severity: high\n    filters: {rule}\n")  # fmt: skip
-    image = Image(path=facts.image, host="h1", guest=facts)
-    got = judge(load_policy(path), [], [image])[facts.image]
-    assert got == Verdict.match(
+    assert judge_image(facts, tmp_path, rule) == Verdict.match(
         packages=["PuTTY release 0.76 (64-bit)"], missing=["CrowdStrike Windows Sensor"]
     )
 
 
 def test_stale_patches_compares_windows_versions(facts: GuestFacts, tmp_path: Path) -> None:
     """DisplayVersions compare by their dotted numbers: 8.6.2 is behind 8.6.9, 0.76.0.0 is 0.76."""
-    from tests.policy.conftest import BASE_POLICY, judge
-
     rule = (
         '[{type: stale-patches, baseline: {"Notepad++ (32-bit x86)": "8.6.9",'
         ' "PuTTY release 0.76 (64-bit)": "0.76"}}]'
     )
-    path = tmp_path / "policy.yaml"
-    path.write_text(BASE_POLICY + f"rules:\n  - name: r\n    resource: image\n"
-                    f"    severity: high\n    filters: {rule}\n")  # fmt: skip
-    image = Image(path=facts.image, host="h1", guest=facts)
-    got = judge(load_policy(path), [], [image])[facts.image]
     stale = {"name": "Notepad++ (32-bit x86)", "installed": "8.6.2", "baseline": "8.6.9"}
-    assert got == Verdict.match(packages=[stale])
+    assert judge_image(facts, tmp_path, rule) == Verdict.match(packages=[stale])
 
 
 def test_the_sandboxed_worker_reads_the_same(
