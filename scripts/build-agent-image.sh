@@ -18,18 +18,14 @@ out="$dir/agent-guest.qcow2"
 if [ -s "$out" ] && [ -s "$dir/agent-vmlinuz" ] && [ -s "$dir/agent-initrd.img" ] && [ -s "$dir/agent-release" ]; then
   exit 0
 fi
-for tool in debootstrap sfdisk mkfs.ext4 qemu-img; do
-  command -v "$tool" >/dev/null || { echo "build-agent-image: $tool missing (make deps)" >&2; exit 1; }
-done
-mirror=$(grep -rhoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-         | grep -v security | head -n1 | tr -d ' ' || true)
-mirror="${mirror:-http://deb.debian.org/debian}"
+# shellcheck source=scripts/debian-disk.sh
+. "$(dirname "$0")/debian-disk.sh"
+need_tools build-agent-image
+mirror=$(apt_mirror)
 work=$(mktemp -d /var/tmp/vmwarden-agent.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 echo "==> debootstrap minbase + qemu-guest-agent from $mirror (a few minutes, once)"
-debootstrap --variant=minbase --include=qemu-guest-agent,iproute2,kmod,linux-image-amd64 bookworm "$work/root" "$mirror" \
-  >"$work/debootstrap.log" 2>&1 || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
-rm -rf "$work/root/var/cache/apt/archives/"*.deb
+bootstrap "$work" "$mirror" --include=qemu-guest-agent,iproute2,kmod,linux-image-amd64
 # The guest's kernel, its initrd (update-initramfs ran in the chroot) and virtio_console.
 kernel=$(ls -1 "$work/root/boot/"vmlinuz-* 2>/dev/null | sort -V | tail -n1 || true)
 release="${kernel##*/vmlinuz-}"
@@ -83,18 +79,10 @@ INIT
 chmod 755 "$work/root/sbin/vmw-ga-init"
 cp "$kernel" "$work/vmlinuz" && cp "$initrd" "$work/initrd.img"
 rm -rf "$work/root/boot/"* "$work/root/lib/modules" "$work/root/usr/lib/firmware"
-disk="$work/disk.raw"
-truncate -s 1536M "$disk"
-printf 'label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n' \
-  | sfdisk -q "$disk"
-read -r start sectors < <(sfdisk -J "$disk" | python3 -c \
-  'import json,sys; p=json.load(sys.stdin)["partitiontable"]["partitions"][0]; print(p["start"], p["size"])')
-mkfs.ext4 -F -q -L root -E offset=$((start * 512)) -d "$work/root" "$disk" "$((sectors / 2))k"
 mkdir -p "$dir"
 cp "$work/vmlinuz" "$dir/agent-vmlinuz.tmp" && mv "$dir/agent-vmlinuz.tmp" "$dir/agent-vmlinuz"
 cp "$work/initrd.img" "$dir/agent-initrd.img.tmp"
 mv "$dir/agent-initrd.img.tmp" "$dir/agent-initrd.img"
 echo "$release" > "$dir/agent-release"  # what the running guest's uname -r says
-qemu-img convert -q -f raw -O qcow2 "$disk" "$out.tmp"
-mv "$out.tmp" "$out"
+gpt_ext4_qcow2 "$work/root" "$work/disk.raw" "$out"
 echo "==> $out ($(du -h "$out" | cut -f1)), kernel $release"
