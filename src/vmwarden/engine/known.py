@@ -18,13 +18,16 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from vmwarden.engine.admission_records import vm_from_record
 from vmwarden.errors import VmwardenError
-from vmwarden.model import VM, Disk, Layer, Nic, State, VmMeta
+from vmwarden.model import VM, Layer
 from vmwarden.store.records import record_of
 
 log = logging.getLogger(__name__)
 
 Known = dict[str, tuple[str, dict[str, Any], list[Any]]]
+# Record fields the store or the sweep set, not ``parse_domain``: left out of a rebuilt VM.
+_ADDED_AFTER_PARSING = frozenset({"first_seen", "last_seen", "state_since", "guest", "agent"})
 
 
 class StoredInputs:
@@ -92,7 +95,9 @@ def input_chains(vm: VM) -> list[list[list[Any]]]:
 
 
 def vm_from_input(record: dict[str, Any], chains: list[Any]) -> VM:
-    """The VM ``parse_domain`` gave for the input the record was written from.
+    """The VM ``parse_domain`` gave for the input the record was written from: the stored
+    record (``vm_from_record``) without what the sweep adds after parsing, each disk's chain
+    as the XML gave it.
 
     Raises ``ValueError`` when the record and the chains do not fit together (the caller
     then parses).
@@ -100,30 +105,12 @@ def vm_from_input(record: dict[str, Any], chains: list[Any]) -> VM:
     disks = record.get("disks") or []
     if len(disks) != len(chains):
         raise ValueError(f"{record.get('id')}: {len(disks)} disks, {len(chains)} chains")
-    nics = []
-    for n in record.get("nics") or []:
-        nic = Nic(**n)
+    parsed = {k: v for k, v in record.items() if k not in _ADDED_AFTER_PARSING}
+    parsed["disks"] = [{**d, "chain": []} for d in disks]  # lineage is not rebuilt twice
+    vm = vm_from_record(parsed)
+    for disk, chain in zip(vm.disks, chains, strict=True):
+        disk.chain = [Layer(p, f, t) for p, f, t in chain]
+    for nic in vm.nics:
         nic.addresses = []
-        nics.append(nic)
-    return VM(
-        id=record["id"],
-        name=record["name"],
-        host=record["host"],
-        uri=record["uri"],
-        state=State(record["state"]),
-        persistent=record["persistent"],
-        vcpus=record.get("vcpus"),
-        memory_kib=record.get("memory_kib"),
-        os_type=record.get("os_type"),
-        arch=record.get("arch"),
-        disks=[
-            Disk(
-                **{k: v for k, v in d.items() if k != "chain"},
-                chain=[Layer(p, f, t) for p, f, t in c],
-            )
-            for d, c in zip(disks, chains, strict=True)
-        ],
-        nics=nics,
-        meta=VmMeta(**(record.get("meta") or {})),
-        agent_channel=record.get("agent_channel"),
-    )
+    vm.agent_channel = record.get("agent_channel")
+    return vm
