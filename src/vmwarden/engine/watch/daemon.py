@@ -264,14 +264,13 @@ class Watcher:
         outcome = Outcome()
         with self._vm_lock(vm_id):
             prior = self.state.vm(vm_id)
+            if vm.state not in LIVE:
+                self.gate.late_start(vm_id, batch)  # a short run's own 'started', read late
             if vm.state in LIVE and came_up(batch, self.state.last_state.get(vm_id)):
                 outcome = self.gate.at_start(conn, vm, prior, start_event(batch), run)
             elif vm.state == State.SHUTOFF and self.store.active_quarantine(vm_id) is None:
-                self.gate.late_start(vm_id, batch)
                 self.gate.isolate_ahead(conn, vm, prior)
             else:
-                if vm.state not in LIVE:
-                    self.gate.late_start(vm_id, batch)
                 outcome.check = self.gate.keep_hold(conn, vm, batch)
             self._record(vm, prior, migrated=any(e.migrated for e in batch))
         return outcome
