@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from sqlalchemy import create_engine, text
+
 from vmwarden.model import VM, Disk, Layer, Nic, State, VmMeta
+from vmwarden.store import Store
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -55,3 +60,16 @@ def make_vm(
         ],
         meta=VmMeta(owner="alice", classification="internal", registered=True),
     )
+
+
+@contextmanager
+def fresh_pg_store(url: str) -> Iterator[Store]:
+    """A store on the scratch PostgreSQL database ``url``, emptied first (its public schema
+    dropped and recreated), so each test migrates from nothing."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    with Store.open(url) as opened:
+        yield opened

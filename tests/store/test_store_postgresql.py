@@ -14,9 +14,9 @@ from datetime import timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
-from tests.store.store_builders import T0, make_vm
+from tests.store.store_builders import T0, fresh_pg_store, make_vm
 from vmwarden.model import State
 from vmwarden.store import Store
 from vmwarden.store.tables import Base
@@ -27,12 +27,7 @@ pytestmark = pytest.mark.skipif(not PG_URL, reason="set VMWARDEN_TEST_PG_URL to 
 
 @pytest.fixture
 def pg() -> Iterator[Store]:
-    engine = create_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    with Store.open(PG_URL) as opened:
+    with fresh_pg_store(PG_URL) as opened:
         yield opened
 
 

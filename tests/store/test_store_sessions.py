@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
 
+from tests.store.store_builders import fresh_pg_store
 from vmwarden.store import Store
 from vmwarden.store.pages import JournalQuery, Pages
 from vmwarden.store.sessions import (
@@ -40,12 +40,7 @@ def store(request: pytest.FixtureRequest, db_path) -> Iterator[Store]:
         return
     if not PG_URL:
         pytest.skip("set VMWARDEN_TEST_PG_URL to test PostgreSQL")
-    engine = create_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    with Store.open(PG_URL) as opened:
+    with fresh_pg_store(PG_URL) as opened:
         yield opened
 
 
