@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-CORPUS_NODEVS = Path(__file__).resolve().parents[3] / "shared/corpus/libvirt-xml"
-
 
 def verdict(findings: list[dict]) -> dict[str, list[str]]:
     got = collections.defaultdict(list)
@@ -91,8 +89,8 @@ def test_demo_json_finds_exactly_the_expected_mapping(cli, tmp_path):
     assert (tmp_path / "wd" / "demo.db").is_file()
 
 
-def test_domain_without_devices_scans(cli, demo, tmp_path):
-    domain = (CORPUS_NODEVS / "arm-vexpressa9-nodevs.xml").read_text()
+def test_domain_without_devices_scans(cli, demo, tmp_path, corpus_dir):
+    domain = (corpus_dir / "arm-vexpressa9-nodevs.xml").read_text()
     host = tmp_path / "arm-lab.xml"
     host.write_text(f"<node>\n{domain}\n</node>\n")
     ran = cli("scan", "-c", f"test://{host}", "-p", demo.policy_path, "--format", "json")

@@ -15,8 +15,6 @@ from vmwarden.connectors.libvirt.domxml import parse_domain
 from vmwarden.model import GuestFacts, Package, State, User
 from vmwarden.model.guest import merge_live
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "libvirt-xml"
-
 # What libvirt 9.0 answered for the test guest of scripts/build-agent-image.sh (qemu-ga 7.2),
 # with one logged-in user added the way the agent reports one.
 RECORDED: dict[str, Any] = {
@@ -104,8 +102,11 @@ def test_channel_state_is_read_from_domain_xml() -> None:
     spice = "<channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel>"
     assert agent_channel(devices(spice)) is None
     assert agent_channel(None) is None
+
+
+def test_defined_agent_channel_without_state_is_unknown(corpus_dir: Path) -> None:
     vm = parse_domain(
-        (CORPUS / "q35-virt-manager-basic.xml").read_bytes(),
+        (corpus_dir / "q35-virt-manager-basic.xml").read_bytes(),
         host="h",
         uri="test:///h.xml",
         state=State.SHUTOFF,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from tests.conftest import corpus_files, needs_corpus
 from vmwarden.connectors.libvirt.domxml import parse_domain
 from vmwarden.connectors.libvirt.nicxml import (
     iface_mac,
@@ -18,8 +19,7 @@ from vmwarden.connectors.libvirt.nicxml import (
 from vmwarden.errors import ConnectorError
 from vmwarden.model import State
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "libvirt-xml"
-NIC_FILES = sorted(p for p in CORPUS.glob("*.xml") if "<interface" in p.read_text())
+NIC_FILES = corpus_files("<interface")
 
 
 def corpus_nics() -> list[tuple[str, str, str]]:
@@ -31,7 +31,10 @@ def corpus_nics() -> list[tuple[str, str, str]]:
     return out
 
 
-@pytest.mark.parametrize(("name", "mac", "iface"), corpus_nics(), ids=lambda v: str(v)[:40])
+@needs_corpus
+@pytest.mark.parametrize(
+    ("name", "mac", "iface"), corpus_nics() or [("none", "", "")], ids=lambda v: str(v)[:40]
+)
 def test_quarantine_every_corpus_nic(name: str, mac: str, iface: str) -> None:
     out = etree.fromstring(quarantine_interface(iface, "quarantine"))
     old = etree.fromstring(iface)

@@ -13,7 +13,7 @@ from vmwarden.policy import PolicyValidationError, filters, load_policy, parse_p
 from vmwarden.policy.schema import Ocsf, Syslog, Webhook
 
 REPO = Path(__file__).resolve().parents[2]
-DESIGN = REPO.parent / "shared" / "DESIGN.md"
+POLICY_DOC = REPO / "docs" / "POLICY.md"
 
 
 def error_of(write_policy, text: str) -> PolicyError:
@@ -29,9 +29,9 @@ def rule(filters: str = "[unregistered]", actions: str = "[]", **fields: str) ->
     return "\n".join([*lines, f"    filters: {filters}", f"    actions: {actions}"]) + "\n"
 
 
-def test_design_example_policy_loads(write_policy):
-    text = DESIGN.read_text()
-    example = text.split("### Policy file", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+def test_policy_doc_example_loads(write_policy):
+    text = POLICY_DOC.read_text()
+    example = text.split("## The policy file", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     example = example.replace("sha256:<hex>", APPROVED)
     policy = load_policy(write_policy(example))
     assert policy.version == 1
@@ -357,7 +357,7 @@ def test_alias_bombs_are_refused():
 def test_policy_layer_imports_only_model_and_errors():
     import ast
 
-    # vulns is a layer before policy (DESIGN.md) and as pure: facts in, matches out.
+    # vulns is a layer before policy (docs/ARCHITECTURE.md) and as pure: facts in, matches out.
     allowed = ("vmwarden.model", "vmwarden.errors", "vmwarden.policy", "vmwarden.vulns")
     for path in (REPO / "src" / "vmwarden" / "policy").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

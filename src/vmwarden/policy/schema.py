@@ -1,4 +1,4 @@
-"""Pydantic models of the policy document (DESIGN.md "Policy file"), keys exactly as written.
+"""Pydantic models of the policy document (docs/POLICY.md), keys exactly as written.
 
 Every model forbids unknown keys and is strict (YAML already gives native types, so ``"30"``
 for an integer is a mistake worth reporting). Filter and action lists are kept raw here: the

@@ -1,7 +1,7 @@
 """What the dashboard shows, computed from the store's records (no SQL here: the store owns it).
 
 Functions are pure over the lists the store returns, so a test can hand them records and a page
-can be rendered from one read of each list. The meanings follow DESIGN.md: *dormant* is shut
+can be rendered from one read of each list. The meanings follow docs/POLICY.md: *dormant* is shut
 off for more than ``DORMANT_DAYS`` (from history, else from the newest disk modification time),
 *orphaned* is an image no VM uses directly or as a backing file and that is not a template,
 *quarantined* is a VM whose latest quarantine is still holding it.
