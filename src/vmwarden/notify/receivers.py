@@ -116,5 +116,8 @@ class OcsfFile:
         self.label = f"ocsf {path}"
 
     def send(self, alert: Alert) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
+        # Alerts name VMs and findings: the file is 0600 (an existing looser one is tightened).
+        from vmwarden.store.private import open_append
+
+        with open(open_append(self.path), "a", encoding="utf-8") as fh:
             fh.write(to_json(ocsf(alert)) + "\n")
