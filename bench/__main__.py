@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import inspection, policy_eval, sweep, targets, watch
+from bench import inspection, policy_eval, startup, sweep, targets, watch
 from bench.common import RESULTS, machine_facts
 
 COLUMNS = (
@@ -97,7 +97,9 @@ def _section(name: str, fn: Callable[[], list[dict[str, Any]]]) -> list[dict[str
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--full", action="store_true", help="full sizes (slow)")
-    ap.add_argument("--only", default="", help="comma-separated: sweep,inspection,policy,watch")
+    ap.add_argument(
+        "--only", default="", help="comma-separated: startup,sweep,inspection,policy,watch"
+    )
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     mode = "full" if args.full else "quick"
@@ -106,6 +108,7 @@ def main() -> None:
     t0 = time.monotonic()
     sections: dict[str, list[dict[str, Any]]] = {}
     plan: list[tuple[str, str, Callable[[Path], list[dict[str, Any]]]]] = [
+        ("startup", "CLI start-up (seconds, fresh processes)", lambda _tmp: startup.run()),
         (
             "sweep",
             "Sweep (seconds; floor = connect + listAllDomains + XMLDesc + lxml parse)",

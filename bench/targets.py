@@ -35,6 +35,13 @@ def judge(sections: Rows) -> list[dict[str, str]]:
     def add(target: str, measured: str, ok: bool | None) -> None:
         out.append({"target": target, "measured": measured, "met": _verdict(ok)})
 
+    for cmd in ("vmwarden --help", "vmwarden report findings"):
+        if r := _find(rows, re.escape(cmd)):
+            add(
+                f"`{cmd}` starts in well under 0.5 s",
+                f"{r['median']:.3f} s ({r['ratio_to_floor']:.1f}x `import typer`)",
+                r["median"] < 0.4,
+            )
     sizes = sorted(
         {int(m.group(1)) for r in rows if (m := re.match(r"scan (\d+)$", str(r.get("name"))))}
     )

@@ -62,3 +62,18 @@ def test_downgrade_and_upgrade_round_trip(db_path: Path) -> None:
     engine.dispose()
     with Store.open(url) as store:
         assert store.get_vm(make_vm(1).id)["last_seen"] == T0
+
+
+def test_newest_file_revision_is_alembics_head() -> None:
+    """Store.open skips Alembic when the store is at the newest file's revision: only right
+    while revisions stay linear and numbered like their files."""
+    assert db.newest_revision() == db.head_revision()
+    files = sorted(p.name for p in (db.MIGRATIONS / "versions").glob("[0-9]*.py"))
+    assert [f[:4] for f in files] == [f"{i:04d}" for i in range(1, len(files) + 1)]
+
+
+def test_a_store_behind_the_newest_revision_is_still_upgraded(db_path: Path) -> None:
+    url = f"sqlite:///{db_path}"
+    _at_revision(url, "0005")
+    with Store.open(url) as store:
+        assert db.stored_revision(store._engine) == db.newest_revision()
