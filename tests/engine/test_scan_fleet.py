@@ -258,9 +258,13 @@ def test_an_approved_exception_suspends_actions_but_not_the_finding(scan_fleet, 
     that VM until it expires; the finding stays reported, marked excepted."""
     from datetime import UTC, datetime, timedelta
 
+    from vmwarden.api.tokens import mint
     from vmwarden.store.exceptions import ExceptionsRepo
+    from vmwarden.store.users import UsersRepo
 
     target = next(a for a in first.actions if a.action == "quarantine")
+    _token, tid, token_hash = mint()
+    UsersRepo(store).add_user("ciso", "admin", tid, token_hash, actor="root")  # a decider is a user
     repo = ExceptionsRepo(store)
     ex = repo.request_exception(
         target.rule,

@@ -265,7 +265,9 @@ class UserOut(BaseModel):
     created_by: str
     created_at: datetime
     token_rotated_at: datetime
+    token_issued_by: str = Field("", description="Who minted the current token.")
     disabled_at: datetime | None
+    last_sign_in_at: datetime | None = Field(None, description="Last successful sign-in.")
 
 
 class UserIn(In):

@@ -25,9 +25,10 @@ from vmwarden.errors import StoreError
 from vmwarden.store.base import aware, chunks, utcnow
 from vmwarden.store.journal import write_event
 from vmwarden.store.tables import Base, BigId, UTCDateTime, findings
+from vmwarden.store.users import issuers_of, users
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Row
+    from sqlalchemy.engine import Connection, Row
 
     from vmwarden.store.store import Store
 
@@ -36,7 +37,7 @@ EXPIRED = "expired"  # shown, never stored: approved and past its ``until``
 
 
 class SameActorError(StoreError):
-    """The person who requested an exception tried to approve (or reject) it."""
+    """The decider is not another person than the requester (see :func:`_not_another`)."""
 
 
 class DecidedError(StoreError):
@@ -221,8 +222,12 @@ class ExceptionsRepo:
     ) -> dict[str, Any] | None:
         """Approve or reject a requested exception; None when there is no such exception.
 
+        The one check behind the API, the dashboard and any other path, so none can skip it.
+        A refusal is journaled (``exception-decide-refused``): a self-approval attempt is
+        what an access review looks for.
+
         Raises:
-            SameActorError: ``actor`` requested it (segregation of duties).
+            SameActorError: ``actor`` is not another person (segregation of duties).
             DecidedError: it was already approved or rejected.
         """
         now = utcnow()
@@ -232,29 +237,53 @@ class ExceptionsRepo:
             ).first()
             if row is None:
                 return None
-            if row.requested_by == actor:
-                raise SameActorError(
-                    f"exception {ex_id} was requested by {actor}; another person must decide it",
-                    hint="ask another admin to approve or reject it",
-                )
-            if row.status != REQUESTED:
-                raise DecidedError(f"exception {ex_id} is already {row.status}")
-            status = APPROVED if approve else REJECTED
-            conn.execute(
-                update(policy_exceptions)
-                .where(policy_exceptions.c.id == ex_id)
-                .values(status=status, decided_by=actor, decided_at=now, decision_reason=reason)
+            refusal = _not_another(conn, row, actor)
+            if refusal is not None:  # committed, then raised
+                write_event(
+                    conn, "exception-decide-refused", actor, refusal,
+                    {"exception_id": ex_id, "requested_by": row.requested_by,
+                     "approve": approve}, now,
+                    vm_id=row.vm_id, vm_name=row.vm_name, rule=row.rule,
+                )  # fmt: skip
+            else:
+                row = self._decide(conn, row, approve=approve, actor=actor, reason=reason, now=now)
+        if refusal is not None:
+            raise SameActorError(
+                f"exception {ex_id}: {refusal}; another person must decide it",
+                hint="ask an admin whose account and token the requester did not issue "
+                "(one made on the server: vmwarden user add NAME --role admin)",
             )
-            write_event(
-                conn, f"exception-{'approve' if approve else 'reject'}", actor, reason,
-                {"exception_id": ex_id, "requested_by": row.requested_by,
-                 "until": row.until.isoformat()}, now,
-                vm_id=row.vm_id, vm_name=row.vm_name, rule=row.rule,
-            )  # fmt: skip
-            row = conn.execute(
-                select(policy_exceptions).where(policy_exceptions.c.id == ex_id)
-            ).one()
         return _exception(row, now)
+
+    @staticmethod
+    def _decide(
+        conn: Connection,
+        row: Row[Any],
+        *,
+        approve: bool,
+        actor: str,
+        reason: str | None,
+        now: datetime,
+    ) -> Row[Any]:
+        if row.status != REQUESTED:
+            raise DecidedError(f"exception {row.id} is already {row.status}")
+        t = policy_exceptions
+        status = APPROVED if approve else REJECTED
+        conn.execute(
+            update(t)
+            .where(t.c.id == row.id)
+            .values(status=status, decided_by=actor, decided_at=now, decision_reason=reason)
+        )
+        decider = conn.execute(select(users).where(users.c.name == actor)).one()
+        write_event(
+            conn, f"exception-{'approve' if approve else 'reject'}", actor, reason,
+            {"exception_id": row.id, "requested_by": row.requested_by,
+             "until": row.until.isoformat(), "decider_created_by": decider.created_by,
+             "decider_token_issued_by": decider.token_issued_by or decider.created_by},
+            now,
+            vm_id=row.vm_id, vm_name=row.vm_name, rule=row.rule,
+        )  # fmt: skip
+        return conn.execute(select(t).where(t.c.id == row.id)).one()
 
     def list_exceptions(
         self,
@@ -296,3 +325,24 @@ class ExceptionsRepo:
                 select(t.c.rule, t.c.vm_id).where(t.c.status == APPROVED, t.c.until > at)
             ).all()
         return {(r.rule, r.vm_id) for r in rows}
+
+
+def _not_another(conn: Connection, row: Row[Any], actor: str) -> str | None:
+    """Why ``actor`` may not decide the exception ``row``; None when they may.
+
+    Two people means two accounts the requester does not control: not the requester, not a
+    user the requester created or minted a token for (directly or through such a user, see
+    :func:`~vmwarden.store.users.issuers_of`), and not one created after the request (made
+    to answer it). Deciders must be users: a name alone is no person.
+    """
+    requester = row.requested_by
+    if actor == requester:
+        return f"requested by {actor}"
+    decider = conn.execute(select(users).where(users.c.name == actor)).first()
+    if decider is None:
+        return f"{actor!r} is no vmwarden user"
+    if decider.created_at > row.requested_at:
+        return f"{actor}'s account was created after the request"
+    if requester in issuers_of(conn, actor):
+        return f"{actor}'s account or token was issued by {requester} (or by an account of theirs)"
+    return None

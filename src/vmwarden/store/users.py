@@ -4,7 +4,9 @@ The store never sees a token in clear. It keeps the token's *id* (a short prefix
 that verifying a token is one indexed read and one hash check, never a scan of all users)
 and its argon2 hash; minting and hashing are the API layer's (``vmwarden.api.tokens``).
 Every change is journaled in the same transaction (``user-add``, ``user-disable``,
-``user-rotate``), so the audit log proves who granted whom what.
+``user-rotate``), so the audit log proves who granted whom what. ``token_issued_by`` names who
+minted the current token (the creator, or the last rotator): whoever mints a token may keep a
+copy, so the two-person rule (``store.exceptions``) treats that account as theirs too.
 
 Example::
 
@@ -16,7 +18,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, String, Text, insert, select, update
@@ -28,12 +30,13 @@ from vmwarden.store.journal import write_event
 from vmwarden.store.tables import Base, BigId, UTCDateTime
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Row
+    from sqlalchemy.engine import Connection, Row
 
     from vmwarden.store.store import Store
 
 ROLES = ("auditor", "operator", "admin")  # each may do what the ones before it may
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+SIGN_IN_GRANULARITY = timedelta(minutes=1)  # users.last_sign_in_at is at most this stale
 
 
 class UserRow(Base):
@@ -51,6 +54,9 @@ class UserRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     token_rotated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # who minted the current token (its holder may be them): the creator, or the last rotator
+    token_issued_by: Mapped[str | None] = mapped_column(String(255))
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 users = UserRow.__table__
@@ -69,6 +75,8 @@ class User:
     created_at: datetime
     token_rotated_at: datetime
     disabled_at: datetime | None = None
+    token_issued_by: str = ""
+    last_sign_in_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,7 +86,9 @@ class User:
             "created_by": self.created_by,
             "created_at": self.created_at,
             "token_rotated_at": self.token_rotated_at,
+            "token_issued_by": self.token_issued_by,
             "disabled_at": self.disabled_at,
+            "last_sign_in_at": self.last_sign_in_at,
         }
 
 
@@ -93,6 +103,8 @@ def _user(row: Row[Any]) -> User:
         created_at=row.created_at,
         token_rotated_at=row.token_rotated_at,
         disabled_at=row.disabled_at,
+        token_issued_by=row.token_issued_by or row.created_by,
+        last_sign_in_at=row.last_sign_in_at,
     )
 
 
@@ -138,9 +150,11 @@ class UsersRepo:
                     created_at=now,
                     token_rotated_at=now,
                     disabled_at=None,
+                    token_issued_by=actor,
                 )
             )
-            write_event(conn, "user-add", actor, reason, {"user": name, "role": role}, now)
+            details = {"user": name, "role": role, "created_by": actor}
+            write_event(conn, "user-add", actor, reason, details, now)
             row = conn.execute(select(users).where(users.c.name == name)).one()
         return _user(row)
 
@@ -160,6 +174,18 @@ class UsersRepo:
             row = conn.execute(select(users).where(users.c.token_id == token_id)).first()
         return (_user(row), row.token_hash) if row else None
 
+    def record_sign_in(self, user: User, *, now: datetime | None = None) -> None:
+        """Note a successful sign-in (for access reviews), at most one write a minute per user.
+
+        Every bearer request is a sign-in; a polling client must not cost a write each.
+        """
+        now = now or utcnow()
+        last = user.last_sign_in_at
+        if last is not None and timedelta(0) <= now - last < SIGN_IN_GRANULARITY:
+            return
+        with self._store._write() as conn:
+            conn.execute(update(users).where(users.c.id == user.id).values(last_sign_in_at=now))
+
     def list_users(self) -> list[User]:
         with self._store._read() as conn:
             return [_user(r) for r in conn.execute(select(users).order_by(users.c.name))]
@@ -173,6 +199,7 @@ class UsersRepo:
             row = conn.execute(select(users).where(users.c.name == name)).first()
             if row is None:
                 raise StoreError(f"no user {name!r}", hint="vmwarden user list shows who exists")
+            issued_by = (row.token_issued_by or row.created_by) if actor == name else actor
             conn.execute(
                 update(users)
                 .where(users.c.id == row.id)
@@ -180,17 +207,36 @@ class UsersRepo:
                     token_id=token_id,
                     token_hash=token_hash,
                     token_rotated_at=now,
+                    # rotating one's own token keeps its provenance: whoever minted the old
+                    # one (and may hold it) can mint its successor too
+                    token_issued_by=issued_by,
                     disabled=False,
                     disabled_at=None,
                 )
             )
-            write_event(
-                conn,
-                "user-rotate",
-                actor,
-                reason,
-                {"user": name, "re_enabled": bool(row.disabled)},
-                now,
-            )
+            details = {"user": name, "re_enabled": bool(row.disabled), "token_issued_by": issued_by}
+            write_event(conn, "user-rotate", actor, reason, details, now)
             row = conn.execute(select(users).where(users.c.id == row.id)).one()
         return _user(row)
+
+
+def issuers_of(conn: Connection, name: str) -> set[str]:
+    """Everyone who created ``name``'s account or minted its current token, transitively.
+
+    Whoever mints a token may keep a copy, and whoever creates an account chose who holds it:
+    for the two-person rule, an account is also the person of everyone in this set. Names
+    that are no user (the CLI's login names) end the walk; a cycle cannot loop.
+    """
+    found: set[str] = set()
+    todo = [name]
+    while todo:
+        row = conn.execute(
+            select(users.c.created_by, users.c.token_issued_by).where(users.c.name == todo.pop())
+        ).first()
+        if row is None:
+            continue
+        for issuer in {row.created_by, row.token_issued_by or row.created_by}:
+            if issuer != name and issuer not in found:
+                found.add(issuer)
+                todo.append(issuer)
+    return found
