@@ -100,6 +100,10 @@ def register(app: typer.Typer) -> None:
             uri = _uri_for(store, vm, connect)
             with open_connector(uri) as conn:
                 target = conn.lookup(vm)
+                if store.active_quarantine(target.id) is None:  # say it by the name typed
+                    raise EnforceError(
+                        f"VM {target.name} is not quarantined by vmwarden; nothing to release"
+                    )
                 rec = Quarantiner(store, actor_name(actor)).release(conn, target.id, reason=reason)
         out.print(f"release {target.name}: [bold]{rec.status}[/] (journal #{rec.journal_id})")
         if rec.error:
