@@ -2,6 +2,7 @@
 
 from vmwarden.enforce.actions import ActionRequest, executors
 from vmwarden.enforce.context import EnforceContext
+from vmwarden.enforce.held import mark_held, mark_vm_held
 from vmwarden.enforce.quarantine import Quarantiner, QuarantineSpec
 from vmwarden.enforce.runner import PlannedAction, execute, plan, repair
 
@@ -13,6 +14,8 @@ __all__ = [
     "Quarantiner",
     "execute",
     "executors",
+    "mark_held",
+    "mark_vm_held",
     "plan",
     "repair",
 ]

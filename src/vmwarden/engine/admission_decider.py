@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vmwarden.connectors.libvirt.domxml import parse_domain
+from vmwarden.enforce.held import mark_vm_held
 from vmwarden.engine.admission import Decision
 from vmwarden.engine.admission_records import as_datetime, vm_from_record
 from vmwarden.engine.lineage import Lineage
@@ -101,6 +102,8 @@ class Decider:
             return self._unreadable(str(exc))
         stored = self._stored(vm.id)
         self._overlay(vm, stored)
+        if self.store is not None:
+            mark_vm_held(self.store, vm)  # isolated ahead: judged where its NICs were
         warnings = self._lineage(vm)
         estate = Estate(
             vms=[vm, *self._others(vm.id)],

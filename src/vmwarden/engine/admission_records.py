@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from vmwarden.model import VM, Disk, GuestFacts, Layer, Nic, State, VmMeta
+from vmwarden.model import VM, Disk, GuestFacts, Layer, Nic, NicOrigin, State, VmMeta
 
 
 def vm_from_record(record: dict[str, Any]) -> VM:
@@ -26,12 +26,18 @@ def vm_from_record(record: dict[str, Any]) -> VM:
         os_type=record.get("os_type"),
         arch=record.get("arch"),
         disks=[_disk(d) for d in record.get("disks") or []],
-        nics=[Nic(**n) for n in record.get("nics") or []],
+        nics=[_nic(n) for n in record.get("nics") or []],
         meta=VmMeta(**(record.get("meta") or {})),
         first_seen=as_datetime(record.get("first_seen")),
         state_since=as_datetime(record.get("state_since")),
         guest=GuestFacts.from_dict(record["guest"]) if record.get("guest") else None,
     )
+
+
+def _nic(n: dict[str, Any]) -> Nic:
+    origin = n.get("quarantined_from")
+    fields = {k: v for k, v in n.items() if k != "quarantined_from"}
+    return Nic(**fields, quarantined_from=NicOrigin(**origin) if origin else None)
 
 
 def _disk(d: dict[str, Any]) -> Disk:

@@ -64,8 +64,8 @@ class StoredInputs:
         return vm
 
     def unchanged(self, vm: VM) -> bool:
-        """Whether a rebuilt VM, now that the sweep added lineage, addresses and agent facts
-        again, equals its stored record: then the store need not fingerprint it.
+        """Whether a rebuilt VM, now that the sweep added lineage, addresses, agent facts and
+        held NICs' origins again, equals its stored record: then the store need not fingerprint it.
 
         Only those parts can differ: everything else was copied from the record.
         """
@@ -79,7 +79,11 @@ class StoredInputs:
             record_of(d.chain) != rd.get("chain") for d, rd in zip(vm.disks, disks, strict=True)
         ):
             return False
-        if any(n.addresses != rn.get("addresses") for n, rn in zip(vm.nics, nics, strict=True)):
+        if any(
+            n.addresses != rn.get("addresses")
+            or record_of(n.quarantined_from) != rn.get("quarantined_from")  # held or released
+            for n, rn in zip(vm.nics, nics, strict=True)
+        ):
             return False
         return record_of(vm.agent) == record.get("agent") and vm.guest is None
 

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from vmwarden.connectors import inventory_all, open_connector
-from vmwarden.enforce import EnforceContext, PlannedAction, QuarantineSpec, execute, plan, repair
+from vmwarden.enforce import (
+    EnforceContext,
+    PlannedAction,
+    QuarantineSpec,
+    execute,
+    mark_held,
+    plan,
+    repair,
+)
 from vmwarden.enforce.actions import EVENT_BASED
 from vmwarden.engine.images import classify, collect_images, merge_discovered
 from vmwarden.engine.inspection import InspectionOptions, inspect_all, merge_agent_facts, targets
@@ -165,6 +173,7 @@ class Sweep:
         vms = [vm for inv in inventories for vm in inv.vms]
         now = datetime.now(UTC)
         complete = {inv.host for inv in inventories}
+        mark_held(self.store, vms)  # held NICs are judged (and shown) where they were
         same = {vm.id for vm in vms if known.unchanged(vm)} if known is not None else set()
         self.store.record_inventory(
             vms, now=now, complete_hosts=complete, inputs=inputs, unchanged=same

@@ -4,7 +4,7 @@ from vmwarden.model.estate import Estate, HostInventory, Network, Pool, Volume
 from vmwarden.model.finding import ActionRecord, Finding, Severity
 from vmwarden.model.guest import GuestFacts, HostKey, Package, User
 from vmwarden.model.image import Image
-from vmwarden.model.vm import VM, Disk, Layer, Nic, State, VmMeta
+from vmwarden.model.vm import VM, Disk, Layer, Nic, NicOrigin, State, VmMeta
 
 __all__ = [
     "VM",
@@ -19,6 +19,7 @@ __all__ = [
     "Layer",
     "Network",
     "Nic",
+    "NicOrigin",
     "Package",
     "Pool",
     "Severity",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -83,3 +83,10 @@ class Estate:
     hosts: list[str] = field(default_factory=list)
     catalog_paths: dict[str, tuple[str, str]] = field(default_factory=dict)
     vulns: VulnFeed | None = None
+
+    def judged(self) -> Estate:
+        """The estate as policy judges it: VMs vmwarden holds in quarantine with their NICs
+        at the attachment recorded before (``VM.judged``); itself when none is held."""
+        if not any(n.quarantined_from is not None for vm in self.vms for n in vm.nics):
+            return self  # the usual estate: one cheap pass, no copies (~25 ms at 100k VMs)
+        return replace(self, vms=[vm.judged() for vm in self.vms])

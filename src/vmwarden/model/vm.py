@@ -6,7 +6,7 @@ treat unknown as "not cleared".
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -69,9 +69,29 @@ class Disk:
 
 
 @dataclass(slots=True)
+class NicOrigin:
+    """Where a NIC was attached before vmwarden's quarantine moved it (from the journal).
+
+    Policy judges a held NIC by this, not by the quarantine network vmwarden itself put it
+    on: otherwise quarantine would create its own ``outside-zone`` finding and a VM held by
+    the power-on gate could never pass and be released."""
+
+    type: str
+    network: str | None = None
+    bridge: str | None = None
+    source_dev: str | None = None
+    portgroup: str | None = None
+    vlan: list[int] = field(default_factory=list)
+    link: str = "up"
+
+
+@dataclass(slots=True)
 class Nic:
     """An ``<interface>``. ``network`` is set for type=network, ``bridge`` for bridge/network
-    (libvirt fills it for running VMs), ``source_dev`` for direct (macvtap)."""
+    (libvirt fills it for running VMs), ``source_dev`` for direct (macvtap).
+
+    ``quarantined_from`` is set while vmwarden holds the NIC on its quarantine network: the
+    fields above say where the NIC *is*, ``quarantined_from`` where it belongs (``judged``)."""
 
     mac: str | None
     type: str
@@ -84,6 +104,27 @@ class Nic:
     link: str = "up"  # up | down
     target_dev: str | None = None
     addresses: list[str] = field(default_factory=list)
+    quarantined_from: NicOrigin | None = None
+
+    def judged(self) -> Nic:
+        """The NIC as policy judges it: at its pre-quarantine attachment while held."""
+        o = self.quarantined_from
+        if o is None:
+            return self
+        return Nic(
+            self.mac,
+            o.type,
+            o.network,
+            o.bridge,
+            o.source_dev,
+            o.portgroup,
+            list(o.vlan),
+            self.model,
+            o.link,
+            self.target_dev,
+            self.addresses,
+            o,
+        )
 
 
 @dataclass(slots=True)
@@ -127,6 +168,15 @@ class VM:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 strings)."""
         return _jsonable(asdict(self))
+
+    def judged(self) -> VM:
+        """This VM as policy judges it: held NICs at their pre-quarantine attachment (the
+        same object when none is held, so evaluation of the usual estate copies nothing)."""
+        if not any(n.quarantined_from is not None for n in self.nics):
+            return self
+        copy = replace(self)
+        copy.nics = [n.judged() for n in self.nics]
+        return copy
 
 
 def _jsonable(value: Any) -> Any:

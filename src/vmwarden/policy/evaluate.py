@@ -93,7 +93,7 @@ def _evaluate(policy: Policy, estate: Estate) -> list[Finding]:
     (``Context.guest``) could not be reused between rules. Findings still come out in
     rule order, then resource order: each rule collects into its own list.
     """
-    ctx = Context(estate, policy)
+    ctx = Context(estate.judged(), policy)  # held NICs count where they were, not quarantine
     per_rule: list[list[Finding]] = [[] for _ in policy.rules]
     by_kind: dict[str, list[tuple[Rule, list[Finding]]]] = {}
     for rule, found in zip(policy.rules, per_rule, strict=True):

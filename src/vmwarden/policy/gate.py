@@ -27,7 +27,8 @@ class Admission:
 
 def admit(policy: Policy, vm: VM, estate: Estate) -> Admission:
     """Judge ``vm`` (which ``estate`` should include, for cross-VM filters) at power-on."""
-    ctx = Context(estate, policy)
+    ctx = Context(estate.judged(), policy)
+    vm = vm.judged()  # a held NIC is judged where it was before vmwarden's quarantine
     for decision, conditions in (("deny", policy.gate.deny), ("hold", policy.gate.hold)):
         reasons = []
         for condition in conditions:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from vmwarden.errors import StoreError
 from vmwarden.model import ActionRecord
@@ -237,6 +237,29 @@ class JournalRepo(StoreBase):
                 )
             ).first()
         return None if released else _record(row)
+
+    def held_quarantines(self) -> dict[str, ActionRecord]:
+        """``active_quarantine`` of every VM at once (VM id → entry): two queries a sweep,
+        instead of two per VM."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(journal)
+                .where(journal.c.action == QUARANTINE, journal.c.status.in_(ACTIVE))
+                .order_by(journal.c.id)
+            ).all()
+            if not rows:
+                return {}
+            released = dict(
+                conn.execute(
+                    select(journal.c.vm_id, func.max(journal.c.id))
+                    .where(journal.c.action == RELEASE, journal.c.status == "done")
+                    .group_by(journal.c.vm_id)
+                ).all()
+            )
+        latest = {row.vm_id: row for row in rows if row.vm_id}  # ordered by id: newest wins
+        return {
+            vm_id: _record(row) for vm_id, row in latest.items() if released.get(vm_id, 0) < row.id
+        }
 
     def audit(self, event: str, actor: str, details: dict[str, Any] | None = None) -> int:
         """Journal an operator event that concerns no VM (policy load, template approval)."""

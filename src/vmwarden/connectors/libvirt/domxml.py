@@ -300,6 +300,14 @@ def _network_path(source: etree._Element) -> str | None:
 # --- NICs -------------------------------------------------------------------------------
 
 
+def parse_interface(xml: str) -> Nic:
+    """One ``<interface>`` element's text as a ``Nic`` (e.g. one a journal recorded)."""
+    root = parse_xml(xml, "interface XML")
+    if root.tag != "interface":
+        raise ConnectorError(f"expected an <interface> element, got <{root.tag}>")
+    return _nic(root)
+
+
 def _nic(el: etree._Element) -> Nic:
     ntype = el.get("type") or "unknown"
     parts: dict[str, etree._Element] = {}

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from vmwarden.enforce import mark_vm_held
 from vmwarden.engine.admission_records import as_datetime
 from vmwarden.engine.lineage import Lineage
 from vmwarden.model import VM, Estate, Finding, HostInventory, Pool, State
@@ -84,6 +85,7 @@ class Judge:
         stored = self.store.get_vm(vm.id)
         if stored is not None and (stored.get("id") != vm.id or stored.get("gone_at")):
             stored = None  # by UUID only: a rogue VM may borrow a known name
+        mark_vm_held(self.store, vm)  # a held NIC is judged where it was, not on quarantine
         before = replace(vm, state=State.SHUTOFF)
         if stored is not None:
             before.first_seen = as_datetime(stored.get("first_seen"))
