@@ -13,8 +13,13 @@ The sandbox, per worker (see :mod:`vmwarden.inspect.worker`):
 - when the parent is root the worker runs as ``nobody`` (``user=``), with no supplementary
   groups and ``no_new_privs`` — it can read the images only through the passed descriptors,
   so images need not be readable by that user;
+- started isolated (``python -I``, cwd ``/``, a scrubbed environment): the parent's cwd and
+  ``PYTHONPATH`` are never on its ``sys.path``;
+- when the parent is root, its own network namespace (no network at all);
 - ``RLIMIT_AS`` = ``memory_mb``; ``RLIMIT_CPU`` re-armed to ``cpu_seconds`` per image;
-- an audit hook refuses any open of a host path outside Python's library directories;
+  ``RLIMIT_NOFILE`` bounded;
+- an audit hook refuses any open of a host path outside the installation's library
+  directories, network sockets and starting programs;
 - a wall ``timeout`` per image, enforced here: the worker is killed (SIGKILL) and replaced.
 
 Example::
@@ -46,6 +51,14 @@ from vmwarden.inspect.opener import open_disk
 from vmwarden.model import GuestFacts
 
 STARTUP_TIMEOUT = 60.0
+#: Run with ``python -I -B -c BOOT ROOT FD``: put ``ROOT`` (where this vmwarden lives) first
+#: on the isolated ``sys.path``, so the worker runs the very code the parent runs.
+BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from vmwarden.inspect.worker import main; sys.exit(main(sys.argv[1:]))"
+)
+#: The directory holding the ``vmwarden`` package this process imported.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OnDone = Callable[[str, "GuestFacts | InspectError"], None]
 
 
@@ -57,8 +70,9 @@ class _Worker:
         self.sock = parent
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vmwarden.inspect.worker", str(child.fileno())],
+                [sys.executable, "-I", "-B", "-c", BOOT, PACKAGE_ROOT, str(child.fileno())],
                 pass_fds=(child.fileno(),),
+                cwd="/",
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=None if os.environ.get("VMWARDEN_INSPECT_DEBUG") else subprocess.DEVNULL,
@@ -207,11 +221,8 @@ class InspectorPool:
 
     @staticmethod
     def _worker_env() -> dict[str, str]:
+        """A few locale variables; ``-I`` ignores every ``PYTHON*`` one anyway."""
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
-        # The worker must import the very vmwarden this process runs.
-        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = src
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
         env["HOME"] = "/nonexistent"
         return env
 

@@ -1,17 +1,24 @@
-"""The sandboxed inspection worker: ``python -m vmwarden.inspect.worker FD``.
+"""The sandboxed inspection worker, started by
+:class:`~vmwarden.inspect.sandbox.InspectorPool` as ``python -I -B -c BOOT ROOT FD``.
 
-Started by :class:`~vmwarden.inspect.sandbox.InspectorPool` with one end of a Unix socket
-pair as ``FD``. It imports dissect.target once (the ~1 s cost is paid per worker, not per
+``-I`` (isolated): neither the parent's working directory nor ``PYTHONPATH`` is on
+``sys.path``, so nothing the parent's cwd holds is imported or trusted; ``ROOT`` is the
+directory holding the very ``vmwarden`` package the parent runs, and ``FD`` one end of a Unix
+socket pair. It imports dissect.target once (the ~1 s cost is paid per worker, not per
 image), then confines itself before it reads any guest byte:
 
-1. ``PR_SET_NO_NEW_PRIVS``; if root: no supplementary groups, gid and uid of an unprivileged
-   user (``nobody`` by default). It needs no file access of its own: the parent opens the
-   image files and passes the descriptors over the socket.
+1. ``PR_SET_NO_NEW_PRIVS``; if root: its own, empty network namespace (no interface but a
+   down loopback: no network at all), no supplementary groups, gid and uid of an
+   unprivileged user (``nobody`` by default). It needs no file access of its own: the parent
+   opens the image files and passes the descriptors over the socket.
 2. ``RLIMIT_AS`` (memory) and ``RLIMIT_CPU`` (soft limit re-armed for each image: the
    kernel sends ``SIGXCPU``, which ends the worker; the parent reports it and replaces it).
-   ``RLIMIT_CORE`` 0 and ``RLIMIT_NOFILE`` bounded.
-3. An audit hook that refuses every ``open``/``listdir`` of a host path outside Python's own
-   library directories: even a dissect bug that built a host path could not read it.
+   ``RLIMIT_CORE`` 0 and ``RLIMIT_NOFILE`` :data:`MAX_FILES`.
+3. An audit hook that refuses every ``open``/``listdir`` of a host path outside the Python
+   installation's library directories and ``ROOT`` (never the cwd, never ``/``): even a
+   dissect bug that built a host path could not read it; and refuses network sockets,
+   ``connect``/``bind``, name lookups and starting programs (the only barrier when not
+   root, a second one when root).
 
 Then it serves requests: ``{"image": name}`` plus the layers' descriptors →
 ``{"ok": true, "facts": {...}, "stats": {...}}`` or ``{"ok": false, "error": reason}``.
@@ -32,7 +39,12 @@ from vmwarden.inspect import wire
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_DUMPABLE = 4
+CLONE_NEWNET = 0x40000000
+#: Descriptors a worker may hold: stdio, its socket, one request's layers (wire.MAX_FDS = 32).
+MAX_FILES = 64
 _CONFINED: dict[str, Any] = {"prefixes": ()}
+#: What the parent's ``BOOT`` line passed as ``ROOT`` (the package's parent directory).
+_ROOT: dict[str, str] = {}
 
 
 def _prctl(option: int, value: int) -> None:
@@ -119,11 +131,29 @@ def warm_up() -> None:
     plugin.plugins()
 
 
+def _own_network_namespace() -> str:
+    """Leave the host's network: a new namespace has only a loopback, and it is down.
+
+    Needs CAP_SYS_ADMIN, so only when started as root (before the uid is dropped); otherwise
+    the audit hook's socket refusals are what keeps the worker off the network."""
+    if os.geteuid() != 0:
+        return "audit hook only (not root: no namespace of its own)"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot create a network namespace: {os.strerror(err)}")
+    return "own namespace"
+
+
 def confine(config: dict[str, Any]) -> dict[str, Any]:
     """Drop privileges and set limits; returns what was done (reported to the parent)."""
     done: dict[str, Any] = {}
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     os.chdir("/")
+    done["network"] = _own_network_namespace()
+    # Before the uid changes: an unprivileged user may not even see the library directories
+    # (e.g. a pyenv build under /root); they stay listed, and unreadable, all the same.
+    _CONFINED["prefixes"] = _library_prefixes()
     uid, gid = config.get("uid"), config.get("gid")
     if os.geteuid() == 0 and uid is not None and gid is not None:
         os.setgroups([])
@@ -138,19 +168,69 @@ def confine(config: dict[str, Any]) -> dict[str, Any]:
         done["memory_mb"] = memory
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    _CONFINED["prefixes"] = _library_prefixes()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FILES, MAX_FILES))
+    done["max_files"] = MAX_FILES
     sys.addaudithook(_deny_host_files)
     done["audit"] = True
+    done["readable"] = list(_CONFINED["prefixes"])
     return done
 
 
 def _library_prefixes() -> tuple[str, ...]:
-    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    dirs.update(p for p in sys.path if p and os.path.isdir(p))
-    return tuple(sorted({os.path.realpath(d).rstrip("/") + "/" for d in dirs}))
+    """Where late imports may read: the installation's library directories and ``ROOT``.
+
+    Built from the install (sysconfig, site-packages, ``ROOT``) and the ``sys.path`` that
+    ``-I`` leaves (which holds neither the cwd nor ``PYTHONPATH``); a relative entry, the
+    cwd and ``/`` itself are never a prefix, whatever they are — with cwd ``/`` on
+    ``sys.path``, every host file would have been "a library".
+    """
+    import site
+    import sysconfig
+
+    dirs = {sysconfig.get_path(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs.update(site.getsitepackages())
+    dirs.update(sys.path)
+    if _ROOT.get("root"):
+        dirs.add(_ROOT["root"])
+    cwd = os.path.realpath(os.getcwd())
+    prefixes = set()
+    for d in dirs:
+        if not d or not os.path.isabs(d) or not os.path.isdir(d):
+            continue
+        real = os.path.realpath(d)
+        if real in ("/", cwd):
+            continue
+        prefixes.add(real.rstrip("/") + "/")
+    return tuple(sorted(prefixes))
+
+
+#: Network and process events refused outright once confined (the worker's own socket was
+#: made before, and sends to its connected peer carry no address).
+_NETWORK_EVENTS = frozenset(
+    {
+        "socket.bind",
+        "socket.connect",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "socket.gethostbyaddr",
+        "socket.getnameinfo",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.fork",
+        "subprocess.Popen",
+    }
+)
 
 
 def _deny_host_files(event: str, args: tuple[Any, ...]) -> None:
+    if event in _NETWORK_EVENTS:
+        raise PermissionError(f"inspection worker may not use the network or run programs: {event}")
+    if event == "socket.__new__" and len(args) > 1 and args[1] != socket.AF_UNIX:
+        raise PermissionError("inspection worker may not open network sockets")
+    if event in ("socket.sendto", "socket.sendmsg") and len(args) > 1 and args[1] is not None:
+        raise PermissionError("inspection worker may not send to an address")
     if event not in ("open", "os.listdir", "os.scandir"):
         return
     target = args[0] if args else None
@@ -213,6 +293,11 @@ def _test_hook(name: str) -> None:
         hog = []
         while True:
             hog.append(bytearray(64 * 1024 * 1024))
+    if name.startswith("peek-"):  # a reader tricked into opening a host file
+        with open("/etc/hostname", "rb") as fh:
+            fh.read()
+    if name.startswith("net-"):  # a reader tricked into calling home
+        socket.create_connection(("127.0.0.1", int(name.split("-")[1])), timeout=2).close()
 
 
 def serve(sock: socket.socket) -> int:
@@ -237,9 +322,11 @@ def serve(sock: socket.socket) -> int:
 
 
 def main(argv: list[str]) -> int:
+    """``argv``: ``[ROOT, FD]`` (``ROOT``: where the parent's vmwarden package lives)."""
     if len(argv) != 2 or not argv[1].isdigit():
-        print("usage: python -m vmwarden.inspect.worker FD (started by InspectorPool)")
+        print("usage: started by InspectorPool (python -I -B -c BOOT ROOT FD)")
         return 2
+    _ROOT["root"] = argv[0]
     sock = socket.socket(fileno=int(argv[1]))
     try:
         return serve(sock)
@@ -248,4 +335,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main(sys.argv[1:]))
