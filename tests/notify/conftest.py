@@ -155,6 +155,8 @@ def tcp_listener() -> Iterator[TcpListener]:
 class SmtpReceiver:
     port: int
     envelopes: list[Any] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)  # recipients answered 550
+    data_reply: str = "250 OK"  # the answer to DATA
 
 
 @pytest.fixture
@@ -162,9 +164,18 @@ def smtp() -> Iterator[SmtpReceiver]:
     receiver = SmtpReceiver(port=0)
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            receiver.envelopes.append(envelope)
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: Any
+        ) -> str:
+            if address in receiver.refuse:
+                return "550 5.1.1 no such user here"
+            envelope.rcpt_tos.append(address)
             return "250 OK"
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            if receiver.data_reply.startswith("250"):
+                receiver.envelopes.append(envelope)
+            return receiver.data_reply
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -75,3 +75,39 @@ def test_ocsf_detection_finding_one_object_per_line(tmp_path: Path):
     ]  # fmt: skip
     assert opened["device"] == {"hostname": "hv1"}
     assert resolved["resources"][0]["name"] == "db02"
+
+
+def test_smtp_subject_shows_a_newline_in_the_name_instead_of_losing_the_alert(smtp):
+    name = "web01\r\nBcc: victim@example.org\r\n\r\nforged body\x1b[2J"
+    Smtp("127.0.0.1", ["secops@example.org"], port=smtp.port).send(make_alert(name=name))
+    (env,) = smtp.envelopes
+    assert env.rcpt_tos == ["secops@example.org"]
+    msg = message_from_bytes(env.content, policy=policy.default)
+    assert msg["Subject"] == (
+        "[vmwarden] high: forbidden-software on "
+        "web01\\r\\nBcc: victim@example.org\\r\\n\\r\\nforged body\\x1b[2J"
+    )
+    assert msg["Bcc"] is None
+    assert json.loads(msg.get_content())["name"] == name  # the body keeps the exact value
+
+
+def test_smtp_refusing_one_recipient_is_a_failed_delivery_with_the_reason(smtp):
+    smtp.refuse = {"gone@example.org"}
+    d = Dispatcher([{"type": "smtp", "host": "127.0.0.1", "port": smtp.port,
+                     "to": ["secops@example.org", "gone@example.org"]}])  # fmt: skip
+    (delivery,) = d.send(make_alert())
+    assert not delivery.ok
+    assert "gone@example.org: 550 5.1.1 no such user here" in delivery.error
+    assert len(smtp.envelopes) == 1  # secops got it; the failure is still reported
+
+
+def test_smtp_refusing_every_recipient_or_the_data_is_a_failed_delivery(smtp):
+    smtp.refuse = {"secops@example.org"}
+    spec = {"type": "smtp", "host": "127.0.0.1", "port": smtp.port, "to": ["secops@example.org"]}
+    (delivery,) = Dispatcher([spec]).send(make_alert())
+    assert not delivery.ok and "550 5.1.1 no such user here" in delivery.error
+    smtp.refuse = set()
+    smtp.data_reply = "554 5.7.1 message rejected as spam"
+    (delivery,) = Dispatcher([spec]).send(make_alert())
+    assert not delivery.ok and "554 5.7.1 message rejected as spam" in delivery.error
+    assert smtp.envelopes == []

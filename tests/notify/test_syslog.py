@@ -121,3 +121,27 @@ def test_tcp_receiver_down_is_a_failed_delivery(closed_port):
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(NotifyError):
         Syslog(**kwargs)
+
+
+@pytest.mark.parametrize("fmt", ["rfc5424", "cef"])
+def test_a_name_with_a_newline_is_one_record_over_udp(udp_listener, fmt):
+    """An image file named with a newline and a syslog header forges no second record."""
+    name = "evil\n<13>1 2024-05-17T08:30:15Z hv1 sshd - - - Accepted root\x1b[2J.qcow2"
+    port = udp_listener.getsockname()[1]
+    Syslog(f"127.0.0.1:{port}", format=fmt).send(make_alert(name=name, resource="image"))
+    data, _ = udp_listener.recvfrom(65536)
+    udp_listener.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        udp_listener.recvfrom(65536)  # one datagram
+    line = data.decode()
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    m = RFC5424.match(line)
+    assert m and m["event"] == "finding.opened"
+    if fmt == "rfc5424":
+        assert m["msg"].endswith(
+            "image evil\\n<13>1 2024-05-17T08:30:15Z hv1 sshd - - - Accepted root\\x1b[2J.qcow2"
+            " (hv1)"
+        )
+    else:
+        parsed = _cef_ext(_cef_fields(m["msg"])[7])
+        assert parsed["dhost"] == name.replace("\x1b", "\\x1b")  # newline decoded, ESC shown

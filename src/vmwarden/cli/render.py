@@ -1,4 +1,10 @@
-"""Turn a scan result into what a person (table) or a program (json, ocsf) reads."""
+"""Turn a scan result into what a person (table) or a program (json, ocsf) reads.
+
+Every name, evidence value, warning and error in the table comes from guests, domain
+definitions or file names: each reaches the console as a ``Text`` of :func:`visible` text,
+never as a markup string, so Rich markup (``[link=…]``, ``x[/]``), emoji codes and terminal
+escape sequences in them are shown as written and never interpreted.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from vmwarden.engine.scan import ScanResult
+from vmwarden.model.escape import visible
 from vmwarden.notify.base import Alert
 from vmwarden.notify.formats import ocsf
 
@@ -50,6 +58,16 @@ def _vm_counts(names: list[str]) -> str:
     return f"{len(names)} on {len(counts)} VMs: {listed}"
 
 
+def _text(value: str, style: str = "") -> Text:
+    """Untrusted text as a renderable: controls shown, no markup or emoji parsed."""
+    return Text(visible(value), style=style)
+
+
+def _line(label: str, style: str, message: str) -> Text:
+    """``label: message`` with only the label styled."""
+    return Text.assemble((label, style), " ", _text(message))
+
+
 def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) -> None:
     s = result.summary()
     states = ", ".join(f"{n} {k}" for k, n in sorted(s["vms_by_state"].items()))
@@ -70,7 +88,10 @@ def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) ->
         for f in ordered[:max_rows]:
             sev = str(f.severity)
             t.add_row(
-                f"[{_SEV_STYLE[sev]}]{sev}[/]", f.rule, f"{f.host}/{f.name}", _evidence(f.evidence)
+                Text(sev, style=_SEV_STYLE[sev]),
+                _text(f.rule),
+                _text(f"{f.host}/{f.name}"),
+                _text(_evidence(f.evidence)),
             )
         console.print(t)
         if len(ordered) > max_rows:
@@ -84,15 +105,15 @@ def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) ->
         t.add_column("status", no_wrap=True)
         t.add_column("VMs", overflow="fold")
         for (action, status), names in sorted(groups.items()):
-            t.add_row(action, status, _vm_counts(names))
+            t.add_row(_text(action), _text(status), _text(_vm_counts(names)))
         console.print(t)
         if any(a.status == "dry-run" for a in result.actions):
             console.print("[dim]Report only: pass --enforce to carry out the actions above.[/]")
         for a in result.actions:
             if a.error:
-                console.print(f"[yellow]{a.action} {a.name}:[/] {a.error}", highlight=False)
+                console.print(_line(visible(f"{a.action} {a.name}:"), "yellow", a.error))
     for w in result.warnings[:20]:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        console.print(_line("warning:", "yellow", w))
     if len(result.warnings) > 20:
         console.print(f"… and {len(result.warnings) - 20} more warnings (see --format json)")
 

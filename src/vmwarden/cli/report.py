@@ -1,4 +1,10 @@
-"""``vmwarden report``: findings, VMs, history and the audit log from the store."""
+"""``vmwarden report``: findings, VMs, history and the audit log from the store.
+
+Names, paths, evidence and reasons come from guests, domain definitions, file names and
+operators: every cell is escaped for its sink (``vmwarden.model.escape``) — a table cell is
+a ``Text`` (no Rich markup, controls shown), a CSV cell never starts a formula, an HTML cell
+is HTML-escaped. JSON keeps exact values (``json.dumps`` escapes controls itself).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from vmwarden.cli.common import DbOpt, open_store, out
+from vmwarden.model.escape import for_csv, visible, visible_keep_lines
 
 
 class What(StrEnum):
@@ -98,6 +106,11 @@ def _cell(v: Any) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
+def _html(text: str) -> str:
+    """An HTML cell: markup escaped, and controls shown (the page may be read in a terminal)."""
+    return html.escape(visible_keep_lines(text))
+
+
 def register_report(app: typer.Typer) -> None:
     @app.command(
         epilog="Examples: vmwarden report findings --format csv; vmwarden report history web01"
@@ -117,13 +130,13 @@ def register_report(app: typer.Typer) -> None:
         elif fmt is Fmt.csv:
             buf = io.StringIO()
             w = csv.writer(buf)
-            w.writerow(cols)
-            w.writerows([[_flat(r.get(c)) for c in cols] for r in rows])
+            w.writerow([for_csv(c) for c in cols])
+            w.writerows([[for_csv(_flat(r.get(c))) for c in cols] for r in rows])
             print(buf.getvalue(), end="")
         elif fmt is Fmt.html:
-            head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+            head = "".join(f"<th>{_html(c)}</th>" for c in cols)
             body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(_flat(r.get(c)))}</td>" for c in cols) + "</tr>"
+                "<tr>" + "".join(f"<td>{_html(_flat(r.get(c)))}</td>" for c in cols) + "</tr>"
                 for r in rows
             )
             print(
@@ -137,7 +150,7 @@ def register_report(app: typer.Typer) -> None:
             shown = [c for c in _TABLE_COLUMNS[what] if c in cols] or cols
             t = Table(title=f"{what} ({len(rows)})", show_edge=False)
             for c in shown:
-                t.add_column(c, overflow="fold")
+                t.add_column(Text(visible(c)), overflow="fold")
             for r in rows:
-                t.add_row(*[_cell(r.get(c)) for c in shown])
+                t.add_row(*[Text(visible(_cell(r.get(c)))) for c in shown])
             out.print(t)

@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any
 
 from vmwarden import __version__
+from vmwarden.model.escape import for_syslog, visible
 from vmwarden.notify.base import Alert
 
 _SYSLOG_SEVERITY = {"critical": 2, "high": 3, "medium": 4, "low": 5, "info": 6}
@@ -41,9 +42,19 @@ def _plain(value: Any) -> Any:
 
 
 def rfc5424(alert: Alert, msg: str) -> str:
+    """One RFC 5424 record on one line: ``msg`` carries VM and image names, so its line
+    breaks and other controls are shown (a file name with a newline would otherwise forge a
+    second record in every line-oriented collector)."""
     pri = _FACILITY_SECURITY * 8 + _SYSLOG_SEVERITY.get(alert.severity, 5)
     ts = alert.at.isoformat().replace("+00:00", "Z")
-    return f"<{pri}>1 {ts} {socket.gethostname()} vmwarden - {alert.event} - {msg}"
+    msgid = _msgid(alert.event)
+    return f"<{pri}>1 {ts} {socket.gethostname()} vmwarden - {msgid} - {for_syslog(msg)}"
+
+
+def _msgid(event: str) -> str:
+    """RFC 5424 MSGID: 1-32 printable US-ASCII characters, no space; else the nil value."""
+    ok = 0 < len(event) <= 32 and all(33 <= ord(c) <= 126 for c in event)
+    return event if ok else "-"
 
 
 def _cef_escape(value: str, *, header: bool) -> str:
@@ -52,10 +63,16 @@ def _cef_escape(value: str, *, header: bool) -> str:
     (A raw newline from a VM or host name would otherwise let it forge a second event in a
     line-oriented collector.)
     """
+    value = _other_controls(value)  # before the backslashes are escaped: \x1b decodes as text
     value = value.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
     if header:
         return value.replace("|", "\\|")
     return value.replace("=", "\\=")
+
+
+def _other_controls(value: str) -> str:
+    """Controls other than CR/LF (which CEF encodes itself) shown as ``\\xNN`` text."""
+    return "".join(visible(c) if c not in "\r\n" else c for c in value)
 
 
 def cef(alert: Alert) -> str:

@@ -12,6 +12,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from vmwarden.errors import NotifyError
+from vmwarden.model.escape import for_header
 from vmwarden.notify.base import Alert, notifiers
 from vmwarden.notify.formats import cef, ocsf, rfc5424, to_json
 
@@ -94,14 +95,40 @@ class Smtp:
         self.label = f"smtp {host}:{port}"
 
     def send(self, alert: Alert) -> None:
+        """Raises (so the delivery is recorded failed, with the server's reason) unless the
+        server took the message for every recipient.
+
+        The subject carries the VM's name: its line breaks are shown, never sent (a raw one
+        is refused by ``email`` — the alert would be lost — or would start a new header).
+        """
         msg = EmailMessage()
-        msg["Subject"] = f"[vmwarden] {alert.severity}: {alert.rule} on {alert.name}"
+        msg["Subject"] = for_header(f"[vmwarden] {alert.severity}: {alert.rule} on {alert.name}")
         msg["From"], msg["To"] = self.sender, ", ".join(self.to)
         msg.set_content(to_json(alert.to_dict(), indent=2))
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-            if self.starttls:
-                smtp.starttls()
-            smtp.send_message(msg)
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls:
+                    smtp.starttls()
+                refused = smtp.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:  # every recipient refused
+            raise NotifyError(f"{self.label}: {_refusals(exc.recipients)}") from exc
+        except smtplib.SMTPResponseException as exc:
+            reason = _text(exc.smtp_error)
+            raise NotifyError(f"{self.label}: {exc.smtp_code} {reason}") from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise NotifyError(f"{self.label}: {type(exc).__name__}: {exc}") from exc
+        if refused:  # smtplib returns, not raises, when only some recipients were refused
+            raise NotifyError(f"{self.label}: {_refusals(refused)}")
+
+
+def _refusals(refused: dict[str, tuple[int, bytes]]) -> str:
+    """``refused b@x: 550 no such user; …`` from smtplib's recipient → (code, reply) map."""
+    parts = [f"{rcpt}: {code} {_text(reply)}" for rcpt, (code, reply) in refused.items()]
+    return "recipients refused: " + "; ".join(parts)
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
 
 
 @notifiers.register("ocsf")
