@@ -192,3 +192,24 @@ def test_an_error_naming_a_markup_vm_is_printed_as_text(cli: Cli, tmp_path: Path
     assert ran.code != 0
     assert "Traceback" not in ran.err and "MarkupError" not in ran.err
     assert "\x1b" not in ran.err and "x[/]\\x1b[2J" in ran.err
+
+
+def test_quarantine_and_release_print_a_markup_name_as_text(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vm = FleetVM(
+        uuid="11a3c000-0000-4000-8000-0000000000aa",
+        name=LINK_NAME,
+        state="shutoff",
+        nics=[FleetNic("52:54:00:11:03:aa", "prod")],
+    )
+    uri = f"test://{write_fleet(tmp_path / 'hv1.xml', [vm], networks=['prod', 'quarantine'])}"
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    for args in (
+        ("quarantine", LINK_NAME, "-c", uri, "--network", "quarantine"),
+        ("release", LINK_NAME, "-c", uri, "--reason", "rebuilt"),
+    ):
+        ran = cli(*args)
+        assert "Traceback" not in ran.err, ran.err
+        _assert_inert(ran.out + ran.err)
+        assert f"{args[0]} {LINK_NAME}: " in OWN.sub("", ran.out), ran.out + ran.err

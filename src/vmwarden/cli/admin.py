@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from vmwarden.cli.common import ActorOpt, DbOpt, actor_name, open_store, out
 from vmwarden.cli.report import register_report
@@ -16,6 +17,7 @@ from vmwarden.errors import EnforceError
 from vmwarden.inspect.chain import resolve_chain
 from vmwarden.inspect.digest import digest_file, fingerprint
 from vmwarden.inspect.facts import inspect_image_json
+from vmwarden.model.escape import visible
 from vmwarden.policy import load_policy
 
 _APPROVE_EXAMPLE = (
@@ -41,6 +43,13 @@ def _uri_for(store: object, vm: str, given: str | None) -> str:
             f"VM {vm!r} is not in the store", hint="pass -c URI, or run a scan first"
         )
     return record["uri"]
+
+
+def _outcome(verb: str, name: str, rec: Any) -> Text:
+    """``quarantine web01: done (journal #3)``; the VM name as text, never as Rich markup."""
+    return Text.assemble(
+        f"{verb} ", visible(name), ": ", (rec.status, "bold"), f" (journal #{rec.journal_id})"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -79,9 +88,9 @@ def register(app: typer.Typer) -> None:
                 rec = Quarantiner(store, actor_name(actor)).quarantine(
                     conn, target, spec, reason=reason, rule=None
                 )
-        out.print(f"quarantine {target.name}: [bold]{rec.status}[/] (journal #{rec.journal_id})")
+        out.print(_outcome("quarantine", target.name, rec))
         if rec.error:
-            out.print(f"[yellow]{rec.error}[/]")
+            out.print(Text(visible(rec.error), style="yellow"))
 
     @app.command(epilog="Example: vmwarden release web01 --reason 'rebuilt from debian12-base'")
     def release(
@@ -90,10 +99,29 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--reason", help="What was fixed (required, for the audit log).")
         ],
         connect: UriOne = None,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force",
+                help="Put back the pre-quarantine NICs even over changes made during quarantine.",
+            ),
+        ] = False,
+        keep_changes: Annotated[
+            bool,
+            typer.Option(
+                "--keep-changes",
+                help="Keep NICs changed during quarantine (raising the link quarantine took "
+                "down); restore the rest.",
+            ),
+        ] = False,
         db: DbOpt = None,
         actor: ActorOpt = None,
     ) -> None:
-        """Restore exactly what quarantine changed: each NIC's network and link state."""
+        """Restore exactly what quarantine changed: each NIC's network and link state.
+
+        A NIC someone changed during quarantine (say, its persistent config moved to the
+        right network) is never overwritten silently: release lists the changes, changes
+        nothing and exits 1, until --keep-changes or --force says what to do."""
         if not reason.strip():
             raise typer.BadParameter("say what was fixed, for the audit log", param_hint="--reason")
         with open_store(db) as store:
@@ -104,10 +132,15 @@ def register(app: typer.Typer) -> None:
                     raise EnforceError(
                         f"VM {target.name} is not quarantined by vmwarden; nothing to release"
                     )
-                rec = Quarantiner(store, actor_name(actor)).release(conn, target.id, reason=reason)
-        out.print(f"release {target.name}: [bold]{rec.status}[/] (journal #{rec.journal_id})")
+                rec = Quarantiner(store, actor_name(actor)).release(
+                    conn, target.id, reason=reason, force=force, keep_changes=keep_changes
+                )
+        out.print(_outcome("release", target.name, rec))
+        verb = "overwritten (--force)" if force else "kept (--keep-changes)"
+        for change in rec.changes.get("changed_during_quarantine") or ():
+            out.print(Text.assemble(f"{verb}: ", visible(change)), soft_wrap=True)
         if rec.error:
-            out.print(f"[yellow]{rec.error}[/]")
+            out.print(Text(visible(rec.error), style="yellow"))
             raise typer.Exit(1)
 
     @template.command("approve", epilog=_APPROVE_EXAMPLE)
