@@ -27,6 +27,36 @@ def with_live_handles(desired_xml: str, current_live_xml: str | None) -> str:
     return etree.tostring(desired, encoding="unicode")
 
 
+def with_link_of(desired_xml: str, source_xml: str | None) -> str:
+    """``desired_xml`` with the ``<link>`` of ``source_xml`` (none there: no ``<link>``, up)."""
+    desired = etree.fromstring(desired_xml.encode())
+    for old in desired.findall("link"):
+        desired.remove(old)
+    link = None if not source_xml else etree.fromstring(source_xml.encode()).find("link")
+    if link is not None:
+        link.tail = None
+        desired.append(link)
+    return etree.tostring(desired, encoding="unicode")
+
+
+def link_state(xml: str) -> str:
+    """``up`` or ``down`` as libvirt reads ``<link state>`` (absent: up)."""
+    link = etree.fromstring(xml.encode()).find("link")
+    return "up" if link is None else link.get("state", "up")
+
+
+def describe(xml: str | None) -> str:
+    """Where a NIC is attached, for people: ``network 'prod' (portgroup web, vlan 42), link up``."""
+    if xml is None:
+        return "absent"
+    type_, where, portgroup, state, tags = _essence(xml)
+    extra = ", ".join(
+        part for part in (portgroup and f"portgroup {portgroup}", tags and f"vlan {tags}") if part
+    )
+    place = f"{type_} {where!r}" if where else type_
+    return f"{place}{f' ({extra})' if extra else ''}, link {state}"
+
+
 def same_interface(a: str | None, b: str | None) -> bool:
     """Whether two interface XMLs mean the same attachment (type, source, link, vlan, port)."""
     if a is None or b is None:

@@ -8,7 +8,9 @@ and persistent), and updated after each step. That makes the three promises hold
 - a crash halfway leaves a ``pending`` entry whose remaining steps ``resume`` carries out with
   the *recorded* originals (re-reading them would record the quarantine network as original);
 - release puts back the recorded XML, so network, portgroup, VLAN and link state come back
-  exactly as they were.
+  exactly as they were — but never over a change someone made during quarantine without
+  being told how to resolve it (``enforce.changed``): a reconcile that re-isolates a drifted
+  NIC keeps the drifted XML in the entry for that reason.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vmwarden.connectors.libvirt.nicxml import quarantine_interface
+from vmwarden.enforce.changed import (
+    ReleaseConflict,
+    changes_since,
+    is_change,
+    kept,
+    original_of,
+)
 from vmwarden.enforce.faults import fault_point
 from vmwarden.enforce.journal import journal_begin
 from vmwarden.enforce.nics import same_interface, with_live_handles
@@ -102,6 +111,7 @@ class Quarantiner:
                 if xml is not None and not same_interface(xml, self._target(xml, changes)):
                     nic[scope] = "pending"
                     drift = True
+                    _keep_drift(nic, scope, xml, changes)
         if not drift and active.status == "done":
             return _noop(active)
         return self._apply(conn, active.journal_id, changes)
@@ -172,19 +182,45 @@ class Quarantiner:
         return _attach(conn, vm_id, xml, self._target(xml, changes), scope)
 
     # -- release ------------------------------------------------------------------------
-    def release(self, conn: NicPort, vm_id: str, *, reason: str) -> ActionRecord:
+    def release(
+        self,
+        conn: NicPort,
+        vm_id: str,
+        *,
+        reason: str,
+        force: bool = False,
+        keep_changes: bool = False,
+    ) -> ActionRecord:
+        """Undo the quarantine holding ``vm_id``. A NIC someone changed during quarantine
+        raises ``ReleaseConflict`` (nothing touched) unless ``force`` (put the originals back
+        over it) or ``keep_changes`` (leave the change, raise the link) says what to do."""
         if not reason or not reason.strip():
             raise EnforceError("release needs a reason", hint="pass --reason 'what was fixed'")
+        if force and keep_changes:
+            raise EnforceError("--force and --keep-changes exclude each other; choose one")
         parent = self.store.active_quarantine(vm_id)
         if parent is None:
             raise EnforceError(f"VM {vm_id} is not quarantined by vmwarden; nothing to release")
-        changes = {
+        current = {s.mac: s for s in conn.nic_snapshot(parent.id)}
+        found = changes_since(parent.changes, current)
+        if found and not (force or keep_changes):
+            raise ReleaseConflict(parent.name or vm_id, found)
+        keep = kept(found, parent.changes, current) if keep_changes else {}
+        changes: dict[str, Any] = {
             "parent_id": parent.journal_id,
             "nics": [
-                {"mac": n["mac"], "live": "pending", "config": "pending"}
+                {
+                    "mac": n["mac"],
+                    "live": "pending",
+                    "config": "pending",
+                    **{f"keep_{scope}": xml for scope, xml in keep.get(n["mac"], {}).items()},
+                }
                 for n in parent.changes["nics"]
             ],
         }
+        if found:  # the audit log says what was overwritten, or kept
+            changes["changed_during_quarantine"] = [c.describe() for c in found]
+            changes["resolution"] = "force" if force else "keep-changes"
         entry_id = journal_begin(
             self.store,
             "release",
@@ -208,7 +244,11 @@ class Quarantiner:
             changes,
             "release",
             lambda nic, scope: self._restore(
-                conn, parent.id, current.get(nic["mac"]), originals[nic["mac"]], scope
+                conn,
+                parent.id,
+                current.get(nic["mac"]),
+                nic.get(f"keep_{scope}") or original_of(originals[nic["mac"]], scope),
+                scope,
             ),
         )
         if failed:
@@ -221,12 +261,11 @@ class Quarantiner:
         return self.store.journal_get(entry_id)
 
     @staticmethod
-    def _restore(conn: NicPort, vm_id: str, snap: Any, original: dict[str, Any], scope: str) -> str:
+    def _restore(conn: NicPort, vm_id: str, snap: Any, before: str | None, scope: str) -> str:
+        """Make one scope ``before`` (the recorded original, or the change kept)."""
         if snap is None:
             return "gone"
         current = getattr(snap, f"{scope}_xml")
-        # A VM started after quarantine has no recorded live XML: its original is the config's.
-        before = original[f"{scope}_before"] or original["config_before"] or original["live_before"]
         if current is None or before is None:
             return "skipped"
         desired = with_live_handles(before, current) if scope == "live" else before
@@ -242,6 +281,15 @@ def _attach(conn: NicPort, vm_id: str, current: str, desired: str, scope: str) -
     except ConnectorError as exc:
         return f"failed: {exc}"
     return "done"
+
+
+def _keep_drift(nic: dict[str, Any], scope: str, xml: str, entry: dict[str, Any]) -> None:
+    """Remember a scope someone changed before it is isolated again, so that release reports
+    it rather than silently restoring the old original (a hand undo of the quarantine, back
+    to the original, is no change worth keeping)."""
+    before = original_of(nic, scope)
+    if before is not None and is_change(xml, before, entry):
+        nic.setdefault("drift", {})[scope] = xml
 
 
 def _nic_entry(snap: Any) -> dict[str, Any]:
