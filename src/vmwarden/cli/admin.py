@@ -99,10 +99,29 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--reason", help="What was fixed (required, for the audit log).")
         ],
         connect: UriOne = None,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force",
+                help="Put back the pre-quarantine NICs even over changes made during quarantine.",
+            ),
+        ] = False,
+        keep_changes: Annotated[
+            bool,
+            typer.Option(
+                "--keep-changes",
+                help="Keep NICs changed during quarantine (raising the link quarantine took "
+                "down); restore the rest.",
+            ),
+        ] = False,
         db: DbOpt = None,
         actor: ActorOpt = None,
     ) -> None:
-        """Restore exactly what quarantine changed: each NIC's network and link state."""
+        """Restore exactly what quarantine changed: each NIC's network and link state.
+
+        A NIC someone changed during quarantine (say, its persistent config moved to the
+        right network) is never overwritten silently: release lists the changes, changes
+        nothing and exits 1, until --keep-changes or --force says what to do."""
         if not reason.strip():
             raise typer.BadParameter("say what was fixed, for the audit log", param_hint="--reason")
         with open_store(db) as store:
@@ -113,8 +132,13 @@ def register(app: typer.Typer) -> None:
                     raise EnforceError(
                         f"VM {target.name} is not quarantined by vmwarden; nothing to release"
                     )
-                rec = Quarantiner(store, actor_name(actor)).release(conn, target.id, reason=reason)
+                rec = Quarantiner(store, actor_name(actor)).release(
+                    conn, target.id, reason=reason, force=force, keep_changes=keep_changes
+                )
         out.print(_outcome("release", target.name, rec))
+        verb = "overwritten (--force)" if force else "kept (--keep-changes)"
+        for change in rec.changes.get("changed_during_quarantine") or ():
+            out.print(Text.assemble(f"{verb}: ", visible(change)), soft_wrap=True)
         if rec.error:
             out.print(Text(visible(rec.error), style="yellow"))
             raise typer.Exit(1)
