@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from vmwarden.cli.common import err, out
 from vmwarden.engine.admission import DEFAULT_SOCKET
@@ -129,7 +130,9 @@ def register(app: typer.Typer) -> None:
 
     @group.command("status", epilog="Example: vmwarden hook status")
     def status_cmd(drop_in: DropInOpt = False) -> None:
-        """Whether the hook is installed, with what settings, and whether libvirtd uses it."""
+        """Whether the hook is installed, with what settings, whether libvirtd uses it (it
+        started after the hook was written, or vmwarden reloaded it since), and whether
+        everything it runs is still root's."""
         st = hooks.status(_path(drop_in))
         if not st.exists:
             out.print(f"{st.path}: not installed", highlight=False)
@@ -137,23 +140,7 @@ def register(app: typer.Typer) -> None:
         if not st.ours:
             out.print(f"{st.path}: present, not vmwarden's", highlight=False)
             raise typer.Exit(1)
-        settings = ", ".join(f"{k} {v}" for k, v in st.settings.items())
-        out.print(f"{st.path}: vmwarden hook ({settings})", highlight=False, soft_wrap=True)
-        if st.libvirtd_pid is None:
-            out.print("libvirtd: not running", highlight=False)
-        elif st.libvirtd_sees_it:
-            out.print(f"libvirtd (pid {st.libvirtd_pid}): uses the hook", highlight=False)
-        else:
-            out.print(
-                f"libvirtd (pid {st.libvirtd_pid}): started before the hook was written; it "
-                "uses the hook only if reloaded or restarted since (or a qemu hook was already "
-                "there): vmwarden hook install --reload-libvirtd",
-                highlight=False,
-                soft_wrap=True,
-            )
-        sock = st.settings.get("socket")
-        if sock:
-            out.print(f"admission service: {_ping(sock)}", highlight=False, soft_wrap=True)
+        _show_status(st)
 
 
 def _ping(path: str) -> str:
@@ -165,3 +152,33 @@ def _ping(path: str) -> str:
     except Unreachable as exc:
         return f"unreachable ({exc})"
     return "answering" if answer.get("reason") == "pong" else f"answered {answer}"
+
+
+def _show_status(st: hooks.HookStatus) -> None:
+    """The settings of our hook, whether libvirtd runs it, and whether it is root's."""
+    settings = ", ".join(f"{k} {v}" for k, v in st.settings.items())
+    out.print(f"{st.path}: vmwarden hook ({settings})", highlight=False, soft_wrap=True)
+    if st.libvirtd_pid is None:
+        out.print("libvirtd: not running", highlight=False)
+    elif st.libvirtd_sees_it:
+        out.print(
+            f"libvirtd (pid {st.libvirtd_pid}): uses the hook ({st.why})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        out.print(
+            f"libvirtd (pid {st.libvirtd_pid}): started before the hook was written and "
+            "not reloaded by vmwarden since; it uses the hook only if reloaded or restarted "
+            "since (or a qemu hook was already there): vmwarden hook install "
+            "--reload-libvirtd",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if st.unsafe:
+        err.print(f"[red]unsafe:[/] {escape(st.unsafe)}", highlight=False, soft_wrap=True)
+    sock = st.settings.get("socket")
+    if sock:
+        out.print(f"admission service: {_ping(sock)}", highlight=False, soft_wrap=True)
+    if st.unsafe:
+        raise typer.Exit(1)

@@ -1,17 +1,24 @@
 """Install, remove and describe the libvirt qemu hook, and restart libvirtd so it sees it.
 
-The installed file is a few lines of ``/bin/sh`` that exit 0 for every operation but
-``prepare`` and otherwise exec ``python -I -m vmwarden.hooks.qemu`` from the interpreter that
-installed it. A marker line makes it ours: ``uninstall`` removes only a file carrying it, and
+libvirtd runs the hook as root, so everything it runs must be root's, end to end: the file
+is self-contained and never imports vmwarden (whose code may live in a directory another
+user can write — an editable install in a home directory). It is a few lines of ``/bin/sh``
+that exit 0 for every operation but ``prepare`` (so ``reconnect``, which kills running VMs
+when it fails, never depends on Python) and otherwise exec the root-owned system interpreter
+``/usr/bin/python3 -I -S`` on the rest of the same file: the source of
+:mod:`vmwarden.hooks.qemu` (the admission-socket client, standard library only), copied in
+at install. ``install`` writes it 0755 root:root and first checks (:mod:`.trust`) that the
+hook directory, ``/bin/sh``, the interpreter and every module it loads are owned by root and
+writable by nobody else, through every symlink; it refuses otherwise. A marker line makes
+the file ours: ``uninstall`` removes only a file carrying it, and
 ``install`` never overwrites a hook someone else wrote. Such a host can take ours as a drop-in,
 ``/etc/libvirt/hooks/qemu.d/vmwarden`` (libvirt >= 6.5 runs ``qemu.d/*`` after the main
 script; any of them failing refuses the start).
 
-libvirtd decides whether a qemu hook exists when it starts *and when it reloads*
-(libvirt's ``virHookCall`` re-runs ``virHookInitialize`` on the daemon's SIGHUP reload), then
-runs the file by path at each call. So after the first install libvirtd must be reloaded
-(``reload_libvirtd``: SIGHUP, nothing stops) or restarted (``restart_libvirtd``); removing the
-file needs neither (a missing hook is simply not run).
+libvirtd decides whether a qemu hook exists when it starts *and when it reloads*, then runs
+the file by path at each call (:mod:`.libvirtd`). So after the first install libvirtd must be
+reloaded (``reload_libvirtd``: SIGHUP, nothing stops) or restarted (``restart_libvirtd``);
+removing the file needs neither (a missing hook is simply not run).
 """
 
 from __future__ import annotations
@@ -19,22 +26,38 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from vmwarden.errors import VmwardenError
+from vmwarden.hooks import qemu as client
+from vmwarden.hooks.libvirtd import (  # noqa: F401 - part of this module's interface
+    libvirtd_pid,
+    process_start,
+    reload_libvirtd,
+    reloaded_since_start,
+    restart_libvirtd,
+    runs_hooks_at,
+)
+from vmwarden.hooks.trust import UnsafePath, check_hook_chain, check_path
 
 HOOK_DIR = Path("/etc/libvirt/hooks")
 MAIN_HOOK = HOOK_DIR / "qemu"
 DROP_IN = HOOK_DIR / "qemu.d" / "vmwarden"
 MARKER = "# vmwarden-managed-hook v1"
-PIDFILES = (Path("/run/libvirtd.pid"), Path("/var/run/libvirtd.pid"))
+SHELL = "/bin/sh"
+SYSTEM_PYTHON = "/usr/bin/python3"
+#: The line after which the hook file holds the client's Python source.
+PYTHON_PART = "# --- vmwarden hook client (Python, standard library only) ---"
+#: ``python -I -S -c BOOT HOOKFILE ARGS``: run the hook file's Python part as ``__main__``.
+#: A file without that line fails (IndexError, exit 1): the start is refused, never waved.
+BOOT = (
+    'import sys; p = sys.argv.pop(1); src = open(p, encoding="utf-8").read()'
+    f'.split("\\n{PYTHON_PART}\\n", 1)[1]; '
+    'exec(compile(src, p, "exec"), {"__name__": "__main__"})'
+)
 DEFAULT_LOG = "/var/log/vmwarden/hook.log"
 _GLOB = re.compile(r"[A-Za-z0-9_.*?-]+")
 
@@ -52,9 +75,13 @@ class HookStatus:
     ours: bool
     settings: dict[str, str]
     libvirtd_pid: int | None
-    # True: the file predates libvirtd's start, so libvirtd runs it. None: cannot tell (the
-    # file is newer: libvirtd runs it only if some qemu hook existed when it started).
+    # True: libvirtd runs it: the file predates libvirtd's start, or vmwarden reloaded this
+    # libvirtd with a qemu hook in place (``why`` says which). None: cannot tell (libvirtd
+    # runs it only if some qemu hook existed at its start or last reload).
     libvirtd_sees_it: bool | None
+    why: str = ""
+    # Why the hook is not root's end to end (``install`` would refuse it now), else None.
+    unsafe: str | None = None
 
 
 def render(
@@ -66,7 +93,8 @@ def render(
     only: str | None = None,
 ) -> str:
     """The hook script's text. ``only``: a shell glob; VMs whose name does not match start
-    without asking vmwarden (a staged roll-out; tests gate only their own VMs)."""
+    without asking vmwarden (a staged roll-out; tests gate only their own VMs). ``python``:
+    the interpreter (default ``/usr/bin/python3``; must be root's end to end)."""
     if unreachable not in ("allow", "deny"):
         raise HookError(f"invalid --unreachable {unreachable!r} (valid: allow, deny)")
     if only is not None and not _GLOB.fullmatch(only):
@@ -74,8 +102,9 @@ def render(
             f"invalid --only {only!r}", hint="use letters, digits, '.', '_', '-', '*' and '?'"
         )
     select = f'case "$1" in {only}) ;; *) exit 0 ;; esac\n' if only else ""
-    exe = python or sys.executable
+    exe = python or SYSTEM_PYTHON
     q = shlex.quote
+    source = Path(client.__file__).read_text(encoding="utf-8")
     return (
         "#!/bin/sh\n"
         f"{MARKER}: written by `vmwarden hook install`, removed by `vmwarden hook uninstall`.\n"
@@ -85,8 +114,11 @@ def render(
         "# read stdout as a new domain XML.\n"
         '[ "$2" = prepare ] || exit 0\n'
         f"{select}"
-        f"exec {q(exe)} -I -m vmwarden.hooks.qemu --socket {q(socket)} "
+        f'exec {q(exe)} -I -S -c {q(BOOT)} "$0" --socket {q(socket)} '
         f'--unreachable {q(unreachable)} --log {q(log)} -- "$@"\n'
+        "exit 1\n"
+        f"{PYTHON_PART}\n"
+        f"{source}"
     )
 
 
@@ -134,18 +166,24 @@ def install(
         )
         raise HookError(f"{path} exists and was not installed by vmwarden", hint=hint)
     replaced = path.exists()
-    text = render(socket=socket, unreachable=unreachable, python=python, log=log, only=only)
+    exe = python or SYSTEM_PYTHON
+    text = render(socket=socket, unreachable=unreachable, python=exe, log=log, only=only)
     try:
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        check_hook_chain(shell=SHELL, python=exe, hook_dir=str(path.parent))
         fd, tmp = tempfile.mkstemp(prefix=".vmwarden-", dir=path.parent)
         try:
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
+            os.chown(tmp, 0, 0)
             os.chmod(tmp, 0o755)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        check_path(path)
+    except UnsafePath as exc:
+        raise HookError(f"refusing to install the hook: {exc}", hint=exc.hint) from None
     except OSError as exc:
         raise HookError(
             f"cannot write {path}: {exc.strerror}", hint="run `vmwarden hook install` as root"
@@ -170,94 +208,34 @@ def uninstall(path: Path = MAIN_HOOK) -> bool:
 
 
 def status(path: Path = MAIN_HOOK) -> HookStatus:
+    """What is at ``path``, whether libvirtd runs it, and whether it is still root's."""
     exists = path.exists()
     ours = exists and is_ours(path)
-    settings = settings_of(path.read_text(errors="replace")) if ours else {}
+    text = path.read_text(errors="replace") if ours else ""
+    settings = settings_of(text) if ours else {}
     pid = libvirtd_pid()
     sees: bool | None = None
-    if exists and pid is not None:
-        started = _process_start(pid)
+    why = ""
+    if exists and pid is not None and runs_hooks_at(path, HOOK_DIR):
+        started = process_start(pid)
+        reload = reloaded_since_start(pid)
         if started is not None and path.stat().st_mtime < started:
-            sees = True
-    return HookStatus(path, exists, ours, settings, pid, sees)
+            sees, why = True, "the hook predates its start"
+        elif reload and reload.get("qemu_hooks") and reload.get("hook_dir") == str(HOOK_DIR):
+            at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(reload["at"])))
+            sees, why = True, f"reloaded by vmwarden at {at} with a qemu hook in place"
+    unsafe = _unsafe(path, text, settings) if ours else None
+    return HookStatus(path, exists, ours, settings, pid, sees, why, unsafe)
 
 
-def libvirtd_pid() -> int | None:
-    """libvirtd's pid from its pidfile, checked against /proc (a stale pidfile is None)."""
-    for pidfile in PIDFILES:
-        try:
-            pid = int(pidfile.read_text().strip())
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-        except (OSError, ValueError):
-            continue
-        if comm == "libvirtd":
-            return pid
-    return None
-
-
-def _process_start(pid: int) -> float | None:
-    """A process's start as a Unix time (from /proc/PID/stat and the boot time)."""
+def _unsafe(path: Path, text: str, settings: dict[str, str]) -> str | None:
+    if PYTHON_PART not in text:
+        return "written by an older vmwarden (it runs vmwarden's own code as root): reinstall it"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = int(fields[19])  # field 22 overall; fields[0] is field 3 (state)
-        btime = next(
-            int(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
+        check_hook_chain(
+            shell=SHELL, python=settings.get("python", SYSTEM_PYTHON), hook_dir=str(path.parent)
         )
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    return btime + ticks / os.sysconf("SC_CLK_TCK")
-
-
-def reload_libvirtd(uri: str = "qemu:///system", timeout: float = 30.0) -> None:
-    """Make libvirtd look for hooks again: SIGHUP (no client or VM is disturbed).
-
-    libvirtd rescans in its reload thread just after the signal; this returns once libvirtd
-    answers again. Through systemd when it manages libvirtd.
-    """
-    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
-        subprocess.run(["systemctl", "reload", "libvirtd"], check=True, timeout=timeout)
-    else:
-        pid = libvirtd_pid()
-        if pid is None:
-            raise HookError(
-                "libvirtd is not running (no live pid in /run/libvirtd.pid)",
-                hint="start libvirtd: it finds the hook as it starts",
-            )
-        os.kill(pid, signal.SIGHUP)
-    _wait_answering(uri, timeout)
-
-
-def restart_libvirtd(uri: str = "qemu:///system", timeout: float = 60.0) -> None:
-    """Restart libvirtd (running VMs keep running; libvirtd reconnects to them).
-
-    Through systemd when it manages libvirtd, else by signalling the pid in libvirtd's
-    pidfile (never by process name) and starting ``libvirtd -d`` again. Returns once
-    ``virsh -c URI version`` answers.
-    """
-    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
-        subprocess.run(["systemctl", "restart", "libvirtd"], check=True, timeout=timeout)
-    else:
-        pid = libvirtd_pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while Path(f"/proc/{pid}").exists():
-                if time.monotonic() > deadline:
-                    raise HookError(f"libvirtd (pid {pid}) did not stop within {timeout:g}s")
-                time.sleep(0.05)
-        subprocess.run(["libvirtd", "-d"], check=True, timeout=timeout)
-    _wait_answering(uri, timeout)
-
-
-def _wait_answering(uri: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        probe = subprocess.run(
-            ["virsh", "-c", uri, "version"], capture_output=True, check=False, timeout=timeout
-        )
-        if probe.returncode == 0:
-            return
-        time.sleep(0.1)
-    raise HookError(f"libvirtd did not answer on {uri} within {timeout:g}s")
+        check_path(path)
+    except UnsafePath as exc:
+        return str(exc)
+    return None

@@ -110,7 +110,7 @@ def log(message: str, logfile: str | None, *, error: bool = False) -> None:
     try:
         os.makedirs(os.path.dirname(logfile) or ".", mode=0o750, exist_ok=True)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        fd = os.open(logfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = os.open(logfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
         try:
             os.write(fd, f"{stamp} vmwarden-hook[{os.getpid()}]: {message}\n".encode())
         finally:
