@@ -12,6 +12,7 @@ import os
 import pwd
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,3 +175,22 @@ def test_status_flags_a_hook_that_is_no_longer_roots(tmp_path: Path):
     )
     os.chown(hook, 0, 0)
     assert "older vmwarden" in str(hooks.status(hook).unsafe)
+
+
+def test_cli_refusal_is_a_clear_error_and_writes_nothing(tmp_path: Path):
+    """Through the real CLI: exit 2, the offending directory and its owner named, no
+    traceback, and no hook file appears (the check runs before anything is written)."""
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "python3").symlink_to(hooks.SYSTEM_PYTHON)
+    os.chown(users, NOBODY, NOBODY)
+    before = hooks.DROP_IN.exists() and hooks.DROP_IN.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "vmwarden.cli.main", "hook", "install", "--drop-in",
+         "--only", "vmw-b-never-*", "--python", str(users / "python3")],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"refusing to install the hook: {users} is owned by nobody" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (hooks.DROP_IN.exists() and hooks.DROP_IN.read_bytes()) == before

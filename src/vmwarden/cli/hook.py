@@ -84,13 +84,21 @@ def register(app: typer.Typer) -> None:
         log: Annotated[
             str, typer.Option("--log", help="Where the hook logs (besides syslog).")
         ] = hooks.DEFAULT_LOG,
+        python: Annotated[
+            str,
+            typer.Option(
+                "--python",
+                help="The interpreter the hook runs as root (must be root's end to end; "
+                "standard library only is needed).",
+            ),
+        ] = hooks.SYSTEM_PYTHON,
     ) -> None:
         """Install /etc/libvirt/hooks/qemu: at each VM start, ask `watch` to allow or deny it."""
         if unreachable is None:
             unreachable = load_policy(policy).gate.unreachable if policy else "allow"
         path = _path(drop_in)
         replaced = hooks.install(
-            socket=socket, unreachable=unreachable, path=path, log=log, only=only
+            socket=socket, unreachable=unreachable, path=path, log=log, only=only, python=python
         )
         out.print(
             f"{'updated' if replaced else 'installed'} {path} "
