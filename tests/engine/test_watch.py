@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +28,7 @@ from vmwarden.engine.fleetgen import FleetMeta, FleetNic, FleetVM, write_fleet
 from vmwarden.engine.inspection import InspectionOptions
 from vmwarden.engine.scan import SweepOptions
 from vmwarden.engine.watch import GATE_ACTOR, WatchConfig, Watcher
+from vmwarden.errors import PolicyError
 from vmwarden.policy import parse_policy
 from vmwarden.store import Store
 
@@ -279,16 +282,43 @@ def test_slow_receiver_never_delays_quarantine(
     wait_for(lambda: len(receiver.events("finding.opened")) == 2, message="opened alerts")
 
 
+def get(url: str, token: str | None) -> tuple[int, bytes, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            return r.status, r.read(), r.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers
+
+
 def test_metrics_endpoint(start: Callable[..., Running], fleet: str, receiver: Receiver) -> None:
-    r = start(fleet, POLICY.format(url=receiver.url), listen=("127.0.0.1", 0))
+    secret = "/services/T0000/B0000/XXXXsecretXXXX"  # a Slack-style webhook's secret path
+    r = start(
+        fleet,
+        POLICY.format(url=receiver.url + secret),
+        listen=("127.0.0.1", 0),
+        authorize=lambda token: token == "let-me-in",
+    )
     w = r.watcher
     r.conn.lookupByUUIDString(BURST).suspend()
     r.conn.lookupByUUIDString(BURST).resume()
     wait_for(lambda: w.queue.handled >= 2 and r.idle())
+    wait_for(lambda: receiver.alerts, message="an alert through the secret URL")
     host, port = w.listening
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as resp:
-        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = resp.read().decode()
+    # a token is needed from every client, this loopback one included (#11.4)
+    for path in ("/metrics", "/state"):
+        for token in (None, "wrong"):
+            status, _, headers = get(f"http://{host}:{port}{path}", token)
+            assert status == 401
+            assert headers["WWW-Authenticate"] == "Bearer"
+    status, body, headers = get(f"http://{host}:{port}/metrics", "let-me-in")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = body.decode()
+    _, state_body, _ = get(f"http://{host}:{port}/state", "let-me-in")
+    for served in (text, state_body.decode()):
+        assert "secret" not in served and "/services/" not in served
+    assert f'receiver="webhook http://127.0.0.1:{receiver.server.server_address[1]}"' in text
     samples = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -301,8 +331,7 @@ def test_metrics_endpoint(start: Callable[..., Running], fleet: str, receiver: R
     assert samples['vmwarden_findings{severity="medium"}'] == 2
     assert samples[f'vmwarden_events_total{{kind="lifecycle",uri="{fleet}"}}'] >= 2
     assert "vmwarden_event_to_action_seconds_bucket" in text or "event_to_action" in text
-    with urllib.request.urlopen(f"http://{host}:{port}/state", timeout=10) as resp:
-        state = json.loads(resp.read())
+    state = json.loads(state_body)
     assert state["hosts"][fleet]["state"] == "up"
 
 
@@ -360,3 +389,73 @@ def test_held_alert_is_not_resent_by_a_new_daemon_but_its_release_is_sent(
     wait_for(lambda: receiver.events("gate.released", "late"), message="released alert")
     wait_for(second.idle)
     assert len(receiver.events("gate.held", "late")) == 1
+
+
+def test_metadata_change_of_a_running_vm_is_judged_at_once(
+    start: Callable[..., Running], fleet: str, receiver: Receiver
+) -> None:
+    """#10.8: no reconcile is due for an hour; unregistering a running VM holds it now."""
+    r = start(fleet, POLICY.format(url=receiver.url))
+    w = r.watcher
+    wait_for(r.idle, message="idle after start")
+    assert journal(w.store, GOOD, "quarantine") == []
+    sweeps = w.sweeps
+    r.conn.lookupByUUIDString(GOOD).setMetadata(
+        libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+        "<vm><owner>alice</owner><registered>no</registered></vm>",
+        "vmwarden",
+        META_NS,
+        libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG,
+    )
+    (hold,) = wait_for(lambda: finished(w.store, GOOD, "quarantine"), 15, "quarantine")
+    assert hold.actor == GATE_ACTOR
+    assert hold.reason.startswith("metadata changed: unregistered")
+    assert nic(r.conn, "good", inactive=True) == ("quarantine", "down")
+    assert w.sweeps <= sweeps + 1  # judged on the event (its settle may run one reconcile)
+
+
+RELOADED = """\
+version: 1
+quarantine: {network: quarantine, link_down: true}
+rules:
+  - name: unregistered-vm
+    resource: vm
+    severity: medium
+    filters: [unregistered]
+    actions: [quarantine]
+"""
+
+
+def test_reload_applies_a_good_policy_and_keeps_the_old_on_a_bad_one(
+    start: Callable[..., Running],
+    fleet: str,
+    receiver: Receiver,
+    loop: asyncio.AbstractEventLoop,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """#10.8 SIGHUP (what the CLI's handler calls): nothing quarantines "burst" until the
+    reloaded policy does, at the reconcile the reload asks for; a bad policy changes nothing."""
+    caplog.set_level(logging.INFO, logger="vmwarden")
+    r = start(fleet, "version: 1\nquarantine: {network: quarantine}\nrules: []\n",
+              hold_unregistered=False)  # fmt: skip
+    w = r.watcher
+    wait_for(r.idle, message="idle after start")
+    assert journal(w.store, BURST, "quarantine") == []
+    before = w.policy
+
+    def reload(text: str) -> Any:
+        coro = w.reload(lambda: parse_policy(text, source="reloaded.yaml"))
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
+
+    with pytest.raises(PolicyError):
+        reload("version: 1\nrules: [{name: x, resource: vm, filters: [no-such-filter]}]\n")
+    with pytest.raises(PolicyError, match="no `quarantine:` block"):
+        reload("version: 1\nrules: []\n")
+    assert w.policy is before and w.judge.policy is before and w.state.policy is before
+    reload(RELOADED)
+    assert w.policy is not before and w.gate.judge.policy is w.policy
+    (hold,) = wait_for(lambda: finished(w.store, BURST, "quarantine"), 15, "quarantine")
+    assert hold.actor == "vmwarden-watch" and hold.rule == "unregistered-vm"
+    assert journal(w.store, GOOD, "quarantine") == []
+    # watch -v: a quarantine made by a reconcile is logged
+    wait_for(lambda: "reconcile: quarantine burst" in caplog.text, 10, "the reconcile's log")

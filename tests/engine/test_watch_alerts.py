@@ -93,10 +93,9 @@ def test_down_and_slow_receivers_block_neither_sender_nor_each_other(closed_port
             manager.send(alert(i))  # returns at once: the caller (enforcement) never waits
         wait_for(lambda: len(fast.alerts) == 3, message="fast receiver served")
         stats = manager.stats()
-        down = stats[f"webhook http://127.0.0.1:{closed_port}/down"]
-        wait_for(
-            lambda: manager.stats()[f"webhook http://127.0.0.1:{closed_port}/down"]["failed"] == 3
-        )
+        label = f"webhook http://127.0.0.1:{closed_port}"  # scheme and host: no path (#11.4)
+        down = stats[label]
+        wait_for(lambda: manager.stats()[label]["failed"] == 3)
         assert down["last_error"] is None or "refused" in down["last_error"]
         assert slow.alerts == []  # still stuck in the first request
         slow.gate.set()

@@ -5,8 +5,12 @@ last admin kept, and /api/health's 503."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import sqlite3
+import statistics
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,10 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from itsdangerous import TimestampSigner
 
 from tests.web.conftest import serve_app
 from vmwarden.api import Settings, create_app
-from vmwarden.api.tokens import mint
+from vmwarden.api.tokens import DUMMY_HASH, mint, needs_rehash, verify
 from vmwarden.store import Store
 from vmwarden.store.sessions import ThrottleRule
 from vmwarden.store.users import UsersRepo
@@ -188,7 +193,9 @@ def test_failed_form_sign_ins_are_throttled_audited_and_survive_a_restart(site: 
         assert sign_in(browser, site.tokens["olga"]).status_code == 429
         site.sql("UPDATE login_throttle SET blocked_until = NULL")  # the block has passed
         assert sign_in(browser, site.tokens["olga"]).status_code == 303
-        assert site.sql("SELECT count(*) FROM login_throttle") == [(0,)]  # success resets
+        # a success clears no count (#11.9): they age out with their window
+        counts = site.sql("SELECT scope, failures FROM login_throttle ORDER BY scope")
+        assert counts == [("account", 1), ("address", 3)]
         api = browser.get("/api/audit", params={"action": "login-failed"}).json()
         assert api["total"] == 3 and all(i["actor"] in ("olga", "anonymous") for i in api["items"])
         page = browser.get("/audit", params={"action": "login-failed"})
@@ -212,6 +219,106 @@ def test_bearer_failures_block_the_address_and_the_account_separately(site: Site
     scopes = site.sql("SELECT scope, subject, failures FROM login_throttle ORDER BY scope")
     assert scopes == [("account", "olga", 3), ("address", "127.0.0.2", 3)]
     assert all('"via": "bearer"' in c for _, c in _journal(site, "login-failed"))
+
+
+def test_valid_requests_between_guesses_do_not_reset_the_address(site: Site):
+    """#11.9: 40 wrong tokens interleaved with a valid auditor's requests from one address
+    used to get 401 forever (each success cleared the address); now the address is blocked
+    after the limit, the valid token included."""
+    answers = []
+    with serving(site) as base, client(base, "127.0.0.5") as c:
+        for i in range(40):
+            wrong = c.get("/api/me", headers=bearer("vmw_" + f"{i:02d}" + "g" * 41))
+            valid = c.get("/api/me", headers=bearer(site.tokens["artur"]))
+            answers.append((wrong.status_code, valid.status_code))
+    assert answers[: RULE.limit - 1] == [(401, 200)] * (RULE.limit - 1)
+    assert answers[RULE.limit - 1] == (401, 429)
+    assert set(answers[RULE.limit :]) == {(429, 429)}
+    assert site.sql("SELECT failures FROM login_throttle WHERE scope = 'address'") == [(3,)]
+
+
+def _cookie_payload(cookie: str) -> dict[str, object]:
+    """What anyone who sees the cookie reads: Starlette signs it, but does not encrypt it."""
+    data = cookie.split(".", maxsplit=1)[0]
+    return json.loads(base64.b64decode(data + "=" * (-len(data) % 4)))
+
+
+def test_the_cookie_holds_an_opaque_session_id_only(site: Site):
+    """#11.9: it held the user's id and the first 12 characters of their API token."""
+    token = site.tokens["olga"]
+    with serving(site) as base, client(base) as browser:
+        assert sign_in(browser, token).status_code == 303
+        cookie = browser.cookies[COOKIE]
+        payload = _cookie_payload(cookie)
+        assert list(payload) == ["vmwarden.sid"]
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", payload["vmwarden.sid"])
+        for part in (token[4:16], token[4:10], token[-8:]):
+            assert part not in json.dumps(payload) and part not in cookie
+        # still works: reads, and a CSRF-checked write (the token is derived from the id)
+        assert browser.get("/api/me").json()["name"] == "olga"
+        form = csrf(browser.get("/").text)
+        assert form not in cookie
+        assert browser.post("/logout", data={"csrf_token": "x" + form[1:]}).status_code == 403
+        assert browser.post("/logout", data={"csrf_token": form}).status_code == 303
+
+
+def test_a_cookie_of_the_old_layout_is_stripped_to_the_id(site: Site):
+    """Cookies issued before the fix carried the user id and token id: the next request
+    rewrites the cookie without them (the session itself stays valid)."""
+    secret = site.settings.session_secret
+    with serving(site) as base, client(base) as browser:
+        sign_in(browser, site.tokens["olga"])
+        sid = _cookie_payload(browser.cookies[COOKIE])["vmwarden.sid"]
+        old = {"vmwarden.user_id": 2, "vmwarden.token_id": site.tokens["olga"][4:16]}
+        data = base64.b64encode(json.dumps({**old, "vmwarden.sid": sid}).encode())
+        forged = TimestampSigner(secret).sign(data).decode()
+        with with_cookie(base, forged) as c:
+            r = c.get("/api/me")
+            assert r.json()["name"] == "olga"
+            rewritten = r.headers["set-cookie"].removeprefix(f"{COOKIE}=").split(";")[0]
+            assert list(_cookie_payload(rewritten)) == ["vmwarden.sid"]
+
+
+def test_a_session_made_before_a_token_rotation_is_refused(site: Site):
+    """Rotation deletes the user's sessions; a session row older than the token (a path that
+    rotated without deleting them) is refused all the same."""
+    with serving(site) as base, client(base) as browser:
+        sign_in(browser, site.tokens["olga"])
+        later = (datetime.now(UTC) + timedelta(seconds=5)).replace(tzinfo=None)
+        site.sql("UPDATE users SET token_rotated_at = ? WHERE name = 'olga'", str(later))
+        assert browser.get("/api/me").status_code == 401
+        assert site.sql("SELECT count(*) FROM login_sessions") == [(0,)]
+
+
+def _timed(c: httpx.Client, token: str, times: list[float]) -> None:
+    start = time.perf_counter()
+    r = c.get("/api/me", headers=bearer(token))
+    times.append((time.perf_counter() - start) * 1000)
+    assert r.status_code == 401
+
+
+def test_an_unknown_token_id_takes_as_long_as_a_wrong_secret(tmp_path: Path):
+    """#11.9: an unknown id answered in ~6 ms, a known id with a wrong secret in ~34 ms (one
+    argon2 check), telling which ids exist. Medians over interleaved requests must be alike."""
+    db = tmp_path / "timing.db"
+    token, tid, token_hash = mint()
+    with Store.open(f"sqlite:///{db}") as store:
+        UsersRepo(store).add_user("olga", "operator", tid, token_hash, actor="ci")
+    lenient = ThrottleRule(limit=10_000)  # measure the check, not the block
+    settings = Settings(db_url=f"sqlite:///{db}", web=False, throttle=lenient)
+    known, unknown = [], []
+    with serve_app(create_app(settings)) as base, client(base) as c:
+        for i in range(30):
+            _timed(c, flipped(token), known)
+            _timed(c, "vmw_" + f"{i:02d}" + "u" * 41, unknown)
+    ratio = statistics.median(known) / statistics.median(unknown)
+    assert 0.5 < ratio < 2, (statistics.median(known), statistics.median(unknown))
+
+
+def test_the_dummy_hash_has_the_parameters_of_real_ones():
+    assert not needs_rehash(DUMMY_HASH)
+    assert not needs_rehash(mint()[2])
+    assert not verify(DUMMY_HASH, "vmw_" + "x" * 43)
 
 
 def test_each_failure_after_a_block_doubles_it(site: Site):

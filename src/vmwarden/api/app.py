@@ -21,6 +21,7 @@ from starlette.routing import Mount
 
 from vmwarden.api import problems
 from vmwarden.api.auth import SESSION_COOKIE
+from vmwarden.api.bodycap import BodyCap
 from vmwarden.api.routes import ROUTERS
 from vmwarden.api.settings import Settings
 from vmwarden.api.state import AppState
@@ -85,6 +86,9 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
+    # Added last, so outermost of ours: a body over the cap is refused before any session,
+    # authentication or route reads it.
+    app.add_middleware(BodyCap, max_body=settings.max_body)
     problems.install(app)
     api = APIRouter(prefix="/api")
     for router in ROUTERS:

@@ -7,7 +7,8 @@ Interface for the API routes and for the dashboard (``vmwarden.web``):
   there are no default credentials and no anonymous access except ``/api/health``.
 - The session is Starlette's signed cookie (``SessionMiddleware``, installed by
   ``create_app`` with ``Settings.session_secret``; HttpOnly, SameSite=Lax, name
-  :data:`SESSION_COOKIE`) naming a server-side session row (:mod:`vmwarden.api.sessions`):
+  :data:`SESSION_COOKIE`) holding only the random id of a server-side session row
+  (:mod:`vmwarden.api.sessions`; never the user's id nor any part of their token):
   signing out, disabling the user or rotating their token deletes it, so a copied cookie
   stops working then. The web layer logs a user in with
   ``user = sign_in(request, store, token, via="form")`` then ``login_session(request, user)``,
@@ -39,8 +40,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from vmwarden.api.deps import StoreDep
 from vmwarden.api.sessions import (
     SESSION_CSRF,
-    SESSION_TOKEN_ID,
-    SESSION_USER,
+    SESSION_SID,
     check_csrf,
     csrf_token,
     login_session,
@@ -53,8 +53,7 @@ from vmwarden.store.users import ROLES, User
 
 __all__ = [
     "SESSION_CSRF",
-    "SESSION_TOKEN_ID",
-    "SESSION_USER",
+    "SESSION_SID",
     "Throttled",
     "authenticate_token",
     "check_csrf",

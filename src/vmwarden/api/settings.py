@@ -47,6 +47,7 @@ class Settings:
     session_idle: timedelta = timedelta(minutes=30)
     throttle: ThrottleRule = field(default_factory=ThrottleRule)
     trust_proxy: bool = False
+    max_body: int = 1024 * 1024  # request bodies above this are refused 413 (api.bodycap)
 
     @property
     def session_limits(self) -> SessionLimits:

@@ -6,8 +6,14 @@ count survives a restart and is shared by every worker; each is journaled as
 ``login-failed`` with the source, the account (when the token's id names one) and why,
 never the token. After ``Settings.throttle.limit`` failures in its window an address or
 account is refused with **429 and Retry-After** -- even with a right token -- for
-``base`` seconds, doubling at each further failure up to ``cap``. A success forgets the
-failures of its address and account.
+``base`` seconds, doubling at each further failure up to ``cap``. Address and account count
+independently, and a success clears neither: failures only age out with their window. (Were a
+success to clear its address, a guesser holding any valid token -- an auditor's -- could
+interleave it between guesses and never be blocked.)
+
+A refusal costs one argon2 check whether or not the token's id exists (see ``verified``), so
+timing does not tell a stranger which ids are real. A success notes ``last_sign_in_at``
+(at most once a minute per user) for access reviews.
 
 Trade-offs, stated: clients behind one NAT or proxy share an address (and so a block); the
 account of a bearer token is known only from its id, which is part of the secret, so a
@@ -23,7 +29,7 @@ from fastapi import Request
 
 from vmwarden.api.deps import get_settings
 from vmwarden.api.sessions import source_of
-from vmwarden.api.tokens import matches, token_id
+from vmwarden.api.tokens import burn, matches, token_id
 from vmwarden.store import Store
 from vmwarden.store.base import utcnow
 from vmwarden.store.sessions import Subject, ThrottleRepo
@@ -46,10 +52,18 @@ def credentials(store: Store, token: str) -> tuple[User, str] | None:
 
 
 def verified(found: tuple[User, str] | None, token: str) -> User | None:
-    """The found user if enabled and ``token`` matches their stored hash."""
-    if found is None or found[0].disabled or not matches(token, found[1]):
+    """The found user if enabled and ``token`` matches their stored hash.
+
+    The hash is checked whatever else is wrong -- an unknown id against a dummy hash, a
+    disabled user against theirs -- so a refusal takes as long whether the id exists or not.
+    A malformed token is refused at once: its shape is no secret.
+    """
+    if found is None:
+        if token_id(token) is not None:
+            burn(token)
         return None
-    return found[0]
+    ok = matches(token, found[1])
+    return found[0] if ok and not found[0].disabled else None
 
 
 def _why(token: str, found: tuple[User, str] | None) -> str:
@@ -80,6 +94,5 @@ def sign_in(request: Request, store: Store, token: str, *, via: str) -> User | N
         details = {"source": source, "via": via, "user": name, "why": _why(token, found)}
         repo.fail(subjects, actor=name or "anonymous", details=details)
         return None
-    if state.failures:
-        repo.reset(subjects)
+    UsersRepo(store).record_sign_in(user)
     return user

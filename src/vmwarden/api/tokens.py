@@ -39,6 +39,26 @@ def token_id(token: str) -> str | None:
     return body[:ID_CHARS]
 
 
+# An argon2 hash of no token, with the same parameters as every stored one: a token whose id
+# names nobody is checked against it, so that an unknown id costs what a wrong secret costs
+# and the response time does not tell which ids exist. (tests check the parameters match.)
+DUMMY_HASH = (
+    "$argon2id$v=19$m=19456,t=2,p=1$XJCgcECWYVmccRvck9Ohrg"
+    "$BmaEfkGxNHHwr/sSgf/jB6rsayzPGW6EDL8Ca/RL8Ck"
+)
+
+
+def burn(token: str) -> bool:
+    """The work of one failed ``verify``, for a token with no stored hash; always False."""
+    verify(DUMMY_HASH, token)
+    return False
+
+
+def needs_rehash(token_hash: str) -> bool:
+    """True when ``token_hash`` was made with other parameters than ``mint`` uses now."""
+    return _hasher.check_needs_rehash(token_hash)
+
+
 def verify(token_hash: str, token: str) -> bool:
     try:
         return _hasher.verify(token_hash, token)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from vmwarden.cli.common import DbOpt, UriOpt, err
+from vmwarden.cli.http_options import MaxBodyOpt, parse_size
 from vmwarden.cli.login_options import (
     IdleOpt,
     LockoutMaxOpt,
@@ -80,6 +81,7 @@ def register(app: typer.Typer) -> None:
         session_idle: IdleOpt = "30m",
         session_max: SessionMaxOpt = "8h",
         trust_proxy: TrustProxyOpt = False,
+        max_body: MaxBodyOpt = "1MiB",
     ) -> None:
         """Serve the API under /api (OpenAPI at /api/openapi.json) and the dashboard.
 
@@ -117,6 +119,7 @@ def register(app: typer.Typer) -> None:
             image_dirs=tuple(p.resolve() for p in image_dir or []),
             web=web,
             secure_cookies=tls_cert is not None,
+            max_body=parse_size(max_body),
             **kwargs,
         )
         store = Store.open(db)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 
 from vmwarden.cli.common import DbOpt, UriOpt, err, open_store
+from vmwarden.cli.http_options import MaxBodyOpt, parse_size
 from vmwarden.cli.login_options import (
     IdleOpt,
     LockoutMaxOpt,
@@ -22,9 +24,10 @@ from vmwarden.cli.login_options import (
     login_settings,
 )
 from vmwarden.engine.inspection import InspectionOptions
+from vmwarden.engine.metrics import listen_socket
 from vmwarden.engine.scan import SweepOptions
 from vmwarden.engine.watch import WatchConfig, Watcher
-from vmwarden.errors import PolicyError
+from vmwarden.errors import PolicyError, VmwardenError
 from vmwarden.policy import load_policy
 
 
@@ -68,7 +71,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--metrics-listen",
-                help="Serve only /metrics and /state (no auth: bind to loopback) on HOST:PORT.",
+                help="Serve only /metrics and /state (a token is required) on HOST:PORT.",
                 show_default=False,
             ),
         ] = None,
@@ -124,10 +127,12 @@ def register(app: typer.Typer) -> None:
         session_idle: IdleOpt = "30m",
         session_max: SessionMaxOpt = "8h",
         trust_proxy: TrustProxyOpt = False,
+        max_body: MaxBodyOpt = "1MiB",
     ) -> None:
         """Continuous monitor: events, power-on gate, enforcement, alerts and metrics.
 
-        The sign-in options apply to the API and dashboard of --listen."""
+        The sign-in options and --max-body apply to the API and dashboard of --listen.
+        SIGHUP reloads the policy file (one that does not load is reported; the old stays)."""
         if not connect:
             raise typer.BadParameter("give at least one -c URI (e.g. -c qemu:///system)")
         sign_in = login_settings(
@@ -159,22 +164,60 @@ def register(app: typer.Typer) -> None:
             backoff=parse_backoff(backoff),
         )
         options = SweepOptions(inspect=InspectionOptions(enabled=inspect))
-        with open_store(db) as store:
+        # bound before anything starts: a busy port is one line and exit 2 (ListenError)
+        http_sock = listen_socket(*parse_listen(listen)) if listen else None
+        with contextlib.ExitStack() as stack:
+            if http_sock is not None:
+                stack.callback(http_sock.close)
+            store = stack.enter_context(open_store(db))
+            if metrics_listen:
+                from vmwarden.cli.watch_http import token_checker
+
+                config.authorize = token_checker(store)
             watcher = Watcher(config, loaded, store, sweep_options=options)
             err.print(f"vmwarden watch: {len(config.uris)} host(s); Ctrl-C stops", highlight=False)
-            if listen is None:
-                asyncio.run(_run(watcher))
-                return
-            from vmwarden.cli.watch_http import run_with_http, watch_app
+            if http_sock is not None:
+                from vmwarden.cli.watch_http import HttpThread, watch_app
 
-            host, port = parse_listen(listen)
-            app = watch_app(watcher, store, db=db, policy=policy, uris=list(connect), **sign_in)
-            err.print(f"API and dashboard on http://{host}:{port}/", highlight=False)
-            asyncio.run(run_with_http(watcher, app, host, port))
+                app = watch_app(
+                    watcher,
+                    store,
+                    db=db,
+                    policy=policy,
+                    uris=list(connect),
+                    max_body=parse_size(max_body),
+                    **sign_in,
+                )
+                http = HttpThread(app, http_sock, on_exit=watcher.stop).start()
+                stack.callback(http.stop)
+                host, port = http_sock.getsockname()[:2]
+                err.print(f"API and dashboard on http://{host}:{port}/", highlight=False)
+            asyncio.run(_run(watcher, policy))
 
 
-async def _run(watcher: Watcher) -> None:
+async def _run(watcher: Watcher, policy: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, watcher.stop)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(_reload(watcher, policy))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     await watcher.run()
+
+
+async def _reload(watcher: Watcher, policy: Path) -> None:
+    """SIGHUP: the policy file again; a bad one is reported and the old one stays."""
+    try:
+        await watcher.reload(lambda: load_policy(policy))
+    except VmwardenError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        err.print(
+            f"policy not reloaded, the old one stays: {exc}{hint}", markup=False, soft_wrap=True
+        )
+        return
+    err.print(f"policy reloaded from {policy}", markup=False, highlight=False, soft_wrap=True)

@@ -13,9 +13,10 @@ answers one JSON object terminated by a newline and closes. Only root peers are 
 what the policy thinks of a VM.
 
 The decision itself is a plain callable (``decide(xml) -> Decision``), run in a worker thread
-with a deadline; ``Decider`` (in ``admission_decider``) is the default one, answering from the
-store and the XML alone. It must never call libvirt: libvirtd holds the domain's lock while
-the hook runs, so a call back for that domain would deadlock the start.
+of the server's own pool with a deadline; ``Decider`` (in ``admission_decider``) is the
+default one, answering from the store and the XML alone. It must never call libvirt:
+libvirtd holds the domain's lock while the hook runs, so a call back for that domain would
+deadlock the start.
 
 Policy ``gate.hold`` outcomes are *allowed* here (the VM starts) and flagged (``hold: true``,
 and ``Decider.held``): the watch daemon quarantines held VMs as they start. Only ``gate.deny``
@@ -45,8 +46,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "/run/vmwarden/admission.sock"
 MAX_REQUEST = 4 * 1024 * 1024  # a domain XML is a few KiB; 4 MiB is generous
-READ_TIMEOUT = 2.0  # seconds a client has to send its whole request
-DECIDE_TIMEOUT = 4.0  # below the hook's own 5 s wait, so the hook hears *why* it was refused
+READ_TIMEOUT = 1.0  # seconds a client has to send its whole request
+DECIDE_TIMEOUT = 1.5  # seconds a decision may take (it never hashes: admission_hasher)
+# Every answer is on its way within READ_TIMEOUT + DECIDE_TIMEOUT = 2.5 s of the request,
+# half the hook's own 5 s wait: the hook hears *why* it was refused, never "unreachable".
 ROOT_ONLY = frozenset({0})
 PING = b"PING\n"  # `vmwarden hook status` asks this: answered "pong", never judged
 
@@ -87,13 +90,16 @@ Decide = Callable[[str], Decision]
 class AdmissionError(VmwardenError):
     """The admission socket could not be set up (path in use, no permission)."""
 
+    exit_code = 2  # like a busy --listen port: fix the command line or the host, then rerun
+
 
 class AdmissionServer:
     """Serves admission decisions on a Unix socket (mode 0600; root peers only by default).
 
     Use from asyncio (``await server.start()`` … ``await server.close()``, or ``async with``),
     or standalone in a thread of its own (``server.start_in_thread()`` … ``server.stop()``),
-    as tests and non-async callers do.
+    as the watch daemon does: its answers then never wait for the daemon's loop, its HTTP
+    server or their thread pools.
 
     Example::
 
@@ -309,11 +315,11 @@ class AdmissionServer:
         try:
             return await asyncio.wait_for(future, self.decide_timeout)
         except TimeoutError:
-            # The work goes on in its thread and warms the digest cache: a retry is quick.
+            self.counts["errors"] += 1
             return Decision(
                 "deny",
                 f"vmwarden could not decide within {self.decide_timeout:g}s "
-                "(a new disk image is still being hashed?); try again shortly",
+                "(the store busy?); try again shortly",
             )
         except Exception as exc:  # decide is a boundary too: record, refuse (unknown ≠ ok)
             self.counts["errors"] += 1

@@ -1,7 +1,10 @@
 """The default admission decision: the policy's ``gate`` over the domain XML and the store.
 
 Everything comes from the XML the hook received, the store and the disk images on this host;
-nothing from libvirt (libvirtd holds the domain's lock while its hook runs). The VM is judged
+nothing from libvirt (libvirtd holds the domain's lock while its hook runs). Nothing is hashed
+here either: a root whose digest is not known yet is queued for the ``BackgroundHasher`` and
+judged *unknown* at once (the reason says the digest is pending), so one big new image never
+makes the answer late, for its VM or for any other. The VM is judged
 as libvirt is about to start it, i.e. still shut off, so ``dormant`` measures how long it was
 off: since the stored ``state_since`` when the store last saw it shut off, else (a VM first
 met now, or last seen running) since its disks were last written.
@@ -29,6 +32,7 @@ from typing import Any
 from vmwarden.connectors.libvirt.domxml import parse_domain
 from vmwarden.enforce.held import mark_vm_held
 from vmwarden.engine.admission import Decision
+from vmwarden.engine.admission_hasher import BackgroundHasher
 from vmwarden.engine.admission_records import as_datetime, vm_from_record
 from vmwarden.engine.lineage import Lineage
 from vmwarden.errors import VmwardenError
@@ -76,6 +80,7 @@ class Decider:
         known_ttl: float = KNOWN_TTL,
         on_hold: Callable[[Hold], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        hasher: BackgroundHasher | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -90,6 +95,14 @@ class Decider:
         self._known_cache: tuple[float, list[VM]] | None = None
         self._digests: dict[tuple[str, int, int, int, int], str] = {}
         self._lock = threading.Lock()
+        # unknown roots are hashed there, never here (see the module docstring)
+        self._own_hasher = hasher is None
+        self.hasher = hasher or BackgroundHasher(self._remember_digest)
+
+    def close(self) -> None:
+        """Stop the background hasher this decider made (one passed in is the caller's)."""
+        if self._own_hasher:
+            self.hasher.close()
 
     # -- the decision ------------------------------------------------------------------------
 
@@ -160,8 +173,8 @@ class Decider:
             vm.guest = GuestFacts.from_dict(guest)
 
     def _lineage(self, vm: VM) -> list[str]:
-        """Chains and root digests of the XML's disks (headers read here; roots hashed once
-        and then served from the cache while the file is unchanged)."""
+        """Chains and root digests of the XML's disks: headers read here, digests only from
+        the cache (an unknown root is queued for hashing and stays unknown for now)."""
         inv = HostInventory(
             uri=self.uri,
             host=self.host,
@@ -181,6 +194,8 @@ class Decider:
             if hit is not None:
                 with self._lock:
                     self._digests[key] = hit
+        if hit is None:
+            self.hasher.request(path, st)  # raises DigestPending: the root stays unknown
         return hit
 
     def _remember_digest(self, path: str, st: os.stat_result, digest: str) -> None:

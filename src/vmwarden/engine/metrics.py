@@ -4,11 +4,16 @@ The text exposition format (version 0.0.4) is small enough to write directly: co
 gauges and one histogram, each with labels. No dependency, no process-global registry (two
 daemons in one test process keep their own numbers).
 
+Every request to the server needs ``Authorization: Bearer <token>``, loopback or not: the
+estate's shape (hosts, held VMs, receivers) is not for anonymous eyes, and behind a reverse
+proxy every client looks local. Checking the token is the caller's ``authorize`` (the API's
+token store lives in a later layer); without one, every request is refused.
+
 Example::
 
     metrics = WatchMetrics()
     metrics.events.inc(uri="qemu:///system", kind="lifecycle")
-    server = await serve_metrics("127.0.0.1", 9464, metrics.render)
+    server = await serve_metrics("127.0.0.1", 9464, metrics.render, authorize=check_token)
 """
 
 from __future__ import annotations
@@ -16,11 +21,47 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from vmwarden.errors import VmwardenError
+
 log = logging.getLogger(__name__)
+
+MAX_HEADERS = 100  # header lines a metrics client may send
+
+
+class ListenError(VmwardenError):
+    """A TCP address to serve on cannot be had (port busy, address not ours, no permission)."""
+
+    exit_code = 2  # fix the command line (or stop the other server), then run again
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, bound now: a busy port is one clear
+    ``ListenError`` before anything starts, not a traceback from deep in a server."""
+    where = f"{host}:{port}"
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(
+            f"cannot listen on {where}: {exc.strerror or exc} "
+            "(another vmwarden, or another service, on that port?)"
+        ) from None
+    return sock
+
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -195,26 +236,47 @@ async def serve_metrics(
     port: int,
     render: Callable[[], str],
     extra: dict[str, Callable[[], Any]] | None = None,
+    *,
+    authorize: Callable[[str], bool] | None = None,
 ) -> asyncio.AbstractServer:
     """Serve ``GET /metrics`` (and ``extra`` paths as JSON text) until the server is closed.
 
-    ``render`` runs in a worker thread (it may read the store).
+    ``render`` runs in a worker thread (it may read the store), as does ``authorize(token)``
+    (the bearer token a request carries; None: no request is authorized). Raises
+    ``ListenError`` when ``host:port`` cannot be had.
     """
     routes = dict(extra or {})
+    sock = listen_socket(host, port)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readline(), 10)
-            while await asyncio.wait_for(reader.readline(), 10) not in (
-                b"\r\n",
-                b"\n",
-                b"",
-            ):
-                pass
+            token = None
+            for _ in range(MAX_HEADERS):
+                line = await asyncio.wait_for(reader.readline(), 10)
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = line.decode("latin-1").partition(":")
+                scheme, _, credential = value.strip().partition(" ")
+                if name.strip().lower() == "authorization" and scheme.lower() == "bearer":
+                    token = credential.strip()
+            else:
+                raise ConnectionError("too many header lines")
             parts = request.decode("latin-1").split()
             path = parts[1].split("?")[0] if len(parts) >= 2 else ""
+            allowed = False
+            if token and authorize is not None:
+                try:
+                    allowed = bool(await asyncio.to_thread(authorize, token))
+                except Exception:  # the store away: refuse, never serve unauthenticated
+                    log.exception("metrics: checking a token failed")
+            extra_headers = ""
             if len(parts) < 2 or parts[0] != "GET":
                 status, ctype, body = "405 Method Not Allowed", "text/plain", "GET only\n"
+            elif not allowed:
+                status, ctype = "401 Unauthorized", "text/plain"
+                body = "send Authorization: Bearer <token> (vmwarden user add)\n"
+                extra_headers = "WWW-Authenticate: Bearer\r\n"
             elif path == "/metrics":
                 status, ctype = "200 OK", CONTENT_TYPE
                 body = await asyncio.to_thread(render)
@@ -226,13 +288,17 @@ async def serve_metrics(
             data = body.encode()
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
-                "Connection: close\r\n\r\n".encode()
+                f"{extra_headers}Connection: close\r\n\r\n".encode()
                 + data
             )
             await writer.drain()
-        except (TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, ConnectionError, ValueError) as exc:  # ValueError: line too long
             log.debug("metrics client: %s", exc)
         finally:
             writer.close()
 
-    return await asyncio.start_server(handle, host, port)
+    try:
+        return await asyncio.start_server(handle, sock=sock)
+    except BaseException:
+        sock.close()
+        raise

@@ -73,6 +73,7 @@ def digest_with_cache(
     path: str | os.PathLike[str],
     lookup: Lookup,
     remember: Remember,
+    cancelled: Callable[[], bool] | None = None,
 ) -> str:
     """The digest of ``path``, read from the cache when the file has not changed.
 
@@ -80,8 +81,11 @@ def digest_with_cache(
     remembered only if the file did not change while it was being read (same
     :func:`cache_key` before and after), so a file being written is never cached wrongly.
 
+    ``cancelled``: asked between chunks; when it says so the hash stops (a background hasher
+    of a 40 GiB image must not outlive its daemon).
+
     Raises:
-        InspectError: the file is missing, unreadable or not a regular file.
+        InspectError: the file is missing, unreadable or not a regular file (or cancelled).
     """
     name = os.fspath(path)
     try:
@@ -92,14 +96,14 @@ def digest_with_cache(
     if cached is not None:
         return cached
     with open_image(name) as img:
-        digest = _digest_fd(img.fd, name)
+        digest = _digest_fd(img.fd, name, cancelled)
         after = os.fstat(img.fd)
         if cache_key(after) == cache_key(img.st):
             remember(name, img.st, digest)
     return digest
 
 
-def _digest_fd(fd: int, name: str) -> str:
+def _digest_fd(fd: int, name: str, cancelled: Callable[[], bool] | None = None) -> str:
     h = hashlib.sha256()
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -111,6 +115,8 @@ def _digest_fd(fd: int, name: str) -> str:
                 break
             h.update(view[:n])
             offset += n
+            if cancelled is not None and cancelled():
+                raise InspectError(f"hashing {name} cancelled")
     except OSError as exc:
         raise InspectError(f"cannot read image {name}: {exc.strerror}") from None
     return DIGEST_PREFIX + h.hexdigest()

@@ -7,6 +7,7 @@ import smtplib
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
@@ -28,7 +29,14 @@ class Webhook:
             raise NotifyError(f"webhook url must be http(s): {url!r}")
         self.url, self.timeout, self.retries = url, timeout, retries
         self.headers = {"Content-Type": "application/json", **(headers or {})}
-        self.label = f"webhook {url}"
+        # scheme and host only: a webhook's path is often its secret (Slack-style URLs), and
+        # the label is shown in /state, /metrics and logs
+        parts = urllib.parse.urlsplit(url)
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            raise NotifyError("webhook url has an invalid port") from None
+        self.label = f"webhook {parts.scheme}://{parts.hostname}{port}"
 
     def send(self, alert: Alert) -> None:
         body = to_json(alert.to_dict()).encode()
@@ -42,7 +50,7 @@ class Webhook:
             # HTTPException: a receiver that answers something other than HTTP.
             except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 if attempt == self.retries:
-                    raise NotifyError(f"{self.url}: {exc}") from exc
+                    raise NotifyError(f"{self.label}: {exc}") from exc
                 time.sleep(delay)
                 delay *= 2
 

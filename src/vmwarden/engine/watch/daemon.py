@@ -12,8 +12,13 @@ URI, a worker pool for everything that blocks (libvirt calls, the store, hashing
   VM). An update reads the domain, and if it started, judges it at once (``Judge.at_start``)
   and quarantines it *before anything else* when the gate holds it; only then is it recorded
   in the store (history). A held VM is then judged again after a full reconcile
-  (``Judge.after_sweep``) and released or kept held. What the gate does is ``Gate``'s
-  (``gate.py``); this module decides when.
+  (``Judge.after_sweep``) and released or kept held. A running VM whose metadata changed is
+  judged at once too (``Gate.on_change``), not at the next reconcile. What the gate does is
+  ``Gate``'s (``gate.py``); this module decides when.
+
+The admission service (libvirt's hook asking "may this VM start?") runs on a thread and event
+loop of its own, with its own worker pool: nothing on this loop (events, HTTP served beside
+it, a stuck store call) can make its answer late.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +43,7 @@ from vmwarden.engine.watch.gate import WATCH_ACTOR, Gate, Outcome
 from vmwarden.engine.watch.hosts import HostWatch
 from vmwarden.engine.watch.judge import LIVE, Judge
 from vmwarden.engine.watch.latency import start_event
+from vmwarden.engine.watch.reload import reload_policy
 from vmwarden.engine.watch.state import WatchConfig, WatchState
 from vmwarden.engine.watch.sweeper import SweepScheduler, WatchSweep, in_scope
 from vmwarden.engine.watch.vmqueue import Key, VmQueue
@@ -120,21 +126,29 @@ class Watcher:
         self.started = threading.Event()  # set once every host had its first reconcile
         self.listening: tuple[str, int] | None = None
         self.admission: Any | None = None
+        self._stopping = False  # stop() before run() got going: run returns at once
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        """Serve until ``stop()``. A listener that cannot be set up (a busy port, a socket
+        path in use) raises its error after everything started so far is shut down."""
+        loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        use_asyncio_loop(self._loop)
-        self.alerts.start()
-        await self._loop.run_in_executor(self.executor, self.state.load_stored)
-        server = await self._serve_metrics()
-        await self._start_admission()
-        tasks = [self._loop.create_task(h.run(), name=f"host {h.uri}") for h in self.hosts.values()]
-        tasks.append(self._loop.create_task(self._periodic(), name="periodic reconcile"))
-        tasks.append(self._loop.create_task(self._announce_started(), name="started"))
+        self._loop = loop
+        if self._stopping:
+            self._stop.set()
+        use_asyncio_loop(loop)
+        tasks: list[asyncio.Task[Any]] = []
+        server: asyncio.AbstractServer | None = None
         try:
+            self.alerts.start()
+            await loop.run_in_executor(self.executor, self.state.load_stored)
+            server = await self._serve_metrics()
+            await self._start_admission()
+            tasks = [loop.create_task(h.run(), name=f"host {h.uri}") for h in self.hosts.values()]
+            tasks.append(loop.create_task(self._periodic(), name="periodic reconcile"))
+            tasks.append(loop.create_task(self._announce_started(), name="started"))
             await self._stop.wait()
         finally:
             tasks += list(self._tasks)
@@ -147,12 +161,24 @@ class Watcher:
                 server.close()
             if self.admission is not None:
                 with contextlib.suppress(Exception):
-                    await self.admission.close()
+                    await asyncio.to_thread(self.admission.stop)
+            self.state.close()
             self.alerts.close(timeout=2.0)
             self.executor.shutdown(wait=True, cancel_futures=True)
 
+    async def reload(self, load: Callable[[], Policy]) -> None:
+        """SIGHUP: ``load()`` the policy again and apply it (``reload.py``), then reconcile
+        under it. Raises ``VmwardenError`` (and keeps the old policy) when it does not load
+        or cannot be applied."""
+        policy = await asyncio.to_thread(load)
+        old = reload_policy(self, policy)
+        log.info("policy reloaded: %d rule(s)", len(policy.rules))
+        self._loop_task(asyncio.to_thread(old.close, 2.0))
+        self._loop_task(self.scheduler.request())
+
     def stop(self) -> None:
-        """Ask ``run`` to return (from any thread)."""
+        """Ask ``run`` to return (from any thread, also before ``run`` started)."""
+        self._stopping = True
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
 
@@ -168,7 +194,11 @@ class Watcher:
             return None
         host, port = self.config.listen
         server = await serve_metrics(
-            host, port, self.metrics.render, extra={"/state": self.describe}
+            host,
+            port,
+            self.metrics.render,
+            extra={"/state": self.describe},
+            authorize=self.config.authorize,
         )
         sock = server.sockets[0].getsockname()
         self.listening = (sock[0], sock[1])
@@ -184,8 +214,9 @@ class Watcher:
         except ImportError:
             log.warning("admission service not available in this build; hook not served")
             return
-        self.admission = AdmissionServer(self.config.admission_socket, self.state.decide)
-        await self.admission.start()
+        server = AdmissionServer(self.config.admission_socket, self.state.decide)
+        await asyncio.to_thread(server.start_in_thread)  # its own thread, loop and pool
+        self.admission = server
 
     async def _periodic(self) -> None:
         while True:
@@ -270,6 +301,8 @@ class Watcher:
                 outcome = self.gate.at_start(conn, vm, prior, start_event(batch), run)
             elif vm.state == State.SHUTOFF and self.store.active_quarantine(vm_id) is None:
                 self.gate.isolate_ahead(conn, vm, prior)
+            elif vm.state in LIVE and any(e.kind == "metadata" for e in batch):
+                outcome = self.gate.on_change(conn, vm, prior, batch)
             else:
                 outcome.check = self.gate.keep_hold(conn, vm, batch)
             self._record(vm, prior, migrated=any(e.migrated for e in batch))

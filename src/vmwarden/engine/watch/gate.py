@@ -5,6 +5,8 @@
   time, so that it boots isolated (``isolate_ahead``);
 - an existing quarantine is kept whole as events come in: a hot-plugged NIC is isolated too
   (``keep_hold``);
+- a running VM whose metadata changed (unregistered, reclassified) is judged at once and held
+  when the gate says so (``on_change``), instead of at the next reconcile;
 - after a full reconcile a held VM is judged again on full data (``settle``): if it passes it
   is released (journaled as ``release`` by ``vmwarden-gate``, reason ``automatic release:
   <evidence>``), otherwise it stays held and one alert goes out per hold.
@@ -187,6 +189,22 @@ class Gate:
         changed = any(e.kind in _RECHECK_KINDS or e.detail == "defined" for e in batch)
         return changed and active.actor in DAEMON_ACTORS
 
+    def on_change(self, conn: Any, vm: VM, prior: VM | None, batch: list[DomainEvent]) -> Outcome:
+        """A running VM's metadata changed: judge it now, hold it when the gate says so, and
+        settle it after the next reconcile (released there if full data clears it)."""
+        if self.store.active_quarantine(vm.id) is not None:
+            return Outcome(check=self.keep_hold(conn, vm, batch))
+        judgement = self.judge.on_change(
+            vm, prior=prior, others=self.state.others(vm.id), pools=self.state.pools_of(vm.uri)
+        )
+        if not judgement.hold:
+            return Outcome()
+        if not self.can_hold:
+            log.warning("gate would hold %s: %s (not enforcing)", vm.name, judgement.summary())
+            return Outcome()
+        self.quarantine(conn, vm, f"metadata changed: {judgement.summary()}")
+        return Outcome(check=True, judgement=judgement)
+
     def quarantine(self, conn: Any, vm: VM, reason: str) -> ActionRecord | None:
         try:
             rec = Quarantiner(self.store, GATE_ACTOR).quarantine(
@@ -198,6 +216,7 @@ class Gate:
         if rec.status != "noop":
             self.metrics.actions.inc(action="quarantine", actor=GATE_ACTOR, status=rec.status)
             self.state.held.add(vm.id)
+            log.info("quarantine %s (%s) %s: %s", vm.name, vm.host, rec.status, reason)
         return rec
 
     # -- after a reconcile -------------------------------------------------------------

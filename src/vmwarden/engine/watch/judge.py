@@ -102,6 +102,19 @@ class Judge:
                 reasons.append({"condition": "not-inspected-since-disk-change", "disks": stale})
         return Judgement(vm.id, vm.name, bool(reasons), reasons)
 
+    def on_change(
+        self, vm: VM, *, prior: VM | None, others: list[VM], pools: list[Pool] | None = None
+    ) -> Judgement:
+        """Judge a running ``vm`` whose definition changed (its metadata), as it is now:
+        the policy's gate and quarantining rules over the daemon's estate, with the guest
+        facts last inspected (a metadata change does not touch the disks)."""
+        current = replace(vm)
+        if current.guest is None and prior is not None:
+            current.guest = prior.guest
+        self._lineage(current, prior, pools)
+        reasons = self._common(current, others)
+        return Judgement(vm.id, vm.name, bool(reasons), reasons)
+
     def after_sweep(self, vm: VM, findings: list[Finding], estate: Estate) -> Judgement:
         """Judge ``vm`` as the sweep that just ran saw it (``findings`` are the sweep's)."""
         reasons = self._policy_reasons(vm, estate, findings)

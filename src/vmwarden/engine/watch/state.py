@@ -11,6 +11,7 @@ threads all read it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,8 @@ class WatchConfig:
     keepalive: tuple[int, int] = (5, 3)
     workers: int = 8
     admission_socket: str | None = None  # serve libvirt's qemu hook on this Unix socket
+    # bearer token -> may read /metrics and /state of ``listen`` (None: nobody may)
+    authorize: Callable[[str], bool] | None = None
 
 
 class WatchState:
@@ -56,6 +59,14 @@ class WatchState:
         self.swept_hosts: set[str] = set()  # hosts reconciled at least once by this daemon
         self._lock = threading.RLock()
         self._decider: Any | None = None
+        self._hasher: Any | None = None  # one for every decider: it outlives their rebuilds
+
+    def close(self) -> None:
+        """Stop the admission's background hasher (a hash in progress stops at once)."""
+        with self._lock:
+            hasher, self._hasher = self._hasher, None
+        if hasher is not None:
+            hasher.close()
 
     # -- updates -----------------------------------------------------------------------
 
@@ -105,6 +116,12 @@ class WatchState:
             self._decider = None  # rebuilt with the new pools on next use
         return before
 
+    def set_policy(self, policy: Policy) -> None:
+        """A reloaded policy (SIGHUP): admission decides by it from the next request on."""
+        with self._lock:
+            self.policy = policy
+            self._decider = None
+
     # -- reads -------------------------------------------------------------------------
 
     def vm(self, vm_id: str) -> VM | None:
@@ -153,8 +170,11 @@ class WatchState:
 
     def _get_decider(self) -> Any:
         from vmwarden.engine.admission_decider import Decider
+        from vmwarden.engine.admission_hasher import BackgroundHasher
 
         with self._lock:
+            if self._hasher is None:
+                self._hasher = BackgroundHasher(self.store.remember_digest)
             if self._decider is None:
                 uri = self.config.uris[0] if self.config.uris else "qemu:///system"
                 dirs = sorted(
@@ -172,5 +192,6 @@ class WatchState:
                     host=self.hosts.get(uri),
                     image_dirs=dirs,
                     known_vms=lambda: list(self.known.values()),
+                    hasher=self._hasher,
                 )
             return self._decider

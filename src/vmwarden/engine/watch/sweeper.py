@@ -150,6 +150,17 @@ class WatchSweep(Sweep):
         for p in planned:  # one VM at a time, never while the gate acts on the same VM
             with self._vm_lock(p.vm.id):
                 records += execute(ctx, [p])
+        for rec in records:  # what a reconcile changed is in the log too (`watch -v`)
+            if rec.status not in ("noop", "skipped", "dry-run"):
+                log.info(
+                    "reconcile: %s %s (%s) %s%s%s",
+                    rec.action,
+                    rec.name,
+                    rec.host,
+                    rec.status,
+                    f" by rule {rec.rule}" if rec.rule else "",
+                    f": {rec.error}" if rec.error else "",
+                )
         return records
 
     def _repair(self, ctx: EnforceContext) -> list[ActionRecord]:
