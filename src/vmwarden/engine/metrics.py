@@ -193,6 +193,9 @@ class WatchMetrics:
         self.actions = Counter("vmwarden_actions_total", "Actions taken, by action and actor.")
         self.sweeps = Counter("vmwarden_sweeps_total", "Full reconciles, by outcome.")
         self.alerts = Gauge("vmwarden_alerts", "Alerts per receiver: sent, failed, dropped.")
+        self.alerts_dropped = Gauge(
+            "vmwarden_alerts_dropped", "Alerts dropped (full queue, shutdown), by severity."
+        )
         self.latency = Histogram(
             "vmwarden_event_to_action_seconds",
             "From a libvirt event's arrival to the action it caused being in effect.",
@@ -213,6 +216,7 @@ class WatchMetrics:
             self.actions,
             self.sweeps,
             self.alerts,
+            self.alerts_dropped,
             self.latency,
         ]
 

@@ -8,8 +8,10 @@ those alerts; ``AlertManager.send`` queues one.
 Each receiver has its own queue, worker thread and token bucket, so a receiver that is down
 or slow (a webhook that takes 30 s to time out) delays neither enforcement, which only ever
 enqueues, nor the other receivers. When a receiver's bucket is empty its alerts wait in its
-queue; when the queue is full the alert is dropped. Sent, failed and dropped alerts are
-counted per receiver (``AlertManager.stats``) and failures are logged.
+queue, most severe first (``vmwarden.notify.alertqueue``); when the queue is full the least
+severe alert goes, never one more severe than the one arriving. Sent, failed and dropped
+alerts are counted per receiver, drops also per severity (``AlertManager.stats``); failures
+and drops are logged.
 
 Example::
 
@@ -22,22 +24,21 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vmwarden.model import Finding, Severity
+from vmwarden.notify.alertqueue import AlertQueue
 from vmwarden.notify.base import Alert, Dispatcher, Notifier
 
 log = logging.getLogger(__name__)
 
 OPENED, ESCALATED, RESOLVED = "finding.opened", "finding.escalated", "finding.resolved"
-_STOP = object()
 
 
 class TokenBucket:
@@ -73,6 +74,7 @@ class ReceiverStats:
     sent: int = 0
     failed: int = 0
     dropped: int = 0
+    dropped_by_severity: Counter[str] = field(default_factory=Counter)
     last_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +82,7 @@ class ReceiverStats:
             "sent": self.sent,
             "failed": self.failed,
             "dropped": self.dropped,
+            "dropped_by_severity": dict(self.dropped_by_severity),
             "last_error": self.last_error,
         }
 
@@ -90,9 +93,16 @@ class _Lane:
 
     receiver: Notifier
     bucket: TokenBucket
-    queue: queue.Queue[Any]
+    queue: AlertQueue
     stats: ReceiverStats = field(default_factory=ReceiverStats)
     thread: threading.Thread | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)  # guards stats
+
+    def drop(self, alert: Alert, why: str) -> None:
+        with self.lock:
+            self.stats.dropped += 1
+            self.stats.dropped_by_severity[alert.severity] += 1
+        log.warning("alert to %s dropped (%s): %s", self.receiver.label, why, alert.summary)
 
 
 class AlertManager:
@@ -108,8 +118,7 @@ class AlertManager:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lanes = [
-            _Lane(r, TokenBucket(rate, burst, clock), queue.Queue(maxsize=queue_size))
-            for r in receivers
+            _Lane(r, TokenBucket(rate, burst, clock), AlertQueue(queue_size)) for r in receivers
         ]
         self._stop = threading.Event()
         self._started = False
@@ -135,42 +144,40 @@ class AlertManager:
         """Stop the workers; alerts still queued after ``timeout`` are given up (counted)."""
         self._stop.set()
         for lane in self._lanes:
-            with contextlib.suppress(queue.Full):
-                lane.queue.put_nowait(_STOP)
+            lane.queue.close()
         deadline = time.monotonic() + timeout
         for lane in self._lanes:
             if lane.thread is not None:
                 lane.thread.join(max(0.0, deadline - time.monotonic()))
-            lane.stats.dropped += sum(1 for a in _drain(lane.queue) if a is not _STOP)
+            for alert in lane.queue.drain():
+                lane.drop(alert, "shutting down")
 
     # -- sending -----------------------------------------------------------------------
 
     def send(self, alert: Alert) -> None:
-        """Queue ``alert`` for every receiver (returns at once)."""
+        """Queue ``alert`` for every receiver (returns at once). A full queue drops its least
+        severe alert, or this one when nothing queued is less severe."""
         for lane in self._lanes:
-            try:
-                lane.queue.put_nowait(alert)
-            except queue.Full:
-                lane.stats.dropped += 1
-                log.warning("alert queue of %s is full; dropped %s", lane.receiver.label, alert)
+            dropped = lane.queue.put(alert)
+            if dropped is not None:
+                lane.drop(dropped, f"queue full ({lane.queue.maxsize})")
 
     def _work(self, lane: _Lane) -> None:
-        while True:
-            alert = lane.queue.get()
-            if alert is _STOP:
-                return
+        while (alert := lane.queue.get()) is not None:
             while (wait := lane.bucket.take()) > 0:
                 if self._stop.wait(min(wait, 1.0)):
-                    lane.stats.dropped += 1
+                    lane.drop(alert, "shutting down")
                     return
             try:
                 lane.receiver.send(alert)
             except Exception as exc:  # the notify boundary: counted and logged, never raised
-                lane.stats.failed += 1
-                lane.stats.last_error = f"{type(exc).__name__}: {exc}"
+                with lane.lock:
+                    lane.stats.failed += 1
+                    lane.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("alert to %s failed: %s", lane.receiver.label, exc)
             else:
-                lane.stats.sent += 1
+                with lane.lock:
+                    lane.stats.sent += 1
 
     # -- state machine -----------------------------------------------------------------
 
@@ -197,11 +204,13 @@ class AlertManager:
     # -- observability -----------------------------------------------------------------
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Per receiver label: sent, failed, dropped, queued, last_error."""
-        return {
-            lane.receiver.label: lane.stats.to_dict() | {"queued": lane.queue.qsize()}
-            for lane in self._lanes
-        }
+        """Per receiver label: sent, failed, dropped (and by severity), queued, last_error."""
+        out = {}
+        for lane in self._lanes:
+            with lane.lock:
+                stats = lane.stats.to_dict()
+            out[lane.receiver.label] = stats | {"queued": lane.queue.qsize()}
+        return out
 
     @property
     def receivers(self) -> list[str]:
@@ -213,12 +222,3 @@ def _alert(event: str, f: Finding, previous: str | None = None) -> Alert:
     if previous is not None:
         evidence["previous_severity"] = previous
     return Alert(event, f.rule, str(f.severity), f.resource, f.id, f.name, f.host, evidence)
-
-
-def _drain(q: queue.Queue[Any]) -> list[Any]:
-    out = []
-    while True:
-        try:
-            out.append(q.get_nowait())
-        except queue.Empty:
-            return out

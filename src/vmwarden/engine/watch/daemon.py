@@ -392,11 +392,14 @@ class Watcher:
             {(("severity", s),): n for s, n in counts["findings"].items()}
         )
         self.metrics.quarantined.set(counts["held"])
-        alerts = {}
+        alerts, dropped = {}, {}
         for receiver, stats in self.alerts.stats().items():
             for what in ("sent", "failed", "dropped", "queued"):
                 alerts[(("outcome", what), ("receiver", receiver))] = stats[what]
+            for severity, n in stats["dropped_by_severity"].items():
+                dropped[(("receiver", receiver), ("severity", severity))] = n
         self.metrics.alerts.replace(alerts)
+        self.metrics.alerts_dropped.replace(dropped)
 
     def describe(self) -> str:
         """The daemon's state as JSON (``GET /state``)."""
