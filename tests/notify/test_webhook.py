@@ -52,7 +52,7 @@ def test_down_receiver_fails_the_delivery_and_dispatcher_does_not_raise(closed_p
     d = Dispatcher([{"type": "webhook", "url": f"http://127.0.0.1:{closed_port}/", "retries": 0}])
     (delivery,) = d.send(make_alert())
     assert not delivery.ok
-    assert delivery.receiver == f"webhook http://127.0.0.1:{closed_port}/"
+    assert delivery.receiver == f"webhook http://127.0.0.1:{closed_port}"
     assert "refused" in delivery.error.lower()
     d.send(make_alert())
     assert d.failures == 2
@@ -87,3 +87,13 @@ def test_evidence_that_is_not_plain_json_is_still_delivered(webhook):
 def test_only_http_urls_are_accepted():
     with pytest.raises(NotifyError, match="http"):
         Webhook("ftp://127.0.0.1/hook")
+
+
+def test_the_label_names_scheme_and_host_never_the_secret_path_or_credentials():
+    """#11.4: the label is served by /state and /metrics; a Slack-style URL's path is its
+    secret, and user:password@ would be one too."""
+    hook = Webhook("https://user:pw@hooks.example.com:8443/services/T00/B00/XXXXsecret?t=1")
+    assert hook.label == "webhook https://hooks.example.com:8443"
+    assert Webhook("https://hooks.example.com/services/XXXXsecret").label == (
+        "webhook https://hooks.example.com"
+    )

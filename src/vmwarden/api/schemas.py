@@ -157,6 +157,8 @@ class VmDetail(VmSummary):
     nics: list[dict[str, Any]] = []
     meta: dict[str, Any] = {}
     guest: dict[str, Any] | None = None  # guest facts read offline; None: not inspected
+    # disks whose backing root is an approved template: {disk, template, path, digest}
+    cloned_from: list[dict[str, Any]] = []
     quarantine: Action | None = None  # the quarantine holding the VM, if any
     findings: list[FindingOut] = []
     history: list[HistoryItem] = []

@@ -153,6 +153,21 @@ class FactsCache:
             hits[row.path] = GuestFacts.from_dict(row.facts)
         return hits
 
+    def stored_many(self, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """path → the facts last read from it (JSON, as remembered), for display: unlike
+        :meth:`lookup_many` nothing is stat'ed, so the answer is "what the last inspection
+        saw", valid or not; ``facts["identity"]`` says which backing chain that was."""
+        names = sorted({os.path.abspath(p) for p in paths})
+        rows = []
+        with self._store._read() as conn:
+            for chunk in chunks(names):
+                rows += conn.execute(
+                    select(guest_facts.c.path, guest_facts.c.facts).where(
+                        guest_facts.c.path.in_(chunk)
+                    )
+                ).all()
+        return {row.path: dict(row.facts) for row in rows if isinstance(row.facts, dict)}
+
     def remember(self, facts: GuestFacts, *, digest: str | None = None) -> None:
         """Cache ``facts`` under the identity they were read with (``facts.identity``)."""
         self.remember_many([facts], digests={facts.image: digest} if digest else None)

@@ -71,6 +71,7 @@ class JournalQuery:
     actor: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    exclude_actions: tuple[str, ...] = ()  # e.g. ("notify",): the alerts drown the rest
 
 
 class Pages:
@@ -185,6 +186,8 @@ class Pages:
             where.append(journal.c.created_at >= f.since)
         if f.until is not None:
             where.append(journal.c.created_at < f.until)
+        if f.exclude_actions:
+            where.append(journal.c.action.not_in(f.exclude_actions))
         rows, total = self._page(
             select(journal), and_(True, *where), [journal.c.id.desc()], limit, offset
         )

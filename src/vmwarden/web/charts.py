@@ -14,6 +14,8 @@ from markupsafe import Markup, escape
 
 _W, _H = 560, 200  # viewBox; the SVG scales to its container
 _LEFT, _RIGHT, _TOP, _BOTTOM = 40, 12, 12, 34
+_CHAR_W = 7.0  # axis text is 11px; wider than any digit or letter of a date label
+_GAP = 8.0  # at least this much between two x labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +39,61 @@ def _nice_max(value: int) -> int:
         step *= 10
 
 
+def _ticks(top: int) -> list[int]:
+    """Whole-number y ticks from 0 to ``top``: a count axis must never read ``1, 0, 0``
+    (half of 1 rounded) nor put ``2`` where 2.5 is."""
+    if top % 2 == 0:
+        return [0, top // 2, top]
+    if top <= 5:
+        return list(range(top + 1))
+    return [0, top]
+
+
 def _y_axis(top: int, plot_h: float) -> list[str]:
     out = []
-    for frac in (0, 0.5, 1):
-        y = _TOP + plot_h * (1 - frac)
-        label = round(top * frac)
+    for value in _ticks(top):
+        y = _TOP + plot_h * (1 - value / top)
         out.append(
             f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text class="axis" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>'
+            f'<text class="axis" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{value}</text>'
         )
     return out
+
+
+def _extent(x: float, text: str, anchor: str) -> tuple[float, float]:
+    """Where a label of the axis font will be drawn (an estimate on the safe side)."""
+    width = len(text) * _CHAR_W
+    if anchor == "start":
+        return x, x + width
+    if anchor == "end":
+        return x - width, x
+    return x - width / 2, x + width / 2
+
+
+def _x_labels(xs: Sequence[float], labels: Sequence[str]) -> list[tuple[float, str, str]]:
+    """The x labels to draw (x, text, anchor): the first and the last always, others only
+    where they do not touch a neighbour. Picking every n-th label by count alone let the
+    last two collide on a 30-scan chart."""
+    n = len(labels)
+    if n == 0:
+        return []
+    if n == 1:
+        return [(xs[0], labels[0], "middle")]
+    first = (xs[0], labels[0], "start")
+    last = (xs[-1], labels[-1], "end")
+    last_left = _extent(*last)[0]
+    kept = [first]
+    right = _extent(*first)[1]
+    for i in range(1, n - 1):
+        left, end = _extent(xs[i], labels[i], "middle")
+        if left >= right + _GAP and end + _GAP <= last_left:
+            kept.append((xs[i], labels[i], "middle"))
+            right = end
+    if last_left >= _extent(*kept[-1])[1] + _GAP:
+        kept.append(last)
+    else:  # two points only, too close: the newest label is the one people look for
+        kept[-1] = last
+    return kept
 
 
 def _svg(title: str, body: list[str], legend: str = "") -> Markup:
@@ -121,18 +168,12 @@ def lines(title: str, x_labels: Sequence[str], series: Sequence[Series]) -> Mark
                 f'<circle class="dot {escape(s.css)}" cx="{x:.1f}" cy="{y:.1f}" r="3">'
                 f"<title>{escape(s.label)} at {escape(lab)}: {v}</title></circle>"
             )
-    # At most ~6 x labels, always the first and the last.
-    every = max(1, -(-points // 6))
-    for i, lab in enumerate(x_labels):
-        if i % every == 0 or i == points - 1:
-            x, _ = xy(i, 0)
-            anchor = "start" if i == 0 and points > 1 else "end" if i == points - 1 else "middle"
-            if points == 1:
-                anchor = "middle"
-            body.append(
-                f'<text class="axis" x="{x:.1f}" y="{_H - _BOTTOM + 16}" '
-                f'text-anchor="{anchor}">{escape(lab)}</text>'
-            )
+    xs = [xy(i, 0)[0] for i in range(points)]
+    for x, lab, anchor in _x_labels(xs, x_labels):
+        body.append(
+            f'<text class="axis" x="{x:.1f}" y="{_H - _BOTTOM + 16}" '
+            f'text-anchor="{anchor}">{escape(lab)}</text>'
+        )
     legend = "".join(
         f'<li><span class="swatch {escape(s.css)}"></span>{escape(s.label)}</li>' for s in series
     )

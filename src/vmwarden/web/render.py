@@ -8,6 +8,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from vmwarden.web.estate import as_datetime
+from vmwarden.web.evidence import evidence_rows
 
 
 def when(value: Any) -> str:
@@ -63,6 +64,7 @@ class Renderer:
             lstrip_blocks=True,
         )
         self.env.filters.update(when=when, ago=ago, mib=mib, size=size, short_id=short_id)
+        self.env.globals["evidence_rows"] = evidence_rows
 
     def render(self, template: str, **ctx: Any) -> str:
         return self.env.get_template(template).render(**ctx)

@@ -136,7 +136,7 @@ def vms(request: Request, q: str = "", host: str = "", state: str = "", flag: st
 def vm_detail(request: Request, vm_id: str) -> Response:
     user = signed_in(request)
     try:
-        ctx = vm_detail_page(get_store(request), vm_id)
+        ctx = vm_detail_page(get_store(request), vm_id, get_state(request).settings)
     except VmwardenError as exc:
         return refuse(request, user, 404, str(exc))
     if ctx is None:
@@ -164,9 +164,12 @@ def images(request: Request, orphaned: int = 0) -> Response:
     user = signed_in(request)
     store = get_store(request)
     rows = store.list_images()
+    vms = store.list_vms(include_gone=True)
     if orphaned:
-        rows = estate.orphaned_images(rows, store.list_vms())
-    return page(request, user, "images.html", images=rows, orphaned=bool(orphaned))
+        rows = estate.orphaned_images(rows, [vm for vm in vms if vm.get("gone_at") is None])
+    # "Used by" names the VMs (a UUID prefix tells an operator nothing); gone ones say so
+    users = {vm["id"]: vm for vm in vms}
+    return page(request, user, "images.html", images=rows, orphaned=bool(orphaned), users=users)
 
 
 @guarded
@@ -210,9 +213,12 @@ def audit(
     action: str = "",
     vm: str = "",
     page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+    exclude: Annotated[list[str] | None, Query(max_length=32)] = None,
 ) -> Response:
     user = signed_in(request)
-    ctx = audit_page(get_store(request), actor=actor, action=action, vm=vm, page_no=page_no)
+    ctx = audit_page(
+        get_store(request), actor=actor, action=action, vm=vm, page_no=page_no, exclude=exclude
+    )
     return page(request, user, "audit.html", **ctx)
 
 

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from vmwarden.api.vmfacts import approved_catalog, cloned_from, guest_of
 from vmwarden.errors import VmwardenError
+from vmwarden.model import ActionRecord
 from vmwarden.store.pages import JournalQuery, Pages
 from vmwarden.web import charts, estate, review
 
@@ -36,6 +38,41 @@ STATE_CSS = {
 
 def _state_css(state: str) -> str:
     return STATE_CSS.get(state, "state-other")
+
+
+def _attachment(nic: dict[str, Any]) -> str:
+    return str(nic.get("network") or nic.get("bridge") or nic.get("source_dev") or nic.get("type"))
+
+
+def nic_places(vm: dict[str, Any], held: ActionRecord | None) -> list[dict[str, Any]]:
+    """Each NIC with where it is now and, while quarantined, where it belongs.
+
+    The stored record is as of the last sweep; a quarantine since moved the NIC, so the
+    record's network is stale until the next sweep: then the quarantine entry says where the
+    NIC is (its network) and the record where it was. A record written while held carries
+    ``quarantined_from`` (the pre-quarantine attachment) for the same purpose."""
+    changes = held.changes if held is not None else {}
+    q_network = changes.get("network")
+    held_macs = {str(n.get("mac")).lower() for n in changes.get("nics") or [] if n.get("mac")}
+    out = []
+    for nic in vm.get("nics") or []:
+        now = _attachment(nic)
+        origin = nic.get("quarantined_from")
+        belongs = _attachment(origin) if isinstance(origin, dict) else None
+        is_held = str(nic.get("mac")).lower() in held_macs
+        stale = bool(is_held and q_network and nic.get("network") != q_network)
+        if stale:
+            belongs, now = belongs or now, str(q_network)
+        out.append(
+            {
+                "nic": nic,
+                "now": now,
+                "belongs": belongs if belongs != now else None,
+                "held": is_held or origin is not None,
+                "stale": stale,
+            }
+        )
+    return out
 
 
 def _worst(findings: list[dict[str, Any]]) -> str | None:
@@ -114,7 +151,7 @@ def vms_page(store: Any, *, q: str, host: str, state: str, flag: str) -> dict[st
     for f in open_findings:
         if f.get("resource") == "vm":
             by_vm[f["id"]].append(f)
-    held = {rec.id for rec in estate.quarantined(store)}
+    held = {rec.id: rec for rec in estate.quarantined(store)}
     rogue = {f["id"] for f in open_findings if f["rule"] in estate.ROGUE_RULES}
 
     def keep(vm: dict[str, Any]) -> bool:
@@ -148,6 +185,7 @@ def vms_page(store: Any, *, q: str, host: str, state: str, flag: str) -> dict[st
         "findings_of": by_vm,
         "worst": _worst,
         "held": held,
+        "nic_places": nic_places,
         "state_css": _state_css,
         "days_off": lambda vm: estate.days_off(vm, now),
     }
@@ -195,12 +233,21 @@ def _guest_summary(guest: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def vm_detail_page(store: Any, vm_id: str) -> dict[str, Any] | None:
+def _template(vm: dict[str, Any], clones: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the Template line says: the name the metadata declares and the approved template
+    the disks were cloned from (by their backing root), which need not agree."""
+    declared = (vm.get("meta") or {}).get("template")
+    approved = sorted({c["template"] for c in clones})
+    return {"declared": declared, "approved": approved, "clones": clones}
+
+
+def vm_detail_page(store: Any, vm_id: str, settings: Any = None) -> dict[str, Any] | None:
     vm = store.get_vm(vm_id)
     if vm is None:
         return None
     now = datetime.now(UTC)
     findings = review.vm_findings(store, vm["id"])
+    active = store.active_quarantine(vm["id"])
     state = "gone" if vm.get("gone_at") else str(vm.get("state"))
     return {
         "vm": vm,
@@ -209,16 +256,22 @@ def vm_detail_page(store: Any, vm_id: str) -> dict[str, Any] | None:
         "findings": findings,
         "timeline": _timeline(store.vm_history(vm["id"])),
         "actions": store.journal_entries(vm_id=vm["id"], limit=100),
-        "active": store.active_quarantine(vm["id"]),
+        "active": active,
+        "nics": nic_places(vm, active),
         "exceptions": review.vm_exceptions(store, vm["id"]),
-        "guest": _guest_summary(vm.get("guest")),
+        "guest": _guest_summary(guest_of(store, vm)),
+        "template_of": _template(vm, cloned_from(vm, approved_catalog(store, settings))),
         "days_off": estate.days_off(vm, now),
         "dormant": estate.is_dormant(vm, now),
     }
 
 
-def audit_page(store: Any, *, actor: str, action: str, vm: str, page_no: int) -> dict[str, Any]:
-    """One page of the journal, newest first, filtered in the database."""
+def audit_page(
+    store: Any, *, actor: str, action: str, vm: str, page_no: int, exclude: list[str] | None = None
+) -> dict[str, Any]:
+    """One page of the journal, newest first, filtered in the database. ``exclude`` leaves
+    actions out (the hide-notify box: one alert per finding per sweep buries the rest)."""
+    hidden = tuple(dict.fromkeys(a for a in exclude or () if a and a != action))
     vm_id = None
     note = None
     if vm:
@@ -227,17 +280,24 @@ def audit_page(store: Any, *, actor: str, action: str, vm: str, page_no: int) ->
         except VmwardenError as exc:  # an ambiguous name: say so, list nothing
             record, note = None, str(exc)
         vm_id = record["id"] if record else vm
-    query = JournalQuery(actor=actor or None, action=action or None, vm_id=vm_id)
+    query = JournalQuery(
+        actor=actor or None, action=action or None, vm_id=vm_id, exclude_actions=hidden
+    )
     offset = (page_no - 1) * AUDIT_PAGE_SIZE
     entries, total = Pages(store).journal(query, limit=AUDIT_PAGE_SIZE, offset=offset)
     pages = max(1, -(-total // AUDIT_PAGE_SIZE))
-    base = {k: v for k, v in (("actor", actor), ("action", action), ("vm", vm)) if v}
+    base: dict[str, Any] = {
+        k: v for k, v in (("actor", actor), ("action", action), ("vm", vm)) if v
+    }
+    if hidden:
+        base["exclude"] = list(hidden)
     return {
         "entries": entries,
         "total": total,
         "page_no": page_no,
         "pages": pages,
-        "query": lambda n: "?" + urlencode({**base, "page": n}),
+        "query": lambda n: "?" + urlencode({**base, "page": n}, doseq=True),
+        "hidden": hidden,
         "actor": actor,
         "action": action,
         "vm": vm,

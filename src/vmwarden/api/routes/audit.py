@@ -10,7 +10,7 @@ from pydantic import AwareDatetime
 from vmwarden.api.auth import CurrentUser
 from vmwarden.api.deps import StoreDep
 from vmwarden.api.routes.common import Filter, PagingDep, action_out, vm_filter
-from vmwarden.api.schemas import Action, Page
+from vmwarden.api.schemas import Action, Page, Text
 from vmwarden.store.pages import JournalQuery, Pages
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -26,8 +26,19 @@ def audit_log(
     vm: Annotated[Filter, Query(description="VM UUID or name.")] = None,
     since: Annotated[AwareDatetime | None, Query(description="At or after (ISO 8601).")] = None,
     until: Annotated[AwareDatetime | None, Query(description="Before (ISO 8601).")] = None,
+    exclude_action: Annotated[
+        list[Text] | None,
+        Query(max_length=32, description="Leave these actions out (repeat), e.g. notify."),
+    ] = None,
 ) -> Page[Action]:
     vm_id = vm_filter(store, vm)
-    query = JournalQuery(action=action, actor=actor, vm_id=vm_id, since=since, until=until)
+    query = JournalQuery(
+        action=action,
+        actor=actor,
+        vm_id=vm_id,
+        since=since,
+        until=until,
+        exclude_actions=tuple(exclude_action or ()),
+    )
     items, total = Pages(store).journal(query, limit=paging.limit, offset=paging.offset)
     return paging.page([action_out(a) for a in items], total)

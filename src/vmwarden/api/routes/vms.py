@@ -29,6 +29,7 @@ from vmwarden.api.schemas import (
     VmSummary,
 )
 from vmwarden.api.services import quarantine_record, release_record
+from vmwarden.api.vmfacts import approved_catalog, cloned_from, guest_of
 from vmwarden.store.exceptions import ExceptionsRepo
 from vmwarden.store.pages import FindingQuery, Pages, VmQuery
 
@@ -56,7 +57,9 @@ def list_vms(
 
 
 @router.get("/{vm}", response_model=VmDetail, summary="One VM: record, guest facts, findings…")
-def get_vm(vm: VmKey, store: StoreDep, _user: CurrentUser) -> VmDetail:
+def get_vm(vm: VmKey, store: StoreDep, state: StateDep, _user: CurrentUser) -> VmDetail:
+    """``guest`` is what the last inspection read (a sweep keeps it beside the record);
+    ``cloned_from`` the approved templates the disks' backing roots are."""
     record = find_vm(store, vm)
     vm_id = record["id"]
     findings, _ = Pages(store).findings(
@@ -71,7 +74,8 @@ def get_vm(vm: VmKey, store: StoreDep, _user: CurrentUser) -> VmDetail:
         disks=record.get("disks") or [],
         nics=record.get("nics") or [],
         meta=record.get("meta") or {},
-        guest=record.get("guest"),
+        guest=guest_of(store, record),
+        cloned_from=cloned_from(record, approved_catalog(store, state.settings)),
         quarantine=action_out(active) if active else None,
         findings=[FindingOut(**f) for f in findings],
         history=[HistoryItem(**h.to_dict()) for h in store.vm_history(vm_id)],
