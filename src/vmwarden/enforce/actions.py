@@ -133,7 +133,9 @@ def notify(ctx: EnforceContext, req: ActionRequest) -> ActionRecord:
     deliveries = ctx.notifier(req.vm, req.finding, req.rule)
     sent = [{"receiver": r, "ok": ok, "error": e} for r, ok, e in deliveries]
     failed = [d for d in sent if not d["ok"]]
-    status = "failed" if failed and len(failed) == len(sent) else "done"
+    # one receiver that raised (an SMTP server refusing) is not "done" but partial: a notify
+    # not done is due again at the next --enforce sweep (at least once, never silently lost)
+    status = ("failed" if len(failed) == len(sent) else "partial") if failed else "done"
     error = "; ".join(f"{d['receiver']}: {d['error']}" for d in failed) or None
     ctx.store.journal_update(entry, status=status, changes={"deliveries": sent}, error=error)
     return ctx.store.journal_get(entry)
