@@ -125,7 +125,17 @@ def test_policy_carries_the_real_template_digest(estate):
         "mixed-classification-on-host",
         "duplicate-mac",
         "dormant",
+        "vulnerable-package",
+        "expired-account",
+        "ssh-root-login",
+        "no-time-sync",
+        "shared-password-hash",
+        "duplicate-ssh-host-key",
+        "world-readable-image",
     }
+    assert all(r.get("remediation") for r in rules.values()), "the summary groups by it"
+    feed = Path(doc["vulns"])
+    assert feed.is_dir() and [p.name for p in feed.glob("*.json")] == ["DSA-5586-1.json"]
     assert rules["unapproved-template"]["actions"] == ["quarantine", "notify"]
     assert rules["dormant"]["filters"] == [{"type": "dormant", "days": 30}]
     assert "@" not in estate.policy_path.read_text().split("rules:")[0].replace("# ", "")
@@ -215,3 +225,32 @@ def test_orphaned_pool_volume_evidence_is_the_files_own(estate, tmp_path):
     assert orphan.evidence["mtime"] == datetime.fromtimestamp(st.st_mtime, UTC).isoformat()
     (img,) = [i for i in result.images if i.path == orphan.evidence["path"]]
     assert img.mode == st.st_mode & 0o7777
+
+
+def test_changed_guests_are_still_linked_clones_of_the_template(estate):
+    """The owners' changes (root login, copied keys, an unpatched package) live in the
+    clone's own clusters; the chain still ends at the approved template."""
+    template = str(estate.images_dir / "templates" / f"{TEMPLATE}.qcow2")
+    plain = estate.images_dir / "hv-east" / "east-web-04-vda.qcow2"
+    for host, vm in (("hv-east", "east-web-legacy"), ("hv-west", "west-app-unpatched")):
+        disk = estate.images_dir / host / f"{vm}-vda.qcow2"
+        layers = resolve_chain(str(disk), fmt="qcow2", allowed_dirs=[estate.images_dir])
+        assert [layer.path for layer in layers][-1] == template
+        assert disk.stat().st_size > plain.stat().st_size + 64 * 1024, vm
+
+
+def test_images_are_private_but_the_forgotten_backup(estate):
+    modes = {p.name: p.stat().st_mode & 0o777 for p in estate.images_dir.rglob("*.qcow2")}
+    assert modes.pop("old-cms-backup.qcow2") == 0o644
+    assert set(modes.values()) == {0o600}
+
+
+def test_every_planted_guest_problem_is_expected(estate):
+    wanted = {
+        "east-web-legacy": {"ssh-root-login", "shared-password-hash", "duplicate-ssh-host-key"},
+        "dmz-web-legacy": {"ssh-root-login", "shared-password-hash", "duplicate-ssh-host-key"},
+        "west-app-unpatched": {"vulnerable-package", "expired-account", "no-time-sync"},
+        "old-cms-backup.qcow2": {"orphaned-image", "world-readable-image"},
+    }
+    for name, rules in wanted.items():
+        assert set(estate.expected[name]) == rules, name

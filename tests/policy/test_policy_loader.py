@@ -58,9 +58,19 @@ def test_demo_policy_loads():
         "outside-zone",
         "mixed-classification-on-host",
         "duplicate-mac",
+        "vulnerable-package",
+        "expired-account",
+        "ssh-root-login",
+        "no-time-sync",
+        "shared-password-hash",
+        "duplicate-ssh-host-key",
         "dormant",
         "orphaned-image",
+        "world-readable-image",
     ]
+    assert policy.rules[0].remediation == (
+        "Rebuild from an approved template (quarantined until then)"
+    )
 
 
 def test_malformed_yaml_names_line_and_column(write_policy):

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
 import platformdirs
 import typer
+from rich.text import Text
 
 from vmwarden.cli.common import ActorOpt, DbOpt, actor_name, out
 from vmwarden.cli.render import render_json, render_table
 from vmwarden.cli.scan import run_sweep
 from vmwarden.cli.serve import parse_listen
 from vmwarden.engine.demo import build_demo_estate
+from vmwarden.model import Finding
+from vmwarden.model.escape import visible
+from vmwarden.policy import load_policy
+from vmwarden.policy.rules import Rule
 
 
 def register(app: typer.Typer) -> None:
@@ -64,6 +70,7 @@ def register(app: typer.Typer) -> None:
                 serve_demo(estate.uris, estate.policy_path, db_url, listen, enforce=enforce)
             return
         render_table(result, out, max_rows=25)
+        print_todo(result.findings, load_policy(estate.policy_path).rules)
         uris = " ".join("-c " + u for u in estate.uris)
         out.print(f"\nNext: vmwarden report findings --db {db_url}", highlight=False)
         out.print(
@@ -71,6 +78,33 @@ def register(app: typer.Typer) -> None:
         )
         if serve:
             serve_demo(estate.uris, estate.policy_path, db_url, listen, enforce=enforce)
+
+
+def todo_groups(findings: list[Finding], rules: Iterable[Rule]) -> list[tuple[str, list[str]]]:
+    """Findings grouped by what the operator should do (each rule's ``remediation``, else its
+    name), worst first; each group lists its VMs or images once, in finding order."""
+    remedy = {r.name: r.remediation or f"Review: {r.name}" for r in rules}
+    groups: dict[str, dict[str, None]] = {}
+    worst: dict[str, int] = {}
+    for f in findings:
+        key = remedy.get(f.rule, f"Review: {f.rule}")
+        groups.setdefault(key, {})[f.name] = None
+        worst[key] = max(worst.get(key, 0), int(f.severity))
+    order = sorted(groups, key=lambda k: (-worst[k], k))
+    return [(k, list(groups[k])) for k in order]
+
+
+def print_todo(findings: list[Finding], rules: Iterable[Rule], limit: int = 6) -> None:
+    groups = todo_groups(findings, rules)
+    if not groups:
+        return
+    out.print("\n[bold]What to do[/]")
+    for todo, names in groups:
+        shown = ", ".join(visible(n) for n in names[:limit])
+        more = f" and {len(names) - limit} more" if len(names) > limit else ""
+        line = Text.assemble(("• ", "bold"), (visible(todo), "bold"), f" ({len(names)}): ")
+        line.append(shown + more)
+        out.print(line, soft_wrap=False)
 
 
 DEMO_ADMIN = "demo-admin"

@@ -10,8 +10,12 @@
 
 and returns which VMs the demo policy must flag with which rules (``DemoEstate.expected``).
 The planted problems: clones of the unvetted base, unregistered VMs (one without any
-metadata), NICs outside their zone, a host mixing classifications, a MAC on two VMs, and
-shut-off VMs whose disks were last written 90+ days ago. Everything else is clean.
+metadata), NICs outside their zone, a host mixing classifications, a MAC on two VMs,
+shut-off VMs whose disks were last written 90+ days ago, and inside the guests (read from
+the real ext4 disks): two web servers sharing an SSH host key and root password with root
+login allowed, an app server with an unpatched openssh (a small OSV feed the demo writes),
+an expired account and no time sync, and a forgotten backup image readable by everyone.
+Everything else is clean.
 
 Building is deterministic (fixed UUIDs, MACs, filesystem UUIDs and timestamps), so the
 template digest is the same on every build, and rebuilding the same ``workdir`` gives the
@@ -21,6 +25,7 @@ same estate. Only ``hosts/``, ``images/`` and ``policy.yaml`` are replaced; othe
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -29,7 +34,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmwarden.engine.demo_images import NAMESPACE, ROGUE_BASE, TEMPLATE, build_base, clone
+from vmwarden.engine.demo_images import (
+    NAMESPACE,
+    ROGUE_BASE,
+    TEMPLATE,
+    VARIANTS,
+    build_base,
+    build_variant,
+    clone,
+    write_variant,
+)
 from vmwarden.engine.fleetgen import (
     FLEET_NETWORKS,
     FleetDisk,
@@ -82,7 +96,19 @@ class _Spec:
     mac: str | None = None
     dormant_days: int = 0
     metadata: bool = True
+    variant: str | None = None  # what the owner changed inside the clone (demo_images.VARIANTS)
     rules: tuple[str, ...] = ()
+
+
+GUEST_RULES = (
+    "forbidden-software",
+    "vulnerable-package",
+    "expired-account",
+    "ssh-root-login",
+    "no-time-sync",
+    "shared-password-hash",
+    "duplicate-ssh-host-key",
+)
 
 
 def _host_specs() -> dict[str, list[_Spec]]:
@@ -103,10 +129,21 @@ def _host_specs() -> dict[str, list[_Spec]]:
         ]
 
     shared_mac = "52:54:00:de:ad:01"
+    # unvetted base: telnetd, root login by password, no time sync, one root hash on every
+    # copy, and no advisories in the demo's feed for its OS: unknown, which never clears a VM
+    rogue = (
+        "unapproved-template",
+        "forbidden-software",
+        "ssh-root-login",
+        "no-time-sync",
+        "shared-password-hash",
+        "vulnerable-package",
+    )
+    legacy = ("ssh-root-login", "shared-password-hash", "duplicate-ssh-host-key")
     east = [
         *filler("east", "internal", 10),
-        _Spec("east-rogue-miner", "internal", owner="mallory", base=ROGUE_BASE,
-              rules=("unapproved-template", "forbidden-software")),
+        _Spec("east-rogue-miner", "internal", owner="mallory", base=ROGUE_BASE, rules=rogue),
+        _Spec("east-web-legacy", "internal", variant="web-legacy", rules=legacy),
         _Spec("east-dev-scratch", "internal", owner="bob", registered=False,
               rules=("unregistered-vm",)),
         _Spec("east-bastion", "internal", extra_nets=("dmz",), rules=("outside-zone",)),
@@ -114,14 +151,15 @@ def _host_specs() -> dict[str, list[_Spec]]:
         _Spec("east-legacy-01", "internal", state="shutoff", dormant_days=120,
               rules=("dormant",)),
         _Spec("east-build-04", "internal", state="shutoff"),
-        # No disk to read: its software is unknown, and unknown never clears a VM.
-        _Spec("east-pxe-boot", "internal", disks=0, rules=("forbidden-software",)),
+        # No disk to read: every guest rule is unknown, and unknown never clears a VM.
+        _Spec("east-pxe-boot", "internal", disks=0, rules=GUEST_RULES),
         _Spec("east-batch-tmp", "internal", state="paused", transient=True),
     ]  # fmt: skip
     west = [
         *filler("west", "pci", 11),
-        _Spec("west-rogue-tool", "pci", owner="mallory", base=ROGUE_BASE,
-              rules=("unapproved-template", "forbidden-software")),
+        _Spec("west-rogue-tool", "pci", owner="mallory", base=ROGUE_BASE, rules=rogue),
+        _Spec("west-app-unpatched", "pci", state="shutoff", variant="app-unpatched",
+              rules=("vulnerable-package", "expired-account", "no-time-sync")),
         _Spec("west-pay-02", "pci", extra_nets=("prod",), rules=("outside-zone",)),
         _Spec("west-archive-01", "pci", state="shutoff", dormant_days=95, rules=("dormant",)),
         _Spec("west-db-multi", "pci", disks=2),
@@ -130,7 +168,8 @@ def _host_specs() -> dict[str, list[_Spec]]:
     dmz = [
         *filler("dmz", "public", 10),
         _Spec("dmz-rogue-web", "public", state="paused", registered=False, base=ROGUE_BASE,
-              rules=("unapproved-template", "unregistered-vm", "forbidden-software")),
+              rules=(*rogue, "unregistered-vm")),
+        _Spec("dmz-web-legacy", "public", variant="web-legacy", rules=legacy),
         _Spec("dmz-unknown-01", None, metadata=False, rules=("unregistered-vm",)),
         _Spec("dmz-web-dup", "public", mac=shared_mac, rules=("duplicate-mac",)),
         _Spec("dmz-old-cms", "public", state="shutoff", dormant_days=200, rules=("dormant",)),
@@ -166,12 +205,12 @@ def build_demo_estate(workdir: str | os.PathLike[str]) -> DemoEstate:
     hosts_dir.mkdir()
     now = time.time()
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda b: build_base(templates, b, wd), (TEMPLATE, ROGUE_BASE)))
+    template_raw, variants = _build_bases(templates, wd)
     template_digest = digest_file(templates / f"{TEMPLATE}.qcow2")
 
     specs = _host_specs()
     jobs: list[tuple[Path, str]] = []
+    inside: list[tuple[Path, str]] = []  # clones whose guest the owner changed
     estate = DemoEstate(uris=[], policy_path=wd / "policy.yaml", images_dir=images, expected={})
     estate.template_digest = template_digest
     for h_index, (host, vms) in enumerate(specs.items()):
@@ -184,6 +223,8 @@ def build_demo_estate(workdir: str | os.PathLike[str]) -> DemoEstate:
             for d in range(spec.disks):
                 path = host_images / f"{spec.name}-vd{chr(ord('a') + d)}.qcow2"
                 jobs.append((path, spec.base))
+                if spec.variant and d == 0:
+                    inside.append((path, spec.variant))
                 disks.append(FleetDisk(str(path)))
                 volumes.append(
                     FleetVolume(
@@ -202,7 +243,7 @@ def build_demo_estate(workdir: str | os.PathLike[str]) -> DemoEstate:
             path = host_images / FORGOTTEN
             jobs.append((path, TEMPLATE))
             volumes.append(FleetVolume(name=FORGOTTEN, path=str(path)))
-            estate.expected[FORGOTTEN] = ["orphaned-image"]
+            estate.expected[FORGOTTEN] = ["orphaned-image", "world-readable-image"]
         pools = [
             FleetPool("templates", str(templates), _template_volumes(templates)),
             FleetPool(f"{host}-vms", str(host_images), volumes),
@@ -213,17 +254,42 @@ def build_demo_estate(workdir: str | os.PathLike[str]) -> DemoEstate:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda job: clone(job[0], job[1]), jobs))
+        list(pool.map(lambda job: write_variant(job[0], template_raw, variants[job[1]]), inside))
+    for raw in (template_raw, *variants.values()):
+        raw.unlink()
+    _age_and_modes(images, specs, now)
+    _write_policy(estate.policy_path, template_digest, wd / "notifications.ocsf.jsonl", wd)
+    return estate
+
+
+def _build_bases(templates: Path, wd: Path) -> tuple[Path, dict[str, Path]]:
+    """Both base images, and the raw template and variants the clones are diffed from."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        bases = pool.map(
+            lambda b: build_base(templates, b, wd, keep_raw=True), (TEMPLATE, ROGUE_BASE)
+        )
+        template_raw, rogue_raw = list(bases)
+        built = pool.map(lambda v: build_variant(wd, v, wd), VARIANTS)
+        variants = dict(zip(VARIANTS, built, strict=True))
+    rogue_raw.unlink()
+    return template_raw, variants
+
+
+def _age_and_modes(images: Path, specs: dict[str, list[_Spec]], now: float) -> None:
+    """Disk times of the dormant VMs and the forgotten backup; every image private (0600,
+    as libvirt makes them) except the backup someone copied out world-readable."""
+    for image in images.rglob("*.qcow2"):
+        image.chmod(0o600)
+    forgotten = images / FORGOTTEN_HOST / FORGOTTEN
+    forgotten.chmod(0o644)
     stamp = now - 400 * DAY
-    os.utime(images / FORGOTTEN_HOST / FORGOTTEN, (stamp, stamp))
+    os.utime(forgotten, (stamp, stamp))
     for host, vms in specs.items():
         for spec in vms:
             if spec.dormant_days:
                 stamp = now - spec.dormant_days * DAY
                 for disk in (images / host).glob(f"{spec.name}-vd*.qcow2"):
                     os.utime(disk, (stamp, stamp))
-
-    _write_policy(estate.policy_path, template_digest, wd / "notifications.ocsf.jsonl")
-    return estate
 
 
 def _fleet_vm(spec: _Spec, h_index: int, v_index: int, disks: list[FleetDisk]) -> FleetVM:
@@ -262,7 +328,45 @@ def _template_volumes(templates: Path) -> list[FleetVolume]:
     ]
 
 
-def _write_policy(target: Path, digest: str, notify_path: Path) -> None:
+def _write_policy(target: Path, digest: str, notify_path: Path, wd: Path) -> None:
+    feed = wd / "osv"
+    if feed.exists():
+        shutil.rmtree(feed)
+    feed.mkdir()
+    for advisory in _OSV_FEED:
+        (feed / f"{advisory['id']}.json").write_text(json.dumps(advisory, indent=2))
     text = _POLICY_TEMPLATE.read_text(encoding="utf-8")
     text = text.replace("@DEBIAN12_BASE_DIGEST@", digest).replace("@NOTIFY_PATH@", str(notify_path))
-    target.write_text(text, encoding="utf-8")
+    target.write_text(text.replace("@VULNS_PATH@", str(feed)), encoding="utf-8")
+
+
+# The demo's OSV feed: Debian's advisory for the SSH "Terrapin" attack, in osv.dev's form,
+# trimmed to what matching reads. The unpatched app server has the version before the fix.
+_OSV_FEED: list[dict[str, object]] = [
+    {
+        "schema_version": "1.6.0",
+        "id": "DSA-5586-1",
+        "summary": "openssh - security update",
+        "details": "Several vulnerabilities were discovered in OpenSSH, among them the "
+        "Terrapin prefix truncation attack (CVE-2023-48795). For bookworm, fixed in "
+        "1:9.2p1-2+deb12u2.",
+        "related": ["CVE-2023-28531", "CVE-2023-48795", "CVE-2023-51385"],
+        "published": "2023-12-19T00:00:00Z",
+        "modified": "2023-12-19T00:00:00Z",
+        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:N/I:H/A:N"}],
+        "affected": [
+            {
+                "package": {"ecosystem": "Debian:12", "name": "openssh"},
+                "ranges": [
+                    {
+                        "type": "ECOSYSTEM",
+                        "events": [{"introduced": "0"}, {"fixed": "1:9.2p1-2+deb12u2"}],
+                    }
+                ],
+            }
+        ],
+        "references": [
+            {"type": "ADVISORY", "url": "https://www.debian.org/security/2023/dsa-5586"}
+        ],
+    }
+]

@@ -192,6 +192,7 @@ def _rules(raw: Any, builder: Builder, sections: set[str]) -> tuple[Rule, ...] |
                 filter=flt,
                 actions=specs,
                 description=entry.get("description"),
+                remediation=entry.get("remediation"),
             )
         )
     return tuple(rules)

@@ -29,6 +29,7 @@ class Rule:
     filter: Filter  # the rule's filters as one tree (an implicit ``and``)
     actions: tuple[ActionSpec, ...] = ()
     description: str | None = None
+    remediation: str | None = None  # what the operator should do; summaries group by it
 
     @property
     def action_names(self) -> list[str]:

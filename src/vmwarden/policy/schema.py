@@ -64,6 +64,7 @@ class RuleDoc(StrictModel):
     resource: Literal["vm", "image", "host"]
     severity: Literal["info", "low", "medium", "high", "critical"]
     description: str | None = None
+    remediation: str | None = None
     filters: list[Any] = Field(min_length=1)
     actions: list[Any] = []
 
