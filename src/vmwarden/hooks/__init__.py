@@ -1,3 +1,5 @@
 """The libvirt qemu hook: a tiny client libvirtd runs before each VM start (``qemu``), and
-its installer (``install``). ``qemu`` imports only the standard library: it runs on every
-start, so its start-up time is the start-up time it adds."""
+its installer (``install``, with ``trust``: is everything the hook runs root's, and
+``libvirtd``: reload, restart, and whether libvirtd uses the hook). ``qemu`` imports only the
+standard library and nothing of vmwarden: ``install`` copies its source into the hook file,
+which the system interpreter runs as root at every start."""

@@ -18,7 +18,9 @@ libvirt reads stdout as a replacement XML, so nothing is ever printed on stdout.
 When the service cannot be reached (not running, timed out, answered garbage) the hook does
 what ``--unreachable`` says (``allow`` or ``deny``) and logs it to syslog and ``--log``.
 
-Standard library only, and nothing at import time beyond it: this runs on every VM start.
+Standard library only, and nothing at import time beyond it: this runs on every VM start,
+and ``vmwarden hook install`` copies this very source into the hook file, run as root by the
+system interpreter (``-I -S``), where no vmwarden module can be imported.
 Protocol (kept in step with ``vmwarden.engine.admission``): send the XML, shut the write side,
 read one JSON line ``{"decision": "allow"|"deny", "reason": ..., "hold": bool}``.
 """
