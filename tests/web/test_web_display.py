@@ -121,9 +121,10 @@ def unlabelled_clone(served: Served) -> str:
 
 
 def test_template_is_named_for_a_clone_of_an_approved_template(web, api, unlabelled_clone):
-    facts = _section(_text(web.get(f"/vms/{unlabelled_clone}").text), "Facts", "Guest")
-    template = _section(facts, "Template", "Registered")
+    text = _text(web.get(f"/vms/{unlabelled_clone}").text)
+    template = _section(_section(text, "Facts", "Guest"), "Template", "Registered")
     assert "debian12-base" in template and "—" not in template
+    assert "template debian12-base" in _section(text, "Disks", "Findings")  # the disk's root
     clones = api.get(f"/api/vms/{unlabelled_clone}").json()["cloned_from"]
     assert [(c["disk"], c["template"]) for c in clones] == [("vda", "debian12-base")]
     assert api.get(f"/api/vms/{unlabelled_clone}").json()["template"] is None  # metadata's
