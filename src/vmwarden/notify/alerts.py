@@ -116,12 +116,16 @@ class AlertManager:
         burst: int = 10,
         queue_size: int = 1000,
         clock: Callable[[], float] = time.monotonic,
+        on_failure: Callable[[Alert, str, str], None] | None = None,
     ) -> None:
+        """``on_failure(alert, receiver, reason)`` runs on the receiver's thread after a send
+        that raised, so the caller can record it (the daemon journals it ``failed``)."""
         self._lanes = [
             _Lane(r, TokenBucket(rate, burst, clock), AlertQueue(queue_size)) for r in receivers
         ]
         self._stop = threading.Event()
         self._started = False
+        self._on_failure = on_failure
 
     @classmethod
     def from_specs(cls, specs: list[dict[str, Any]], **kw: Any) -> AlertManager:
@@ -171,13 +175,23 @@ class AlertManager:
             try:
                 lane.receiver.send(alert)
             except Exception as exc:  # the notify boundary: counted and logged, never raised
+                reason = f"{type(exc).__name__}: {exc}"
                 with lane.lock:
                     lane.stats.failed += 1
-                    lane.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    lane.stats.last_error = reason
                 log.warning("alert to %s failed: %s", lane.receiver.label, exc)
+                self._failed(alert, lane.receiver.label, reason)
             else:
                 with lane.lock:
                     lane.stats.sent += 1
+
+    def _failed(self, alert: Alert, receiver: str, reason: str) -> None:
+        if self._on_failure is None:
+            return
+        try:
+            self._on_failure(alert, receiver, reason)
+        except Exception:  # recording the failure must not stop the receiver's lane
+            log.exception("recording the failed alert to %s failed", receiver)
 
     # -- state machine -----------------------------------------------------------------
 

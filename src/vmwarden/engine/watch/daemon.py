@@ -38,6 +38,7 @@ from vmwarden.enforce import QuarantineSpec
 from vmwarden.engine.lineage import Lineage
 from vmwarden.engine.metrics import WatchMetrics, serve_metrics
 from vmwarden.engine.scan import ScanResult
+from vmwarden.engine.watch.alert_journal import FailedAlerts
 from vmwarden.engine.watch.events import came_up, read_vm
 from vmwarden.engine.watch.gate import WATCH_ACTOR, Gate, Outcome
 from vmwarden.engine.watch.hosts import HostWatch
@@ -68,8 +69,14 @@ class Watcher:
         self.metrics = WatchMetrics()
         self.metrics.refresh = self._refresh_metrics
         specs = [n.model_dump(exclude_none=True) for n in policy.notify]
+        # failed deliveries go to the journal; a lambda: self.state is made just below
+        self.failed_alerts = FailedAlerts(store, lambda vm_id: self.state.vm(vm_id))  # noqa: PLW0108
         self.alerts = AlertManager.from_specs(
-            specs, rate=config.alert_rate, burst=config.alert_burst, queue_size=config.alert_queue
+            specs,
+            rate=config.alert_rate,
+            burst=config.alert_burst,
+            queue_size=config.alert_queue,
+            on_failure=self.failed_alerts,
         )
         self.notify_rules = {r.name for r in policy.rules if "notify" in r.action_names}
         self.state = WatchState(store, policy, config)

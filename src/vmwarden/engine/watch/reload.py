@@ -37,7 +37,11 @@ def reload_policy(watcher: Watcher, policy: Policy) -> AlertManager:
     specs = [n.model_dump(exclude_none=True) for n in policy.notify]
     try:
         alerts = AlertManager.from_specs(
-            specs, rate=config.alert_rate, burst=config.alert_burst, queue_size=config.alert_queue
+            specs,
+            rate=config.alert_rate,
+            burst=config.alert_burst,
+            queue_size=config.alert_queue,
+            on_failure=watcher.failed_alerts,
         )
     except VmwardenError as exc:
         raise PolicyError(f"the new policy's notify: cannot be used: {exc}") from None
