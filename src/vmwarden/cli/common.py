@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from vmwarden.model.escape import for_terminal
 from vmwarden.store import Store
 
 
@@ -59,3 +60,16 @@ def actor_name(given: str | None) -> str:
 
 def open_store(db: str | None) -> Store:
     return Store.open(db)
+
+
+def shown(text: object) -> str:
+    """Text from outside (VM names, hypervisor errors) inside a Rich markup string:
+    controls shown as ``\\xNN``, markup escaped (``vmwarden.model.escape``)."""
+    return for_terminal(str(text))
+
+
+def complain(kind: str, text: object) -> None:
+    """One ``error:``/``warning:`` line on stderr, whatever the terminal width (scripts grep
+    it), about ``text`` from outside."""
+    style = "bold red" if kind == "error" else "yellow"
+    err.print(f"[{style}]{kind}:[/] {shown(text)}", highlight=False, soft_wrap=True)

@@ -6,7 +6,9 @@ them all made every call, even ``--help``, cost ~2 s. ``vmwarden --help`` now im
 them and ``vmwarden report`` only the store (``make bench`` measures both).
 
 Exit codes: 0 ok; 1 operation failed (an action failed); 2 bad input (policy, URI,
-arguments) or unreachable host; 3 ``--fail-on`` threshold met; 130 interrupted.
+arguments) or unreachable host; 3 ``--fail-on`` threshold met; 130 interrupted (143 on
+SIGTERM). When several apply, ``scan`` exits with the most urgent: 130 > 1 > 2 > 3 (see
+``engine.result.ScanResult.exit_code``): a failed quarantine never hides behind ``--fail-on``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,18 @@
-"""``vmwarden scan``: one sweep over one or more libvirt hosts."""
+"""``vmwarden scan``: one sweep over one or more libvirt hosts.
+
+The exit code says whether the run did what it was asked (``ScanResult.exit_code``): 130
+(143 for SIGTERM) when a stop request ended enforcement, 1 when an action failed, 2 when a
+host was unreachable (the others were still scanned and enforced), 3 for ``--fail-on``. The
+result is printed first, whatever the code; stderr then names each problem: which host, which
+VM, why, and after a stop what was done and what was not.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -9,15 +20,27 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vmwarden.cli.common import ActorOpt, DbOpt, UriOpt, actor_name, err, open_store, out
+from vmwarden.cli.common import (
+    ActorOpt,
+    DbOpt,
+    UriOpt,
+    actor_name,
+    complain,
+    err,
+    open_store,
+    out,
+    shown,
+)
 from vmwarden.cli.render import render_json, render_ocsf, render_table
+from vmwarden.enforce.runner import StopRequest
 from vmwarden.engine.inspection import InspectionOptions
+from vmwarden.engine.result import EXIT_SIGNAL_BASE
 from vmwarden.engine.scan import ScanResult, Sweep, SweepOptions
 from vmwarden.errors import PolicyError
-from vmwarden.model import Severity
+from vmwarden.model import ActionRecord, Severity
 from vmwarden.policy import load_policy
 
-FAIL_EXIT = 3
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Format(StrEnum):
@@ -35,12 +58,14 @@ def run_sweep(
     actor: str,
     show_progress: bool,
     options: SweepOptions | None = None,
+    stop: StopRequest | None = None,
 ) -> ScanResult:
     """Validate the policy first, then sweep, with a progress bar on stderr when asked."""
     policy = load_policy(policy_path)
     with open_store(db) as store:
         if not show_progress:
-            return Sweep(store, policy, actor=actor, options=options).run(uris, enforce=enforce)
+            sweep = Sweep(store, policy, actor=actor, options=options)
+            return sweep.run(uris, enforce=enforce, stop=stop)
         columns = (
             TextColumn("{task.description:<10}"),
             BarColumn(),
@@ -56,7 +81,54 @@ def run_sweep(
                 bar.update(tasks[stage], completed=done, total=total)
 
             sweep = Sweep(store, policy, actor=actor, progress=progress, options=options)
-            return sweep.run(uris, enforce=enforce)
+            return sweep.run(uris, enforce=enforce, stop=stop)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: StopRequest) -> Iterator[None]:
+    """Ctrl-C and SIGTERM become ``stop.request`` for the sweep: before any action they
+    end it at once (``KeyboardInterrupt``), during enforcement they let the VM in flight
+    finish. The previous handlers come back afterwards."""
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.armed and not stop.requested:
+            os.write(2, b"stopping: finishing the VM in flight, then reporting what is left\n")
+        stop.request(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _listing(actions: list[ActionRecord]) -> str:
+    return ", ".join(f"{a.action} {a.name} ({a.status})" for a in actions) or "none"
+
+
+def report_problems(result: ScanResult) -> None:
+    """On stderr, after the result: each unreachable host, each failed action (VM and
+    reason), and after a stop what was done and what was not."""
+    for u in result.unreachable:
+        complain("error", f"host not scanned, nothing judged or done there: {u.error}")
+    for a in result.failed_actions():
+        complain("error", f"{a.action} of VM {a.name} on {a.host} {a.status}: {a.error}")
+    if result.interrupted_by is not None:
+        ran = [a for a in result.actions if a not in result.not_done()]
+        complain(
+            "error",
+            f"interrupted by {result.signal_name}: the VM in flight was finished, "
+            f"{len(result.not_done())} action(s) were not run",
+        )
+        err.print(f"done: {shown(_listing(ran))}", highlight=False, soft_wrap=True)
+        err.print(
+            f"not done: {shown(_listing(result.not_done()))}", highlight=False, soft_wrap=True
+        )
+        err.print(
+            "[dim]hint:[/] run the same scan --enforce again to carry out the rest",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -110,25 +182,34 @@ def register(app: typer.Typer) -> None:
                 threshold = Severity.parse(fail_on)
             except ValueError as exc:
                 raise PolicyError(f"--fail-on: {exc}") from None
-        result = run_sweep(
-            list(connect),
-            policy,
-            db,
-            enforce=enforce,
-            actor=actor_name(actor),
-            show_progress=fmt is Format.table and err.is_terminal,
-            options=SweepOptions(
-                images_dirs=[p.resolve() for p in images or []],
-                inspect=InspectionOptions(enabled=inspect, timeout=inspect_timeout),
-                vulns=vulns,
-            ),
-        )
+        stop = StopRequest()
+        try:
+            with stop_on_signals(stop):
+                result = run_sweep(
+                    list(connect),
+                    policy,
+                    db,
+                    enforce=enforce,
+                    actor=actor_name(actor),
+                    show_progress=fmt is Format.table and err.is_terminal,
+                    options=SweepOptions(
+                        images_dirs=[p.resolve() for p in images or []],
+                        inspect=InspectionOptions(enabled=inspect, timeout=inspect_timeout),
+                        vulns=vulns,
+                    ),
+                    stop=stop,
+                )
+        except KeyboardInterrupt:
+            name = stop.signal_name
+            complain("error", f"interrupted by {name} before any action: nothing was changed")
+            raise typer.Exit(EXIT_SIGNAL_BASE + (stop.signum or signal.SIGINT)) from None
         if fmt is Format.json:
             print(render_json(result))
         elif fmt is Format.ocsf:
             print(render_ocsf(result))
         else:
             render_table(result, out)
-        worst = result.worst()
-        if threshold is not None and worst is not None and worst >= threshold:
-            raise typer.Exit(FAIL_EXIT)
+        report_problems(result)
+        code = result.exit_code(threshold)
+        if code:
+            raise typer.Exit(code)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vmwarden.cli.common import DbOpt, UriOpt, err, open_store
+from vmwarden.cli.common import DbOpt, UriOpt, complain, err, open_store
 from vmwarden.cli.http_options import MaxBodyOpt, parse_size
 from vmwarden.cli.login_options import (
     IdleOpt,
@@ -151,6 +151,11 @@ def register(app: typer.Typer) -> None:
                 hint="add quarantine: {network: NAME}, or run with --no-enforce",
             )
         logging.getLogger("vmwarden").setLevel(logging.INFO if verbose else logging.WARNING)
+        if loaded.quarantine is not None:  # #10.5: say now where quarantine cannot work
+            from vmwarden.engine.quarantine_targets import check_hosts
+
+            for problem in check_hosts(loaded.quarantine.network, list(connect)):
+                complain("warning", problem)
         config = WatchConfig(
             uris=list(connect),
             interval=interval,

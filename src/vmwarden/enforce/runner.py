@@ -6,12 +6,19 @@ too (for one key, the most severe rule's value wins). Event-based actions (notif
 run once per open finding: the caller says which are ``due`` (not yet carried out since the
 finding opened — a report-only sweep opens findings without carrying anything out). Pending
 journal entries left by a crash are finished first.
+
+Actions run VM by VM, and a ``StopRequest`` (Ctrl-C, SIGTERM) is honoured only between two
+VMs: stopping inside one could leave its live and persistent NICs out of step, or quarantine
+it without the alert that says why. What did not run comes back as ``interrupted`` records,
+so the operator is told exactly what is still to do.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +30,40 @@ from vmwarden.errors import VmwardenError
 from vmwarden.model import VM, ActionRecord, Finding, State
 
 log = logging.getLogger(__name__)
+INTERRUPTED = "interrupted"
+
+
+class StopRequest:
+    """An operator's request to stop (a signal), as enforcement sees it.
+
+    Before ``arm()`` nothing has been changed, so ``request`` raises ``KeyboardInterrupt`` at
+    once and the run ends where it is. Once armed (actions are running), a request only
+    marks the run as stopping: the VM in flight is finished, the rest is reported undone.
+    ``request`` is what a signal handler calls; it is safe to call from one.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signum: int | None = None
+        self.armed = False
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def request(self, signum: int = signal.SIGINT) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self._event.set()
+        if not self.armed:
+            raise KeyboardInterrupt
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum or signal.SIGINT).name
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +141,18 @@ def _image_as_vm(f: Finding) -> VM | None:
     return VM(id=f.id, name=f.name, host=f.host, uri="", state=State.NOSTATE)
 
 
-def repair(ctx: EnforceContext) -> list[ActionRecord]:
-    """Finish quarantines/releases a crash left pending, for hosts we are connected to."""
+def repair(ctx: EnforceContext, stop: StopRequest | None = None) -> list[ActionRecord]:
+    """Finish quarantines/releases a crash left pending, for hosts we are connected to.
+
+    A stop request ends the loop between entries: what is left stays pending for the next
+    sweep, which is what the journal is for."""
     done = []
     q = Quarantiner(ctx.store, ctx.actor)
     for entry in ctx.store.incomplete_actions():
         if entry.action not in ("quarantine", "release") or entry.uri not in ctx.connectors:
             continue
+        if stop is not None and stop.requested:
+            break
         log.warning(
             "repairing %s of %s left pending (journal #%s)",
             entry.action,
@@ -120,13 +166,30 @@ def repair(ctx: EnforceContext) -> list[ActionRecord]:
     return done
 
 
-def execute(ctx: EnforceContext, planned: list[PlannedAction]) -> list[ActionRecord]:
+def execute(
+    ctx: EnforceContext, planned: list[PlannedAction], stop: StopRequest | None = None
+) -> list[ActionRecord]:
+    """Run the planned actions VM by VM (each VM's in the plan's order); after a stop
+    request, the VMs not yet started get ``interrupted`` records instead."""
     records = []
-    for p in planned:
-        try:
-            req = ActionRequest(p.vm, p.params, p.reason, p.rules[0], p.finding)
-            rec = executors.get(p.action)(ctx, req)
-        except VmwardenError as exc:
-            rec = p.unjournaled("failed", ctx.actor, error=str(exc))
-        records.append(rec)
+    for group in by_vm(planned):
+        if stop is not None and stop.requested:
+            why = f"not run: stopped by {stop.signal_name} before this VM"
+            records += [p.unjournaled(INTERRUPTED, ctx.actor, error=why) for p in group]
+            continue
+        for p in group:
+            try:
+                req = ActionRequest(p.vm, p.params, p.reason, p.rules[0], p.finding)
+                rec = executors.get(p.action)(ctx, req)
+            except VmwardenError as exc:
+                rec = p.unjournaled("failed", ctx.actor, error=str(exc))
+            records.append(rec)
     return records
+
+
+def by_vm(planned: list[PlannedAction]) -> list[list[PlannedAction]]:
+    """The plan cut into one group per VM (or image), in order of each one's first action."""
+    groups: dict[str, list[PlannedAction]] = {}
+    for p in planned:
+        groups.setdefault(p.vm.id, []).append(p)
+    return list(groups.values())

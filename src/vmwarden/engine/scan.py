@@ -3,6 +3,19 @@
 The policy is validated before any hypervisor is contacted, and whether actions run is decided
 in exactly one place (``Sweep.run``'s ``enforce`` flag): a report-only sweep plans the actions
 and shows them as ``dry-run``.
+
+A run never fails in a way that looks like success (see ``engine.result``):
+- a host that cannot be reached is named in ``ScanResult.unreachable`` while the others are
+  still judged and enforced; its findings stay open (the store resolves nothing there) and
+  its VMs are not marked gone. Only when no host answers does the sweep stop (nothing done).
+  Retry policy: opening a connection is retried by the connector (3 attempts, 0.5 s then 1 s
+  apart); a one-shot sweep does not reconnect a connection lost mid-run: that host's
+  remaining actions fail (the run exits 1), and a quarantine left pending is finished by the
+  next sweep's ``repair``. ``watch`` reconnects with its own backoff.
+- a missing (or inactive) quarantine network is said per host before any action, and a
+  dry-run's quarantine there carries the reason it would fail;
+- a stop request (Ctrl-C) during enforcement finishes the VM in flight; the rest is
+  reported ``interrupted``.
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from vmwarden.connectors import inventory_all, open_connector
+from vmwarden.connectors.base import registered_schemes, uri_scheme
 from vmwarden.enforce import (
     EnforceContext,
     PlannedAction,
@@ -27,13 +41,16 @@ from vmwarden.enforce import (
     repair,
 )
 from vmwarden.enforce.actions import EVENT_BASED
+from vmwarden.enforce.runner import StopRequest
 from vmwarden.engine.images import classify, collect_images, merge_discovered
 from vmwarden.engine.inspection import InspectionOptions, inspect_all, merge_agent_facts, targets
 from vmwarden.engine.known import StoredInputs, input_chains
 from vmwarden.engine.lineage import Lineage, is_local
+from vmwarden.engine.quarantine_targets import TargetProblem, dry_run_records, from_inventories
+from vmwarden.engine.result import ScanResult, Unreachable
 from vmwarden.engine.storage import discover
-from vmwarden.errors import UnreachableError, VmwardenError
-from vmwarden.model import VM, ActionRecord, Estate, Finding, HostInventory, Image, Severity
+from vmwarden.errors import ConnectorError, UnreachableError, VmwardenError
+from vmwarden.model import VM, ActionRecord, Estate, Finding, HostInventory, Image
 from vmwarden.notify import Dispatcher
 from vmwarden.policy import Policy, evaluate
 from vmwarden.policy.evaluate import gc_paused
@@ -57,72 +74,6 @@ class SweepOptions:
     vulns: Path | None = None
 
 
-@dataclass
-class ScanResult:
-    vms: list[VM]
-    images: list[Image]
-    findings: list[Finding]
-    actions: list[ActionRecord]
-    hosts: list[str]
-    warnings: list[str] = field(default_factory=list)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-    def worst(self) -> Severity | None:
-        return max((f.severity for f in self.findings), default=None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "vms": [vm.to_dict() for vm in self.vms],
-            "images": [img.to_dict() for img in self.images],
-            "findings": [f.to_dict() for f in self.findings],
-            "actions": [_action_dict(a) for a in self.actions],
-            "summary": self.summary(),
-            "warnings": self.warnings,
-        }
-
-    def summary(self) -> dict[str, Any]:
-        by_sev: dict[str, int] = {}
-        for f in self.findings:
-            by_sev[str(f.severity)] = by_sev.get(str(f.severity), 0) + 1
-        by_state: dict[str, int] = {}
-        for vm in self.vms:
-            by_state[vm.state.value] = by_state.get(vm.state.value, 0) + 1
-        took = (
-            (self.finished_at - self.started_at).total_seconds()
-            if self.finished_at and self.started_at
-            else None
-        )
-        return {
-            "hosts": len(self.hosts),
-            "vms": len(self.vms),
-            "vms_by_state": by_state,
-            "images": len(self.images),
-            "findings": len(self.findings),
-            "findings_by_severity": by_sev,
-            "vms_with_findings": len({f.id for f in self.findings if f.resource == "vm"}),
-            "actions": len(self.actions),
-            "seconds": took,
-        }
-
-
-def _action_dict(a: ActionRecord) -> dict[str, Any]:
-    d = {
-        "action": a.action,
-        "id": a.id,
-        "name": a.name,
-        "host": a.host,
-        "status": a.status,
-        "rule": a.rule,
-        "reason": a.reason,
-    }
-    if a.journal_id is not None:
-        d["journal_id"] = a.journal_id
-    if a.error:
-        d["error"] = a.error
-    return d
-
-
 class Sweep:
     def __init__(
         self,
@@ -140,15 +91,25 @@ class Sweep:
         self.options = options or SweepOptions()
         self._feed: tuple[tuple[str, tuple[int, int, int]], VulnDB] | None = None
         self._known: StoredInputs | None = None  # during a sweep's inventory
+        self._stop: StopRequest | None = None  # during a sweep: the caller's stop request
+        self._unreachable: list[Unreachable] = []  # during a sweep: hosts that failed
 
-    def run(self, uris: list[str], *, enforce: bool = False) -> ScanResult:
+    def run(
+        self, uris: list[str], *, enforce: bool = False, stop: StopRequest | None = None
+    ) -> ScanResult:
         """One sweep of ``uris``; ``enforce``: carry out the rules' actions (else dry-run).
+        ``stop``: the caller's stop request (its signal handler calls ``stop.request``),
+        armed here once actions start.
 
         The cyclic garbage collector is paused for the sweep (see ``gc_paused``): its full
         collections over the estate's objects found nothing and cost a fifth of a re-scan.
         """
-        with gc_paused():
-            return self._run(uris, enforce=enforce)
+        self._stop, self._unreachable = stop, []
+        try:
+            with gc_paused():
+                return self._run(uris, enforce=enforce)
+        finally:
+            self._stop = None
 
     def _run(self, uris: list[str], *, enforce: bool) -> ScanResult:
         started = datetime.now(UTC)
@@ -162,6 +123,8 @@ class Sweep:
         known, self._known = self._known, None
         inputs = _inputs(inventories, known)
         warnings = [w for inv in inventories for w in inv.warnings]
+        targets_missing = self._target_problems(inventories)
+        warnings += [str(p) for p in targets_missing]
         lineage = Lineage(
             self.store.cached_digest,
             self.store.remember_digest,
@@ -199,20 +162,39 @@ class Sweep:
         findings = evaluate(self.policy, estate) + builtin
         self.progress("evaluate", 1, 1)
         acting = self._not_excepted(findings, now)
-        self.store.record_findings(findings, now=now)
+        self.store.record_findings(findings, now=now, **self._findings_scope())
         rule_actions = self._rule_actions()
         due = self._due_events(acting, rule_actions)
         planned = plan(acting, {vm.id: vm for vm in vms}, rule_actions, due)
+        reached = [inv.uri for inv in inventories]
         actions = (
-            self._act(uris, vms, planned)
+            self._act(reached, vms, planned)
             if enforce
-            else [p.unjournaled("dry-run", self.actor) for p in planned]
+            else dry_run_records(planned, self.actor, targets_missing)
         )
         finished = datetime.now(UTC)
         self.store.finish_scan(
             scan_id, {"vms": len(vms), "findings": len(findings), "actions": len(actions)}
         )
-        return ScanResult(vms, images, findings, actions, hosts, warnings, started, finished)
+        result = ScanResult(vms, images, findings, actions, hosts, warnings, started, finished)
+        result.unreachable = list(self._unreachable)
+        if self._stop is not None and self._stop.requested and self._stop.armed:
+            result.interrupted_by = self._stop.signum
+        return result
+
+    def _target_problems(self, inventories: list[HostInventory]) -> list[TargetProblem]:
+        spec = self.policy.quarantine
+        return from_inventories(spec.network, inventories) if spec is not None else []
+
+    def _findings_scope(self) -> dict[str, Any]:
+        """With a host unreachable, resolve nothing on it: its findings were not looked at,
+        not fixed. Its hosts are the ones the store last saw at its URI."""
+        dead = {u.uri for u in self._unreachable}
+        if not dead:
+            return {}
+        gone = {v["host"] for v in self.store.list_vms() if v.get("uri") in dead}
+        seen = {d["host"] for d in self.store.findings("open")}
+        return {"scope_hosts": seen - gone}
 
     def _images(
         self, inventories: list[HostInventory], catalog: dict[str, str], lineage: Lineage
@@ -262,6 +244,15 @@ class Sweep:
         return StoredInputs(self.store)
 
     def _inventory(self, uris: list[str]) -> list[HostInventory]:
+        """Every host's inventory; a host that fails is kept in ``_unreachable`` and the
+        sweep goes on without it. A URI no connector serves is a mistake, refused first."""
+        for uri in uris:
+            scheme = uri_scheme(uri)
+            if scheme not in registered_schemes():
+                raise ConnectorError(
+                    f"no connector for URI scheme {scheme!r} in {uri!r}",
+                    hint=f"valid schemes: {', '.join(registered_schemes())}; nothing was changed",
+                )
         done = 0
 
         def tick(_uri: str, _result: object) -> None:
@@ -271,12 +262,20 @@ class Sweep:
 
         results = inventory_all(uris, on_done=tick, known=self._known)
         errors = [r for r in results if isinstance(r, VmwardenError)]
-        if errors:
+        reached = [r for r in results if isinstance(r, HostInventory)]
+        if errors and not reached:
             message = "; ".join(str(e) for e in errors)
             hints = dict.fromkeys(e.hint for e in errors if e.hint)  # the connector's own advice
             hint = "; ".join(hints) or "check the URI and that libvirtd runs"
             raise UnreachableError(message, hint=f"{hint}; nothing was changed")
-        return [r for r in results if isinstance(r, HostInventory)]
+        self._unreachable = [
+            Unreachable(uri, str(r), r.hint)
+            for uri, r in zip(uris, results, strict=True)
+            if isinstance(r, VmwardenError)
+        ]
+        for u in self._unreachable:
+            log.info("host unreachable, skipped: %s", u.error)
+        return reached
 
     def _not_excepted(self, findings: list[Finding], now: datetime) -> list[Finding]:
         """Findings no approved, unexpired exception covers: the ones actions run for.
@@ -338,7 +337,16 @@ class Sweep:
     def _act(
         self, uris: list[str], vms: list[VM], planned: list[PlannedAction]
     ) -> list[ActionRecord]:
-        connectors = {uri: open_connector(uri) for uri in uris}
+        connectors: dict[str, Any] = {}
+        lost: dict[str, VmwardenError] = {}
+        for uri in uris:  # a host lost since its inventory fails its own actions only
+            try:
+                connectors[uri] = open_connector(uri)
+            except VmwardenError as exc:
+                lost[uri] = exc
+        stop = self._stop
+        if stop is not None:
+            stop.arm()  # from here on, a stop request finishes the VM in flight
         try:
             spec = self.policy.quarantine
             ctx = EnforceContext(
@@ -349,8 +357,13 @@ class Sweep:
                 notifier=self._notifier(),
                 vms={vm.id: vm for vm in vms},
             )
-            records = repair(ctx)
-            records += execute(ctx, planned)
+            records = repair(ctx, stop)
+            records += [
+                p.unjournaled("failed", self.actor, error=f"host lost: {lost[p.vm.uri]}")
+                for p in planned
+                if p.vm.uri in lost
+            ]
+            records += execute(ctx, [p for p in planned if p.vm.uri not in lost], stop)
             for i, _ in enumerate(records, 1):
                 self.progress("enforce", i, len(records))
             return records
