@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 import socket
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import pytest
 
 from tests.cli.conftest import Cli
 from tests.inspect.conftest import build_tree_image, qemu_img
+from vmwarden.cli.main import ShownFormatter
 from vmwarden.engine.fleetgen import FleetDisk, FleetNic, FleetVM, write_fleet
 
 CLEAR = "\x1b[2J"
@@ -213,3 +215,24 @@ def test_quarantine_and_release_print_a_markup_name_as_text(
         assert "Traceback" not in ran.err, ran.err
         _assert_inert(ran.out + ran.err)
         assert f"{args[0]} {LINK_NAME}: " in OWN.sub("", ran.out), ran.out + ran.err
+
+
+def test_log_lines_show_controls_and_keep_tracebacks_whole() -> None:
+    """The CLI's log handler (watch logs VM and image names for hours)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(ShownFormatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("vmwarden.test.hostile")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("cannot read %s", "evil\nWARNING forged" + CLEAR)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        log.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "WARNING cannot read evil\\nWARNING forged\\x1b[2J"
+    assert lines[1] == "ERROR failed" and lines[2].startswith("Traceback")

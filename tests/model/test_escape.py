@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 
 import pytest
 from rich.console import Console
 from rich.text import Text
 
 from vmwarden.model.escape import (
-    VisibleFormatter,
     for_csv,
     for_header,
     for_syslog,
@@ -84,23 +82,3 @@ def test_for_syslog_and_for_header_are_one_line() -> None:
         out = fn("img\n<13>1 2024-01-01T00:00:00Z forged - - - evil\r\x1b")
         assert "\n" not in out and "\r" not in out and "\x1b" not in out
         assert out == "img\\n<13>1 2024-01-01T00:00:00Z forged - - - evil\\r\\x1b"
-
-
-def test_visible_formatter_keeps_one_record_per_line_but_tracebacks_whole() -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(VisibleFormatter("%(levelname)s %(message)s"))
-    log = logging.getLogger("vmwarden.test.escape")
-    log.addHandler(handler)
-    log.propagate = False
-    try:
-        log.warning("cannot read %s", "evil\nWARNING forged\x1b[2J")
-        try:
-            raise ValueError("boom")
-        except ValueError:
-            log.exception("failed")
-    finally:
-        log.removeHandler(handler)
-    lines = stream.getvalue().splitlines()
-    assert lines[0] == "WARNING cannot read evil\\nWARNING forged\\x1b[2J"
-    assert lines[1] == "ERROR failed" and lines[2].startswith("Traceback")

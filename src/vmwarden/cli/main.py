@@ -88,10 +88,24 @@ def _root() -> None:
     """Find every VM and disk image, judge them against a policy, quarantine and release."""
 
 
+class ShownFormatter(logging.Formatter):
+    """Log messages carry VM, image and host names: their control characters are shown
+    (``vmwarden.model.escape``), so a name cannot clear the terminal or forge a second log
+    line; tracebacks keep their lines. The escaper is imported at the first record, not at
+    start-up (``--help`` stays fast)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from vmwarden.model.escape import visible
+
+        return visible(super().formatMessage(record))
+
+
 def main() -> None:
     from vmwarden.errors import VmwardenError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(ShownFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     try:
         app(standalone_mode=True)
     except VmwardenError as exc:

@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import logging
 import re
 
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -88,11 +87,3 @@ def for_syslog(text: str) -> str:
 def for_header(text: str) -> str:
     """An email header value (Subject): no CR/LF, so no header or body can be injected."""
     return visible(text)
-
-
-class VisibleFormatter(logging.Formatter):
-    """A log formatter that shows control characters in messages, so a name in a log line
-    cannot clear the terminal or forge a second log line; tracebacks keep their lines."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return visible(super().formatMessage(record))
