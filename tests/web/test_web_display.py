@@ -18,7 +18,17 @@ import pytest
 
 from tests.web.conftest import Served
 from vmwarden.engine.admission_records import vm_from_record
-from vmwarden.model import VM, Finding, Nic, NicOrigin, Severity, State, VmMeta
+from vmwarden.model import (
+    VM,
+    Disk,
+    Finding,
+    Layer,
+    Nic,
+    NicOrigin,
+    Severity,
+    State,
+    VmMeta,
+)
 from vmwarden.store import Store
 from vmwarden.store.records import record_of
 from vmwarden.web import charts
@@ -99,6 +109,21 @@ def test_a_vm_whose_disks_were_never_read_still_says_not_inspected(web, api):
     # east-pxe-boot boots from the network: no disk, so no facts (its finding says unknown)
     assert api.get("/api/vms/east-pxe-boot").json()["guest"] is None
     assert "Not inspected" in web.get("/vms/east-pxe-boot").text
+
+
+def test_facts_read_through_another_chain_are_not_shown(served: Served, api):
+    # another host's VM whose disk has the same path but no backing file (its chain is not
+    # the one inspected here): the local file's facts are not its facts
+    with Store.open(served.db_url) as store:
+        rogue = vm_from_record(store.get_vm(ROGUE))
+        top = rogue.disks[0].chain[0]
+        disk = Disk(target="vda", chain=[Layer(path=top.path, format="qcow2")])
+        other = VM(id="0e0e0e0e-3333-4222-8333-444444444444", name="vmw-h-elsewhere",
+                   host="hv-far", uri="qemu+ssh://far/system", state=State.SHUTOFF,
+                   disks=[disk])  # fmt: skip
+        store.record_inventory([other], now=datetime.now(UTC), complete_hosts=set())
+    assert api.get("/api/vms/vmw-h-elsewhere").json()["guest"] is None
+    assert api.get(f"/api/vms/{ROGUE}").json()["guest"] is not None
 
 
 # -- template ----------------------------------------------------------------------------------

@@ -27,8 +27,14 @@ from vmwarden.store.facts import FactsCache
 DISK_DEVICES = ("disk", "lun")  # what inspection reads (engine.lineage.LINEAGE_DEVICES)
 
 
+def _same_file(path: Any) -> str:
+    """A layer's name as one file: the record and the inspection may name it differently
+    (a symlink, a relative backing name resolved by each)."""
+    return os.path.realpath(str(path))
+
+
 def _chain_paths(disk: dict[str, Any]) -> list[str]:
-    return [os.path.abspath(str(layer.get("path"))) for layer in disk.get("chain") or []]
+    return [_same_file(layer.get("path")) for layer in disk.get("chain") or []]
 
 
 def _readable_tops(record: dict[str, Any]) -> list[tuple[str, list[str]]]:
@@ -59,7 +65,7 @@ def guest_of(store: Any, record: dict[str, Any]) -> dict[str, Any] | None:
         if facts is None:
             continue
         layers = (facts.get("identity") or {}).get("layers") or []
-        if [os.path.abspath(str(layer.get("path"))) for layer in layers] != chain:
+        if [_same_file(layer.get("path")) for layer in layers] != chain:
             continue  # read through another chain: not this disk as the record shows it
         if chosen is None or (chosen.get("os_name") is None and facts.get("os_name")):
             chosen = facts  # the first disk that holds an OS speaks for the VM
