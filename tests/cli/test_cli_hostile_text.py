@@ -236,3 +236,16 @@ def test_log_lines_show_controls_and_keep_tracebacks_whole() -> None:
     lines = stream.getvalue().splitlines()
     assert lines[0] == "WARNING cannot read evil\\nWARNING forged\\x1b[2J"
     assert lines[1] == "ERROR failed" and lines[2].startswith("Traceback")
+
+
+def test_an_emoji_code_in_a_path_stays_text(cli: Cli, tmp_path: Path) -> None:
+    """Rich turned ':skull:' in an unreachable host's error into an emoji: the error named a
+    file that does not exist."""
+    good = write_fleet(tmp_path / "hv1.xml", [], networks=["prod"])
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nrules: []\n")
+    bad = f"test://{tmp_path}/:skull:.xml"
+    ran = cli("scan", "-c", f"test://{good}", "-c", bad, "-p", policy)
+    assert ran.code == 2, ran.err
+    (line,) = ran.error_lines()
+    assert f"{tmp_path}/:skull:.xml" in line and "\U0001f480" not in line

@@ -20,7 +20,8 @@ def _console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     piped = not (hasattr(stream, "isatty") and stream.isatty())
     width = 160 if piped and not os.environ.get("COLUMNS") else None
-    return Console(stderr=stderr, width=width)
+    # emoji=False: ":skull:" in a VM name or path is text, not 💀 (markup strings parse codes)
+    return Console(stderr=stderr, width=width, emoji=False)
 
 
 err = _console(stderr=True)
