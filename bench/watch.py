@@ -81,10 +81,26 @@ def _poll(what: Callable[[], Any], timeout: float, every: float = 0.002) -> Any:
     raise TimeoutError(f"timed out after {timeout} s")
 
 
+def reader_token(db: str) -> str:
+    """/state needs a token from every client (#11.4): an auditor in the daemon's store."""
+    import uuid
+
+    from vmwarden.api.tokens import mint
+    from vmwarden.store import Store
+    from vmwarden.store.users import UsersRepo
+
+    token, tid, token_hash = mint()
+    with Store.open(db) as store:
+        UsersRepo(store).add_user(f"bench-{uuid.uuid4().hex[:8]}", "auditor", tid, token_hash,
+                                  actor="bench")  # fmt: skip
+    return token
+
+
 class Daemon:
     """``vmwarden watch`` in a subprocess, with /state on a loopback port."""
 
     def __init__(self, args: list[str], log: Path) -> None:
+        self.token = reader_token(args[args.index("--db") + 1])
         self.port = _free_port()
         cmd = [str(Path(sys.executable).parent / "vmwarden"), "watch", *args]
         cmd += ["--metrics-listen", f"127.0.0.1:{self.port}", "--no-inspect"]
@@ -93,7 +109,11 @@ class Daemon:
 
     def state(self) -> dict[str, Any] | None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/state", timeout=5) as r:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{self.port}/state",
+                headers={"Authorization": f"Bearer {self.token}"},
+            )
+            with urllib.request.urlopen(req, timeout=5) as r:
                 return json.loads(r.read())
         except OSError:
             return None

@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,10 @@ from tests.integration.conftest import (
     make_base,
     make_clone,
 )
+from vmwarden.api.tokens import mint
 from vmwarden.inspect.digest import digest_file
 from vmwarden.store import Store
+from vmwarden.store.users import UsersRepo
 
 pytestmark = pytest.mark.libvirtd
 
@@ -79,12 +82,22 @@ def isolated(dom: libvirt.virDomain) -> bool:
     return bool(live) and all(n == ISOLATED for n in [*live.values(), *config.values()])
 
 
+def reader_token(db: str) -> str:
+    """/state and /metrics need a token from every client (#11.4): an auditor in the store."""
+    token, tid, token_hash = mint()
+    with Store.open(db) as store:
+        UsersRepo(store).add_user(f"reader-{uuid.uuid4().hex[:8]}", "auditor", tid, token_hash,
+                                  actor="tests")  # fmt: skip
+    return token
+
+
 class Daemon:
     """``vmwarden watch`` as an operator runs it, with /state and /metrics on a free port."""
 
     def __init__(
         self, policy: Path, db: str, log: Path, *extra: str, only: str = "vmw-watch-*"
     ) -> None:
+        self.token = reader_token(db)
         self.port = free_port()
         self.log = log
         self.proc = subprocess.Popen(
@@ -100,10 +113,17 @@ class Daemon:
 
     def state(self) -> dict[str, Any] | None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/state", timeout=5) as r:
+            with urllib.request.urlopen(self.request("/state"), timeout=5) as r:
                 return json.loads(r.read())
         except OSError:
             return None
+
+    def request(self, path: str) -> urllib.request.Request:
+        """A request signed with the daemon's auditor token (/state and /metrics need one)."""
+        return urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
 
     def ready(self) -> dict[str, Any]:
         def up() -> dict[str, Any] | None:
@@ -192,15 +212,18 @@ def test_rogue_vm_started_is_isolated_live_and_persistent(
     time.sleep(0.5)  # let the daemon finish with the start event before looking
     assert journal(tmp_path / "watch.db", "vmw-watch-good", "quarantine") == []
     assert both(good)[0] == {"52:54:00:7f:00:20": {"network": "prod", "link": "up"}}
-    # --listen serves the API beside the daemon: health is open, the rest needs a token;
-    # /metrics answers this loopback client.
+    # --listen serves the API beside the daemon: health is open, the rest needs a token,
+    # /metrics too, even for this loopback client.
     base = f"http://127.0.0.1:{d.port}"
     with urllib.request.urlopen(f"{base}/api/health", timeout=5) as r:
         assert r.status == 200
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{base}/api/vms", timeout=5)
     assert refused.value.code == 401
-    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{base}/metrics", timeout=5)
+    assert refused.value.code == 401
+    with urllib.request.urlopen(d.request("/metrics"), timeout=5) as r:
         assert b"vmwarden_" in r.read()
 
 
