@@ -23,10 +23,16 @@ HOST = "kvm-test"
 URI = "qemu:///system"
 
 
+# The images directory is the host's dir pool, as watch hands its pools to the decider: a
+# backing file is followed only into pools, --images and approved templates' dirs (#10.3).
+POOLS: list[Path] = []
+
+
 @pytest.fixture
 def images(tmp_path: Path) -> dict[str, Path]:
     d = tmp_path / "images"
     d.mkdir()
+    POOLS[:] = [d]
     base, rogue, clone = d / "base.qcow2", d / "rogue.qcow2", d / "clone.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", str(base), "16M")
     qemu_img("create", "-q", "-f", "qcow2", str(rogue), "8M")
@@ -84,6 +90,7 @@ def policy(images: dict[str, Path], gate: str):
 
 
 def decider(store: Store | None, pol, **kw) -> Decider:
+    kw.setdefault("image_dirs", list(POOLS))
     return Decider(store, pol, host=HOST, uri=URI, clock=lambda: NOW, **kw)
 
 

@@ -26,13 +26,32 @@ NETWORKS = {"prod": "vmw-t-prod", "pci": "vmw-t-pci", "quarantine": "vmw-t-quar"
 ISOLATED = {"network": "quarantine", "link": "down"}  # a quarantined NIC, as ``nics_of`` says
 
 
+IMAGES_POOL = "vmw-t-images"
+
+
 @pytest.fixture(scope="session")
 def system_conn() -> Iterator[libvirt.virConnect]:
     """A separate connection of the test's own, to check what vmwarden did."""
     subprocess.run(["bash", str(REPO / "scripts" / "start-libvirtd.sh")], check=True)
     conn = libvirt.open(URI)
+    images_pool(conn)
     yield conn
     conn.close()
+
+
+def images_pool(conn: libvirt.virConnect) -> None:
+    """IMAGES as a dir pool (idempotent, shared like the networks, never removed), as an
+    administrator keeps images: backing files are followed only into pools, --images and
+    approved templates' directories, never a disk's own directory (#10.3)."""
+    try:
+        pool = conn.storagePoolLookupByName(IMAGES_POOL)
+    except libvirt.libvirtError:
+        pool = conn.storagePoolDefineXML(
+            f"<pool type='dir'><name>{IMAGES_POOL}</name>"
+            f"<target><path>{IMAGES}</path></target></pool>"
+        )
+    if not pool.isActive():
+        pool.create()
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,10 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from vmwarden.engine.scan import Sweep
+from vmwarden.engine.scan import Sweep, SweepOptions
 from vmwarden.errors import VmwardenError
 from vmwarden.policy import load_policy
 
@@ -58,7 +59,14 @@ class ScanJobs:
             return sorted(self._jobs.values(), key=lambda j: j.requested_at, reverse=True)
 
     def start(
-        self, store: Any, policy_path: str, uris: list[str], *, actor: str, enforce: bool
+        self,
+        store: Any,
+        policy_path: str,
+        uris: list[str],
+        *,
+        actor: str,
+        enforce: bool,
+        images_dirs: tuple[Path, ...] = (),
     ) -> ScanJob:
         """Start a sweep in a thread; raises :class:`ScanBusyError` while one runs."""
         with self._lock:
@@ -69,7 +77,10 @@ class ScanJobs:
             self._running = job.id
             self._forget_old()
         thread = threading.Thread(
-            target=self._run, args=(job, store, policy_path), name=f"scan-{job.id[:8]}", daemon=True
+            target=self._run,
+            args=(job, store, policy_path, images_dirs),
+            name=f"scan-{job.id[:8]}",
+            daemon=True,
         )
         thread.start()
         return job
@@ -84,12 +95,16 @@ class ScanJobs:
             threading.Event().wait(0.05)
         return self.get(job_id)
 
-    def _run(self, job: ScanJob, store: Any, policy_path: str) -> None:
+    def _run(
+        self, job: ScanJob, store: Any, policy_path: str, images_dirs: tuple[Path, ...] = ()
+    ) -> None:
         job.status, job.started_at = "running", datetime.now(UTC)
         try:
             # The boundary of a background job: whatever fails is recorded on the job.
             policy = load_policy(policy_path)
-            result = Sweep(store, policy, actor=job.requested_by).run(job.uris, enforce=job.enforce)
+            options = SweepOptions(images_dirs=list(images_dirs))
+            sweep = Sweep(store, policy, actor=job.requested_by, options=options)
+            result = sweep.run(job.uris, enforce=job.enforce)
             job.summary, job.warnings = result.summary(), list(result.warnings)
             job.status = "done"
         except VmwardenError as exc:

@@ -39,6 +39,7 @@ class Settings:
     policy_path: Path | None = None
     uris: tuple[str, ...] = ()
     image_dirs: tuple[Path, ...] = ()
+    scan_images: tuple[Path, ...] = ()  # --images: API sweeps' storage (backing files allowed)
     session_secret: str = field(default_factory=_random_secret, repr=False)
     web: bool | None = None
     secure_cookies: bool = False  # the session cookie only over HTTPS

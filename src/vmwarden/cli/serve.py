@@ -66,6 +66,17 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        images: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--images",
+                help="Storage directory outside libvirt's pools for the sweeps the API starts: "
+                "backing files may lie there, and its images are inspected (repeatable).",
+                show_default=False,
+                exists=True,
+                file_okay=False,
+            ),
+        ] = None,
         web: Annotated[
             bool | None,
             typer.Option("--web/--no-web", help="Dashboard (default: when installed)."),
@@ -117,6 +128,7 @@ def register(app: typer.Typer) -> None:
             policy_path=policy,
             uris=tuple(connect),
             image_dirs=tuple(p.resolve() for p in image_dir or []),
+            scan_images=tuple(p.resolve() for p in images or []),
             web=web,
             secure_cookies=tls_cert is not None,
             max_body=parse_size(max_body),

@@ -106,6 +106,17 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--inspect/--no-inspect", help="Read guest facts from disks offline."),
         ] = True,
+        images: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--images",
+                help="Storage directory outside libvirt's pools: backing files may lie there, "
+                "and its images are discovered and inspected (repeatable).",
+                show_default=False,
+                exists=True,
+                file_okay=False,
+            ),
+        ] = None,
         admission_socket: Annotated[
             str | None,
             typer.Option(
@@ -168,7 +179,10 @@ def register(app: typer.Typer) -> None:
             admission_socket=admission_socket,
             backoff=parse_backoff(backoff),
         )
-        options = SweepOptions(inspect=InspectionOptions(enabled=inspect))
+        options = SweepOptions(
+            images_dirs=[p.resolve() for p in images or []],
+            inspect=InspectionOptions(enabled=inspect),
+        )
         # bound before anything starts: a busy port is one line and exit 2 (ListenError)
         http_sock = listen_socket(*parse_listen(listen)) if listen else None
         with contextlib.ExitStack() as stack:

@@ -34,7 +34,7 @@ from vmwarden.enforce.held import mark_vm_held
 from vmwarden.engine.admission import Decision
 from vmwarden.engine.admission_hasher import BackgroundHasher
 from vmwarden.engine.admission_records import as_datetime, vm_from_record
-from vmwarden.engine.lineage import Lineage
+from vmwarden.engine.lineage import Lineage, approved_dirs
 from vmwarden.errors import VmwardenError
 from vmwarden.model import VM, Estate, GuestFacts, HostInventory, Pool, State
 from vmwarden.policy import Admission, Policy, admit
@@ -180,8 +180,10 @@ class Decider:
             host=self.host,
             vms=[vm],
             pools=[Pool(f"dir{i}", "dir", str(d), True) for i, d in enumerate(self.image_dirs)],
+            local=True,  # the hook's domain is this machine's libvirtd's: its files are here
         )
-        lineage = Lineage(self._cached_digest, self._remember_digest)
+        templates = approved_dirs(self.store) if self.store is not None else []
+        lineage = Lineage(self._cached_digest, self._remember_digest, extra_dirs=templates)
         lineage.enrich(inv)
         return lineage.warnings
 

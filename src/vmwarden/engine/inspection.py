@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmwarden.engine.lineage import LINEAGE_DEVICES
+from vmwarden.engine.lineage import LINEAGE_DEVICES, Lineage
 from vmwarden.errors import InspectError
 from vmwarden.inspect.sandbox import InspectorPool
 from vmwarden.model import VM, Finding, GuestFacts, Image, Severity
@@ -45,12 +45,18 @@ class Target:
     error: str | None = None  # known before opening (lineage refused it)
 
 
-def targets(vms: list[VM], images: list[Image]) -> list[Target]:
+def targets(vms: list[VM], images: list[Image], lineage: Lineage) -> list[Target]:
     """One target per image to read: each VM disk's top layer, plus stored images that no
-    VM disk covers (templates, orphans — the dormant files nobody patches)."""
+    VM disk covers (templates, orphans — the dormant files nobody patches).
+
+    Only files of this machine: a VM or image of another host (``lineage`` knows which
+    connections reach this machine) is never read, even when a file of that name exists
+    here — that file is not its disk. Its guest facts stay unknown."""
     out: list[Target] = []
     covered: set[str] = set()
     for vm in vms:
+        if not lineage.readable_vm(vm.uri):
+            continue
         for disk in vm.disks:
             top = disk.chain[0] if disk.chain else None
             if disk.device not in LINEAGE_DEVICES or top is None or top.type != "file":
@@ -66,6 +72,7 @@ def targets(vms: list[VM], images: list[Image]) -> list[Target]:
     for img in images:
         if (
             img.kind in ("template", "orphaned")
+            and lineage.readable_host(img.host)
             and img.path not in covered
             and os.path.exists(img.path)
         ):

@@ -8,29 +8,55 @@ backing layer outside the allowed directories, which is then neither stat'ed nor
 Only the chain *root* is hashed: it is what the approved catalog names, and many clones share
 it, so it is hashed once per sweep, and never again while it is unchanged (the store's digest
 cache, keyed by device, inode, size and mtime).
+
+The allowed directories are the local hosts' libvirt storage pools (dir, fs, netfs), the
+directories given by hand (``--images`` on scan, watch and serve) and the directories of
+approved templates (``template approve`` records the path). Never the directory of a disk:
+a tenant who may define a disk at ``/etc/x.qcow2`` would otherwise make ``/etc`` readable.
+
+Only the disks of a hypervisor on this machine are read here (``HostInventory.local``, as the
+connection found it); another host's paths are never opened, whatever file has that name here.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Any
 
+from vmwarden.connectors.locality import known_local
 from vmwarden.errors import InspectError
 from vmwarden.inspect.chain import resolve_chain
 from vmwarden.inspect.digest import digest_with_cache
 from vmwarden.model import HostInventory, Layer
 
 LINEAGE_DEVICES = ("disk", "lun")
+POOL_TYPES = ("dir", "fs", "netfs")  # pools whose target is a directory of image files
+REMOTE = "not readable from here"
+OUTSIDE_HINT = (
+    "to allow it, give its directory with --images DIR (scan, watch, serve), "
+    "define a libvirt storage pool there, or approve the template (vmwarden template approve)"
+)
 
 
-def is_local(uri: str) -> bool:
-    """Whether the URI's disk paths are paths on this machine (so they can be read)."""
-    parsed = urlparse(uri)
-    return parsed.hostname in (None, "", "localhost") and "+ssh" not in parsed.scheme
+def is_local(inv: HostInventory) -> bool:
+    """Whether the inventory's disk paths are files on this machine, as its connection found
+    (``connectors.locality`` for a record built outside a connection)."""
+    return inv.local if inv.local is not None else known_local(inv.uri)
+
+
+def approved_dirs(store: Any) -> list[Path]:
+    """The directories of approved templates (``template approve`` records each path)."""
+    dirs = set()
+    for tpl in store.templates():
+        path = tpl.get("path")
+        if path and os.path.isabs(path):
+            dirs.add(Path(os.path.dirname(os.path.normpath(path))))
+    return sorted(dirs)
 
 
 @dataclass
@@ -43,8 +69,28 @@ class Lineage:
     digests: dict[str, str | None] = field(default_factory=dict)
     digest_errors: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    extra_dirs: list[Path] = field(default_factory=list)  # --images: storage given by hand
+    extra_dirs: list[Path] = field(default_factory=list)  # --images, approved templates' dirs
     allowed_seen: set[Path] = field(default_factory=set)
+    local_uris: set[str] = field(default_factory=set)  # hosts whose disks are files here
+    # this machine's name: images found under --images are reported under it
+    local_hosts: set[str] = field(default_factory=lambda: {socket.gethostname()})
+    remote_hosts: set[str] = field(default_factory=set)
+
+    @classmethod
+    def for_store(cls, store: Any, extra_dirs: Iterable[Path] = ()) -> Lineage:
+        """A sweep's lineage over ``store``'s digest cache; backing files may also lie in
+        ``extra_dirs`` (``--images``) and in the approved templates' directories."""
+        dirs = sorted({Path(d) for d in extra_dirs} | set(approved_dirs(store)))
+        return cls(store.cached_digest, store.remember_digest, extra_dirs=dirs)
+
+    def readable_vm(self, uri: str) -> bool:
+        """Whether a VM of connection ``uri`` has its disks on this machine."""
+        return uri in self.local_uris
+
+    def readable_host(self, host: str) -> bool:
+        """Whether images reported for ``host`` are files here (a remote host of the same
+        name makes it ambiguous: then not)."""
+        return host in self.local_hosts and host not in self.remote_hosts
 
     def all_allowed_dirs(self) -> list[Path]:
         """Every directory a backing file may be in, over all local hosts of the sweep."""
@@ -55,32 +101,36 @@ class Lineage:
         return self._digest(path)
 
     def enrich(self, inv: HostInventory) -> None:
-        local = is_local(inv.uri)
-        allowed = self._allowed_dirs(inv)
+        local = is_local(inv)
+        if local:
+            self.local_uris.add(inv.uri)
+            self.local_hosts.add(inv.host)
+        else:
+            self.remote_hosts.add(inv.host)
+        allowed = self._allowed_dirs(inv, local)
         for vm in inv.vms:
             for disk in vm.disks:
                 if disk.device not in LINEAGE_DEVICES or not disk.chain:
                     continue
                 if not local:
                     for layer in disk.chain:
-                        layer.error = (
-                            layer.error or f"not readable from here ({inv.host} is remote)"
-                        )
+                        layer.error = layer.error or f"{REMOTE} ({inv.host} is another host)"
                     continue
                 disk.chain = self._chain(disk.chain, allowed)
                 self._stamp(disk.chain)
                 root = disk.chain[-1]
                 if root.error:
-                    self.warnings.append(f"{vm.name} ({inv.host}) disk {disk.target}: {root.error}")
+                    hint = f"; {OUTSIDE_HINT}" if "outside allowed" in root.error else ""
+                    self.warnings.append(
+                        f"{vm.name} ({inv.host}) disk {disk.target}: {root.error}{hint}"
+                    )
 
-    def _allowed_dirs(self, inv: HostInventory) -> list[Path]:
-        dirs = {Path(p.path) for p in inv.pools if p.path and p.type == "dir"}
+    def _allowed_dirs(self, inv: HostInventory, local: bool) -> list[Path]:
+        """This host's directory pools plus the sweep's extra directories (never a disk's
+        own directory: defining a disk must not make its neighbours readable)."""
+        dirs = {Path(p.path) for p in inv.pools if p.path and p.type in POOL_TYPES}
         dirs |= set(self.extra_dirs)
-        for vm in inv.vms:
-            for disk in vm.disks:
-                if disk.source and disk.type == "file":
-                    dirs.add(Path(disk.source).parent)
-        if is_local(inv.uri):
+        if local:
             self.allowed_seen |= dirs
         return sorted(dirs)
 

@@ -42,6 +42,7 @@ from vmwarden.enforce import (
 )
 from vmwarden.enforce.actions import EVENT_BASED
 from vmwarden.enforce.runner import StopRequest
+from vmwarden.engine.hosts import dedupe_hosts
 from vmwarden.engine.images import classify, collect_images, merge_discovered
 from vmwarden.engine.inspection import InspectionOptions, inspect_all, merge_agent_facts, targets
 from vmwarden.engine.known import StoredInputs, input_chains
@@ -121,15 +122,12 @@ class Sweep:
             if self._known is not None:
                 self._known.wait()
         known, self._known = self._known, None
+        inventories, twins = dedupe_hosts(inventories)  # two URIs, one daemon: VMs once
         inputs = _inputs(inventories, known)
-        warnings = [w for inv in inventories for w in inv.warnings]
+        warnings = twins + [w for inv in inventories for w in inv.warnings]
         targets_missing = self._target_problems(inventories)
         warnings += [str(p) for p in targets_missing]
-        lineage = Lineage(
-            self.store.cached_digest,
-            self.store.remember_digest,
-            extra_dirs=self.options.images_dirs,
-        )
+        lineage = Lineage.for_store(self.store, self.options.images_dirs)
         for i, inv in enumerate(inventories, 1):
             lineage.enrich(inv)
             self.progress("lineage", i, len(inventories))
@@ -207,14 +205,14 @@ class Sweep:
                 if img.format != "iso9660":
                     img.digest = lineage.digest(img.path)
             images = merge_discovered(images, found)
-        local = {inv.host for inv in inventories if is_local(inv.uri)} | {socket.gethostname()}
+        local = {inv.host for inv in inventories if is_local(inv)} | {socket.gethostname()}
         classify(images, catalog, local)
         return images
 
     def _inspect(self, vms: list[VM], images: list[Image], lineage: Lineage) -> list[Finding]:
         if not self.options.inspect.enabled:
             return []
-        tlist = targets(vms, images)
+        tlist = targets(vms, images, lineage)
         if not tlist:
             return []
         return inspect_all(

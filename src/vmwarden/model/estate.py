@@ -64,6 +64,11 @@ class HostInventory:
     # store keeps it so the next scan rebuilds an unchanged domain instead of parsing it.
     inputs: dict[str, str] = field(default_factory=dict)
     reused: int = 0  # VMs rebuilt from the store's record (their digest matched)
+    # Whether the hypervisor runs on this machine, as the connection found (its host UUID and
+    # hostname, not the URI's spelling): only then are its disk paths files to read here.
+    # None: not said (a record built outside a connection); ``connectors.locality`` decides.
+    local: bool | None = None
+    daemon: str | None = None  # the same for two URIs reaching one daemon (counted once)
 
 
 @dataclass(slots=True)

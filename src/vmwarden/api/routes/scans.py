@@ -48,6 +48,7 @@ def trigger_scan(body: ScanIn, state: StateDep, user: AdminUser) -> ScanJobOut:
         list(settings.uris),
         actor=user.name,
         enforce=body.enforce,
+        images_dirs=settings.scan_images,
     )
     record_event(
         state.store,

@@ -37,6 +37,7 @@ from typing import NoReturn
 import libvirt
 from lxml import etree
 
+from vmwarden.connectors import locality as known_locality
 from vmwarden.connectors.base import (
     KnownDomains,
     LiveChangeUnsupportedError,
@@ -53,6 +54,7 @@ from vmwarden.connectors.libvirt.inventory import (
     state_of,
     unsafe_address_networks,
 )
+from vmwarden.connectors.libvirt.locality import Locality, decide
 from vmwarden.connectors.libvirt.nicxml import (
     iface_mac,
     interface_by_mac,
@@ -112,6 +114,8 @@ class LibvirtConnector:
             raise UnreachableError(
                 f"cannot connect to {uri}: {message_of(exc)}", hint=_hint(uri)
             ) from None
+        self.locality: Locality = decide(uri, self._conn)
+        known_locality.remember(uri, self.locality.local)
 
     @staticmethod
     def _open(uri: str, retries: int, backoff: float) -> libvirt.virConnect:
@@ -218,8 +222,12 @@ class LibvirtConnector:
 
         ``known``: the store's record of each domain's last input; an unchanged domain is
         rebuilt from it instead of parsed (a one-shot scan has no parse cache to hit).
+        ``local``/``daemon`` come from ``locality``: whether the daemon runs on this machine
+        (so its disk paths are this machine's files) and which daemon it is.
         """
-        return read_inventory(self.conn, self.uri, self.host, self.parse_cache, known)
+        inv = read_inventory(self.conn, self.uri, self.host, self.parse_cache, known)
+        inv.local, inv.daemon = self.locality.local, self.locality.key
+        return inv
 
     # --- one domain ------------------------------------------------------------------
 

@@ -99,6 +99,7 @@ class Watcher:
             hold_unregistered=config.hold_unregistered,
             inspection=self.sweep.inspects,
             facts=FactsCache(store),
+            image_dirs=self.sweep.options.images_dirs,
         )
         spec = policy.quarantine
         self.gate = Gate(
@@ -321,7 +322,7 @@ class Watcher:
             inv = HostInventory(
                 uri=vm.uri, host=vm.host, vms=[vm], pools=self.state.pools_of(vm.uri)
             )
-            Lineage(self.store.cached_digest, self.store.remember_digest).enrich(inv)
+            Lineage.for_store(self.store, self.judge.image_dirs).enrich(inv)
         if prior is not None and prior.guest is not None and vm.guest is None:
             vm.guest = prior.guest  # facts stay until the next inspection replaces them
         source = "event:migration" if migrated else "event"

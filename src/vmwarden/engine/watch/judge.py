@@ -16,8 +16,10 @@ Two moments, two questions:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from vmwarden.enforce import mark_vm_held
@@ -65,9 +67,11 @@ class Judge:
         hold_unregistered: bool = True,
         inspection: bool = False,
         facts: Any | None = None,
+        image_dirs: Iterable[Path] = (),
     ) -> None:
         self.policy = policy
         self.store = store
+        self.image_dirs = list(image_dirs)  # --images: backing files may lie there too
         self.hold_unknown = hold_unknown
         self.hold_unregistered = hold_unregistered
         self.inspection = inspection
@@ -168,7 +172,7 @@ class Judge:
     def _lineage(self, vm: VM, prior: VM | None, pools: list[Pool] | None) -> None:
         """Backing chains and root digests; disk mtimes as they were before the start."""
         inv = HostInventory(uri=vm.uri, host=vm.host, vms=[vm], pools=list(pools or []))
-        Lineage(self.store.cached_digest, self.store.remember_digest).enrich(inv)
+        Lineage.for_store(self.store, self.image_dirs).enrich(inv)
         if prior is None:
             return
         before = {d.source: d for d in prior.disks if d.source}

@@ -52,6 +52,7 @@ def reload_policy(watcher: Watcher, policy: Policy) -> AlertManager:
         hold_unregistered=config.hold_unregistered,
         inspection=watcher.sweep.inspects,
         facts=watcher.judge.facts,
+        image_dirs=watcher.judge.image_dirs,
     )
     spec = policy.quarantine
     # -- swap (nothing below raises) --
