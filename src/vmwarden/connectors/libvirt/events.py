@@ -35,8 +35,10 @@ from typing import Any
 import libvirt
 import libvirtaio
 
+from vmwarden.connectors import locality as known_locality
 from vmwarden.connectors.libvirt.connection import LibvirtConnector, _quiet_libvirt
 from vmwarden.connectors.libvirt.inventory import host_of, message_of
+from vmwarden.connectors.libvirt.locality import decide as decide_locality
 from vmwarden.errors import ConnectorError, UnreachableError
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,9 @@ class SharedConnector(LibvirtConnector):
         self.uri = uri
         self._conn = conn
         self._host = host
+        # as LibvirtConnector.__init__ does: is this daemon on this machine (its disks ours)?
+        self.locality = decide_locality(uri, conn)
+        known_locality.remember(uri, self.locality.local)
 
     def close(self) -> None:
         """The owner (``EventSource``) closes the connection, not its users."""
