@@ -141,13 +141,49 @@ def test_every_write_route_is_in_the_matrix(client, tokens):
     assert set(WRITES.values()) == set(ALLOWED)
 
 
-def test_only_admins_list_everyones_sessions(users):
-    for role in ("auditor", "operator"):
-        r = users[role].get("/api/sessions")
-        assert r.status_code == 403, r.text
-        assert "needs the admin role" in r.json()["detail"]
-    assert users["admin"].get("/api/sessions").json()["total"] == 0
-    assert users["auditor"].get("/api/me/sessions").status_code == 200
+def test_auditors_review_users_and_sessions_read_only(client, users, tokens):
+    """#10.11: GET /api/users and /api/sessions answered 403 to an auditor; access reviews
+    are their job. They read, and still cannot end a session (the matrix checks the rest)."""
+    made = _sessions(client.app.state.vmwarden.store)
+    for role in ("auditor", "operator", "admin"):
+        listed = users[role].get("/api/sessions")
+        assert listed.status_code == 200, (role, listed.text)
+        assert {i["user"] for i in listed.json()["items"]} == set(ORDER)
+        assert listed.json()["total"] == len(ORDER)
+    assert users["auditor"].get("/api/me/sessions").json()["total"] == 1
+
+    people = users["auditor"].get("/api/users")
+    assert people.status_code == 200
+    by_name = {u["name"]: u for u in people.json()}
+    assert set(by_name) == set(ORDER)
+    auditor = by_name["auditor"]
+    assert (auditor["role"], auditor["disabled"], auditor["created_by"]) == (
+        "auditor",
+        False,
+        "setup",
+    )
+    assert auditor["created_at"] and auditor["last_sign_in_at"]  # this very request signed in
+    assert by_name["admin2"]["last_sign_in_at"] is None  # never used
+    text = people.text
+    assert not any(token[4:16] in text or token in text for token in tokens.values())
+    assert not {"token_id", "token_hash"} & set(auditor)
+
+    end = users["auditor"].client.request(
+        "DELETE", f"/api/sessions/{made['operator']}", headers=users["auditor"].headers,
+        json={"reason": "not mine"},
+    )  # fmt: skip
+    assert end.status_code == 403
+    assert users["auditor"].post("/api/users/operator/disable", json={}).status_code == 403
+
+
+def test_an_auditor_reads_every_get_route(client, users):
+    """Auditors read: no GET of the API is refused to them for their role."""
+    spec = client.get("/api/openapi.json", headers=users["auditor"].headers).json()
+    gets = [path for path, ops in spec["paths"].items() if "get" in ops]
+    assert "/api/users" in gets and "/api/sessions" in gets
+    for path in gets:
+        r = users["auditor"].get(_concrete(path))
+        assert r.status_code != 403 and r.status_code < 500, (path, r.status_code, r.text)
 
 
 def _concrete(path: str) -> str:
@@ -160,6 +196,7 @@ def test_anonymous_gets_401_everywhere_but_health(client, tokens):
     anonymous = {r.path for r in client.app.routes if getattr(r, "path", "").startswith("/api")} - {
         "/api/openapi.json",
         "/api/docs",
+        "/api/docs/assets/{name}",  # tests/api/test_api_docs.py: 401 without sign-in too
     }
     assert anonymous <= set(spec["paths"])  # nothing under /api hides from the check below
     checked = 0

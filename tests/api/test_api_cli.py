@@ -60,6 +60,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_serve_answers_health_and_refuses_anonymous(db_url):
     token = vmwarden("user", "add", "root1", "--role", "admin", db=db_url).stdout.strip()
+    assert vmwarden("user", "list", db=db_url).stdout.rstrip("\n").endswith("\t-")  # never
     port = _free_port()
     env = os.environ | {"VMWARDEN_DB": db_url}
     proc = subprocess.Popen(
@@ -82,6 +83,12 @@ def test_serve_answers_health_and_refuses_anonymous(db_url):
         me = httpx.get(f"{base}/api/me", headers={"Authorization": f"Bearer {token}"})
         assert me.json()["name"] == "root1"
         assert "server" not in me.headers
+        # the access review's last sign-in (#10.11), in the API and the CLI
+        again = httpx.get(f"{base}/api/me", headers={"Authorization": f"Bearer {token}"})
+        signed_in = again.json()["last_sign_in_at"]
+        assert signed_in is not None
+        last = vmwarden("user", "list", db=db_url).stdout.rstrip("\n").split("\t")[-1]
+        assert last[:16] == signed_in[:16]
     finally:
         proc.terminate()
         proc.wait(timeout=10)

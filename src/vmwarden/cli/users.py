@@ -104,14 +104,18 @@ def register(app: typer.Typer) -> None:
 
     @user.command("list", epilog="Example: vmwarden user list --db sqlite:///vmwarden.db")
     def list_users(db: DbOpt = None) -> None:
-        """Users, their role and whether they are disabled (tab-separated)."""
+        """Users: name, role, enabled/disabled, created, created by, last sign-in (tab-separated).
+
+        The last sign-in is the dashboard's or any API request's (to the minute; '-' never)."""
         with open_store(db) as store:
             users = UsersRepo(store).list_users()
         if not users:
             err.print("no users yet: vmwarden user add NAME --role admin")
         for u in users:
             state = "disabled" if u.disabled else "enabled"
-            print(f"{u.name}\t{u.role}\t{state}\t{u.created_at.isoformat()}\t{u.created_by}")
+            last = u.last_sign_in_at.isoformat(timespec="seconds") if u.last_sign_in_at else "-"
+            created = u.created_at.isoformat()
+            print(f"{u.name}\t{u.role}\t{state}\t{created}\t{u.created_by}\t{last}")
 
     @user.command("disable", epilog="Example: vmwarden user disable alice --reason 'left'")
     def disable(

@@ -24,7 +24,8 @@ ACTIONS = {
     "request-exception": "operator",
     "decide-exception": "admin",  # and never one's own request: the store refuses that
     "approve-template": "admin",
-    "end-session": "admin",  # also what shows the Sessions page: who is signed in, from where
+    "read-sessions": "auditor",  # the Sessions page: who is signed in, from where (reviews)
+    "end-session": "admin",
 }
 FLASH = "vmwarden.flash"  # session key: messages shown once on the next page
 

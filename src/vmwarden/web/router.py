@@ -224,9 +224,9 @@ def audit(
 
 @guarded
 def sessions(request: Request) -> Response:
-    """Admins only: every live sign-in session, each with an end form (reason required)."""
+    """Every live sign-in session (any role: access reviews); admins get an end form each."""
     user = signed_in(request)
-    if not can(user.role, "end-session"):
+    if not can(user.role, "read-sessions"):
         return refuse(request, user, 403, f"Your role ({user.role}) may not see sign-in sessions.")
     state = get_state(request)
     items, total = list_sessions(state.store, limits=state.settings.session_limits, limit=500)

@@ -1,8 +1,9 @@
 """Dashboard sign-in sessions: who is signed in from where, and ending a session.
 
-An admin sees and ends everyone's sessions (``/sessions``); every user sees and ends their
-own (``/me/sessions``: the laptop left signed in at the office), whatever their role, since
-it changes nothing but their own access. Ending one deletes its row -- the cookie is refused
+Every role reads everyone's sessions (``GET /sessions``: access reviews are an auditor's
+job; a listing names no cookie), only an admin ends another's; every user ends their own
+(``/me/sessions``: the laptop left signed in at the office), since that changes nothing but
+their own access. Ending one deletes its row -- the cookie is refused
 from the next request on -- and is journaled (``session-end``) with who, why and whose.
 A session is named by its public id (a prefix of the stored hash), never by the cookie.
 """
@@ -75,12 +76,14 @@ def _end(
     return _out(ended, request)
 
 
-@router.get("/sessions", response_model=Page[SessionOut], summary="Live sign-in sessions (admin)")
+@router.get(
+    "/sessions", response_model=Page[SessionOut], summary="Live sign-in sessions (any role)"
+)
 def sessions(
     request: Request,
     store: StoreDep,
     settings: SettingsDep,
-    _user: AdminUser,
+    _user: CurrentUser,
     paging: PagingDep,
     user: Annotated[UserName | None, Query(description="Only this user's sessions.")] = None,
 ) -> Page[SessionOut]:

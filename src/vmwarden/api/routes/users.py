@@ -1,4 +1,5 @@
-"""Who may use vmwarden: the caller themself, and user management (admin)."""
+"""Who may use vmwarden: the caller themself, the list of users (every role reads it: access
+reviews are an auditor's job), and user management (admin)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ def me(user: CurrentUser) -> UserOut:
     return _out(user)
 
 
-@router.get("/users", response_model=list[UserOut], summary="Every user (admin)")
-def list_users(store: StoreDep, _user: AdminUser) -> list[UserOut]:
+@router.get("/users", response_model=list[UserOut], summary="Every user (any role; read-only)")
+def list_users(store: StoreDep, _user: CurrentUser) -> list[UserOut]:
+    """For access reviews: auditors read who may sign in, with which role, who made them,
+    and when they last signed in. Never a token nor any part of one."""
     return [_out(u) for u in UsersRepo(store).list_users()]
 
 
