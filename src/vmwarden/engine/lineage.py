@@ -33,10 +33,10 @@ from vmwarden.errors import InspectError
 from vmwarden.inspect.chain import resolve_chain
 from vmwarden.inspect.digest import digest_with_cache
 from vmwarden.model import HostInventory, Layer
+from vmwarden.model.vm import NOT_HERE
 
 LINEAGE_DEVICES = ("disk", "lun")
 POOL_TYPES = ("dir", "fs", "netfs")  # pools whose target is a directory of image files
-REMOTE = "not readable from here"
 OUTSIDE_HINT = (
     "to allow it, give its directory with --images DIR (scan, watch, serve), "
     "define a libvirt storage pool there, or approve the template (vmwarden template approve)"
@@ -114,7 +114,7 @@ class Lineage:
                     continue
                 if not local:
                     for layer in disk.chain:
-                        layer.error = layer.error or f"{REMOTE} ({inv.host} is another host)"
+                        layer.error = layer.error or f"{NOT_HERE} ({inv.host} is another host)"
                     continue
                 disk.chain = self._chain(disk.chain, allowed)
                 self._stamp(disk.chain)

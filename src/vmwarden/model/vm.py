@@ -29,6 +29,10 @@ class State(StrEnum):
     NOSTATE = "nostate"
 
 
+# Begins the ``error`` of every layer of a disk on another host: its path is not a file here.
+NOT_HERE = "not readable from here"
+
+
 @dataclass(slots=True)
 class Layer:
     """One image in a disk's backing chain (the disk's own source is layer 0).

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 from vmwarden.model import VM, GuestFacts
 from vmwarden.policy.filters.base import Filter, filters
 from vmwarden.policy.filters.guest import NOT_INSPECTED, label
+from vmwarden.policy.filters.inspected import nothing_to_inspect
 from vmwarden.policy.verdict import NO_MATCH, Verdict
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ class DuplicateFilter(Filter):
     def shared(self, resource: VM, ctx: Context) -> tuple[list[str], list[str]] | Verdict:
         """(values of this VM that are shared, every VM sharing them) or an unknown verdict."""
         if resource.guest is None:
+            if nothing_to_inspect(resource):  # diskless/PXE: no guest disk to share values
+                return ([], [])
             return Verdict.unknown(NOT_INSPECTED)
         index = ctx.index(self.index_name, self._build)
         key = id(resource)

@@ -1,8 +1,10 @@
 """The base of filters over offline guest facts (``VM.guest`` / ``Image.guest``).
 
-A VM or image that was not inspected (``guest is None``) is unknown to every such filter:
-nothing read means nothing cleared. Within the facts, a field that could not be read is
-``None`` and each filter says what that makes it (usually unknown too).
+A VM or image whose disks were not read (``guest is None``) is unknown to every such filter:
+nothing read means nothing cleared. A VM with nothing to read — no disk, or only a cdrom or
+floppy (diskless, PXE-booted) — is no-match instead: it has no guest disk whose software could
+be wrong (``not-inspected`` says so, and why, for policy to act on). Within the facts, a field
+that could not be read is ``None`` and each filter says what that makes it (usually unknown).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vmwarden.policy.filters.base import Filter
-from vmwarden.policy.verdict import Verdict
+from vmwarden.policy.filters.inspected import nothing_to_inspect
+from vmwarden.policy.verdict import NO_MATCH, Verdict
 
 if TYPE_CHECKING:
     from vmwarden.model import GuestFacts
@@ -27,7 +30,7 @@ class GuestFilter(Filter):
     def match(self, resource: Any, ctx: Context) -> Verdict:
         guest: GuestFacts | None = resource.guest
         if guest is None:
-            return Verdict.unknown(NOT_INSPECTED)
+            return NO_MATCH if nothing_to_inspect(resource) else Verdict.unknown(NOT_INSPECTED)
         return self.judge(guest, ctx)
 
     def judge(self, guest: GuestFacts, ctx: Context) -> Verdict:
