@@ -29,6 +29,7 @@ from vmwarden.model import (
     State,
     VmMeta,
 )
+from vmwarden.model.vm import NOT_HERE
 from vmwarden.store import Store
 from vmwarden.store.records import record_of
 from vmwarden.web import charts
@@ -121,8 +122,15 @@ def test_facts_read_through_another_chain_are_not_shown(served: Served, api):
         other = VM(id="0e0e0e0e-3333-4222-8333-444444444444", name="vmw-h-elsewhere",
                    host="hv-far", uri="qemu+ssh://far/system", state=State.SHUTOFF,
                    disks=[disk])  # fmt: skip
-        store.record_inventory([other], now=datetime.now(UTC), complete_hosts=set())
+        # and a VM of a remote host whose chain names the very same paths: its layers say they
+        # were not read from here (engine.lineage), so the local files' facts are not its own
+        far = [Layer(path=x.path, format=x.format, error=f"{NOT_HERE} (hv-far is another host)")
+               for x in rogue.disks[0].chain]  # fmt: skip
+        remote = replace(other, id="0e0e0e0e-4444-4222-8333-444444444444", name="vmw-h-remote",
+                         disks=[Disk(target="vda", chain=far)])  # fmt: skip
+        store.record_inventory([other, remote], now=datetime.now(UTC), complete_hosts=set())
     assert api.get("/api/vms/vmw-h-elsewhere").json()["guest"] is None
+    assert api.get("/api/vms/vmw-h-remote").json()["guest"] is None
     assert api.get(f"/api/vms/{ROGUE}").json()["guest"] is not None
 
 
