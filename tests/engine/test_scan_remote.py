@@ -87,6 +87,7 @@ def test_remote_disk_is_not_hashed_from_the_local_file_of_that_path(
     assert vm.name == "vmw-g-rogue" and vm.host == "vmw-g-hostb"
     assert str(clean) not in opened  # the local file of that name was never opened
     assert vm.disks[0].root.digest is None
+    assert any("is another host" in w and "stay unknown" in w for w in result.warnings)
     by_rule = {f.rule: f for f in result.findings}
     # unknown lineage never clears: the rogue is flagged, with why it is unknown
     assert "not readable from here" in by_rule["unapproved"].evidence["unknown"]

@@ -108,6 +108,12 @@ class Lineage:
         else:
             self.remote_hosts.add(inv.host)
         allowed = self._allowed_dirs(inv, local)
+        disks = sum(1 for vm in inv.vms for d in vm.disks if d.device in LINEAGE_DEVICES)
+        if not local and disks:
+            self.warnings.append(
+                f"{inv.host} ({inv.uri}) is another host: its libvirt daemon is not on this "
+                f"machine, so its {disks} disk(s) are not read from here and stay unknown"
+            )
         for vm in inv.vms:
             for disk in vm.disks:
                 if disk.device not in LINEAGE_DEVICES or not disk.chain:
