@@ -41,6 +41,13 @@ from vmwarden.model import ActionRecord, Severity
 from vmwarden.policy import load_policy
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_STOPPING = b"stopping: finishing the VM in flight, then reporting what is left\n"
+# A second Ctrl-C does not abandon the VM in flight (that is what #10.7 prevents); SIGKILL
+# still does, and then the next run finishes its journaled steps.
+_STILL_STOPPING = (
+    b"still finishing the VM in flight; kill -KILL %d forces an exit "
+    b"(the next run then completes it from the journal)\n"
+)
 
 
 class Format(StrEnum):
@@ -91,8 +98,8 @@ def stop_on_signals(stop: StopRequest) -> Iterator[None]:
     finish. The previous handlers come back afterwards."""
 
     def handler(signum: int, _frame: object) -> None:
-        if stop.armed and not stop.requested:
-            os.write(2, b"stopping: finishing the VM in flight, then reporting what is left\n")
+        if stop.armed:
+            os.write(2, _STOPPING if not stop.requested else _STILL_STOPPING % os.getpid())
         stop.request(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
@@ -129,6 +136,17 @@ def report_problems(result: ScanResult) -> None:
             "[dim]hint:[/] run the same scan --enforce again to carry out the rest",
             highlight=False,
         )
+
+
+def show(result: ScanResult, fmt: Format) -> None:
+    """The result on stdout in the chosen format, then its problems on stderr."""
+    if fmt is Format.json:
+        print(render_json(result))
+    elif fmt is Format.ocsf:
+        print(render_ocsf(result))
+    else:
+        render_table(result, out)
+    report_problems(result)
 
 
 def register(app: typer.Typer) -> None:
@@ -184,6 +202,7 @@ def register(app: typer.Typer) -> None:
                 raise PolicyError(f"--fail-on: {exc}") from None
         stop = StopRequest()
         try:
+            # the handlers stay until the report is out: a late Ctrl-C must not cut it short
             with stop_on_signals(stop):
                 result = run_sweep(
                     list(connect),
@@ -199,17 +218,10 @@ def register(app: typer.Typer) -> None:
                     ),
                     stop=stop,
                 )
-        except KeyboardInterrupt:
-            name = stop.signal_name
-            complain("error", f"interrupted by {name} before any action: nothing was changed")
+                show(result, fmt)
+        except KeyboardInterrupt:  # raised only while unarmed: no action had started
+            complain("error", f"interrupted by {stop.signal_name}: nothing was changed")
             raise typer.Exit(EXIT_SIGNAL_BASE + (stop.signum or signal.SIGINT)) from None
-        if fmt is Format.json:
-            print(render_json(result))
-        elif fmt is Format.ocsf:
-            print(render_ocsf(result))
-        else:
-            render_table(result, out)
-        report_problems(result)
         code = result.exit_code(threshold)
         if code:
             raise typer.Exit(code)
