@@ -73,3 +73,17 @@ def test_the_test_driver_is_local_and_keyed_by_its_file(tmp_path):
         assert conn.inventory().local is True
     assert known_local("test:///never/opened.xml") is True
     assert known_local("qemu+tcp://never-opened.example/system") is False
+
+
+def test_a_daemon_served_test_driver_is_where_its_daemon_is(tmp_path, host_b):
+    """``test+unix://``: libvirtd runs the test driver on a file of *its* host (no host UUID
+    of its own): the daemon at the other end of the same socket decides."""
+    fleet = tmp_path / "fleet.xml"
+    fleet.write_text("<node><domain type='test'><name>vmw-g-t</name><memory>1024</memory>"
+                     "<os><type>hvm</type></os></domain></node>")  # fmt: skip
+    with LibvirtConnector(f"test+unix://{fleet}") as here:
+        assert here.locality.local is True
+    # host B's daemon serves "the same path" on its host: not this machine's file
+    with LibvirtConnector(f"test+unix://{fleet}?socket={host_b.socket_path}") as there:
+        assert there.locality.local is False
+        assert there.locality.uuid == host_b.uuid

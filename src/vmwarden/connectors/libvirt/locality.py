@@ -16,6 +16,9 @@ its host UUID is one of those *and* its hostname is this machine's; anything els
 a daemon that will not say, is remote (its disks unknown, never read from here).
 
 The test driver (``test:///…``) is local by definition: its "hypervisor" is a file here.
+Served by a daemon (``test+unix:///…``, ``test+tcp://…``) it reports no host UUID, so the
+daemon at the other end of the same transport is asked (``qemu+unix:///system`` with the same
+socket, host and parameters): the file, and the paths in it, are that daemon's host's.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import threading
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 import libvirt
 from lxml import etree
@@ -103,16 +106,32 @@ class _LocalDaemon:
 
     @staticmethod
     def _ask() -> tuple[str | None, str | None]:
-        try:
-            conn = libvirt.openReadOnly(LOCAL_DAEMON_URI)
-        except libvirt.libvirtError as exc:
-            log.debug("local daemon %s not reachable: %s", LOCAL_DAEMON_URI, exc)
-            return (None, None)
-        try:
-            return host_uuid(conn), _hostname(conn)
-        finally:
-            with contextlib.suppress(libvirt.libvirtError):
-                conn.close()
+        return _ask(LOCAL_DAEMON_URI)
+
+
+def _ask(uri: str) -> tuple[str | None, str | None]:
+    """(host UUID, hostname) of the daemon at ``uri``, read-only; (None, None) if it will not
+    answer."""
+    try:
+        conn = libvirt.openReadOnly(uri)
+    except libvirt.libvirtError as exc:
+        log.debug("daemon %s not reachable: %s", uri, exc)
+        return (None, None)
+    try:
+        return host_uuid(conn), _hostname(conn)
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+
+
+def _sibling(uri: str) -> str | None:
+    """For a daemon-served test driver (``test+unix:///f.xml?socket=S``), the daemon's own
+    URI over the same transport (``qemu+unix:///system?socket=S``); else None."""
+    parsed = urlparse(uri)
+    driver, plus, transport = parsed.scheme.partition("+")
+    if driver != "test" or not plus or not transport:
+        return None
+    return urlunparse((f"qemu+{transport}", parsed.netloc, "/system", "", parsed.query, ""))
 
 
 _local_daemon = _LocalDaemon()
@@ -140,6 +159,9 @@ def decide(uri: str, conn: libvirt.virConnect) -> Locality:
         return Locality(True, None, None, uri, "libvirt test driver (a file on this machine)")
     uid, name = host_uuid(conn), _hostname(conn)
     key = _key(uri, conn, uid)
+    sibling = _sibling(uri)
+    if uid is None and sibling is not None:  # a daemon's test driver: ask the daemon itself
+        uid, name = _ask(sibling)
     if uid is None:
         return Locality(False, None, name, key, "the daemon reports no host UUID")
     mine = machine_uuids()
