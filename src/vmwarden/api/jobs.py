@@ -106,7 +106,10 @@ class ScanJobs:
             sweep = Sweep(store, policy, actor=job.requested_by, options=options)
             result = sweep.run(job.uris, enforce=job.enforce)
             job.summary, job.warnings = result.summary(), list(result.warnings)
-            job.status = "done"
+            # #10.5/#10.6: a host not reached or an action that failed fails the job (as the
+            # CLI exits non-zero), the summary of what was done still there
+            problems = result.problems()
+            job.status, job.error = ("failed", "; ".join(problems)) if problems else ("done", None)
         except VmwardenError as exc:
             job.status = "failed"
             job.error = f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else "")

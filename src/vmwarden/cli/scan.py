@@ -32,7 +32,7 @@ from vmwarden.cli.common import (
     shown,
 )
 from vmwarden.cli.render import render_json, render_ocsf, render_table
-from vmwarden.enforce.runner import StopRequest
+from vmwarden.enforce.runner import INTERRUPTED, StopRequest
 from vmwarden.engine.inspection import InspectionOptions
 from vmwarden.engine.result import EXIT_SIGNAL_BASE
 from vmwarden.engine.scan import ScanResult, Sweep, SweepOptions
@@ -117,17 +117,10 @@ def _listing(actions: list[ActionRecord]) -> str:
 def report_problems(result: ScanResult) -> None:
     """On stderr, after the result: each unreachable host, each failed action (VM and
     reason), and after a stop what was done and what was not."""
-    for u in result.unreachable:
-        complain("error", f"host not scanned, nothing judged or done there: {u.error}")
-    for a in result.failed_actions():
-        complain("error", f"{a.action} of VM {a.name} on {a.host} {a.status}: {a.error}")
+    for line in result.problems():
+        complain("error", line)
     if result.interrupted_by is not None:
-        ran = [a for a in result.actions if a not in result.not_done()]
-        complain(
-            "error",
-            f"interrupted by {result.signal_name}: the VM in flight was finished, "
-            f"{len(result.not_done())} action(s) were not run",
-        )
+        ran = [a for a in result.actions if a.status != INTERRUPTED]
         err.print(f"done: {shown(_listing(ran))}", highlight=False, soft_wrap=True)
         err.print(
             f"not done: {shown(_listing(result.not_done()))}", highlight=False, soft_wrap=True

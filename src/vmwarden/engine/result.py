@@ -78,6 +78,24 @@ class ScanResult:
             return EXIT_FAIL_ON
         return EXIT_OK
 
+    def problems(self) -> list[str]:
+        """One line per thing the run did not do: each unreachable host, each failed action
+        (VM, host, why), an interruption. What a caller shows beside the result (the CLI as
+        ``error:`` lines, an API scan job as warnings) so it never reads as a clean run."""
+        lines = [
+            f"host not scanned, nothing judged or done there: {u.error}" for u in self.unreachable
+        ]
+        lines += [
+            f"{a.action} of VM {a.name} on {a.host} {a.status}: {a.error}"
+            for a in self.failed_actions()
+        ]
+        if self.interrupted_by is not None:
+            lines.append(
+                f"interrupted by {self.signal_name}: the VM in flight was finished, "
+                f"{len(self.not_done())} action(s) were not run"
+            )
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "vms": [vm.to_dict() for vm in self.vms],
