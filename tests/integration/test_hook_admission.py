@@ -10,9 +10,17 @@ is simply not run: no restart needed). A foreign hook already there makes these 
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +30,14 @@ import pytest
 
 from tests.integration.conftest import (
     IMAGES,
+    URI,
     domain_xml,
     make_base,
     make_clone,
     remove_domain,
     vmwarden,
 )
+from tests.integration.test_watch_real import free_port, reader_token
 from vmwarden.engine.admission import AdmissionServer, Decision
 from vmwarden.engine.admission_decider import Decider
 from vmwarden.hooks import install as hooks
@@ -86,12 +96,12 @@ class Env:
     def remove(self, name: str) -> None:
         remove_domain(self.conn, name)
 
-    def reinstall(self, unreachable: str) -> None:
-        """Rewrite our hook with another --unreachable: libvirtd runs the file by path on
-        every call, so this needs no reload."""
+    def reinstall(self, unreachable: str, sock: Path | None = None) -> None:
+        """Rewrite our hook with another --unreachable (or socket): libvirtd runs the file
+        by path on every call, so this needs no reload."""
         vmwarden(
-            "hook", "install", "--socket", str(self.gate.sock), "--unreachable", unreachable,
-            "--only", f"{PREFIX}*", "--log", str(self.log),
+            "hook", "install", "--socket", str(sock or self.gate.sock),
+            "--unreachable", unreachable, "--only", f"{PREFIX}*", "--log", str(self.log),
         )  # fmt: skip
 
 
@@ -123,12 +133,15 @@ def hook_env(system_conn: libvirt.virConnect, virt_type: str) -> Iterator[Env]:
     run = Path(f"/run/vmw-hook-{os.getpid()}")
     base = make_base(images / "approved-base.qcow2")
     store = Store.open(f"sqlite:///{images / 'vmwarden.db'}")
+    # the template's digest is known, as a sweep leaves it: admission never hashes (#11.5)
+    store.remember_digest(str(base), base.stat(), digest_file(base))
     policy = parse_policy(
         "version: 1\n"
         f"templates: [{{name: approved-base, digest: '{digest_file(base)}'}}]\n"
         "gate: {deny: [not-approved-template], unreachable: deny}\n"
     )
-    gate = Gate(run / "admission.sock", Decider(store, policy))
+    # IMAGES is the shared dir pool (IMAGES_POOL): backing files are followed there (#10.3)
+    gate = Gate(run / "admission.sock", Decider(store, policy, image_dirs=[IMAGES]))
     env = Env(system_conn, virt_type, gate, images, base, run / "hook.log")
     gate.start()
     policy_file = images / "policy.yaml"
@@ -215,3 +228,119 @@ def test_hook_status_reports_the_live_service(hook_env: Env):
     out = vmwarden("hook", "status").stdout
     assert "vmwarden hook" in out
     assert "admission service: answering" in out
+
+
+FLOOD_POLICY = """\
+version: 1
+templates: [{{name: approved-base, digest: '{digest}'}}]
+gate: {{deny: [not-approved-template]}}
+"""
+
+
+def _flood(
+    port: int, stop: threading.Event, answers: list[int], sent: list[int], *, chunked: bool
+) -> None:
+    """Anonymous POSTs to /api/exceptions of 300 MiB of JSON each (declared by Content-Length,
+    or streamed chunked), until told to stop."""
+    chunk = b"[" + b"1," * (512 * 1024 - 1)  # 1 MiB
+    size = 300 * len(chunk)
+    framing = b"Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}".encode()
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=120) as conn:
+                conn.sendall(
+                    b"POST /api/exceptions HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\n" + framing + b"\r\n\r\n"
+                )
+                try:
+                    for _ in range(300):
+                        if chunked:
+                            conn.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                        else:
+                            conn.sendall(chunk)
+                        sent.append(len(chunk))
+                    if chunked:
+                        conn.sendall(b"0\r\n\r\n")
+                except OSError:
+                    pass  # answered (413) and closed while we were still sending
+                response = http.client.HTTPResponse(conn)
+                response.begin()
+                answers.append(response.status)
+        except OSError:
+            time.sleep(0.05)
+
+
+def test_an_http_flood_never_makes_the_gate_allow_a_start_it_denies(hook_env: Env, tmp_path):
+    """#11.1: ``watch --listen`` with the admission socket, the hook installed with
+    ``--unreachable allow``; while anonymous clients stream huge bodies to the API, a VM the
+    gate denies is refused with vmwarden's reason, never let through as "unreachable"."""
+    name = f"{PREFIX}flooded"
+    dom = hook_env.define(name, hook_env.rogue_image(name))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(FLOOD_POLICY.format(digest=digest_file(hook_env.base)))
+    db = f"sqlite:///{tmp_path / 'watch.db'}"
+    token = reader_token(db)
+    sock = hook_env.gate.sock.parent / "watch.sock"
+    port = free_port()
+    log = tmp_path / "watch.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vmwarden.cli.main", "watch", "-c", URI, "-p", str(policy),
+             "--db", db, "--only", f"{PREFIX}*", "--no-enforce", "--no-inspect",
+             "--listen", f"127.0.0.1:{port}", "--admission-socket", str(sock)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    stop, answers, sent = threading.Event(), [], []
+    floods = [
+        threading.Thread(
+            target=_flood, args=(port, stop, answers, sent), kwargs={"chunked": chunked}
+        )
+        for chunked in (False, False, True)
+    ]
+    try:
+
+        def swept() -> bool:
+            assert proc.poll() is None, log.read_text()
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/state", headers={"Authorization": f"Bearer {token}"}
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return json.loads(r.read())["sweeps"] >= 1 and sock.exists()
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + 60
+        while not swept():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        hook_env.reinstall("allow", sock)  # the fallback an attacker would want to trigger
+        for t in floods:
+            t.start()
+        while len(sent) < 3:  # the flood is under way
+            assert time.monotonic() < deadline + 60, log.read_text()
+            time.sleep(0.01)
+        # start it again and again while the flood runs: at least 5 times, and on until
+        # three flood requests were answered (or 60 s): the flood's bodies are then read
+        starts, until = 0, time.monotonic() + 60
+        while starts < 5 or (len(answers) < 3 and time.monotonic() < until):
+            with pytest.raises(libvirt.libvirtError) as refused:
+                dom.create()
+            message = str(refused.value)
+            assert "could not reach the admission service" not in message
+            assert f"vmwarden: VM '{name}' refused by policy gate: not-approved-template" in message
+            assert not dom.isActive()
+            starts += 1
+        assert answers and set(answers) == {413}  # every flood request was cut at the cap
+        assert proc.poll() is None
+    finally:
+        stop.set()
+        for t in floods:
+            t.join(60)
+        hook_env.reinstall("deny")
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
