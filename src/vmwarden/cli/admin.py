@@ -13,6 +13,7 @@ from vmwarden.cli.common import ActorOpt, DbOpt, actor_name, open_store, out
 from vmwarden.cli.report import register_report
 from vmwarden.connectors import open_connector
 from vmwarden.enforce import Quarantiner, QuarantineSpec
+from vmwarden.engine.content_lineage import FINGERPRINT_KEY, sign_for_approval
 from vmwarden.errors import EnforceError
 from vmwarden.inspect.chain import resolve_chain
 from vmwarden.inspect.digest import digest_file, fingerprint
@@ -154,7 +155,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add an image to the approved catalog (records its digest and fingerprint)."""
         digest = digest_file(image)
-        fp = fingerprint(image)
+        # the content lineage signature identifies full clones of it (engine.content_lineage)
+        fp = {**fingerprint(image), FINGERPRINT_KEY: sign_for_approval(image)}
         with open_store(db) as store:
             store.approve_template(name, digest, str(image.resolve()), fp, actor_name(actor))
         # soft_wrap: a digest broken over two lines could not be pasted into a policy

@@ -42,6 +42,7 @@ from vmwarden.enforce import (
 )
 from vmwarden.enforce.actions import EVENT_BASED
 from vmwarden.enforce.runner import StopRequest
+from vmwarden.engine.content_lineage import content_lineage
 from vmwarden.engine.hosts import dedupe_hosts
 from vmwarden.engine.images import classify, collect_images, merge_discovered
 from vmwarden.engine.inspection import InspectionOptions, inspect_all, merge_agent_facts, targets
@@ -140,6 +141,7 @@ class Sweep:
             vms, now=now, complete_hosts=complete, inputs=inputs, unchanged=same
         )
         catalog = {**self.store.catalog(), **self.policy.catalog()}
+        content = content_lineage(vms, self.store, catalog, lineage)  # full clones
         images = self._images(inventories, catalog, lineage)
         warnings += lineage.warnings
         builtin = self._inspect(vms, images, lineage)
@@ -156,6 +158,7 @@ class Sweep:
                 t["path"]: (t["name"], t["digest"]) for t in self.store.templates() if t.get("path")
             },
             vulns=self._vulns(),
+            content_lineage=content,
         )
         findings = evaluate(self.policy, estate) + builtin
         self.progress("evaluate", 1, 1)

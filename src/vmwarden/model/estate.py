@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from vmwarden.model.guest import GuestFacts
 from vmwarden.model.image import Image
+from vmwarden.model.lineage import ContentMatch
 from vmwarden.model.vm import VM
 
 
@@ -88,6 +89,8 @@ class Estate:
     hosts: list[str] = field(default_factory=list)
     catalog_paths: dict[str, tuple[str, str]] = field(default_factory=dict)
     vulns: VulnFeed | None = None
+    # disk source path → closest approved template by content (full clones; engine fills it)
+    content_lineage: dict[str, ContentMatch] = field(default_factory=dict)
 
     def judged(self) -> Estate:
         """The estate as policy judges it: VMs vmwarden holds in quarantine with their NICs

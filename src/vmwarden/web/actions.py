@@ -37,6 +37,7 @@ from vmwarden.api.schemas import (
     TemplateIn,
 )
 from vmwarden.api.services import quarantine_record, release_record
+from vmwarden.engine.content_lineage import FINGERPRINT_KEY, sign_for_approval
 from vmwarden.errors import EnforceError, StoreError, VmwardenError
 from vmwarden.inspect.digest import digest_file, fingerprint
 from vmwarden.model import ActionRecord
@@ -174,6 +175,7 @@ def approve_template(
         with open_inside(body.path, state.settings.image_dirs) as (handle, real):
             digest = digest_file(handle)
             fp = fingerprint(handle)
+            fp[FINGERPRINT_KEY] = sign_for_approval(handle, state.settings.image_dirs)
     except HTTPException as exc:
         raise FormError(str(exc.detail)) from None
     fp["path"] = real

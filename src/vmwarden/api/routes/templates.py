@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException
 from vmwarden.api.auth import AdminUser, CurrentUser
 from vmwarden.api.deps import SettingsDep, StoreDep
 from vmwarden.api.schemas import TemplateIn, TemplateOut
+from vmwarden.engine.content_lineage import FINGERPRINT_KEY, sign_for_approval
 from vmwarden.inspect.digest import digest_file, fingerprint
 from vmwarden.store.audit import approve_template_with_reason
 
@@ -79,6 +80,7 @@ def approve_template(
     with open_inside(body.path, settings.image_dirs) as (handle, real):
         digest = digest_file(handle)
         fp = fingerprint(handle)
+        fp[FINGERPRINT_KEY] = sign_for_approval(handle, settings.image_dirs)
     fp["path"] = real
     approve_template_with_reason(
         store, body.name, digest, real, fp, actor=user.name, reason=body.reason or None

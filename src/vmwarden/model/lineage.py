@@ -1,0 +1,25 @@
+"""Content lineage of a disk: the approved template its guest-visible content comes from.
+
+Why a record of its own: a full clone has no backing chain and its own digest, so the
+chain-root digest cannot say where it came from; the engine compares the disk's content to
+the templates' signatures (``inspect.lineage_sig``) and policy reads the result from
+``Estate.content_lineage`` (keyed by the disk's source path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ContentMatch:
+    """The closest approved template to a disk's content, and how close.
+
+    ``similarity`` is the fraction of the template's sampled blocks found unchanged at the
+    same offsets (0..1); ``None`` with ``error`` set when the disk could not be compared.
+    """
+
+    template: str | None
+    similarity: float | None
+    sampled: int = 0
+    error: str | None = None
