@@ -33,7 +33,9 @@ def delivered(path: Path) -> list[tuple[str, str]]:
     return [(OCSF_SEVERITY[e["severity_id"]], e["resources"][0]["uid"]) for e in events]
 
 
-def test_a_critical_alert_after_1100_low_ones_is_kept_and_sent_first(tmp_path: Path) -> None:
+def test_a_critical_alert_after_1100_low_ones_is_kept_and_sent_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "alerts.ocsf"
     manager = AlertManager([OcsfFile(str(out))], rate=1e6, burst=10_000, queue_size=1000)
     for i in range(1100):  # the receiver's worker is not running yet: the queue fills
@@ -42,6 +44,8 @@ def test_a_critical_alert_after_1100_low_ones_is_kept_and_sent_first(tmp_path: P
     stats = manager.stats()[f"ocsf {out}"]
     assert (stats["queued"], stats["dropped"]) == (1000, 101)
     assert stats["dropped_by_severity"] == {"low": 101}
+    drops = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(drops) == 2 and "100 so far" in drops[1]  # the 1st and the 100th, not 101 lines
     manager.start()
     wait_for(lambda: manager.stats()[f"ocsf {out}"]["sent"] == 1000)
     manager.close()

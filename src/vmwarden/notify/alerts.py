@@ -102,7 +102,10 @@ class _Lane:
         with self.lock:
             self.stats.dropped += 1
             self.stats.dropped_by_severity[alert.severity] += 1
-        log.warning("alert to %s dropped (%s): %s", self.receiver.label, why, alert.summary)
+            n = self.stats.dropped
+        if n == 1 or n % 100 == 0:  # a flood of drops is one line per hundred, not a flood
+            label = self.receiver.label
+            log.warning("alert to %s dropped (%s), %d so far: %s", label, why, n, alert.summary)
 
 
 class AlertManager:
