@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import inspection, policy_eval, startup, sweep, targets, watch
+from bench import inspection, lineage, policy_eval, startup, sweep, targets, watch
 from bench.common import RESULTS, machine_facts
 
 COLUMNS = (
@@ -38,6 +38,8 @@ COLUMNS = (
     "read_pct",
     "cpu_pct",
     "libvirtd_cpu_pct",
+    "reads",
+    "remote_ms",
     "rss",
     "peak_rss",
     "findings",
@@ -98,7 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--full", action="store_true", help="full sizes (slow)")
     ap.add_argument(
-        "--only", default="", help="comma-separated: startup,sweep,inspection,policy,watch"
+        "--only", default="", help="comma-separated: startup,sweep,inspection,policy,lineage,watch"
     )
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
@@ -123,6 +125,11 @@ def main() -> None:
             "inspection",
             "Inspection (Debian 12 minbase qcow2; seconds per image)",
             lambda _tmp: inspection.run(args.full, repeats),
+        ),
+        (
+            "lineage",
+            "Content lineage (#12.4; Debian 12 minbase; seconds per disk)",
+            lambda _tmp: lineage.run(repeats),
         ),
         (
             "watch",

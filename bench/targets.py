@@ -108,6 +108,22 @@ def judge(sections: Rows) -> list[dict[str, str]]:
                 f"{small['us_per_vm']:.0f} → {ev['us_per_vm']:.0f} µs/VM (10k → 100k)",
                 growth <= 1.5,
             )
+    signed = _find(rows, r"lineage: sign template")
+    if signed:
+        compared = [r for r in rows if str(r.get("name", "")).startswith("lineage: compare")]
+        worst = max([signed, *compared], key=lambda r: r["read_frac"])
+        add(
+            "lineage signature reads < 2% of a disk (#12.4)",
+            f"signing {signed['read_pct']}; the most of any row {worst['read_pct']}",
+            worst["read_frac"] < 0.02,
+        )
+        rates = next((r for r in rows if str(r.get("name", "")).startswith("lineage: error")), None)
+        if rates:
+            add(
+                "lineage: no false positive or negative on #12.4's cases",
+                rates["note"],
+                "negatives 0/" in rates["note"] and "positives 0/" in rates["note"],
+            )
     expo = _find(rows, r"exposure: STARTED")
     if expo:
         add(

@@ -216,6 +216,11 @@ class VirtualDisk:
         return sum(f.bytes_read for f in self.files)
 
     @property
+    def reads(self) -> int:
+        """Host reads issued: the round trips a remote ranged reader would make."""
+        return sum(f.reads for f in self.files)
+
+    @property
     def file_bytes(self) -> int:
         return sum(f.size for f in self.files)
 
