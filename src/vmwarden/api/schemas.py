@@ -172,6 +172,12 @@ class QuarantineIn(In):
 
 class ReleaseIn(In):
     reason: Reason = Field(description="What was fixed (required, for the audit log).")
+    on_changes: Literal["refuse", "keep", "force"] = Field(
+        "refuse",
+        description="A NIC someone changed during quarantine: refuse (409, nothing changed, "
+        "the conflict lists each change), keep the change (raising the link quarantine took "
+        "down) and restore the rest, or force the pre-quarantine NICs back over it.",
+    )
 
 
 # -- images, templates -------------------------------------------------------------------

@@ -35,7 +35,16 @@ def quarantine_record(state: Any, actor: str, record: dict[str, Any], reason: st
         )
 
 
-def release_record(state: Any, actor: str, record: dict[str, Any], reason: str) -> ActionRecord:
-    """Put back exactly what the quarantine of ``record`` changed."""
+def release_record(
+    state: Any, actor: str, record: dict[str, Any], reason: str, on_changes: str = "refuse"
+) -> ActionRecord:
+    """Put back exactly what the quarantine of ``record`` changed; a NIC changed during
+    quarantine is refused (``ReleaseConflict``), kept (``keep``) or overwritten (``force``)."""
     with state.connections.connection(record["uri"]) as conn:
-        return Quarantiner(state.store, actor).release(conn, record["id"], reason=reason)
+        return Quarantiner(state.store, actor).release(
+            conn,
+            record["id"],
+            reason=reason,
+            force=on_changes == "force",
+            keep_changes=on_changes == "keep",
+        )

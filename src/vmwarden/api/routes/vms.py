@@ -110,7 +110,9 @@ def quarantine(
 def release(
     vm: VmKey, body: ReleaseIn, store: StoreDep, state: StateDep, user: OperatorUser
 ) -> Action:
-    """Put back exactly what the quarantine changed; the reason says what was fixed."""
+    """Put back exactly what the quarantine changed; the reason says what was fixed. A NIC
+    someone changed during quarantine is never overwritten silently: 409 listing each change,
+    unless ``on_changes`` is ``keep`` or ``force``."""
     record = find_vm(store, vm)
     _live(record, vm)
-    return action_out(release_record(state, user.name, record, body.reason))
+    return action_out(release_record(state, user.name, record, body.reason, body.on_changes))
