@@ -17,6 +17,7 @@ def test_the_page_references_no_other_origin(users):
     assert "cdn" not in r.text.lower() and "//" not in r.text.replace("<!doctype html>", "")
     refs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
     assert refs and all(ref.startswith("/api/docs/assets/") for ref in refs), refs
+    assert "set-cookie" not in r.headers  # a bearer caller is given no session cookie
     csp = r.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "default-src 'none'" in csp
     assert "connect-src 'self'" in csp and "http" not in csp

@@ -18,6 +18,7 @@ def test_the_docs_page_loads_from_this_origin_only(page, served: Served):
     page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     login(page, served, "auditor")
+    form_csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
     requests.clear()
     page.goto(served.base + "/api/docs")
     page.locator(".opblock").first.wait_for(timeout=30_000)
@@ -27,3 +28,6 @@ def test_the_docs_page_loads_from_this_origin_only(page, served: Served):
     assert requests and all(url.startswith(served.base + "/") for url in requests), requests
     assert served.base + "/api/openapi.json" in requests
     assert problems == []
+    # "Try it out" writes carry the session's CSRF token, the one the dashboard's forms carry
+    meta = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    assert meta and meta == form_csrf

@@ -24,7 +24,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from vmwarden.api.auth import CSRF_HEADER, CurrentUser, csrf_token
+from vmwarden.api.auth import CSRF_HEADER, SESSION_SID, CurrentUser, csrf_token
 
 router = APIRouter(tags=["docs"])
 
@@ -113,7 +113,8 @@ def openapi(request: Request, _user: CurrentUser) -> dict[str, Any]:
 def docs(request: Request, _user: CurrentUser) -> HTMLResponse:
     if vendor_dir() is None:
         raise _missing()
-    csrf = csrf_token(request) if "session" in request.scope else ""
+    signed_in = "session" in request.scope and SESSION_SID in request.session
+    csrf = csrf_token(request) if signed_in else ""  # a bearer caller gets no cookie
     page = _PAGE.format(csrf=html.escape(csrf, quote=True), assets=ASSETS, init=_INIT)
     return HTMLResponse(page, headers={"Content-Security-Policy": _CSP})
 
