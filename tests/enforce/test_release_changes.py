@@ -108,3 +108,16 @@ def test_force_and_keep_changes_exclude_each_other(store, conn):
     with pytest.raises(EnforceError, match="exclude each other"):
         Quarantiner(store, "op").release(conn, OFF, reason="x", force=True, keep_changes=True)
     assert store.active_quarantine(OFF) is not None
+
+
+def test_a_change_undone_by_hand_before_the_next_reconcile_is_forgotten(store, conn):
+    before = interfaces(conn, OFF)
+    rec = _quarantine(store, conn, OFF)
+    admin_moves(conn, MAC_VLAN, "pci")
+    _quarantine(store, conn, OFF)  # re-isolated; the change to pci is remembered
+    original = next(n for n in rec.changes["nics"] if n["mac"] == MAC_VLAN)["config_before"]
+    conn.set_interface(OFF, original, live=False, config=True)  # the admin changes their mind
+    _quarantine(store, conn, OFF)  # re-isolated again: the latest hand change counts
+    rel = Quarantiner(store, "operator").release(conn, OFF, reason="as it was")
+    assert rel.status == "done" and "changed_during_quarantine" not in rel.changes
+    assert interfaces(conn, OFF) == before

@@ -285,11 +285,13 @@ def _attach(conn: NicPort, vm_id: str, current: str, desired: str, scope: str) -
 
 def _keep_drift(nic: dict[str, Any], scope: str, xml: str, entry: dict[str, Any]) -> None:
     """Remember a scope someone changed before it is isolated again, so that release reports
-    it rather than silently restoring the old original (a hand undo of the quarantine, back
-    to the original, is no change worth keeping)."""
+    it rather than silently restoring the old original. The latest hand change counts: one
+    back to the original (a hand undo of the quarantine) forgets an earlier change."""
     before = original_of(nic, scope)
     if before is not None and is_change(xml, before, entry):
         nic.setdefault("drift", {})[scope] = xml
+    elif scope in (nic.get("drift") or {}):
+        del nic["drift"][scope]
 
 
 def _nic_entry(snap: Any) -> dict[str, Any]:
