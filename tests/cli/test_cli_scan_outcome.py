@@ -249,10 +249,12 @@ def test_ctrl_c_during_enforcement_finishes_the_vm_in_flight(cli, tmp_path, poli
         for nic in e.changes["nics"]:  # live and persistent agree: both scopes carried out
             assert (nic["live"], nic["config"]) == ("skipped", "done"), (e.name, nic)
     assert "interrupted by SIGINT" in err
-    done_line = next(line for line in err.splitlines() if line.startswith("done: "))
-    not_done = next(line for line in err.splitlines() if line.startswith("not done: "))
+    done_line = next(line for line in err.splitlines() if line.startswith("done ("))
+    not_done = next(line for line in err.splitlines() if line.startswith("not done ("))
+    assert done_line.startswith(f"done ({len(by_status['done'])}) ")
+    assert not_done.startswith(f"not done ({len(by_status['interrupted'])}) ")
     assert all(f"quarantine {n} (done)" in done_line for n in by_status["done"])
-    assert all(f"quarantine {n} (interrupted)" in not_done for n in by_status["interrupted"])
+    assert all(f"quarantine {n}" in not_done for n in by_status["interrupted"])
 
 
 def test_ctrl_c_before_any_action_changes_nothing(cli, tmp_path, policy):

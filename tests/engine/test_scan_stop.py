@@ -88,7 +88,6 @@ def test_stop_mid_quarantine_finishes_that_vm_and_reports_the_rest(tmp_path, sto
     left = sorted((a.name, a.action) for a in result.not_done())
     others = sorted(vm.name for vm in vms if vm.name != in_flight)
     assert left == sorted((n, act) for n in others for act in ("notify", "quarantine"))
-    assert all("stopped by SIGINT" in (a.error or "") for a in result.not_done())
     (entry,) = store.journal_entries(action="quarantine")
     assert entry.status == "done" and store.incomplete_actions() == []
     assert [(n["live"], n["config"]) for n in entry.changes["nics"]] == [("skipped", "done")]

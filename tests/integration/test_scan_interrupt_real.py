@@ -80,4 +80,4 @@ def test_ctrl_c_leaves_live_and_persistent_nics_in_step(
         assert live == persistent, (name, live, persistent)  # in step, whatever was done
         expected = ISOLATED if name in done else {"network": "prod", "link": "up"}
         assert all(nic == expected for nic in live.values()), (name, live)
-    assert "not done: " in err and "interrupted by SIGINT" in err
+    assert "\nnot done (" in err and "interrupted by SIGINT" in err

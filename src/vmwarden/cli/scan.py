@@ -110,8 +110,10 @@ def stop_on_signals(stop: StopRequest) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _listing(actions: list[ActionRecord]) -> str:
-    return ", ".join(f"{a.action} {a.name} ({a.status})" for a in actions) or "none"
+def _listing(actions: list[ActionRecord], *, status: bool) -> str:
+    """``(2) quarantine web01 (done), notify web01 (failed)``: what ran, or what did not."""
+    items = [f"{a.action} {a.name}" + (f" ({a.status})" if status else "") for a in actions]
+    return f"({len(items)}) " + (", ".join(items) or "none")
 
 
 def report_problems(result: ScanResult) -> None:
@@ -121,9 +123,10 @@ def report_problems(result: ScanResult) -> None:
         complain("error", line)
     if result.interrupted_by is not None:
         ran = [a for a in result.actions if a.status != INTERRUPTED]
-        err.print(f"done: {shown(_listing(ran))}", highlight=False, soft_wrap=True)
+        left = result.not_done()
+        err.print(f"done {shown(_listing(ran, status=True))}", highlight=False, soft_wrap=True)
         err.print(
-            f"not done: {shown(_listing(result.not_done()))}", highlight=False, soft_wrap=True
+            f"not done {shown(_listing(left, status=False))}", highlight=False, soft_wrap=True
         )
         err.print(
             "[dim]hint:[/] run the same scan --enforce again to carry out the rest",

@@ -174,8 +174,8 @@ def execute(
     records = []
     for group in by_vm(planned):
         if stop is not None and stop.requested:
-            why = f"not run: stopped by {stop.signal_name} before this VM"
-            records += [p.unjournaled(INTERRUPTED, ctx.actor, error=why) for p in group]
+            # no error text: the status says it, and a table would repeat it per action
+            records += [p.unjournaled(INTERRUPTED, ctx.actor) for p in group]
             continue
         for p in group:
             try:
