@@ -32,12 +32,13 @@ class SignallingStore(Store):
     """The real store; SIGINTs its own process once, after the first NIC step is journaled."""
 
     fired_after: str | None = None
+    signum: int = signal.SIGINT
 
     def journal_update(self, entry_id: int, **kw: Any) -> None:
         super().journal_update(entry_id, **kw)
         if self.fired_after is None and kw.get("status") == "pending":
             self.fired_after = self.journal_get(entry_id).name
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), self.signum)
 
 
 @pytest.fixture
@@ -48,15 +49,22 @@ def store(tmp_path: Path) -> Iterator[SignallingStore]:
 
 @pytest.fixture
 def stop() -> Iterator[StopRequest]:
+    """A stop request that SIGINT and SIGTERM make, as ``vmwarden scan`` installs it."""
     request = StopRequest()
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: request.request(signum))
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda n, _f: request.request(n)) for s in sigs}
     try:
         yield request
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def test_stop_mid_quarantine_finishes_that_vm_and_reports_the_rest(tmp_path, store, stop):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_stop_mid_quarantine_finishes_that_vm_and_reports_the_rest(
+    tmp_path, store, stop, signum, code
+):
+    store.signum = signum
     vms = [
         FleetVM(
             uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"stop-{i}")),
@@ -79,8 +87,8 @@ def test_stop_mid_quarantine_finishes_that_vm_and_reports_the_rest(tmp_path, sto
     options = SweepOptions(inspect=InspectionOptions(enabled=False))
     result = Sweep(store, policy, actor="t", options=options).run([uri], enforce=True, stop=stop)
 
-    assert store.fired_after is not None and result.interrupted_by == signal.SIGINT
-    assert result.exit_code() == 130
+    assert store.fired_after is not None and result.interrupted_by == signum
+    assert result.exit_code() == code
     in_flight = store.fired_after
     done = {(a.name, a.action): a.status for a in result.actions if a.status != "interrupted"}
     # the VM the signal hit got both of its actions, its alert first; no other VM started
@@ -92,7 +100,7 @@ def test_stop_mid_quarantine_finishes_that_vm_and_reports_the_rest(tmp_path, sto
     assert entry.status == "done" and store.incomplete_actions() == []
     assert [(n["live"], n["config"]) for n in entry.changes["nics"]] == [("skipped", "done")]
     assert len(alerts.read_text().splitlines()) == 1
-    assert result.to_dict()["interrupted"] == "SIGINT"
+    assert result.to_dict()["interrupted"] == signal.Signals(signum).name
 
 
 def test_stop_before_enforcement_raises_at_once():
