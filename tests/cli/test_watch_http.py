@@ -209,3 +209,17 @@ def test_sighup_reloads_the_policy_and_keeps_the_old_one_when_bad(tmp_path: Path
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert "Traceback" not in log.read_text()
+
+
+def test_an_admission_socket_path_that_is_a_file_is_one_line_and_exit_2(tmp_path: Path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    (tmp_path / "file").write_text("not a socket")
+    done = vmwarden(
+        "watch", "-c", "test:///default", "-p", str(policy), "--no-enforce",
+        "--db", f"sqlite:///{tmp_path / 'w.db'}", "--admission-socket", str(tmp_path / "file"),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"error: {tmp_path / 'file'} exists and is not a socket" in done.stderr
+    assert (tmp_path / "file").read_text() == "not a socket"  # never replaced
