@@ -96,8 +96,6 @@ def test_failures_below_the_limit_expire_with_their_window(store: Store, t0):
     assert until == at(t0, 11 * 60 + 32)
     assert repo.state([ADDR], now=at(t0, 11 * 60 + 31)).blocked_until == until
     assert repo.state([ADDR], now=at(t0, 11 * 60 + 32)).blocked_until is None  # served
-    repo.reset([ADDR])
-    assert repo.state([ADDR]).failures == 0
 
 
 def test_a_failure_journals_each_subject_once(store: Store, t0):

@@ -10,7 +10,8 @@ theirs (:meth:`SessionsRepo.revoke_user`).
 Throttling lives here too, so that it survives a restart and is shared by every worker
 process: one row per (scope, subject) -- ``address``/``account`` -- counts failures in the
 current window; at the limit the subject is blocked, for twice as long at each further
-failure (capped). A successful sign-in deletes the rows of its address and account.
+failure (capped). A successful sign-in deletes nothing: failures age out with their window
+(else valid requests interleaved with guesses would keep an address from ever being blocked).
 
 Example::
 
@@ -268,11 +269,6 @@ class ThrottleRepo:
         row_values = {"scope": scope, "subject": subject[:255], **values}
         upsert(conn, login_throttle, [row_values], keys=_THROTTLE_KEY, update=list(values))
         return until
-
-    def reset(self, subjects: list[Subject]) -> None:
-        """A successful sign-in forgets the failures of its address and account."""
-        with self._store._write() as conn:
-            conn.execute(delete(login_throttle).where(_any(subjects)))
 
 
 def _key(scope: str, subject: str) -> ColumnElement[bool]:
