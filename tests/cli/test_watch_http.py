@@ -223,3 +223,44 @@ def test_an_admission_socket_path_that_is_a_file_is_one_line_and_exit_2(tmp_path
     assert "Traceback" not in done.stderr
     assert f"error: {tmp_path / 'file'} exists and is not a socket" in done.stderr
     assert (tmp_path / "file").read_text() == "not a socket"  # never replaced
+
+
+def test_metrics_listen_needs_a_token_from_loopback_too(served, tmp_path: Path):
+    """``--metrics-listen`` (the bare /metrics + /state server) checks tokens against the
+    store like the API: none or a wrong one is 401, an auditor's is served."""
+    _watcher, _store, token, policy = served  # the store (and its auditor) at tmp_path/w.db
+    port = listen_socket("127.0.0.1", 0)
+    number = port.getsockname()[1]
+    port.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vmwarden.cli.main", "watch", "-c", "test:///default",
+         "-p", str(policy), "--no-enforce", "--db", f"sqlite:///{tmp_path / 'w.db'}",
+         "--metrics-listen", f"127.0.0.1:{number}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def get(path: str, token: str | None) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", number, timeout=10)
+        try:
+            conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                get("/metrics", None)
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        for path in ("/metrics", "/state"):
+            assert get(path, None) == 401
+            assert get(path, "vmw_nope") == 401
+            assert get(path, token) == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

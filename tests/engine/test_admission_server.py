@@ -224,3 +224,31 @@ def test_asyncio_use(sock_path: Path):
 
     assert asyncio.run(main())["decision"] == "allow"
     assert not sock_path.exists()
+
+
+def test_every_answer_is_due_well_within_the_hooks_wait():
+    """#11.1: reading the request and deciding are each bounded, and together take at most
+    half of what the hook waits: the hook hears vmwarden's answer, never 'unreachable'."""
+    from vmwarden.engine import admission
+    from vmwarden.hooks import qemu
+
+    assert admission.READ_TIMEOUT + admission.DECIDE_TIMEOUT <= qemu.TIMEOUT / 2
+
+
+def test_a_decision_stuck_in_every_worker_still_gets_answers_in_time(sock_path: Path):
+    """The service's own pool is busy with stuck decisions: new requests still get their
+    refusal within the deadline instead of waiting for a free worker forever."""
+    release = threading.Event()
+
+    def stuck(xml: str) -> Decision:
+        release.wait(30)
+        return ALLOW
+
+    srv = AdmissionServer(sock_path, stuck, decide_timeout=0.3, workers=1).start_in_thread()
+    try:
+        answers = [talk(sock_path, b"<domain/>", timeout=5) for _ in range(3)]
+        assert [a["decision"] for a in answers] == ["deny"] * 3
+        assert all("could not decide within 0.3s" in a["reason"] for a in answers)
+    finally:
+        release.set()
+        srv.stop()
