@@ -81,9 +81,9 @@ def login_session(request: Request, user: User) -> str:
     repo.purge_expired(max_age=settings.session_max_age, idle=settings.session_idle)
     sid = secrets.token_urlsafe(32)
     repo.create(_digest(sid), user.id, source=source_of(request))
-    now = UsersRepo(store).get_user_by_id(user.id)
+    current = UsersRepo(store).get_user_by_id(user.id)
     request.session.clear()
-    if now is None or now.disabled or now.token_id != user.token_id:
+    if current is None or current.disabled or current.token_id != user.token_id:
         repo.revoke(_digest(sid))
         return csrf_token(request)
     request.session[SESSION_SID] = sid
