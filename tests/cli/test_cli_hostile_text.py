@@ -249,3 +249,18 @@ def test_an_emoji_code_in_a_path_stays_text(cli: Cli, tmp_path: Path) -> None:
     assert ran.code == 2, ran.err
     (line,) = ran.error_lines()
     assert f"{tmp_path}/:skull:.xml" in line and "\U0001f480" not in line
+
+
+def test_template_approve_and_list_print_names_as_text(cli: Cli, tmp_path: Path) -> None:
+    """``--name 'x[/]'`` raised MarkupError after the approval was stored; a template file
+    named with an escape sequence reached the terminal through ``template list``."""
+    image = tmp_path / f"tmpl{CLEAR}.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", image, "1M")
+    ran = cli("template", "approve", image, "--name", "x[/]" + CLEAR)
+    assert ran.code == 0 and "Traceback" not in ran.err, ran.err
+    assert "\x1b" not in ran.out + ran.err
+    assert "approved x[/]\\x1b[2J sha256:" in ran.out
+    assert '- name: "x[/]\\u001b[2J"' in ran.out  # YAML-quoted: pastes into a policy
+    listed = cli("template", "list")
+    assert listed.code == 0 and "\x1b" not in listed.out
+    assert listed.out.startswith("x[/]\\x1b[2J\tsha256:") and "tmpl\\x1b[2J.qcow2" in listed.out

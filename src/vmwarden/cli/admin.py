@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from vmwarden.inspect.facts import inspect_image_json
 from vmwarden.model.escape import visible
 from vmwarden.policy import load_policy
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # needs no quotes in YAML
 _APPROVE_EXAMPLE = (
     "Example: vmwarden template approve /var/lib/libvirt/images/debian12.qcow2 --name debian12-base"
 )
@@ -50,6 +52,18 @@ def _outcome(verb: str, name: str, rec: Any) -> Text:
     """``quarantine web01: done (journal #3)``; the VM name as text, never as Rich markup."""
     return Text.assemble(
         f"{verb} ", visible(name), ": ", (rec.status, "bold"), f" (journal #{rec.journal_id})"
+    )
+
+
+def _print_approved(name: str, digest: str) -> None:
+    """The approval and its policy snippet. The name is text, never Rich markup (``--name
+    'x[/]'`` raised MarkupError after approving), and YAML-quoted in the snippet when needed.
+    soft_wrap: a digest broken over two lines could not be pasted into a policy."""
+    out.print(Text.assemble("approved ", (visible(name), "bold"), f" {digest}"), soft_wrap=True)
+    snippet = name if _PLAIN_NAME.fullmatch(name) else json.dumps(name)
+    out.print(
+        Text(f"policy snippet:\n  templates:\n    - name: {snippet}\n      digest: {digest}"),
+        soft_wrap=True,
     )
 
 
@@ -159,13 +173,7 @@ def register(app: typer.Typer) -> None:
         fp = {**fingerprint(image), FINGERPRINT_KEY: sign_for_approval(image)}
         with open_store(db) as store:
             store.approve_template(name, digest, str(image.resolve()), fp, actor_name(actor))
-        # soft_wrap: a digest broken over two lines could not be pasted into a policy
-        out.print(f"approved [bold]{name}[/] {digest}", soft_wrap=True)
-        out.print(
-            f"policy snippet:\n  templates:\n    - name: {name}\n      digest: {digest}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        _print_approved(name, digest)
 
     @template.command("list", epilog="Example: vmwarden template list --db sqlite:///vmwarden.db")
     def list_templates(db: DbOpt = None) -> None:
@@ -173,7 +181,7 @@ def register(app: typer.Typer) -> None:
         with open_store(db) as store:
             rows = store.templates()
         for t in rows:  # tab-separated, one per line, unwrapped: for people and for cut(1)
-            print(f"{t['name']}\t{t['digest']}\t{t.get('path') or ''}")
+            print(f"{visible(t['name'])}\t{t['digest']}\t{visible(t.get('path') or '')}")
 
     @app.command(
         epilog="Example: vmwarden inspect /var/lib/libvirt/images/web01.qcow2 "
