@@ -137,3 +137,53 @@ def test_without_a_signature_only_the_digest_counts(store, estate) -> None:
     found = {f.name: f.evidence for f in result.findings}
     assert set(found) == {"rogue", "web-full"}
     assert "similarity" not in found["web-full"]
+
+
+# --- the power-on gate: the admission hook and watch's judge ----------------------------------
+
+GATE = "version: 1\ngate: {deny: [not-approved-template]}\n"
+
+
+def gate_domain(name: str, n: int, path: Path, fmt: str) -> str:
+    return domain(name, n, path, fmt).replace("<domain type='test'>", "<domain type='kvm'>")
+
+
+def test_admission_uses_only_what_a_sweep_compared(tmp_path, store, estate) -> None:
+    """The hook's answer never reads a disk: a full clone not compared yet is unknown (so
+    denied, saying why); once a sweep has compared it, it starts."""
+    from vmwarden.engine.admission_decider import Decider
+    from vmwarden.inspect.digest import digest_file
+
+    approve(f"sqlite:///{tmp_path / 'vmwarden.db'}", estate["golden"])
+    full = estate["full"]
+    store.remember_digest(str(full), full.stat(), digest_file(full))  # root digest known
+    decide = Decider(store, parse_policy(GATE), image_dirs=[estate["images"]])
+    xml = gate_domain("web-full", 1, full, "raw")
+    before = decide(xml)
+    assert before.decision == "deny"
+    assert "not compared yet" in before.reason
+    sweep(store, estate)  # compares web-full and caches the result
+    after = decide(xml)
+    assert (after.decision, after.reason) == ("allow", "")
+    rogue = decide(gate_domain("rogue", 2, estate["images"] / "rogue.qcow2", "qcow2"))
+    assert rogue.decision == "deny" and "similarity" in rogue.reason
+
+
+def test_watch_judges_a_starting_full_clone_by_content(tmp_path, store, estate) -> None:
+    from vmwarden.connectors.libvirt.domxml import parse_domain
+    from vmwarden.engine.watch.judge import Judge
+    from vmwarden.model import State
+
+    approve(f"sqlite:///{tmp_path / 'vmwarden.db'}", estate["golden"])
+    judge = Judge(parse_policy(GATE), store, hold_unknown=False, hold_unregistered=False)
+    judge.image_dirs = [estate["images"]]
+
+    def at_start(name: str, n: int, path: Path, fmt: str):
+        xml = gate_domain(name, n, path, fmt)
+        uri = f"test://{estate['host']}"  # a test-driver host: its disks are files here
+        vm = parse_domain(xml, host="h", uri=uri, state=State.RUNNING, persistent=True)
+        return judge.at_start(vm, prior=None, others=[])
+
+    assert at_start("web-full", 1, estate["full"], "raw").reasons == []
+    (reason,) = at_start("rogue", 2, estate["images"] / "rogue.qcow2", "qcow2").reasons
+    assert reason["closest_template"] == "golden" and reason["similarity"] < 0.5

@@ -34,6 +34,7 @@ from vmwarden.enforce.held import mark_vm_held
 from vmwarden.engine.admission import Decision
 from vmwarden.engine.admission_hasher import BackgroundHasher
 from vmwarden.engine.admission_records import as_datetime, vm_from_record
+from vmwarden.engine.content_lineage import content_lineage
 from vmwarden.engine.lineage import Lineage, approved_dirs
 from vmwarden.errors import VmwardenError
 from vmwarden.model import VM, Estate, GuestFacts, HostInventory, Pool, State
@@ -117,14 +118,21 @@ class Decider:
         self._overlay(vm, stored)
         if self.store is not None:
             mark_vm_held(self.store, vm)  # isolated ahead: judged where its NICs were
-        warnings = self._lineage(vm)
+        warnings, lineage = self._lineage(vm)
+        catalog = self._catalog()
         estate = Estate(
             vms=[vm, *self._others(vm.id)],
             images=[],
-            catalog=self._catalog(),
+            catalog=catalog,
             now=self.clock(),
             hosts=[self.host],
             catalog_paths=self._catalog_paths(),
+            # full clones: only what a sweep compared and cached (no disk read here)
+            content_lineage=(
+                content_lineage([vm], self.store, catalog, lineage, compute=False)
+                if self.store is not None
+                else {}
+            ),
         )
         admission = admit(self.policy, vm, estate)
         known = stored is not None
@@ -172,7 +180,7 @@ class Decider:
         if guest:
             vm.guest = GuestFacts.from_dict(guest)
 
-    def _lineage(self, vm: VM) -> list[str]:
+    def _lineage(self, vm: VM) -> tuple[list[str], Lineage]:
         """Chains and root digests of the XML's disks: headers read here, digests only from
         the cache (an unknown root is queued for hashing and stays unknown for now)."""
         inv = HostInventory(
@@ -185,7 +193,7 @@ class Decider:
         templates = approved_dirs(self.store) if self.store is not None else []
         lineage = Lineage(self._cached_digest, self._remember_digest, extra_dirs=templates)
         lineage.enrich(inv)
-        return lineage.warnings
+        return lineage.warnings, lineage
 
     def _cached_digest(self, path: str, st: os.stat_result) -> str | None:
         key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

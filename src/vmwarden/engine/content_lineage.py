@@ -34,6 +34,7 @@ from vmwarden.model.lineage import ContentMatch
 FINGERPRINT_KEY = "lineage"  # where ``template approve`` keeps the signature
 _PREFIX = "lineage:"
 _VALUE = "cl1"
+PENDING = "content lineage not compared yet (the next sweep compares it)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +66,13 @@ def content_lineage(
     store: Any,
     catalog: dict[str, str],
     lineage: Lineage,
+    *,
+    compute: bool = True,
 ) -> dict[str, ContentMatch]:
-    """Disk source path → closest signed template, for local disks not approved by digest."""
+    """Disk source path → closest signed template, for local disks not approved by digest.
+
+    ``compute=False`` (the admission hook): only results already cached; a disk not compared
+    yet is ``pending`` (policy: unknown), and the next sweep compares it."""
     templates = signed_templates(store.templates())
     if not templates:
         return {}
@@ -78,7 +84,7 @@ def content_lineage(
         for disk in vm.disks:
             path = _candidate(disk, catalog)
             if path is not None and path not in out:
-                out[path] = _compare(store, templates, disk, path, allowed)
+                out[path] = _compare(store, templates, disk, path, allowed, compute)
     return out
 
 
@@ -95,7 +101,12 @@ def _candidate(disk: Disk, catalog: dict[str, str]) -> str | None:
 
 
 def _compare(
-    store: Any, templates: list[Template], disk: Disk, path: str, allowed: list[str]
+    store: Any,
+    templates: list[Template],
+    disk: Disk,
+    path: str,
+    allowed: list[str],
+    compute: bool = True,
 ) -> ContentMatch:
     try:
         st = os.stat(path)
@@ -110,6 +121,8 @@ def _compare(
             scores[tpl.name] = hit
         else:
             missing[tpl.name] = tpl
+    if missing and not compute:
+        return ContentMatch(None, None, error=PENDING, pending=True)
     if missing:
         try:
             fresh = similarity(

@@ -16,10 +16,13 @@ class ContentMatch:
     """The closest approved template to a disk's content, and how close.
 
     ``similarity`` is the fraction of the template's sampled blocks found unchanged at the
-    same offsets (0..1); ``None`` with ``error`` set when the disk could not be compared.
+    same offsets (0..1); ``None`` with ``error`` set when the disk could not be compared,
+    or with ``pending`` when it was not compared yet (the power-on gate reads only results a
+    sweep cached: its answer never waits for reading a disk).
     """
 
     template: str | None
     similarity: float | None
     sampled: int = 0
     error: str | None = None
+    pending: bool = False

@@ -24,6 +24,7 @@ from typing import Any
 
 from vmwarden.enforce import mark_vm_held
 from vmwarden.engine.admission_records import as_datetime
+from vmwarden.engine.content_lineage import content_lineage
 from vmwarden.engine.lineage import Lineage
 from vmwarden.model import VM, Estate, Finding, HostInventory, Pool, State
 from vmwarden.policy import Policy, admit, evaluate
@@ -95,11 +96,11 @@ class Judge:
             before.first_seen = as_datetime(stored.get("first_seen"))
             if stored.get("state") == State.SHUTOFF.value:
                 before.state_since = as_datetime(stored.get("state_since"))
-        self._lineage(before, prior, pools)
+        lineage = self._lineage(before, prior, pools)
         reasons: list[dict[str, Any]] = []
         if self.hold_unknown and stored is None and prior is None:
             reasons.append({"condition": "unknown", "detail": "never seen before"})
-        reasons += self._common(before, others)
+        reasons += self._common(before, others, lineage)
         if self.inspection and prior is not None and prior.guest is not None:
             stale = self._stale_disks(before)
             if stale:
@@ -115,8 +116,8 @@ class Judge:
         current = replace(vm)
         if current.guest is None and prior is not None:
             current.guest = prior.guest
-        self._lineage(current, prior, pools)
-        reasons = self._common(current, others)
+        lineage = self._lineage(current, prior, pools)
+        reasons = self._common(current, others, lineage)
         return Judgement(vm.id, vm.name, bool(reasons), reasons)
 
     def after_sweep(self, vm: VM, findings: list[Finding], estate: Estate) -> Judgement:
@@ -140,7 +141,7 @@ class Judge:
 
     # -- pieces ------------------------------------------------------------------------
 
-    def _common(self, vm: VM, others: list[VM]) -> list[dict[str, Any]]:
+    def _common(self, vm: VM, others: list[VM], lineage: Lineage) -> list[dict[str, Any]]:
         catalog = {**self.store.catalog(), **self.policy.catalog()}
         estate = Estate(
             vms=[vm, *(o for o in others if o.id != vm.id)],
@@ -148,6 +149,7 @@ class Judge:
             catalog=catalog,
             now=datetime.now(UTC),
             hosts=sorted({vm.host, *(o.host for o in others)}),
+            content_lineage=content_lineage([vm], self.store, catalog, lineage),  # full clones
         )
         findings = [f for f in evaluate(self.policy, estate) if f.id == vm.id]
         reasons = self._policy_reasons(vm, estate, findings)
@@ -169,17 +171,19 @@ class Judge:
         ]
         return reasons
 
-    def _lineage(self, vm: VM, prior: VM | None, pools: list[Pool] | None) -> None:
+    def _lineage(self, vm: VM, prior: VM | None, pools: list[Pool] | None) -> Lineage:
         """Backing chains and root digests; disk mtimes as they were before the start."""
         inv = HostInventory(uri=vm.uri, host=vm.host, vms=[vm], pools=list(pools or []))
-        Lineage.for_store(self.store, self.image_dirs).enrich(inv)
+        lineage = Lineage.for_store(self.store, self.image_dirs)
+        lineage.enrich(inv)
         if prior is None:
-            return
+            return lineage
         before = {d.source: d for d in prior.disks if d.source}
         for disk in vm.disks:
             old = before.get(disk.source)
             if old is not None and old.chain and disk.chain:
                 disk.chain[0].mtime = old.chain[0].mtime  # the start itself may touch the file
+        return lineage
 
     def _stale_disks(self, vm: VM) -> list[str]:
         if self.facts is None:

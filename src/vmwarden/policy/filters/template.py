@@ -36,7 +36,9 @@ class NotApprovedTemplate(Filter):
     with ``vmwarden template approve`` unchanged at the same offsets (full clones, whatever
     their format: ``virt-clone``, ``cp``, ``qemu-img convert``). The evidence names the
     closest template and the similarity. Templates listed only in the policy's
-    ``templates:`` have no content signature: only their digest counts.
+    ``templates:`` have no content signature: only their digest counts. At power-on (the
+    admission hook) only comparisons a sweep cached are used; a disk not compared yet is
+    unknown.
 
     Only ``device: disk`` disks with a source count (cdroms, floppies and empty drives carry
     no lineage); a VM without one is not judged (no-match). A root whose digest could not be
@@ -65,9 +67,12 @@ class NotApprovedTemplate(Filter):
                 continue
             if root.digest.lower() in ctx.catalog:
                 continue
+            content = ctx.estate.content_lineage.get(disk.source or "")
+            if content is not None and content.pending:
+                unknown = unknown or f"disk {disk.target}: {content.error}"
+                continue
             evidence: dict[str, Any] = {"disk": disk.target, "root": root.path}
             evidence["digest"] = root.digest
-            content = ctx.estate.content_lineage.get(disk.source or "")
             if content is not None and content.similarity is not None:
                 if content.similarity >= self.params.threshold:
                     continue
