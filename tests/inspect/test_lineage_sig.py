@@ -142,6 +142,22 @@ def test_hostile_tables_are_refused(tmp_path: Path, where, fmt, value, why) -> N
         VirtualDisk([layer]).read(0, 64 * 1024)
 
 
+def test_a_shared_l2_table_is_refused_not_scanned_again(tmp_path: Path) -> None:
+    """Every L1 entry naming the same L2 table would make signing scan it over and over."""
+    raw = ext4_raw(tmp_path, "tpl.raw", seed=8)
+    img = tmp_path / "shared.qcow2"
+    qemu_img("convert", "-q", "-o", "cluster_size=4096", "-f", "raw", "-O", "qcow2", raw, img)
+    with img.open("r+b") as f:
+        f.seek(40)
+        (l1_offset,) = struct.unpack(">Q", f.read(8))
+        f.seek(l1_offset)
+        first = f.read(8)
+        f.seek(l1_offset + 8)
+        f.write(first)
+    with pytest.raises(InspectError, match="referenced twice"):
+        sign_image(img)
+
+
 # --- the issue's cases on the real Debian image -----------------------------------------------
 
 

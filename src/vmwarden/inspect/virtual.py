@@ -176,9 +176,13 @@ class Qcow2Layer:
         """Virtual ranges this file holds data for (zero clusters and holes excluded)."""
         ranges: list[tuple[int, int]] = []
         per_table = self.cluster // 8
+        seen: set[int] = set()
         for l1_index, l2_offset in enumerate(self.l1):
             if not l2_offset:
                 continue
+            if l2_offset in seen:  # qemu never shares one: a loop to make us scan forever
+                raise InspectError(f"qcow2 L2 table referenced twice: {self.name}")
+            seen.add(l2_offset)
             table = self._table(l2_offset)
             entries = struct.unpack(f">{per_table}Q", table)
             base = l1_index * per_table
