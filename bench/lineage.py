@@ -2,7 +2,8 @@
 
 Rows: signing the template (seconds, host bytes read as a share of the image file), then
 one comparison per case of ``tests/inspect/lineage_cases.py`` (a linked clone, a used full
-copy qcow2 → raw → qcow2, a growpart-resized raw copy; another debootstrap of the release,
+copy qcow2 → raw → qcow2, a growpart-resized raw copy, a copy whose guest deleted docs,
+locales and time zones and ran fstrim; another debootstrap of the release,
 the agent image's debootstrap, an unrelated ext4) with its similarity and the verdict at
 the default threshold, and the false-positive / false-negative counts over those cases.
 ``read_pct`` is against the compared disk's files (every layer of its chain; < 2% is the
@@ -28,7 +29,7 @@ from vmwarden.inspect.lineage_sig import Signature, compare, sign
 from vmwarden.inspect.virtual import open_virtual
 from vmwarden.policy.filters.template import DEFAULT_THRESHOLD
 
-DERIVED = ("linked", "full_used", "grown")
+DERIVED = ("linked", "full_used", "grown", "trimmed")
 
 
 def _timed(fn: Any, times: int) -> tuple[list[float], Any]:

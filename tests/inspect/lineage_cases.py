@@ -6,6 +6,7 @@ Each case is what an administrator's tools make, changed by the real kernel ext4
 - ``full_used``: ``qemu-img convert`` qcow2 → raw, mounted and *used* (hostname and
   machine-id changed, 25 MB of new files, a package added: ``jq``'s files from its .deb and
   its dpkg status entry), converted raw → qcow2;
+- ``trimmed``: a raw full copy whose guest deleted docs, locales and time zones, then fstrim;
 - ``grown``: a raw full copy grown by 512 MiB (``qemu-img resize``, the partition moved to
   the new end with ``sfdisk``, ``resize2fs``), as growpart/cloud-init do on first boot;
 - ``unrelated``: the same GPT layout with an ext4 filesystem of this host's /usr/share/doc.
@@ -98,6 +99,21 @@ def build_full_used(out: Path, template: Path = TEMPLATE) -> Path:
     return out
 
 
+def build_trimmed(out: Path, template: Path = TEMPLATE) -> Path:
+    """A full copy whose guest removed documentation, locales and time zones (about a third
+    of the template's data blocks) and ran ``fstrim``: the freed blocks read as zeros, as on
+    a thin disk with discard. Similarity falls with the share of the template's data gone."""
+    tmp = Path(str(out) + ".tmp")
+    _run("qemu-img", "convert", "-q", "-f", "qcow2", "-O", "raw", template, tmp)
+    with mounted(tmp) as root:
+        for gone in ("doc", "man", "info", "locale", "zoneinfo", "i18n"):
+            shutil.rmtree(root / "usr/share" / gone, ignore_errors=True)
+        _run("sync", "-f", root)  # blocks are free for fstrim once the journal committed
+        _run("fstrim", root)
+    os.replace(tmp, out)
+    return out
+
+
 def build_grown(out: Path, template: Path = TEMPLATE) -> Path:
     """A raw full copy, the disk grown by 512 MiB and the partition and filesystem with it."""
     tmp = Path(str(out) + ".tmp")
@@ -169,12 +185,15 @@ def cases(template: Path = TEMPLATE) -> dict[str, Path]:
     built = {
         "full_used": where / "full-used.qcow2",
         "grown": where / "grown.raw",
+        "trimmed": where / "trimmed.raw",
         "unrelated": where / "unrelated.qcow2",
     }
     if not built["full_used"].exists():
         build_full_used(built["full_used"], template)
     if not built["grown"].exists():
         build_grown(built["grown"], template)
+    if not built["trimmed"].exists():
+        build_trimmed(built["trimmed"], template)
     if not built["unrelated"].exists():
         build_unrelated(built["unrelated"])
     return built
