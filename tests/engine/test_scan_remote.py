@@ -87,7 +87,8 @@ def test_remote_disk_is_not_hashed_from_the_local_file_of_that_path(
     assert vm.name == "vmw-g-rogue" and vm.host == "vmw-g-hostb"
     assert str(clean) not in opened  # the local file of that name was never opened
     assert vm.disks[0].root.digest is None
-    assert any("is another host" in w and "stay unknown" in w for w in result.warnings)
+    # #12.3: read through B's connection, where that path is no volume of B's pools
+    assert any("disk outside any storage pool on vmw-g-hostb" in w for w in result.warnings)
     by_rule = {f.rule: f for f in result.findings}
     # unknown lineage never clears: the rogue is flagged, with why it is unknown
     assert "not readable from here" in by_rule["unapproved"].evidence["unknown"]
@@ -99,7 +100,9 @@ def test_remote_vm_is_not_cleared_by_inspecting_a_local_image(tunnel_to_b, polic
     (vm,) = result.vms
     assert vm.guest is None  # not inspected: its disk is on host B
     assert "forbidden-software" in {f.rule for f in result.findings}
-    assert not [f for f in result.findings if f.rule == "uninspectable"]  # nothing was tried
+    # #12.3: B's disk is read only through B's pools, and this path is in none of them
+    (unread,) = [f for f in result.findings if f.rule == "uninspectable"]
+    assert "disk outside any storage pool on vmw-g-hostb" in unread.evidence["reason"]
 
 
 def test_uris_reaching_one_daemon_count_its_vms_once(host_b, tunnel_to_b, policy, store):

@@ -47,7 +47,7 @@ def _readable_tops(record: dict[str, Any]) -> list[tuple[str, list[str]]]:
         top = chain[0]
         if top.get("type") != "file" or not top.get("path"):
             continue
-        if top.get("error"):
+        if top.get("error") or top.get("host"):
             continue  # not read through this record's disk (e.g. another host's file)
         out.append((os.path.abspath(str(top["path"])), _chain_paths(disk)))
     return out

@@ -13,12 +13,15 @@ logged-in users, filesystems, addresses) win over the disk's (``merge_agent_fact
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmwarden.engine.lineage import LINEAGE_DEVICES, Lineage
 from vmwarden.errors import InspectError
+from vmwarden.inspect.ranged_chain import RangedChain
 from vmwarden.inspect.sandbox import InspectorPool
 from vmwarden.model import VM, Finding, GuestFacts, Image, Severity
 from vmwarden.model.guest import merge_live
@@ -43,6 +46,14 @@ class Target:
     disk: str | None = None
     image: Image | None = None
     error: str | None = None  # known before opening (lineage refused it)
+    remote: RangedChain | None = None  # another host's disk, read through its connection
+
+    @property
+    def key(self) -> str:
+        """Results are kept by this: a remote disk's path may also name a file here."""
+        if self.remote is not None and self.vm is not None:
+            return f"{self.vm.host}:{self.path}"
+        return self.path
 
 
 def targets(vms: list[VM], images: list[Image], lineage: Lineage) -> list[Target]:
@@ -56,6 +67,7 @@ def targets(vms: list[VM], images: list[Image], lineage: Lineage) -> list[Target
     covered: set[str] = set()
     for vm in vms:
         if not lineage.readable_vm(vm.uri):
+            out += _remote_targets(vm, lineage)
             continue
         for disk in vm.disks:
             top = disk.chain[0] if disk.chain else None
@@ -81,6 +93,20 @@ def targets(vms: list[VM], images: list[Image], lineage: Lineage) -> list[Target
     return out
 
 
+def _remote_targets(vm: VM, lineage: Lineage) -> list[Target]:
+    """A remote VM's disks whose chains lineage read through the host's connection."""
+    out: list[Target] = []
+    for disk in vm.disks:
+        top = disk.chain[0] if disk.chain else None
+        if lineage.remote is None or disk.device not in LINEAGE_DEVICES or top is None:
+            continue
+        chain = lineage.remote.chain_of(vm.uri, top.path or "")
+        if chain is None:
+            continue  # not a path a pool could hold (network disk): lineage said why
+        out.append(Target(top.path or "", vm=vm, disk=disk.target, error=chain.error, remote=chain))
+    return out
+
+
 def inspect_all(
     store: object,
     tlist: list[Target],
@@ -89,15 +115,22 @@ def inspect_all(
     options: InspectionOptions,
     progress: Progress,
 ) -> list[Finding]:
-    """Fill ``vm.guest`` / ``image.guest``; return the ``uninspectable`` findings."""
+    """Fill ``vm.guest`` / ``image.guest``; return the ``uninspectable`` findings.
+
+    Local images come from the facts cache when unchanged; the rest (and every remote disk,
+    served to the worker through its host's connection) are inspected in parallel, at most
+    :func:`per_host` at once per host, so one host's slow storage does not stall the others.
+    """
     cache = FactsCache(store)  # type: ignore[arg-type]
     readable = [t for t in tlist if t.error is None]
-    paths = sorted({t.path for t in readable})
+    paths = sorted({t.path for t in readable if t.remote is None})
+    remote = {t.key: t for t in readable if t.remote is not None}
     facts: dict[str, GuestFacts | InspectError] = dict(cache.lookup_many(paths))
     misses = [p for p in paths if p not in facts]
-    done = len(paths) - len(misses)
-    progress("inspect", done, len(paths))
-    if misses:
+    total = len(paths) + len(remote)
+    done = total - len(misses) - len(remote)
+    progress("inspect", done, total)
+    if misses or remote:
         with InspectorPool(
             workers=options.workers,
             timeout=options.timeout,
@@ -105,21 +138,81 @@ def inspect_all(
             fingerprint_key=cache.fingerprint_key(),
         ) as pool:
 
-            def tick(_path: str, _result: object) -> None:
+            def tick() -> None:
                 nonlocal done
                 done += 1
-                progress("inspect", done, len(paths))
+                progress("inspect", done, total)
 
-            fresh = pool.inspect_many(misses, on_done=tick)
-        cache.remember_many([f for f in fresh.values() if isinstance(f, GuestFacts)])
+            jobs = [("", p, _local_job(pool, p)) for p in misses]
+            jobs += [
+                (t.vm.host if t.vm else "", k, _remote_job(pool, t)) for k, t in remote.items()
+            ]
+            fresh = _run_jobs(jobs, pool.workers, tick)
+        cache.remember_many([fresh[p] for p in misses if isinstance(fresh.get(p), GuestFacts)])
         facts.update(fresh)
     return _apply(tlist, facts)
+
+
+Job = Callable[[], GuestFacts]
+
+
+def _local_job(pool: InspectorPool, path: str) -> Job:
+    return lambda: pool.inspect(path)
+
+
+def _remote_job(pool: InspectorPool, t: Target) -> Job:
+    chain = t.remote
+    assert chain is not None
+
+    def job() -> GuestFacts:
+        chain.check_supported()
+        formats = [info.format for info in chain.infos]
+        return pool.inspect_ranged(t.key, chain.readers, formats, encrypted=chain.encrypted)
+
+    return job
+
+
+def per_host(workers: int, hosts: int) -> int:
+    """Inspections at once per host: all workers for one host, else at most half of them."""
+    return workers if hosts <= 1 else max(1, (workers + 1) // 2)
+
+
+def _run_jobs(
+    jobs: list[tuple[str, str, Job]], workers: int, tick: Callable[[], None]
+) -> dict[str, GuestFacts | InspectError]:
+    """Run ``(host, key, job)`` s, interleaved by host, with :func:`per_host` bounds."""
+    by_host: dict[str, list[tuple[str, Job]]] = {}
+    for host, key, job in jobs:
+        by_host.setdefault(host, []).append((key, job))
+    limit = per_host(workers, len(by_host))
+    gates = {host: threading.BoundedSemaphore(limit) for host in by_host}
+    queues = list(by_host.items())
+    order = [
+        (host, queue[i])
+        for i in range(max(len(q) for _, q in queues))
+        for host, queue in queues
+        if i < len(queue)
+    ]
+    results: dict[str, GuestFacts | InspectError] = {}
+
+    def one(host: str, key: str, job: Job) -> None:
+        with gates[host]:
+            try:
+                results[key] = job()
+            except InspectError as exc:
+                results[key] = exc
+        tick()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inspect") as ex:
+        for future in [ex.submit(one, host, key, job) for host, (key, job) in order]:
+            future.result()
+    return results
 
 
 def _apply(tlist: list[Target], facts: dict[str, GuestFacts | InspectError]) -> list[Finding]:
     findings: list[Finding] = []
     for t in tlist:
-        result: GuestFacts | InspectError | None = facts.get(t.path)
+        result: GuestFacts | InspectError | None = facts.get(t.key)
         reason = t.error or (str(result) if isinstance(result, InspectError) else None)
         if reason is not None:
             findings.append(_uninspectable(t, reason))

@@ -16,6 +16,8 @@ a tenant who may define a disk at ``/etc/x.qcow2`` would otherwise make ``/etc``
 
 Only the disks of a hypervisor on this machine are read here (``HostInventory.local``, as the
 connection found it); another host's paths are never opened, whatever file has that name here.
+A sweep made with ``remote=True`` reads another host's disks through its libvirt connection
+instead (``engine.remote_disks``: its storage pools' volumes); without it they stay unknown.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vmwarden.connectors.locality import known_local
+from vmwarden.engine.remote_disks import RemoteDisks
 from vmwarden.errors import InspectError
 from vmwarden.inspect.chain import resolve_chain
 from vmwarden.inspect.digest import digest_with_cache
@@ -75,13 +78,24 @@ class Lineage:
     # this machine's name: images found under --images are reported under it
     local_hosts: set[str] = field(default_factory=lambda: {socket.gethostname()})
     remote_hosts: set[str] = field(default_factory=set)
+    remote: RemoteDisks | None = None  # reads other hosts' disks through their connections
 
     @classmethod
-    def for_store(cls, store: Any, extra_dirs: Iterable[Path] = ()) -> Lineage:
+    def for_store(
+        cls, store: Any, extra_dirs: Iterable[Path] = (), *, remote: bool = False
+    ) -> Lineage:
         """A sweep's lineage over ``store``'s digest cache; backing files may also lie in
-        ``extra_dirs`` (``--images``) and in the approved templates' directories."""
+        ``extra_dirs`` (``--images``) and in the approved templates' directories.
+        ``remote``: read remote hosts' disks through their libvirt connections (then
+        :meth:`close` when the sweep is done with them)."""
         dirs = sorted({Path(d) for d in extra_dirs} | set(approved_dirs(store)))
-        return cls(store.cached_digest, store.remember_digest, extra_dirs=dirs)
+        reader = RemoteDisks(store.cached_digest, store.remember_digest) if remote else None
+        return cls(store.cached_digest, store.remember_digest, extra_dirs=dirs, remote=reader)
+
+    def close(self) -> None:
+        """Close the connections opened to read remote disks."""
+        if self.remote is not None:
+            self.remote.close()
 
     def readable_vm(self, uri: str) -> bool:
         """Whether a VM of connection ``uri`` has its disks on this machine."""
@@ -108,6 +122,9 @@ class Lineage:
         else:
             self.remote_hosts.add(inv.host)
         allowed = self._allowed_dirs(inv, local)
+        if not local and self.remote is not None:
+            self.remote.enrich(inv, self.warnings)
+            return
         disks = sum(1 for vm in inv.vms for d in vm.disks if d.device in LINEAGE_DEVICES)
         if not local and disks:
             self.warnings.append(
@@ -207,4 +224,6 @@ def _confine(chain: list[Layer], allowed: list[Path]) -> list[Layer]:
 
 
 def _copy(layer: Layer) -> Layer:
-    return Layer(layer.path, layer.format, layer.type, layer.digest, layer.mtime, layer.error)
+    return Layer(
+        layer.path, layer.format, layer.type, layer.digest, layer.mtime, layer.error, layer.host
+    )

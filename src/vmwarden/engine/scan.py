@@ -128,7 +128,8 @@ class Sweep:
         warnings = twins + [w for inv in inventories for w in inv.warnings]
         targets_missing = self._target_problems(inventories)
         warnings += [str(p) for p in targets_missing]
-        lineage = Lineage.for_store(self.store, self.options.images_dirs)
+        # remote hosts' disks are read through their own connections (_inspect closes them)
+        lineage = Lineage.for_store(self.store, self.options.images_dirs, remote=True)
         for i, inv in enumerate(inventories, 1):
             lineage.enrich(inv)
             self.progress("lineage", i, len(inventories))
@@ -213,18 +214,20 @@ class Sweep:
         return images
 
     def _inspect(self, vms: list[VM], images: list[Image], lineage: Lineage) -> list[Finding]:
-        if not self.options.inspect.enabled:
-            return []
-        tlist = targets(vms, images, lineage)
-        if not tlist:
-            return []
-        return inspect_all(
-            self.store,
-            tlist,
-            allowed_dirs=lineage.all_allowed_dirs(),
-            options=self.options.inspect,
-            progress=self.progress,
-        )
+        """Guest facts of every disk; the last use of the remote hosts' connections."""
+        try:
+            tlist = targets(vms, images, lineage) if self.options.inspect.enabled else []
+            if not tlist:
+                return []
+            return inspect_all(
+                self.store,
+                tlist,
+                allowed_dirs=lineage.all_allowed_dirs(),
+                options=self.options.inspect,
+                progress=self.progress,
+            )
+        finally:
+            lineage.close()
 
     def _vulns(self) -> VulnDB | None:
         """The OSV feed, loaded once per Sweep (watch keeps one for its life) until the feed's

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from vmwarden.errors import InspectError
 from vmwarden.inspect.magic import LUKS_MAGIC
 from vmwarden.inspect.reads import CountingFile
+from vmwarden.inspect.served import ServedSource
 
 if TYPE_CHECKING:
     from dissect.target import Target
@@ -43,8 +44,9 @@ class GuestDisk:
         return sum(f.size for f in self.files)
 
 
-def open_guest(layers: list[tuple[int, str]], *, name: str) -> GuestDisk:
-    """Open the disk whose layers are ``[(fd, format), ...]``, top first, root last.
+def open_guest(layers: list[tuple[int | ServedSource, str]], *, name: str) -> GuestDisk:
+    """Open the disk whose layers are ``[(fd, format), ...]``, top first, root last (a
+    ``ServedSource`` for a layer the parent serves: another host's volume).
 
     A LUKS volume (whole disk or a partition) makes ``encrypted`` true; it is not opened.
 

@@ -51,6 +51,7 @@ from vmwarden.inspect.guest.windows import (
     read_windows_version,
 )
 from vmwarden.inspect.opener import open_disk
+from vmwarden.inspect.served import ServedSource
 from vmwarden.model import GuestFacts
 
 T = TypeVar("T")
@@ -91,7 +92,7 @@ def inspect_image(
 
 
 def inspect_layers(
-    layers: list[tuple[int, str]],
+    layers: list[tuple[int | ServedSource, str]],
     *,
     image: str,
     fingerprint_key: bytes,

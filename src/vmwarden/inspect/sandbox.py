@@ -48,7 +48,9 @@ from typing import Any, Self
 from vmwarden.errors import InspectError
 from vmwarden.inspect import wire
 from vmwarden.inspect.opener import open_disk
+from vmwarden.inspect.served import LayerServer
 from vmwarden.model import GuestFacts
+from vmwarden.model.ranged import RangedReader
 
 STARTUP_TIMEOUT = 60.0
 #: Run with ``python -I -B -c BOOT ROOT FD``: put ``ROOT`` (where this vmwarden lives) first
@@ -252,6 +254,40 @@ class InspectorPool:
             raise InspectError(f"cannot inspect {name}: {answer.get('error', 'unknown error')}")
         facts = GuestFacts.from_dict(answer["facts"])
         facts.identity = identity
+        facts.seconds = round(time.monotonic() - started, 4)
+        self.stats[name] = {**answer.get("stats", {}), "seconds": facts.seconds}
+        return facts
+
+    def inspect_ranged(
+        self, name: str, readers: list[RangedReader], formats: list[str], *, encrypted: bool
+    ) -> GuestFacts:
+        """Facts of a disk whose layers are not files here (another host's volumes).
+
+        The worker gets a socket per layer instead of a descriptor and asks this process for
+        byte ranges (:class:`~vmwarden.inspect.served.LayerServer`); it opens nothing.
+
+        Raises:
+            InspectError: as :meth:`inspect`; a remote read error is the reason given.
+        """
+        if self._closed:
+            raise InspectError("inspector pool is closed")
+        started = time.monotonic()
+        errors: list[str] = []
+        with self._slots:
+            if encrypted:
+                facts = GuestFacts(image=name, encrypted=True)
+                facts.errors.append("disk image is encrypted; guest contents not read")
+                answer: dict[str, Any] = {"ok": True, "facts": facts.to_dict(), "stats": {}}
+            else:
+                request = {"image": name, "formats": formats, "served": [r.size for r in readers]}
+                with LayerServer(readers) as server:
+                    answer = self._run(request, server.worker_fds())
+                errors = server.errors
+        if not answer.get("ok"):
+            reason = errors[0] if errors else answer.get("error", "unknown error")
+            raise InspectError(f"cannot inspect {name}: {reason}")
+        facts = GuestFacts.from_dict(answer["facts"])
+        facts.identity = {"layers": [r.identity() for r in readers]}
         facts.seconds = round(time.monotonic() - started, 4)
         self.stats[name] = {**answer.get("stats", {}), "seconds": facts.seconds}
         return facts

@@ -20,7 +20,9 @@ image), then confines itself before it reads any guest byte:
    ``connect``/``bind``, name lookups and starting programs (the only barrier when not
    root, a second one when root).
 
-Then it serves requests: ``{"image": name}`` plus the layers' descriptors →
+Then it serves requests: ``{"image": name}`` plus the layers' descriptors (for another
+host's layers, ``"served": [size, ...]`` and sockets the parent answers range reads on:
+:mod:`~vmwarden.inspect.served`) →
 ``{"ok": true, "facts": {...}, "stats": {...}}`` or ``{"ok": false, "error": reason}``.
 """
 
@@ -254,10 +256,19 @@ def arm_cpu_limit(seconds: float) -> None:
 def handle(request: dict[str, Any], fds: list[int], config: dict[str, Any]) -> dict[str, Any]:
     from vmwarden.errors import InspectError
     from vmwarden.inspect.facts import inspect_layers
+    from vmwarden.inspect.served import ServedSource
 
     formats = request.get("formats") or []
     if len(formats) != len(fds) or not fds:
         return {"ok": False, "error": "bad request: layers and descriptors differ"}
+    # Another host's layers: the descriptor is a socket the parent answers range reads on.
+    served = request.get("served") or [None] * len(fds)
+    if len(served) != len(fds):
+        return {"ok": False, "error": "bad request: layers and descriptors differ"}
+    sources: list[int | ServedSource] = [
+        fd if size is None else ServedSource(fd, int(size))
+        for fd, size in zip(fds, served, strict=True)
+    ]
     image = str(request.get("image"))
     arm_cpu_limit(float(config.get("cpu_seconds") or 120))
     key = bytes.fromhex(config["fingerprint_key"])
@@ -265,7 +276,7 @@ def handle(request: dict[str, Any], fds: list[int], config: dict[str, Any]) -> d
         if config.get("test_hooks"):
             _test_hook(os.path.basename(image))
         facts, stats = inspect_layers(
-            list(zip(fds, formats, strict=True)),
+            list(zip(sources, formats, strict=True)),
             image=image,
             fingerprint_key=key,
             encrypted=bool(request.get("encrypted")),

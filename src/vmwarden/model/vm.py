@@ -48,6 +48,9 @@ class Layer:
     digest: str | None = None
     mtime: datetime | None = None
     error: str | None = None
+    # The host whose file this is when it is not this machine's (read through that host's
+    # libvirt connection, never from a local file of the same path); None: a local file.
+    host: str | None = None
 
 
 @dataclass(slots=True)

@@ -1,0 +1,180 @@
+"""Another host's disks, read through that host's libvirt connection (#12.3).
+
+A sweep reaches remote hypervisors over their libvirt URI (``qemu+ssh://``, ``qemu+tcp://``).
+Their disk paths name files on *their* machine, so they are never opened here (#10.2);
+instead each disk's backing chain is read from the image headers through the connection
+(``connectors.libvirt.volumes``: ranged ``vol.download``), following backing files only into
+the host's storage pools; the chain root is hashed the same way for template approval, with
+the digest cached in the store per (host, path, size, mtime); the inspector worker is served
+the layers' bytes by its parent (``inspect.served``).
+
+A disk that is not a volume of one of the host's pools is unknown, with that reason (it
+starts with "not readable from here", as every remote unknown does). A root larger than
+:data:`DIGEST_MAX` is not hashed over the connection: its lineage is unknown, said so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmwarden.connectors.base import open_connector
+from vmwarden.connectors.libvirt.volumes import (
+    RemoteReadError,
+    RemoteVolumes,
+    VolumeReader,
+    VolumeUnavailable,
+    digest_volume,
+)
+from vmwarden.errors import VmwardenError
+from vmwarden.inspect.ranged_chain import RangedChain, mtime_of, resolve_ranged_chain
+from vmwarden.model import HostInventory, Layer
+from vmwarden.model.vm import NOT_HERE
+
+log = logging.getLogger(__name__)
+
+#: The largest remote chain root hashed over a libvirt connection in a sweep (a streamed
+#: download runs at ~100-200 MB/s on a LAN; 16 GiB is a few minutes, once per change).
+DIGEST_MAX = 16 * 1024**3
+#: Disk types whose source is a path a storage pool may hold.
+PATH_TYPES = ("file", "block", "volume")
+
+
+def cache_path(host: str, path: str) -> str:
+    """The digest cache's key for a remote file (never equal to a local absolute path)."""
+    return f"libvirt-volume://{host}{path}"
+
+
+def cache_stat(reader: VolumeReader) -> os.stat_result:
+    """A stat of the remote file as the digest cache compares it: size and mtime (ns)."""
+    info = reader.info
+    return os.stat_result(
+        (0o100600, 0, 0, 1, 0, 0, info.size, 0, info.mtime_ns // 10**9, 0),
+        {"st_mtime_ns": info.mtime_ns},
+    )
+
+
+@dataclass
+class RemoteDisks:
+    """Per sweep: each remote host's connection and volumes, and every chain read."""
+
+    lookup: Any  # (path, stat) -> digest | None: the store's digest cache
+    remember: Any  # (path, stat, digest) -> None
+    digest_max: int = DIGEST_MAX
+    chains: dict[tuple[str, str], RangedChain] = field(default_factory=dict)
+    _volumes: dict[str, RemoteVolumes | str] = field(default_factory=dict)
+    _connectors: list[Any] = field(default_factory=list)
+    _digests: dict[tuple[str, str], tuple[str | None, str | None]] = field(default_factory=dict)
+
+    def volumes(self, inv: HostInventory) -> RemoteVolumes | str:
+        """The host's volumes over a connection of our own, or why there is none."""
+        if inv.uri not in self._volumes:
+            try:
+                connector = open_connector(inv.uri)
+            except VmwardenError as exc:
+                self._volumes[inv.uri] = f"{NOT_HERE}: {exc}"
+                return self._volumes[inv.uri]
+            self._connectors.append(connector)
+            conn = getattr(connector, "conn", None)
+            if conn is None:
+                self._volumes[inv.uri] = f"{NOT_HERE}: {inv.uri} cannot serve volume bytes"
+            else:
+                self._volumes[inv.uri] = RemoteVolumes(conn, inv.host)
+        return self._volumes[inv.uri]
+
+    def enrich(self, inv: HostInventory, warnings: list[str]) -> None:
+        """Read each disk's chain of ``inv`` (a remote host) through its connection and
+        stamp mtimes and the root's digest; what cannot be read carries the reason."""
+        volumes: RemoteVolumes | str | None = None
+        for vm in inv.vms:
+            for disk in vm.disks:
+                if disk.device not in ("disk", "lun") or not disk.chain:
+                    continue
+                top = disk.chain[0]
+                if top.type not in PATH_TYPES or not top.path:
+                    for layer in disk.chain:
+                        layer.error = layer.error or f"{NOT_HERE} ({inv.host} is another host)"
+                    continue
+                volumes = volumes or self.volumes(inv)
+                if isinstance(volumes, str):
+                    top.error = volumes
+                    disk.chain = [top]
+                    continue
+                chain = self.chain(volumes, inv.uri, top.path, top.format)
+                disk.chain = [_layer(layer, inv.host) for layer in chain.layers]
+                disk.chain[0].type = top.type
+                root = disk.chain[-1]
+                if root.error is None and chain.readers:
+                    root.digest = self._digest(chain.readers[-1], root)
+                if root.error:
+                    warnings.append(f"{vm.name} ({inv.host}) disk {disk.target}: {root.error}")
+
+    def chain(self, volumes: RemoteVolumes, uri: str, path: str, fmt: str | None) -> RangedChain:
+        key = (uri, path)
+        if key not in self.chains:
+            opener = self._opener(volumes)
+            self.chains[key] = resolve_ranged_chain(path, opener, fmt=fmt, mtime=mtime_of)
+            for layer in self.chains[key].layers:
+                if layer.error and not layer.error.startswith(NOT_HERE):
+                    layer.error = f"{NOT_HERE}: {layer.error}"
+        return self.chains[key]
+
+    def chain_of(self, uri: str, path: str) -> RangedChain | None:
+        """The chain read for disk ``path`` of connection ``uri`` this sweep, if any."""
+        return self.chains.get((uri, path))
+
+    @staticmethod
+    def _opener(volumes: RemoteVolumes) -> Any:
+        def open_layer(name: str) -> VolumeReader:
+            try:
+                return volumes.open(name)
+            except VolumeUnavailable as exc:
+                raise RemoteReadError(str(exc)) from None
+
+        return open_layer
+
+    def _digest(self, reader: VolumeReader, root: Layer) -> str | None:
+        """The root's digest from the store's cache, else hashed over the connection; a
+        root that was not hashed gets the reason (its lineage is then unknown)."""
+        key = (reader.host, reader.path)
+        if key not in self._digests:
+            self._digests[key] = self._hash(reader)
+        digest, error = self._digests[key]
+        root.error = root.error or error
+        return digest
+
+    def _hash(self, reader: VolumeReader) -> tuple[str | None, str | None]:
+        name, st = cache_path(reader.host, reader.path), cache_stat(reader)
+        digest: str | None = self.lookup(name, st)
+        if digest is not None:
+            return digest, None
+        if reader.size > self.digest_max:
+            return None, (
+                f"{NOT_HERE}: {reader.host}:{reader.path} is {reader.size} bytes, more than "
+                f"vmwarden hashes over a libvirt connection ({self.digest_max}); its lineage "
+                "is unknown"
+            )
+        try:
+            digest, unchanged = digest_volume(reader)
+        except OSError as exc:
+            return None, f"{NOT_HERE}: cannot hash {reader.host}:{reader.path}: {exc}"
+        if unchanged:
+            self.remember(name, st, digest)
+        return digest, None
+
+    def close(self) -> None:
+        for connector in self._connectors:
+            try:
+                connector.close()
+            except Exception as exc:  # closing is best effort; the sweep's result stands
+                log.debug("closing %s: %s", connector, exc)
+        self._connectors.clear()
+        self._volumes.clear()
+
+
+def _layer(layer: Layer, host: str) -> Layer:
+    return Layer(
+        layer.path, layer.format, layer.type, layer.digest, layer.mtime, layer.error, host=host
+    )
