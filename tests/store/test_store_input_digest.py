@@ -35,7 +35,7 @@ def test_upgrade_from_0005_keeps_vms_without_a_digest(db_path: Path) -> None:
         )
     engine.dispose()
     with Store.open(url) as store:
-        assert db.current_revision(store._engine) == "0006" == db.head_revision()
+        assert db.current_revision(store._engine) == db.head_revision() >= "0006"
         assert store.get_vm(vm.id)["first_seen"] == T0  # the row survived
         assert store.known_inputs() == {}  # no digest yet: the next scan parses it
         delta = store.record_inventory(
