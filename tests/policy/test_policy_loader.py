@@ -99,7 +99,7 @@ def test_unknown_key_lists_valid_keys(write_policy):
     line = text.splitlines().index("    severty: high") + 1
     assert (
         f":{line}: rules[0].severty: unknown key 'severty' (valid: actions, description, "
-        "filters, name, resource, severity)" in str(err)
+        "filters, name, remediation, resource, severity)" in str(err)
     )
 
 
