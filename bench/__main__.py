@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import inspection, lineage, policy_eval, startup, sweep, targets, watch
+from bench import inspection, lineage, policy_eval, remote_disks, startup, sweep, targets, watch
 from bench.common import RESULTS, machine_facts
 
 COLUMNS = (
@@ -100,7 +100,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--full", action="store_true", help="full sizes (slow)")
     ap.add_argument(
-        "--only", default="", help="comma-separated: startup,sweep,inspection,policy,lineage,watch"
+        "--only",
+        default="",
+        help="comma-separated: startup,sweep,inspection,remote,policy,lineage,watch",
     )
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
@@ -125,6 +127,11 @@ def main() -> None:
             "inspection",
             "Inspection (Debian 12 minbase qcow2; seconds per image)",
             lambda _tmp: inspection.run(args.full, repeats),
+        ),
+        (
+            "remote",
+            "Remote disks (#12.3; Debian 12 minbase via vol.download vs local; seconds)",
+            lambda _tmp: remote_disks.run(repeats + 2),
         ),
         (
             "lineage",

@@ -124,6 +124,18 @@ def judge(sections: Rows) -> list[dict[str, str]]:
                 rates["note"],
                 "negatives 0/" in rates["note"] and "positives 0/" in rates["note"],
             )
+    remote = _find(rows, r"inspect, remote volume")
+    if remote:
+        add(
+            "remote inspection ≤ 2x the local warm time (#12.3)",
+            f"{remote['median']:.2f} s, {remote['ratio_to_floor']:.2f}x local (qemu+tcp loopback)",
+            remote["ratio_to_floor"] <= 2,
+        )
+        add(
+            "remote bytes transferred ≤ 3x what dissect needs (#12.3)",
+            f"{remote['read_pct'] / 100:.2f}x in {remote['reads']:.0f} downloads",
+            remote["read_pct"] <= 300,
+        )
     expo = _find(rows, r"exposure: STARTED")
     if expo:
         add(
