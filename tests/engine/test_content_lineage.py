@@ -11,6 +11,7 @@ CLI in a subprocess, the libvirt test driver, a real SQLite store.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -106,21 +107,29 @@ def test_threshold_is_a_parameter(tmp_path, store, estate) -> None:
     assert found["web-full"]["closest_template"] == "golden"
 
 
+def lineage_rows(db: Path) -> dict[str, str]:
+    """The store's cached comparisons: disk file name → when it was compared."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT path, computed_at FROM digest_cache WHERE path LIKE 'lineage:%'"
+        ).fetchall()
+    return {path.rsplit("/", 1)[-1]: at for path, at in rows}
+
+
 def test_comparison_is_cached_until_the_disk_changes(tmp_path, store, estate) -> None:
-    approve(f"sqlite:///{tmp_path / 'vmwarden.db'}", estate["golden"])
+    db = tmp_path / "vmwarden.db"
+    approve(f"sqlite:///{db}", estate["golden"])
     sweep(store, estate)
-    first = [p for p in store.remembered if p.startswith("lineage:")]
-    assert sorted(p.rsplit(":", 1)[-1].rsplit("/", 1)[-1] for p in first) == [
-        "rogue.qcow2",
-        "web-full.raw",
-    ]  # the linked clone is approved by its root digest: never compared
-    store.remembered.clear()
+    first = lineage_rows(db)
+    # the linked clone is approved by its root digest: never compared
+    assert sorted(first) == ["rogue.qcow2", "web-full.raw"]
     sweep(store, estate)
-    assert [p for p in store.remembered if p.startswith("lineage:")] == []  # cache hits
+    assert lineage_rows(db) == first  # cache hits: nothing compared again
     os.utime(estate["full"])  # the guest wrote: compared again
     sweep(store, estate)
-    again = [p for p in store.remembered if p.startswith("lineage:")]
-    assert [p.endswith("web-full.raw") for p in again] == [True]
+    again = lineage_rows(db)
+    assert again["rogue.qcow2"] == first["rogue.qcow2"]
+    assert again["web-full.raw"] != first["web-full.raw"]
 
 
 def test_without_a_signature_only_the_digest_counts(store, estate) -> None:

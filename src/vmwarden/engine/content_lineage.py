@@ -42,12 +42,12 @@ class Template:
     name: str
     digest: str
     signature: Signature
+    key: str  # changes whenever the signature does (a re-approval re-samples)
 
-    @property
-    def key(self) -> str:
-        """Changes whenever the signature does (a re-approval re-samples)."""
-        text = json.dumps(self.signature.to_json(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+def _signature_key(sig: Signature) -> str:
+    text = json.dumps(sig.to_json(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def signed_templates(rows: Iterable[dict[str, Any]]) -> list[Template]:
@@ -57,7 +57,7 @@ def signed_templates(rows: Iterable[dict[str, Any]]) -> list[Template]:
         fp = row.get("fingerprint") or {}
         sig = Signature.from_json(fp.get(FINGERPRINT_KEY)) if isinstance(fp, dict) else None
         if sig is not None and sig.deciding and row.get("digest"):
-            out.append(Template(row["name"], str(row["digest"]).lower(), sig))
+            out.append(Template(row["name"], str(row["digest"]).lower(), sig, _signature_key(sig)))
     return out
 
 
@@ -78,13 +78,32 @@ def content_lineage(
         return {}
     allowed = [str(d) for d in lineage.all_allowed_dirs()]
     out: dict[str, ContentMatch] = {}
+    todo: dict[str, tuple[Disk, os.stat_result, str]] = {}
     for vm in vms:
         if not lineage.readable_vm(vm.uri):
             continue
         for disk in vm.disks:
             path = _candidate(disk, catalog)
-            if path is not None and path not in out:
-                out[path] = _compare(store, templates, disk, path, allowed, compute)
+            if path is None or path in out or path in todo:
+                continue
+            try:
+                todo[path] = (disk, os.stat(path), _chain_key(disk))
+            except OSError as exc:
+                out[path] = ContentMatch(None, None, error=f"cannot stat {path}: {exc.strerror}")
+    # one batched cache query for every (disk, template), not one per pair
+    hits = store.cached_digests(
+        [(_cache_path(t, path), st) for path, (_, st, _) in todo.items() for t in templates]
+    )
+    fresh: list[tuple[str, os.stat_result, str]] = []  # written in one transaction
+    for path, (disk, st, chain_key) in todo.items():
+        cached = {}
+        for tpl in templates:
+            sim = _parse(hits.get(_cache_path(tpl, path)), tpl, chain_key)
+            if sim is not None:
+                cached[tpl.name] = sim
+        out[path] = _compare(templates, disk, path, st, chain_key, cached, allowed, compute, fresh)
+    if fresh:
+        store.remember_digests(fresh)
     return out
 
 
@@ -101,31 +120,24 @@ def _candidate(disk: Disk, catalog: dict[str, str]) -> str | None:
 
 
 def _compare(
-    store: Any,
     templates: list[Template],
     disk: Disk,
     path: str,
+    st: os.stat_result,
+    chain_key: str,
+    scores: dict[str, Similarity],
     allowed: list[str],
-    compute: bool = True,
+    compute: bool,
+    fresh: list[tuple[str, os.stat_result, str]],
 ) -> ContentMatch:
-    try:
-        st = os.stat(path)
-        chain_key = _chain_key(disk)
-    except OSError as exc:
-        return ContentMatch(None, None, error=f"cannot stat {path}: {exc.strerror}")
-    scores: dict[str, Similarity] = {}
-    missing: dict[str, Template] = {}
-    for tpl in templates:
-        hit = _cached(store, tpl, path, st, chain_key)
-        if hit is not None:
-            scores[tpl.name] = hit
-        else:
-            missing[tpl.name] = tpl
+    """The closest template from ``scores`` (cached) and the comparisons still missing,
+    which are made now (unless ``compute`` is off) and added to ``fresh`` for the cache."""
+    missing = {t.name: t for t in templates if t.name not in scores}
     if missing and not compute:
         return ContentMatch(None, None, error=PENDING, pending=True)
     if missing:
         try:
-            fresh = similarity(
+            made = similarity(
                 {name: t.signature for name, t in missing.items()},
                 path,
                 allowed_dirs=allowed,
@@ -133,9 +145,13 @@ def _compare(
             )
         except InspectError as exc:
             return ContentMatch(None, None, error=str(exc))
-        for name, sim in fresh.items():
+        unchanged = _unchanged(path, st)
+        for name, sim in made.items():
             scores[name] = sim
-            _remember(store, missing[name], path, st, chain_key, sim)
+            if unchanged:
+                fresh.append(
+                    (_cache_path(missing[name], path), st, _value(missing[name], chain_key, sim))
+                )
     best = max(scores, key=lambda n: (scores[n].score, n))
     return ContentMatch(best, scores[best].score, scores[best].sampled)
 
@@ -157,10 +173,8 @@ def _value_key(tpl: Template, chain_key: str) -> str:
     return hashlib.sha256(f"{tpl.key}\n{chain_key}".encode()).hexdigest()[:16]
 
 
-def _cached(
-    store: Any, tpl: Template, path: str, st: os.stat_result, chain_key: str
-) -> Similarity | None:
-    value = store.cached_digest(_cache_path(tpl, path), st)
+def _parse(value: str | None, tpl: Template, chain_key: str) -> Similarity | None:
+    """A cached comparison, if it was made against this signature and these layers."""
     if not value:
         return None
     try:
@@ -172,17 +186,22 @@ def _cached(
         return None
 
 
-def _remember(
-    store: Any, tpl: Template, path: str, st: os.stat_result, chain_key: str, sim: Similarity
-) -> None:
+def _unchanged(path: str, st: os.stat_result) -> bool:
+    """Whether the disk is as it was stat'ed before reading (else: written meanwhile, and
+    the result is not cached)."""
     try:
         after = os.stat(path)
     except OSError:
-        return
-    if (after.st_size, after.st_mtime_ns, after.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
-        return  # written while it was read: do not cache
-    value = f"{_VALUE}:{_value_key(tpl, chain_key)}:{sim.matched}:{sim.sampled}"
-    store.remember_digest(_cache_path(tpl, path), st, value)
+        return False
+    return (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ino,
+    )
+
+
+def _value(tpl: Template, chain_key: str, sim: Similarity) -> str:
+    return f"{_VALUE}:{_value_key(tpl, chain_key)}:{sim.matched}:{sim.sampled}"
 
 
 def sign_for_approval(
