@@ -23,7 +23,7 @@ from vmwarden.inspect.lineage_sig import (
     sign_image,
     similarity,
 )
-from vmwarden.inspect.virtual import VirtualDisk, layer_from
+from vmwarden.inspect.virtual import VirtualDisk, layer_from, open_virtual
 from vmwarden.policy.filters.template import DEFAULT_THRESHOLD
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
@@ -97,6 +97,26 @@ def test_signature_json_round_trip_and_refusals(tmp_path: Path) -> None:
         "x",
     ):
         assert Signature.from_json(broken) is None
+
+
+def test_zeroed_cluster_reads_as_zeros_though_still_allocated(tmp_path: Path) -> None:
+    """``write -z`` keeps the cluster's host offset and sets the zero flag: the guest sees
+    zeros there, not the bytes still in the file."""
+    img = tmp_path / "z.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", img, "4M")
+    for cmd in ("write -P 0x77 0 128k", "write -z 0 64k"):
+        subprocess.run(
+            ["qemu-io", "-f", "qcow2", "-c", cmd, str(img)], check=True, capture_output=True
+        )
+    l2 = _first_l2_entry(img)
+    with img.open("rb") as f:
+        f.seek(l2)
+        (entry,) = struct.unpack(">Q", f.read(8))
+    assert entry & 1 and entry & 0x00FFFFFFFFFFFE00  # zero flag beside a host offset
+    with open_virtual(img, allowed_dirs=None) as disk:
+        assert disk.read(0, 64 * 1024) == bytes(64 * 1024)
+        assert disk.read(64 * 1024, 4096) == b"\x77" * 4096
+        assert disk.data_ranges() == [(64 * 1024, 128 * 1024)]
 
 
 # --- hostile qcow2 tables: an InspectError, never a crash or a read past the file --------------

@@ -149,13 +149,13 @@ class Qcow2Layer:
         entry = self._entry(index)
         if entry & _COMPRESSED:
             return self._compressed(entry)[into : into + length]
+        if entry & _ZERO:  # reads as zeros, even where a (preallocated) cluster is named
+            return bytes(length)
         host = entry & _OFFSET_MASK
         if host:
             if host % self.cluster or host + into + length > self.file_size:
                 raise InspectError(f"qcow2 cluster beyond end of file: {self.name}")
             return self.read(host + into, length)
-        if entry & _ZERO:
-            return bytes(length)
         return None
 
     def _compressed(self, entry: int) -> bytes:
@@ -187,7 +187,7 @@ class Qcow2Layer:
             entries = struct.unpack(f">{per_table}Q", table)
             base = l1_index * per_table
             for i, entry in enumerate(entries):
-                if entry & _COMPRESSED or entry & _OFFSET_MASK:
+                if entry & _COMPRESSED or (entry & _OFFSET_MASK and not entry & _ZERO):
                     if not entry & _COMPRESSED and (entry & _OFFSET_MASK) >= self.file_size:
                         raise InspectError(f"qcow2 cluster beyond end of file: {self.name}")
                     start = (base + i) * self.cluster
