@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,32 +179,60 @@ def per_host(workers: int, hosts: int) -> int:
 def _run_jobs(
     jobs: list[tuple[str, str, Job]], workers: int, tick: Callable[[], None]
 ) -> dict[str, GuestFacts | InspectError]:
-    """Run ``(host, key, job)`` s, interleaved by host, with :func:`per_host` bounds."""
-    by_host: dict[str, list[tuple[str, Job]]] = {}
+    """Run ``(host, key, job)`` s on ``workers`` threads, at most :func:`per_host` at once
+    per host: a free thread takes the next job of the next host (round robin) that is under
+    its bound, so threads never wait on a slow host while another host has work."""
+    pending: dict[str, list[tuple[str, Job]]] = {}
     for host, key, job in jobs:
-        by_host.setdefault(host, []).append((key, job))
-    limit = per_host(workers, len(by_host))
-    gates = {host: threading.BoundedSemaphore(limit) for host in by_host}
-    queues = list(by_host.items())
-    order = [
-        (host, queue[i])
-        for i in range(max(len(q) for _, q in queues))
-        for host, queue in queues
-        if i < len(queue)
-    ]
+        pending.setdefault(host, []).append((key, job))
+    limit = per_host(workers, len(pending))
+    running = dict.fromkeys(pending, 0)
+    hosts = list(pending)
+    turn = 0
+    ready = threading.Condition()
     results: dict[str, GuestFacts | InspectError] = {}
+    failed: list[BaseException] = []
 
-    def one(host: str, key: str, job: Job) -> None:
-        with gates[host]:
+    def take() -> tuple[str, str, Job] | None:
+        nonlocal turn
+        with ready:
+            while True:
+                if not any(pending.values()):
+                    return None
+                for i in range(len(hosts)):
+                    host = hosts[(turn + i) % len(hosts)]
+                    if pending[host] and running[host] < limit:
+                        turn = (turn + i + 1) % len(hosts)
+                        running[host] += 1
+                        key, job = pending[host].pop(0)
+                        return host, key, job
+                ready.wait()
+
+    def worker() -> None:
+        while (item := take()) is not None:
+            host, key, job = item
             try:
                 results[key] = job()
             except InspectError as exc:
                 results[key] = exc
-        tick()
+            except BaseException as exc:  # a bug, not a disk: raised in the caller's thread
+                failed.append(exc)
+            finally:
+                with ready:
+                    running[host] -= 1
+                    ready.notify_all()
+            tick()
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inspect") as ex:
-        for future in [ex.submit(one, host, key, job) for host, (key, job) in order]:
-            future.result()
+    threads = [
+        threading.Thread(target=worker, name="inspect", daemon=True)
+        for _ in range(max(1, min(workers, len(jobs))))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failed:
+        raise failed[0]
     return results
 
 
