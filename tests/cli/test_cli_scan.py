@@ -98,14 +98,11 @@ def test_domain_without_devices_scans(cli, demo, tmp_path, corpus_dir):
     doc = ran.json()
     (vm,) = doc["vms"]
     assert (vm["name"], vm["host"], vm["disks"], vm["nics"]) == ("armtest", "arm-lab", [], [])
-    # no metadata: unregistered; no disk: not judged by lineage, but nothing to read either,
-    # so its guest is unknown and unknown never clears (every guest rule fires as unknown);
-    # no NIC: no zone, no MAC
-    from vmwarden.engine.demo import GUEST_RULES
-
-    assert verdict(doc["findings"]) == {"armtest": sorted([*GUEST_RULES, "unregistered-vm"])}
-    (unknown,) = [f for f in doc["findings"] if f["rule"] == "forbidden-software"]
-    assert "unknown" in unknown["evidence"]
+    # no metadata: unregistered; no disk: not judged by lineage, and nothing to inspect, so
+    # no guest rule judges it and not-inspected says why; no NIC: no zone, no MAC
+    assert verdict(doc["findings"]) == {"armtest": ["not-inspected", "unregistered-vm"]}
+    (why,) = [f for f in doc["findings"] if f["rule"] == "not-inspected"]
+    assert why["evidence"]["reason"] == "nothing-to-inspect"
 
 
 # --- bad input: one clear line, exit 2, nothing applied -------------------------------------

@@ -132,6 +132,7 @@ def test_policy_carries_the_real_template_digest(estate):
         "shared-password-hash",
         "duplicate-ssh-host-key",
         "world-readable-image",
+        "not-inspected",
     }
     assert all(r.get("remediation") for r in rules.values()), "the summary groups by it"
     feed = Path(doc["vulns"])

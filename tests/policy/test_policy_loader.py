@@ -64,6 +64,7 @@ def test_demo_policy_loads():
         "no-time-sync",
         "shared-password-hash",
         "duplicate-ssh-host-key",
+        "not-inspected",
         "dormant",
         "orphaned-image",
         "world-readable-image",
