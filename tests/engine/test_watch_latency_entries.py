@@ -67,3 +67,11 @@ def test_a_late_started_read_after_the_vm_stopped_again_retimes_the_judged_run()
     assert lat.retime("id-1", 9, first)
     assert next(iter(lat)).event == "started"
     assert first_started([event("stopped", t0), event("defined", t0)]) is None
+
+
+def test_arrival_is_the_events_own_wall_clock_reading() -> None:
+    """Not ``now()`` minus the monotonic age: two clock reads, and a pause between them on a
+    loaded host dated a start before the moment it was caused."""
+    e = event("started", time.monotonic())
+    time.sleep(0.02)
+    assert arrival(e) == e.at

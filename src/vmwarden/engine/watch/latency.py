@@ -31,7 +31,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from vmwarden.connectors.libvirt.events import DomainEvent
@@ -102,8 +102,11 @@ def run_id(domain_xml: str) -> int | None:
 
 
 def arrival(event: DomainEvent) -> datetime:
-    """The wall-clock time an event arrived (its monotonic reading, mapped to now)."""
-    return datetime.now(UTC) - timedelta(seconds=time.monotonic() - event.received)
+    """The wall-clock time an event arrived: its own reading (``at``), taken beside
+    ``received`` in the callback. Mapping ``received`` onto a later ``now()`` read two clocks
+    one after the other; a thread paused between the two dated the event that much too early,
+    before the start that caused it (seen on a loaded host by test_watch_latency)."""
+    return event.at
 
 
 @dataclass
