@@ -3,7 +3,7 @@
 Rows: signing the template (seconds, host bytes read as a share of the image file), then
 one comparison per case of ``tests/inspect/lineage_cases.py`` (a linked clone, a used full
 copy qcow2 → raw → qcow2, a growpart-resized raw copy, a copy whose guest deleted docs,
-locales and time zones and ran fstrim; another debootstrap of the release,
+locales and time zones and ran fstrim, the used copy as a streamOptimized vmdk; another debootstrap of the release,
 the agent image's debootstrap, an unrelated ext4) with its similarity and the verdict at
 the default threshold, and the false-positive / false-negative counts over those cases.
 ``read_pct`` is against the compared disk's files (every layer of its chain, a sparse raw
@@ -32,7 +32,8 @@ from vmwarden.inspect.lineage_sig import Signature, compare, sign
 from vmwarden.inspect.virtual import open_virtual
 from vmwarden.policy.filters.template import DEFAULT_THRESHOLD
 
-DERIVED = ("linked", "full_used", "grown", "trimmed")
+DERIVED = ("linked", "full_used", "grown", "trimmed", "stream_vmdk")
+COMPRESSED = ("stream_vmdk",)  # a 4 KiB sample costs its whole compressed grain
 
 
 def _cold(path: Path) -> None:
@@ -119,6 +120,7 @@ def run(repeats: int = 3) -> list[dict[str, Any]]:
                 lambda p=path: _compare(sig, p, allowed), repeats, path
             )
             row = _row(f"lineage: compare {name}", walls, read, size, n)
+            row["compressed"] = name in COMPRESSED
             derived = score >= DEFAULT_THRESHOLD
             verdicts[name] = derived
             row["note"] = f"similarity {score:.3f}: {'derived' if derived else 'not derived'}"

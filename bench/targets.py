@@ -111,10 +111,18 @@ def judge(sections: Rows) -> list[dict[str, str]]:
     signed = _find(rows, r"lineage: sign template")
     if signed:
         compared = [r for r in rows if str(r.get("name", "")).startswith("lineage: compare")]
-        worst = max([signed, *compared], key=lambda r: r["read_frac"])
+        plain = [r for r in compared if not r.get("compressed")]
+        worst = max([signed, *plain], key=lambda r: r["read_frac"])
+        packed = "; ".join(
+            f"compressed {r['name'].split()[-1]}: {r['read_pct']}"
+            for r in compared
+            if r.get("compressed")
+        )
         add(
             "lineage signature reads < 2% of a disk (#12.4)",
-            f"signing {signed['read_pct']}; the most of any row {worst['read_pct']}",
+            f"signing {signed['read_pct']}; the most of any uncompressed disk "
+            f"{worst['read_pct']}"
+            + (f" ({packed}: a sample costs a whole grain)" if packed else ""),
             worst["read_frac"] < 0.02,
         )
         rates = next((r for r in rows if str(r.get("name", "")).startswith("lineage: error")), None)

@@ -9,6 +9,7 @@ Each case is what an administrator's tools make, changed by the real kernel ext4
 - ``trimmed``: a raw full copy whose guest deleted docs, locales and time zones, then fstrim;
 - ``grown``: a raw full copy grown by 512 MiB (``qemu-img resize``, the partition moved to
   the new end with ``sfdisk``, ``resize2fs``), as growpart/cloud-init do on first boot;
+- ``stream_vmdk``: ``full_used`` converted to a streamOptimized vmdk (compressed grains);
 - ``unrelated``: the same GPT layout with an ext4 filesystem of this host's /usr/share/doc.
 
 Built once per template state and cached beside it (keyed by the template's size, mtime and
@@ -186,6 +187,7 @@ def cases(template: Path = TEMPLATE) -> dict[str, Path]:
         "full_used": where / "full-used.qcow2",
         "grown": where / "grown.raw",
         "trimmed": where / "trimmed.raw",
+        "stream_vmdk": where / "full-used-stream.vmdk",
         "unrelated": where / "unrelated.qcow2",
     }
     if not built["full_used"].exists():
@@ -194,6 +196,11 @@ def cases(template: Path = TEMPLATE) -> dict[str, Path]:
         build_grown(built["grown"], template)
     if not built["trimmed"].exists():
         build_trimmed(built["trimmed"], template)
+    if not built["stream_vmdk"].exists():  # the used copy again, as an OVA's disk ships
+        tmp = Path(str(built["stream_vmdk"]) + ".tmp")
+        stream = "subformat=streamOptimized"
+        _run("qemu-img", "convert", "-q", "-O", "vmdk", "-o", stream, built["full_used"], tmp)
+        os.replace(tmp, built["stream_vmdk"])
     if not built["unrelated"].exists():
         build_unrelated(built["unrelated"])
     return built

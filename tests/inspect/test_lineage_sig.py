@@ -69,12 +69,35 @@ def test_another_tree_is_not_a_clone(tmp_path: Path) -> None:
     assert score(sig, ext4_raw(tmp_path, "b.raw", seed=4)) < 0.1
 
 
-def test_vmdk_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("subformat", ["monolithicSparse", "streamOptimized"])
+def test_vmdk_conversions_keep_the_content(tmp_path: Path, subformat: str) -> None:
+    """qcow2 → raw → vmdk (sparse, or compressed stream as OVAs ship): the same content."""
+    raw = ext4_raw(tmp_path, "tpl.raw", seed=5)
+    sig = sign_image(raw)
+    vmdk = tmp_path / "vm.vmdk"
+    qemu_img("convert", "-q", "-f", "raw", "-O", "vmdk", "-o", f"subformat={subformat}", raw, vmdk)
+    assert score(sig, vmdk) == 1.0
+    assert score(sign_image(vmdk), raw) == 1.0  # and a template approved as vmdk
+
+
+def test_vmdk_with_separate_extents_is_a_clear_error(tmp_path: Path) -> None:
+    raw = ext4_raw(tmp_path, "tpl.raw", seed=5)
+    vmdk = tmp_path / "vm.vmdk"
+    qemu_img(
+        "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicFlat", raw, vmdk
+    )
+    with pytest.raises(InspectError, match="separate extent"):
+        sign_image(vmdk)
+
+
+def test_hostile_vmdk_directory_is_refused(tmp_path: Path) -> None:
     raw = ext4_raw(tmp_path, "tpl.raw", seed=5)
     vmdk = tmp_path / "vm.vmdk"
     qemu_img("convert", "-q", "-f", "raw", "-O", "vmdk", raw, vmdk)
-    with pytest.raises(InspectError, match="qcow2 and raw"):
-        sign_image(vmdk)
+    _patch(vmdk, 56, "<Q", 1 << 40)  # gdOffset (sectors) far past the end of the file
+    data = vmdk.read_bytes()
+    with pytest.raises(InspectError, match="grain directory beyond end"):
+        layer_from(lambda o, n: data[o : o + n], len(data), "vmdk", "remote")
 
 
 def test_empty_disk_decides_nothing(tmp_path: Path) -> None:
@@ -211,6 +234,7 @@ def test_debian_full_clones_match_other_builds_do_not(
     derived = {"linked": linked, "full_used": debian_cases["full_used"]}
     derived["grown"] = debian_cases["grown"]
     derived["trimmed"] = debian_cases["trimmed"]
+    derived["stream_vmdk"] = debian_cases["stream_vmdk"]
     others = {"other_build": debian_cases["other_build"], "unrelated": debian_cases["unrelated"]}
     if AGENT_BUILD.exists():
         others["agent_build"] = AGENT_BUILD

@@ -208,7 +208,7 @@ def sign_for_approval(
     image: str | Path, allowed_dirs: Iterable[str | Path] | None = None
 ) -> dict[str, Any] | None:
     """The signature ``template approve`` records in the fingerprint (None: not readable
-    for content lineage, e.g. vmdk or encrypted: then only the digest identifies it).
+    for content lineage, e.g. vhdx or encrypted: then only the digest identifies it).
     ``allowed_dirs``: where a backing file may be (the API's image directories); None for
     an image named by hand on the command line."""
     from vmwarden.inspect.lineage_sig import sign_image

@@ -6,8 +6,8 @@ matches. Reading a handful of 4 KiB blocks does not justify starting the sandbox
 dissect; a qcow2 cluster lookup is two table reads, written here in a few lines that are
 bounds-checked like :mod:`vmwarden.inspect.qcow2`: every host offset is checked against the
 file size, compressed clusters inflate to at most one cluster, and formats or features this
-module does not read (encryption, external data files, zstd, extended L2, vmdk, vhdx) are an
-:class:`InspectError`, never a guess.
+module does not read (encryption, external data files, zstd, extended L2, vhdx) are an
+:class:`InspectError`, never a guess. Sparse vmdk extents: :mod:`.virtual_vmdk`.
 
 Each layer reads its host file through a *ranged reader* ``(offset, length) -> bytes``
 (:data:`Ranged`): locally a block-cached, counting descriptor (:class:`CountingFile`); a
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from vmwarden.errors import InspectError
 from vmwarden.inspect.opener import open_disk
 from vmwarden.inspect.reads import CountingFile
+from vmwarden.inspect.virtual_vmdk import VmdkLayer
 
 #: ``read(offset, length)``: bytes of a host file, shorter only at its end.
 Ranged = Callable[[int, int], bytes]
@@ -201,7 +202,7 @@ class Qcow2Layer:
         return ranges
 
 
-Layer = RawLayer | Qcow2Layer
+Layer = RawLayer | Qcow2Layer | VmdkLayer
 
 
 @dataclass
@@ -243,9 +244,9 @@ class VirtualDisk:
 
     def _piece(self, offset: int, length: int) -> bytes:
         for layer in self.layers:
-            if isinstance(layer, Qcow2Layer):
-                into = offset % layer.cluster
-                length = min(length, layer.cluster - into)
+            if isinstance(layer, Qcow2Layer | VmdkLayer):  # one cluster (grain) at a time
+                unit = layer.cluster if isinstance(layer, Qcow2Layer) else layer.grain
+                length = min(length, unit - offset % unit)
             data = layer.read_at(offset, length)
             if data is not None:
                 return data.ljust(length, b"\0")
@@ -278,7 +279,9 @@ def layer_from(read: Ranged, size: int, fmt: str, name: str, fd: int | None = No
         return RawLayer(read, size, fd)
     if fmt == "qcow2":
         return Qcow2Layer(read, size, name)
-    raise InspectError(f"content lineage reads qcow2 and raw images, not {fmt}: {name}")
+    if fmt == "vmdk":
+        return VmdkLayer(read, size, name)
+    raise InspectError(f"content lineage reads qcow2, raw and vmdk images, not {fmt}: {name}")
 
 
 @contextmanager
