@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
@@ -196,3 +197,27 @@ def test_broken_remote_volume_is_uninspectable_not_a_crash(estate, policy, store
     vms = {vm.name: vm for vm in result.vms}
     assert vms["vmw-j-broken"].guest is None
     assert vms["vmw-j-remote"].guest is not None  # the other disk of that host still read
+
+
+def test_event_path_takes_the_remote_digest_from_the_cache_only(estate, policy, store):
+    """watch's judge and event recorder read a remote chain but never download a root: the
+    digest is pending until a sweep has hashed it, then comes from the store's cache."""
+    from vmwarden.connectors.libvirt.connection import LibvirtConnector
+    from vmwarden.engine.lineage import Lineage
+
+    def event_root() -> Any:
+        with LibvirtConnector(estate.host.tcp_uri) as connector:
+            inv = connector.inventory()
+        lineage = Lineage.for_store(store, remote=True, remote_hashing=False)
+        try:
+            lineage.enrich(inv)
+        finally:
+            lineage.close()
+        (vm,) = [vm for vm in inv.vms if vm.id == REMOTE_ID]
+        return vm.disks[0].root
+
+    before = event_root()
+    assert before.digest is None and "digest pending" in (before.error or "")
+    _sweep(store, policy, [estate.host.tcp_uri], estate.twin_dir)
+    after = event_root()
+    assert after.error is None and after.digest == digest_file(estate.base)

@@ -150,6 +150,11 @@ class RemoteDisks:
         digest: str | None = self.lookup(name, st)
         if digest is not None:
             return digest, None
+        if self.digest_max <= 0:  # an event path: hashing is the sweep's work
+            return None, (
+                f"{NOT_HERE}: digest pending: {reader.host}:{reader.path} is hashed by the "
+                "next sweep (never on the event path)"
+            )
         if reader.size > self.digest_max:
             return None, (
                 f"{NOT_HERE}: {reader.host}:{reader.path} is {reader.size} bytes, more than "

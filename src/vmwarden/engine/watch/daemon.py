@@ -322,7 +322,13 @@ class Watcher:
             inv = HostInventory(
                 uri=vm.uri, host=vm.host, vms=[vm], pools=self.state.pools_of(vm.uri)
             )
-            Lineage.for_store(self.store, self.judge.image_dirs).enrich(inv)
+            lineage = Lineage.for_store(
+                self.store, self.judge.image_dirs, remote=True, remote_hashing=False
+            )
+            try:
+                lineage.enrich(inv)
+            finally:
+                lineage.close()
         if prior is not None and prior.guest is not None and vm.guest is None:
             vm.guest = prior.guest  # facts stay until the next inspection replaces them
         source = "event:migration" if migrated else "event"

@@ -174,8 +174,13 @@ class Judge:
     def _lineage(self, vm: VM, prior: VM | None, pools: list[Pool] | None) -> Lineage:
         """Backing chains and root digests; disk mtimes as they were before the start."""
         inv = HostInventory(uri=vm.uri, host=vm.host, vms=[vm], pools=list(pools or []))
-        lineage = Lineage.for_store(self.store, self.image_dirs)
-        lineage.enrich(inv)
+        # a remote host's chain is read through its connection; its root's digest only from
+        # the cache (the reconcile sweep hashes it): never a disk download on an event
+        lineage = Lineage.for_store(self.store, self.image_dirs, remote=True, remote_hashing=False)
+        try:
+            lineage.enrich(inv)
+        finally:
+            lineage.close()
         if prior is None:
             return lineage
         before = {d.source: d for d in prior.disks if d.source}
