@@ -1,40 +1,57 @@
 """Content lineage in a sweep: which approved template each full clone's content comes from.
 
 Why: the chain-root digest (``engine.lineage``) recognises linked clones only; a full clone's
-root is the clone itself. For every local disk whose root digest is not approved, the sweep
+root is the clone itself. For every disk whose root digest is not approved, the sweep
 compares the disk's guest-visible content with the signature each ``template approve``
 recorded (``inspect.lineage_sig``) and hands policy the closest template and its similarity
-(``Estate.content_lineage``); ``not-approved-template`` applies its threshold.
+(``Estate.content_lineage``, keyed by ``model.lineage.content_key``); ``not-approved-template``
+applies its threshold. A local disk is read from its files; another host's disk through the
+readers the sweep opened on its libvirt connection (``engine.remote_disks``: ranged
+``vol.download`` of its storage pools' volumes), never from a file of the same path here.
 
 Cost is bounded: comparing reads the template's sampled blocks of the disk (about 1% of the
 template's size) and is done once per disk state: the result is kept in the store's digest
-cache under ``lineage:<template digest>:<disk path>``, valid while the disk file's (device,
-inode, size, mtime) are unchanged and the chain's layers and the signature are the same
-(a key folded into the cached value). Disks of another host are not read here (their paths
-are not files on this machine); remote reads will come through a ranged reader
-(``inspect.virtual.layer_from``).
+cache under ``lineage:<template digest>:<disk key>``, valid while the disk's top file is
+unchanged (local: device, inode, size, mtime; remote: size, mtime as its host reports them)
+and the chain's other layers and the signature are the same (a key folded into the value).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vmwarden.engine.lineage import LINEAGE_DEVICES, Lineage
+from vmwarden.engine.remote_disks import cache_stat
 from vmwarden.errors import InspectError
-from vmwarden.inspect.lineage_sig import Signature, Similarity, similarity
+from vmwarden.inspect.lineage_sig import Signature, Similarity, compare
+from vmwarden.inspect.virtual import VirtualDisk, layer_from, open_virtual
 from vmwarden.model import VM, Disk
-from vmwarden.model.lineage import ContentMatch
+from vmwarden.model.lineage import ContentMatch, content_key
 
 FINGERPRINT_KEY = "lineage"  # where ``template approve`` keeps the signature
 _PREFIX = "lineage:"
 _VALUE = "cl1"
 PENDING = "content lineage not compared yet (the next sweep compares it)"
+
+#: Opens a disk's guest-visible content for the time of a comparison.
+Opener = Callable[[], contextlib.AbstractContextManager[VirtualDisk]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Todo:
+    """One disk to compare: how to open it, and what its cache entry is keyed by."""
+
+    opener: Opener
+    st: os.stat_result
+    chain_key: str
+    unchanged: Callable[[], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +86,7 @@ def content_lineage(
     *,
     compute: bool = True,
 ) -> dict[str, ContentMatch]:
-    """Disk source path → closest signed template, for local disks not approved by digest.
+    """Disk key → closest signed template, for disks not approved by their root digest.
 
     ``compute=False`` (the admission hook): only results already cached; a disk not compared
     yet is ``pending`` (policy: unknown), and the next sweep compares it."""
@@ -78,80 +95,125 @@ def content_lineage(
         return {}
     allowed = [str(d) for d in lineage.all_allowed_dirs()]
     out: dict[str, ContentMatch] = {}
-    todo: dict[str, tuple[Disk, os.stat_result, str]] = {}
+    todo: dict[str, _Todo] = {}
     for vm in vms:
-        if not lineage.readable_vm(vm.uri):
+        local = lineage.readable_vm(vm.uri)
+        remote = None if local else getattr(lineage, "remote", None)
+        if not local and remote is None:
             continue
         for disk in vm.disks:
-            path = _candidate(disk, catalog)
-            if path is None or path in out or path in todo:
+            key = content_key(disk) if _candidate(disk, catalog) else None
+            if key is None or key in out or key in todo:
                 continue
             try:
-                todo[path] = (disk, os.stat(path), _chain_key(disk))
+                item = _local(disk, allowed) if local else _remote(disk, vm.uri, remote)
             except OSError as exc:
-                out[path] = ContentMatch(None, None, error=f"cannot stat {path}: {exc.strerror}")
+                out[key] = ContentMatch(None, None, error=f"cannot stat {key}: {exc.strerror}")
+                continue
+            if item is not None:
+                todo[key] = item
     # one batched cache query for every (disk, template), not one per pair
     hits = store.cached_digests(
-        [(_cache_path(t, path), st) for path, (_, st, _) in todo.items() for t in templates]
+        [(_cache_path(t, key), item.st) for key, item in todo.items() for t in templates]
     )
     fresh: list[tuple[str, os.stat_result, str]] = []  # written in one transaction
-    for path, (disk, st, chain_key) in todo.items():
+    for key, item in todo.items():
         cached = {}
         for tpl in templates:
-            sim = _parse(hits.get(_cache_path(tpl, path)), tpl, chain_key)
+            sim = _parse(hits.get(_cache_path(tpl, key)), tpl, item.chain_key)
             if sim is not None:
                 cached[tpl.name] = sim
-        out[path] = _compare(templates, disk, path, st, chain_key, cached, allowed, compute, fresh)
+        out[key] = _compare(templates, key, item, cached, compute, fresh)
     if fresh:
         store.remember_digests(fresh)
     return out
 
 
-def _candidate(disk: Disk, catalog: dict[str, str]) -> str | None:
-    """The disk's source path when its content should be compared, else None."""
+def _candidate(disk: Disk, catalog: dict[str, str]) -> bool:
+    """Whether the disk's content should be compared (its root digest is known and not
+    approved, and its chain was followed without error)."""
     if disk.device not in LINEAGE_DEVICES or not disk.chain:
-        return None
+        return False
     root, top = disk.chain[-1], disk.chain[0]
     if root.digest is None or root.digest.lower() in catalog:
+        return False
+    return not any(layer.error for layer in disk.chain) and bool(top.path)
+
+
+def _local(disk: Disk, allowed: list[str]) -> _Todo | None:
+    top = disk.chain[0]
+    if top.type != "file" or not top.path:
         return None
-    if any(layer.error for layer in disk.chain) or top.type != "file" or not top.path:
+    path, fmt = top.path, top.format
+    st = os.stat(path)
+
+    def unchanged() -> bool:
+        try:
+            after = os.stat(path)
+        except OSError:
+            return False
+        return (after.st_size, after.st_mtime_ns, after.st_ino) == (
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ino,
+        )
+
+    return _Todo(
+        lambda: open_virtual(path, allowed_dirs=allowed, fmt=fmt), st, _chain_key(disk), unchanged
+    )
+
+
+def _remote(disk: Disk, uri: str, remote: Any) -> _Todo | None:
+    """Another host's disk, through the readers its sweep opened (None: none were)."""
+    chain = remote.chain_of(uri, disk.chain[0].path)
+    if chain is None or chain.error or not chain.readers:
         return None
-    return top.path
+    readers, infos = list(chain.readers), list(chain.infos)
+
+    @contextlib.contextmanager
+    def opener() -> Iterator[VirtualDisk]:
+        yield VirtualDisk(
+            [
+                layer_from(r.read, r.size, i.format, f"{r.host}:{r.path}")
+                for r, i in zip(readers, infos, strict=True)
+            ]
+        )
+
+    chain_key = "|".join(json.dumps(r.identity(), sort_keys=True) for r in readers[1:])
+    top = readers[0]
+    still = getattr(top, "still_unchanged", None)
+    return _Todo(opener, cache_stat(top), chain_key, still if callable(still) else lambda: False)
 
 
 def _compare(
     templates: list[Template],
-    disk: Disk,
-    path: str,
-    st: os.stat_result,
-    chain_key: str,
+    key: str,
+    item: _Todo,
     scores: dict[str, Similarity],
-    allowed: list[str],
     compute: bool,
     fresh: list[tuple[str, os.stat_result, str]],
 ) -> ContentMatch:
     """The closest template from ``scores`` (cached) and the comparisons still missing,
     which are made now (unless ``compute`` is off) and added to ``fresh`` for the cache."""
-    missing = {t.name: t for t in templates if t.name not in scores}
+    missing = [t for t in templates if t.name not in scores]
     if missing and not compute:
         return ContentMatch(None, None, error=PENDING, pending=True)
     if missing:
+        made: dict[str, Similarity] = {}
         try:
-            made = similarity(
-                {name: t.signature for name, t in missing.items()},
-                path,
-                allowed_dirs=allowed,
-                fmt=disk.chain[0].format,
-            )
+            with item.opener() as disk:
+                for tpl in missing:
+                    made[tpl.name] = compare(tpl.signature, disk)
         except InspectError as exc:
             return ContentMatch(None, None, error=str(exc))
-        unchanged = _unchanged(path, st)
-        for name, sim in made.items():
-            scores[name] = sim
+        except OSError as exc:  # a remote read failed (the host, the volume went away)
+            return ContentMatch(None, None, error=f"cannot read {key}: {exc}")
+        unchanged = item.unchanged()
+        for tpl in missing:
+            scores[tpl.name] = made[tpl.name]
             if unchanged:
-                fresh.append(
-                    (_cache_path(missing[name], path), st, _value(missing[name], chain_key, sim))
-                )
+                value = _value(tpl, item.chain_key, made[tpl.name])
+                fresh.append((_cache_path(tpl, key), item.st, value))
     best = max(scores, key=lambda n: (scores[n].score, n))
     return ContentMatch(best, scores[best].score, scores[best].sampled)
 
@@ -184,20 +246,6 @@ def _parse(value: str | None, tpl: Template, chain_key: str) -> Similarity | Non
         return Similarity(int(matched), int(sampled), 0)
     except ValueError:
         return None
-
-
-def _unchanged(path: str, st: os.stat_result) -> bool:
-    """Whether the disk is as it was stat'ed before reading (else: written meanwhile, and
-    the result is not cached)."""
-    try:
-        after = os.stat(path)
-    except OSError:
-        return False
-    return (after.st_size, after.st_mtime_ns, after.st_ino) == (
-        st.st_size,
-        st.st_mtime_ns,
-        st.st_ino,
-    )
 
 
 def _value(tpl: Template, chain_key: str, sim: Similarity) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vmwarden.model.vm import Disk
+
 
 @dataclass(frozen=True, slots=True)
 class ContentMatch:
@@ -26,3 +28,12 @@ class ContentMatch:
     sampled: int = 0
     error: str | None = None
     pending: bool = False
+
+
+def content_key(disk: Disk) -> str | None:
+    """Where ``Estate.content_lineage`` keeps a disk's match: its source path, prefixed
+    with its host's name for another host's disk (two hosts may use one path)."""
+    top = disk.chain[0] if disk.chain else None
+    if top is None or not top.path:
+        return None
+    return f"libvirt-volume://{top.host}{top.path}" if top.host else top.path

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from vmwarden.model import VM
+from vmwarden.model.lineage import content_key
 from vmwarden.policy.filters.base import Filter, filters
 from vmwarden.policy.schema import StrictModel
 from vmwarden.policy.verdict import NO_MATCH, Verdict
@@ -67,7 +68,7 @@ class NotApprovedTemplate(Filter):
                 continue
             if root.digest.lower() in ctx.catalog:
                 continue
-            content = ctx.estate.content_lineage.get(disk.source or "")
+            content = ctx.estate.content_lineage.get(content_key(disk) or "")
             if content is not None and content.pending:
                 unknown = unknown or f"disk {disk.target}: {content.error}"
                 continue
