@@ -9,6 +9,7 @@ VM (no chrony). The same estate, local (test driver, same bytes), gets the same 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import uuid
@@ -28,6 +29,7 @@ from vmwarden.engine.scan import Sweep, SweepOptions
 from vmwarden.inspect.digest import digest_file
 from vmwarden.policy import Policy, parse_policy
 from vmwarden.store import Store
+from vmwarden.store.facts import FactsCache
 
 POOL_DIR = "/var/lib/libvirt/images"  # on B; here it is B's state dir lib/images
 CLONE = f"{POOL_DIR}/vmw-j-clone.qcow2"
@@ -221,3 +223,23 @@ def test_event_path_takes_the_remote_digest_from_the_cache_only(estate, policy, 
     _sweep(store, policy, [estate.host.tcp_uri], estate.twin_dir)
     after = event_root()
     assert after.error is None and after.digest == digest_file(estate.base)
+
+
+def test_an_unchanged_remote_disk_is_not_read_again(estate, policy, store):
+    """Facts are reused while every layer's (host, path, size, mtime) is unchanged, under a
+    key no local file has; a changed layer is read again."""
+    first = _sweep(store, policy, [estate.host.tcp_uri], estate.twin_dir)
+    again = _sweep(store, policy, [estate.host.tcp_uri], estate.twin_dir)
+
+    def facts(result):
+        (vm,) = [vm for vm in result.vms if vm.id == REMOTE_ID]
+        assert vm.guest is not None and vm.guest.hostname == "vmw-j-remote-guest"
+        return vm.guest
+
+    assert facts(again).inspected_at == facts(first).inspected_at  # from the cache
+    assert facts(again).image == f"vmw-j-hostb:{CLONE}"
+    assert str(estate.impostor) not in FactsCache(store).stored_many([str(estate.impostor)])
+    clone = estate.host.state / "lib" / "images" / "vmw-j-clone.qcow2"
+    os.utime(clone, (clone.stat().st_atime, clone.stat().st_mtime + 60))
+    changed = _sweep(store, policy, [estate.host.tcp_uri], estate.twin_dir)
+    assert facts(changed).inspected_at != facts(first).inspected_at

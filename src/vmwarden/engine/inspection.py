@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmwarden.engine.lineage import LINEAGE_DEVICES, Lineage
+from vmwarden.engine.remote_facts import RemoteFacts
 from vmwarden.errors import InspectError
 from vmwarden.inspect.ranged_chain import RangedChain
 from vmwarden.inspect.sandbox import InspectorPool
@@ -123,10 +124,14 @@ def inspect_all(
     cache = FactsCache(store)  # type: ignore[arg-type]
     readable = [t for t in tlist if t.error is None]
     paths = sorted({t.path for t in readable if t.remote is None})
-    remote = {t.key: t for t in readable if t.remote is not None}
+    remote_all = {t.key: t for t in readable if t.remote is not None}
     facts: dict[str, GuestFacts | InspectError] = dict(cache.lookup_many(paths))
+    remote_facts = RemoteFacts(cache)
+    described = {k: _described(t) for k, t in remote_all.items()}
+    facts.update(remote_facts.lookup(described))
     misses = [p for p in paths if p not in facts]
-    total = len(paths) + len(remote)
+    remote = {k: t for k, t in remote_all.items() if k not in facts}
+    total = len(paths) + len(remote_all)
     done = total - len(misses) - len(remote)
     progress("inspect", done, total)
     if misses or remote:
@@ -148,11 +153,19 @@ def inspect_all(
             ]
             fresh = _run_jobs(jobs, pool.workers, tick)
         cache.remember_many([fresh[p] for p in misses if isinstance(fresh.get(p), GuestFacts)])
+        remote_facts.remember(
+            [(*described[k], f) for k in remote if isinstance(f := fresh.get(k), GuestFacts)]
+        )
         facts.update(fresh)
     return _apply(tlist, facts)
 
 
 Job = Callable[[], GuestFacts]
+
+
+def _described(t: Target) -> tuple[str, str, RangedChain]:
+    assert t.vm is not None and t.remote is not None
+    return t.vm.host, t.path, t.remote
 
 
 def _local_job(pool: InspectorPool, path: str) -> Job:
