@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-from vmwarden.connectors.libvirt.events import DomainEvent
 from vmwarden.engine.watch.latency import (
     Latencies,
     Latency,
@@ -16,10 +15,11 @@ from vmwarden.engine.watch.latency import (
     first_started,
     start_event,
 )
+from vmwarden.model.events import VmEvent
 
 
-def event(detail: str, received: float) -> DomainEvent:
-    return DomainEvent("qemu:///system", "id-1", "vm", "lifecycle", detail, received=received)
+def event(kind: str, received: float) -> VmEvent:
+    return VmEvent("qemu:///system", "id-1", "vm", kind, kind, received=received)
 
 
 def test_a_start_judged_from_the_previous_runs_stopped_is_retimed_from_its_started() -> None:

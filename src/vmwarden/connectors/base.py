@@ -11,6 +11,7 @@ on an unknown scheme lists the valid ones.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import threading
 from collections.abc import Callable, Iterable
@@ -20,10 +21,14 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from vmwarden.errors import ConnectorError, VmwardenError
 from vmwarden.model.estate import HostInventory
+from vmwarden.model.events import Observed, VmEvent
 from vmwarden.model.vm import VM, State, VmMeta
 
 # Modules that register the built-in connectors; imported on first use, never at import time.
-_BUILTIN_MODULES = ("vmwarden.connectors.libvirt.connection",)
+_BUILTIN_MODULES = (
+    "vmwarden.connectors.libvirt.connection",
+    "vmwarden.connectors.libvirt.events",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,8 @@ class Connector(Protocol):
     def inventory(self, known: KnownDomains | None = None) -> HostInventory: ...
 
     def lookup(self, vm_id_or_name: str) -> VM: ...
+
+    def observe(self, vm_id: str) -> Observed: ...
 
     def domain_state(self, vm_id: str) -> State: ...
 
@@ -212,3 +219,71 @@ def inventory_all(
     workers = max_workers or min(32, len(uri_list))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inventory") as pool:
         return list(pool.map(run, uri_list))
+
+
+class EventFeed(Protocol):
+    """One host's event subscription, as ``watch`` keeps it up (``engine.watch.hosts``).
+
+    ``attach(loop)``: dispatch the platform's events on ``loop`` (called before ``open``);
+    ``open()`` connects and subscribes (blocking; raises ``UnreachableError``) and returns the
+    connector the daemon acts through (one connection carries events and actions);
+    ``alive()`` is a cheap local check; ``close()`` is safe on a dead connection. Each event
+    reaches ``on_event`` as a neutral ``VmEvent``; a lost connection calls ``on_close(why)``.
+    """
+
+    uri: str
+
+    @property
+    def connector(self) -> Connector | None: ...
+
+    @property
+    def host(self) -> str | None: ...
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None: ...
+
+    def open(self) -> Connector: ...
+
+    def alive(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+EventFeedFactory = Callable[..., EventFeed]
+_feeds: dict[str, EventFeedFactory] = {}
+
+
+def register_event_feed(*schemes: str) -> Callable[[EventFeedFactory], EventFeedFactory]:
+    """Class decorator: the event feed of ``schemes`` (a duplicate scheme is an error)."""
+
+    def decorate(factory: EventFeedFactory) -> EventFeedFactory:
+        with _registry_lock:
+            taken = [s for s in schemes if s in _feeds]
+            if taken:
+                raise ValueError(f"event feed already registered for {taken}")
+            for scheme in schemes:
+                _feeds[scheme] = factory
+        return factory
+
+    return decorate
+
+
+def open_event_feed(
+    uri: str,
+    *,
+    on_event: Callable[[VmEvent], None],
+    on_close: Callable[[str], None],
+    keepalive: tuple[int, int] = (5, 3),
+) -> EventFeed:
+    """The event feed for ``uri``'s scheme (not yet opened); a clear error when the
+    platform has none."""
+    _load_builtins()
+    scheme = uri_scheme(uri)
+    with _registry_lock:
+        factory = _feeds.get(scheme)
+        valid = ", ".join(sorted(_feeds))
+    if factory is None:
+        raise ConnectorError(
+            f"no event feed for URI scheme {scheme!r} in {uri!r}: watch cannot follow it",
+            hint=f"schemes with events: {valid}",
+        )
+    return factory(uri, on_event=on_event, on_close=on_close, keepalive=keepalive)

@@ -183,7 +183,9 @@ class WatchMetrics:
             "vmwarden_connection_up", "1 while the libvirt connection to the URI is open."
         )
         self.reconnects = Counter("vmwarden_reconnects_total", "Reconnections per URI.")
-        self.events = Counter("vmwarden_events_total", "libvirt domain events received.")
+        self.events = Counter(
+            "vmwarden_events_total", "VM events received, by kind (started, stopped, ...)."
+        )
         self.ignored = Counter(
             "vmwarden_events_ignored_total", "Events of VMs outside the watched name patterns."
         )

@@ -61,8 +61,10 @@ from vmwarden.connectors.libvirt.nicxml import (
     interface_macs,
     replace_interface,
 )
+from vmwarden.connectors.libvirt.observe import observe
 from vmwarden.errors import ConnectorError, DomainGoneError, UnreachableError
 from vmwarden.model.estate import HostInventory
+from vmwarden.model.events import Observed
 from vmwarden.model.vm import VM, VM_XMLNS, State, VmMeta
 
 log = logging.getLogger(__name__)
@@ -95,11 +97,15 @@ def _quiet_libvirt() -> None:
             _handler_installed = True
 
 
-@register_connector(
+#: The URI schemes libvirt serves (the connector's and its event feed's).
+SCHEMES = (
     "test", "qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "qemu+unix", "qemu+libssh2",
     "qemu+libssh", "qemu+ext", "lxc", "lxc+ssh", "lxc+tcp", "lxc+tls", "lxc+unix",
     "xen", "xen+ssh", "ch", "bhyve", "vz", "openvz", "vbox",
 )  # fmt: skip
+
+
+@register_connector(*SCHEMES)
 class LibvirtConnector:
     """A libvirt connection. Not thread-safe: use one instance per thread."""
 
@@ -240,6 +246,10 @@ class LibvirtConnector:
             return domain_to_vm(dom, state, persistent, self.host, self.uri, unsafe)
         except libvirt.libvirtError as exc:
             self._fail(exc, "read", vm_id_or_name)
+
+    def observe(self, vm_id: str) -> Observed:
+        """The watch daemon's fast read of one domain (``observe.observe``)."""
+        return observe(self.conn, self.uri, self.host, vm_id)
 
     def domain_state(self, vm_id: str) -> State:
         dom = self._dom(vm_id)

@@ -3,8 +3,9 @@
 ``EventSource`` opens a connection, turns on libvirt keepalive (so a dead peer is noticed in
 seconds, not at the next call), registers a close callback, and subscribes to the events the
 watch daemon needs: lifecycle, device added/removed, metadata change and migration progress.
-Each libvirt callback becomes a ``DomainEvent`` handed to ``on_event`` on the loop's thread;
-it does nothing else there (no libvirt call), so a burst of events never stalls the loop.
+Each libvirt callback becomes a neutral ``VmEvent`` (``model.events``) handed to ``on_event``
+on the loop's thread; it does nothing else there (no libvirt call), so a burst of events
+never stalls the loop.
 
 The connection doubles as the connector the daemon acts through (``EventSource.connector``):
 one connection per host carries events, inventory and quarantine, which is also what makes
@@ -26,20 +27,20 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import libvirt
 import libvirtaio
 
 from vmwarden.connectors import locality as known_locality
-from vmwarden.connectors.libvirt.connection import LibvirtConnector, _quiet_libvirt
+from vmwarden.connectors.base import register_event_feed
+from vmwarden.connectors.libvirt.connection import SCHEMES, LibvirtConnector, _quiet_libvirt
 from vmwarden.connectors.libvirt.inventory import host_of, message_of
 from vmwarden.connectors.libvirt.locality import decide as decide_locality
 from vmwarden.errors import ConnectorError, UnreachableError
+from vmwarden.model import events as ev
+from vmwarden.model.events import VmEvent
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,18 @@ LIFECYCLE: dict[int, str] = {
     libvirt.VIR_DOMAIN_EVENT_SHUTDOWN: "shutdown",
     libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: "pmsuspended",
     libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+}
+# libvirt's lifecycle word -> the neutral VmEvent kind. ``shutdown`` is the guest *beginning*
+# to shut down (a ``stopped`` follows) and ``crashed`` may leave the domain paused: neither
+# is a stop by itself.
+_KIND: dict[str, str] = {
+    "defined": ev.DEFINED,
+    "undefined": ev.UNDEFINED,
+    "started": ev.STARTED,
+    "suspended": ev.SUSPENDED,
+    "pmsuspended": ev.SUSPENDED,
+    "resumed": ev.RESUMED,
+    "stopped": ev.STOPPED,
 }
 # Lifecycle details that mean a migration (the event is then also a host change).
 _MIGRATED = {
@@ -91,26 +104,6 @@ def use_asyncio_loop(loop: asyncio.AbstractEventLoop) -> None:
             )
 
 
-@dataclass(frozen=True, slots=True)
-class DomainEvent:
-    """One libvirt domain event, as the daemon consumes it.
-
-    ``kind``: ``lifecycle``, ``device-added``, ``device-removed``, ``metadata`` or
-    ``migration``; ``detail``: for lifecycle the event (``started``, ``stopped``, …), else
-    the device alias / metadata namespace / iteration. ``received`` is a ``time.monotonic()``
-    reading taken in the callback: event-to-action latency is measured from it.
-    """
-
-    uri: str
-    vm_id: str
-    name: str
-    kind: str
-    detail: str
-    migrated: bool = False
-    received: float = field(default_factory=time.monotonic)
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
 class SharedConnector(LibvirtConnector):
     """A ``LibvirtConnector`` over the ``EventSource``'s connection (which it never closes).
 
@@ -130,14 +123,16 @@ class SharedConnector(LibvirtConnector):
         return None
 
 
+@register_event_feed(*SCHEMES)
 class EventSource:
-    """One connection to one URI, with keepalive, a close callback and domain events."""
+    """One connection to one URI, with keepalive, a close callback and domain events
+    translated into neutral ``VmEvent``s (the ``EventFeed`` of every libvirt scheme)."""
 
     def __init__(
         self,
         uri: str,
         *,
-        on_event: Callable[[DomainEvent], None],
+        on_event: Callable[[VmEvent], None],
         on_close: Callable[[str], None],
         keepalive: tuple[int, int] = (5, 3),
     ) -> None:
@@ -153,6 +148,10 @@ class EventSource:
     @property
     def host(self) -> str | None:
         return None if self.connector is None else self.connector.host
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Dispatch libvirt's events on ``loop`` (``use_asyncio_loop``)."""
+        use_asyncio_loop(loop)
 
     def alive(self) -> bool:
         conn = self.conn
@@ -235,23 +234,24 @@ class EventSource:
         except libvirt.libvirtError as exc:
             log.warning("%s: event %s for an unreadable domain: %s", self.uri, kind, exc)
             return
-        self.on_event(DomainEvent(self.uri, vm_id, name, kind, detail, migrated))
+        self.on_event(VmEvent(self.uri, vm_id, name, kind, detail, migrated))
 
     def _lc(self, _c: Any, dom: libvirt.virDomain, event: int, detail: int, _o: Any) -> None:
         migrated = _MIGRATED.get(event) == detail
-        self._emit(dom, "lifecycle", LIFECYCLE.get(event, f"event-{event}"), migrated)
+        word = LIFECYCLE.get(event, f"event-{event}")
+        self._emit(dom, _KIND.get(word, ev.OTHER), word, migrated)
 
     def _dev_added(self, _c: Any, dom: libvirt.virDomain, alias: str, _o: Any) -> None:
-        self._emit(dom, "device-added", alias)
+        self._emit(dom, ev.CONFIG, f"device-added {alias}")
 
     def _dev_removed(self, _c: Any, dom: libvirt.virDomain, alias: str, _o: Any) -> None:
-        self._emit(dom, "device-removed", alias)
+        self._emit(dom, ev.CONFIG, f"device-removed {alias}")
 
     def _metadata(self, _c: Any, dom: libvirt.virDomain, _t: int, ns: str | None, _o: Any) -> None:
-        self._emit(dom, "metadata", ns or "")
+        self._emit(dom, ev.METADATA, ns or "")
 
     def _migration(self, _c: Any, dom: libvirt.virDomain, iteration: int, _o: Any) -> None:
-        self._emit(dom, "migration", str(iteration), migrated=True)
+        self._emit(dom, ev.MIGRATED, f"iteration {iteration}", migrated=True)
 
     def _closed(self, _c: Any, reason: int, _o: Any) -> None:
         if self._closed_reported:

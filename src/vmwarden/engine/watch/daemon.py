@@ -33,7 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from vmwarden.connectors.libvirt.events import DomainEvent, use_asyncio_loop
 from vmwarden.enforce import QuarantineSpec
 from vmwarden.engine.lineage import Lineage
 from vmwarden.engine.metrics import WatchMetrics, serve_metrics
@@ -50,6 +49,7 @@ from vmwarden.engine.watch.sweeper import SweepScheduler, WatchSweep, in_scope
 from vmwarden.engine.watch.vmqueue import Key, VmQueue
 from vmwarden.errors import DomainGoneError, VmwardenError
 from vmwarden.model import VM, Finding, HostInventory, Severity, State
+from vmwarden.model.events import VmEvent
 from vmwarden.notify.alerts import AlertManager
 from vmwarden.policy import Policy
 from vmwarden.store.facts import FactsCache
@@ -146,7 +146,8 @@ class Watcher:
         self._loop = loop
         if self._stopping:
             self._stop.set()
-        use_asyncio_loop(loop)
+        for host in self.hosts.values():
+            host.source.attach(loop)  # the platform's events dispatched on this loop
         tasks: list[asyncio.Task[Any]] = []
         server: asyncio.AbstractServer | None = None
         try:
@@ -252,17 +253,17 @@ class Watcher:
 
     # -- events ------------------------------------------------------------------------
 
-    def _on_event(self, event: DomainEvent) -> None:
+    def _on_event(self, event: VmEvent) -> None:
         if not in_scope(event.name, self.config.only):
             self.metrics.ignored.inc(uri=event.uri)
             return  # a VM outside --only: not ours to watch (and reading it may block)
         self.metrics.events.inc(uri=event.uri, kind=event.kind)
         self.queue.put(event)
 
-    def _handled(self, batch: list[DomainEvent]) -> None:
+    def _handled(self, batch: list[VmEvent]) -> None:
         self.metrics.handled.inc(len(batch), uri=batch[0].uri)
 
-    async def _handle(self, key: Key, batch: list[DomainEvent]) -> None:
+    async def _handle(self, key: Key, batch: list[VmEvent]) -> None:
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(self.executor, self._update_vm, key, batch)
         if outcome.reconcile:
@@ -286,7 +287,7 @@ class Watcher:
         if not task.cancelled() and task.exception() is not None:
             log.error("watch task failed", exc_info=task.exception())
 
-    def _update_vm(self, key: Key, batch: list[DomainEvent]) -> Outcome:
+    def _update_vm(self, key: Key, batch: list[VmEvent]) -> Outcome:
         """One VM's coalesced events (worker thread): gate first, then the record."""
         uri, vm_id = key
         conn = self.hosts[uri].connector

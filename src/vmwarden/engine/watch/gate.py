@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from vmwarden.connectors.libvirt.events import DomainEvent
 from vmwarden.enforce import Quarantiner, QuarantineSpec
 from vmwarden.engine.admission_records import as_datetime
 from vmwarden.engine.metrics import WatchMetrics
@@ -37,6 +36,7 @@ from vmwarden.engine.watch.latency import Latencies, Latency, LiveTimer, arrival
 from vmwarden.engine.watch.state import WatchConfig, WatchState
 from vmwarden.errors import VmwardenError
 from vmwarden.model import VM, ActionRecord, State
+from vmwarden.model.events import CONFIG, DEFINED, METADATA, VmEvent
 from vmwarden.notify import Alert
 from vmwarden.notify.alerts import AlertManager
 
@@ -46,7 +46,7 @@ GATE_ACTOR = "vmwarden-gate"
 WATCH_ACTOR = "vmwarden-watch"
 DAEMON_ACTORS = frozenset({GATE_ACTOR, WATCH_ACTOR})
 GATE_RULE = "power-on-gate"
-_RECHECK_KINDS = frozenset({"metadata", "device-added", "device-removed"})
+_RECHECK_KINDS = frozenset({METADATA, CONFIG, DEFINED})
 
 
 @dataclass(slots=True)
@@ -98,7 +98,7 @@ class Gate:
     # -- on events ---------------------------------------------------------------------
 
     def at_start(
-        self, conn: Any, vm: VM, prior: VM | None, event: DomainEvent, run: int | None = None
+        self, conn: Any, vm: VM, prior: VM | None, event: VmEvent, run: int | None = None
     ) -> Outcome:
         """The VM just started (``event``: the start's own event, ``run``: its run id): hold
         it at once when the gate says so, and time how long it ran exposed."""
@@ -130,7 +130,7 @@ class Gate:
             )
         return outcome
 
-    def late_start(self, vm_id: str, batch: list[DomainEvent]) -> None:
+    def late_start(self, vm_id: str, batch: list[VmEvent]) -> None:
         """The VM is already off or gone when its events are read: a ``started`` among them
         still re-times the entry of the last run judged (see ``latency``)."""
         event = first_started(batch)
@@ -140,7 +140,7 @@ class Gate:
     def _time_start(
         self,
         vm: VM,
-        event: DomainEvent,
+        event: VmEvent,
         rec: ActionRecord | None,
         before: ActionRecord | None,
         timer: LiveTimer,
@@ -159,7 +159,7 @@ class Gate:
             how, took = "already", max(0.0, now - event.received)
         isolated_at = timer.live_at if how == "gate" else now
         self.latencies.add(
-            Latency(vm.name, vm.id, event.detail, started, took, how, run, isolated_at)
+            Latency(vm.name, vm.id, event.kind, started, took, how, run, isolated_at)
         )
         if took is not None and how != "at-boot":
             self.metrics.latency.observe(took, uri=vm.uri, action="quarantine")
@@ -173,7 +173,7 @@ class Gate:
         if judgement.hold:
             self.quarantine(conn, vm, f"isolated ahead of power-on: {judgement.summary()}")
 
-    def keep_hold(self, conn: Any, vm: VM, batch: list[DomainEvent]) -> bool:
+    def keep_hold(self, conn: Any, vm: VM, batch: list[VmEvent]) -> bool:
         """Keep an existing quarantine whole (a hot-plugged NIC is isolated too); says whether
         the VM deserves a new judgement (its metadata or devices changed)."""
         active = self.store.active_quarantine(vm.id)
@@ -186,10 +186,10 @@ class Gate:
                 )
             except VmwardenError as exc:
                 log.error("could not keep %s quarantined: %s", vm.name, exc)
-        changed = any(e.kind in _RECHECK_KINDS or e.detail == "defined" for e in batch)
+        changed = any(e.kind in _RECHECK_KINDS for e in batch)
         return changed and active.actor in DAEMON_ACTORS
 
-    def on_change(self, conn: Any, vm: VM, prior: VM | None, batch: list[DomainEvent]) -> Outcome:
+    def on_change(self, conn: Any, vm: VM, prior: VM | None, batch: list[VmEvent]) -> Outcome:
         """A running VM's metadata changed: judge it now, hold it when the gate says so, and
         settle it after the next reconcile (released there if full data clears it)."""
         if self.store.active_quarantine(vm.id) is not None:

@@ -13,8 +13,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from vmwarden.connectors.libvirt.events import DomainEvent, EventSource, SharedConnector
+from vmwarden.connectors.base import Connector, open_event_feed
 from vmwarden.errors import VmwardenError
+from vmwarden.model.events import VmEvent
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class HostWatch:
         self,
         uri: str,
         *,
-        on_event: Callable[[DomainEvent], None],
+        on_event: Callable[[VmEvent], None],
         on_up: Callable[[HostWatch], Awaitable[None]],
         on_state: Callable[[HostWatch], None],
         backoff: tuple[float, float] = (0.5, 30.0),
@@ -38,7 +39,7 @@ class HostWatch:
         self.on_up = on_up
         self.on_state = on_state
         self.backoff = backoff
-        self.source = EventSource(
+        self.source = open_event_feed(
             uri, on_event=on_event, on_close=self._on_close, keepalive=keepalive
         )
         self.state = "connecting"  # connecting | up | down
@@ -49,7 +50,7 @@ class HostWatch:
         self._up: asyncio.Event | None = None
 
     @property
-    def connector(self) -> SharedConnector | None:
+    def connector(self) -> Connector | None:
         return self.source.connector if self.state == "up" else None
 
     @property

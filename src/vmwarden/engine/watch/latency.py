@@ -27,17 +27,15 @@ order, so it re-times that run's entry even though the VM can no longer be read.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from vmwarden.connectors.libvirt.events import DomainEvent
+from vmwarden.model.events import RESUMED, STARTED, VmEvent
 
-_RUN_ID = re.compile(r"<domain\b[^>]*\sid=['\"](\d+)['\"]")
-_START_DETAILS = ("started", "resumed")
+_START_KINDS = (STARTED, RESUMED)
 MAX_KEPT = 10_000  # latencies kept for /state (a long-lived daemon must not grow forever)
 
 
@@ -71,37 +69,29 @@ class Latency:
         }
 
 
-def start_event(batch: list[DomainEvent]) -> DomainEvent:
+def start_event(batch: list[VmEvent]) -> VmEvent:
     """The event a start is timed from: the batch's last ``started`` (an earlier one belongs
     to a run that has ended since), else the first ``resumed`` (QEMU's resume is reported a
     few ms before libvirt's ``started``), else the first event that found the VM live."""
-    lifecycle = [e for e in batch if e.kind == "lifecycle"]
-    for e in reversed(lifecycle):
-        if e.detail == "started":
+    for e in reversed(batch):
+        if e.kind == STARTED:
             return e
-    for e in lifecycle:
-        if e.detail in _START_DETAILS:
+    for e in batch:
+        if e.kind in _START_KINDS:
             return e
     return batch[0]
 
 
-def first_started(batch: list[DomainEvent]) -> DomainEvent | None:
+def first_started(batch: list[VmEvent]) -> VmEvent | None:
     """The batch's first ``started``: for a VM read shut off or gone, the late start event of
     the last run the gate judged (a later ``started`` would be a run nobody saw live)."""
     for e in batch:
-        if e.kind == "lifecycle" and e.detail == "started":
+        if e.kind == STARTED:
             return e
     return None
 
 
-def run_id(domain_xml: str) -> int | None:
-    """The domain's run id (libvirt's ``id='N'``, new at every start; None when shut off):
-    one start is one run however many of its events are read."""
-    m = _RUN_ID.search(domain_xml[:512])
-    return int(m.group(1)) if m else None
-
-
-def arrival(event: DomainEvent) -> datetime:
+def arrival(event: VmEvent) -> datetime:
     """The wall-clock time an event arrived: its own reading (``at``), taken beside
     ``received`` in the callback. Mapping ``received`` onto a later ``now()`` read two clocks
     one after the other; a thread paused between the two dated the event that much too early,
@@ -142,17 +132,17 @@ class Latencies:
             self._items.sort(key=lambda x: x.started)
             del self._items[:-MAX_KEPT]
 
-    def retime(self, vm_id: str, run: int | None, event: DomainEvent) -> bool:
+    def retime(self, vm_id: str, run: int | None, event: VmEvent) -> bool:
         """Time an entry from its start's own event when that arrives after the judgement
         (see the module's docstring); says whether an entry was re-timed."""
-        if run is None or event.detail not in _START_DETAILS:
+        if run is None or event.kind not in _START_KINDS:
             return False
         with self._lock:
             for item in reversed(self._items):
                 if item.vm_id == vm_id and item.run == run:
-                    if item.event in _START_DETAILS:
+                    if item.event in _START_KINDS:
                         return False
-                    item.event, item.started = event.detail, arrival(event)
+                    item.event, item.started = event.kind, arrival(event)
                     if item.seconds is not None and item.isolated_at is not None:
                         item.seconds = max(0.0, item.isolated_at - event.received)
                     self._items.sort(key=lambda x: x.started)

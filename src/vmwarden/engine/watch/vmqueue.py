@@ -13,25 +13,25 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from vmwarden.connectors.libvirt.events import DomainEvent
+from vmwarden.model.events import VmEvent
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (uri, vm uuid)
-Handler = Callable[[Key, list[DomainEvent]], Awaitable[None]]
+Handler = Callable[[Key, list[VmEvent]], Awaitable[None]]
 
 
 class VmQueue:
-    def __init__(self, handler: Handler, on_handled: Callable[[list[DomainEvent]], None]) -> None:
+    def __init__(self, handler: Handler, on_handled: Callable[[list[VmEvent]], None]) -> None:
         self._handler = handler
         self._on_handled = on_handled
-        self._pending: dict[Key, list[DomainEvent]] = {}
+        self._pending: dict[Key, list[VmEvent]] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self.received = 0
         self.handled = 0
         self.batches = 0
 
-    def put(self, event: DomainEvent) -> None:
+    def put(self, event: VmEvent) -> None:
         key = (event.uri, event.vm_id)
         self.received += 1
         self._pending.setdefault(key, []).append(event)
