@@ -87,6 +87,28 @@ class GuestFiles:
         except Exception as exc:  # as above
             raise GuestReadError(f"{path}: {_why(exc)}") from None
 
+    def lstat(self, path: str) -> Any | None:
+        """The entry's own stat (a link is not followed: mode, uid, gid, size), ``None`` if
+        absent. OVAL file tests judge modes and owners from it."""
+        try:
+            return self._path(path).lstat()
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # as above
+            raise GuestReadError(f"{path}: {_why(exc)}") from None
+
+    def readlink(self, path: str) -> str | None:
+        """A symbolic link's target as written, ``None`` when ``path`` is not a link."""
+        try:
+            p = self._path(path)
+            if not p.is_symlink():
+                return None
+            return str(p.readlink())
+        except (FileNotFoundError, OSError):
+            return None
+        except Exception as exc:  # as above
+            raise GuestReadError(f"{path}: {_why(exc)}") from None
+
     def listdir(self, path: str) -> list[str] | None:
         """Sorted entry names of a directory, ``None`` if it does not exist."""
         try:
