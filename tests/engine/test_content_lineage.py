@@ -78,6 +78,7 @@ def approve(db: str, image: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+    assert "content lineage: " in done.stdout and "blocks sampled" in done.stdout
 
 
 def sweep(store, estate, filter_text: str = "not-approved-template"):

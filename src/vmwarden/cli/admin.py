@@ -14,7 +14,7 @@ from vmwarden.cli.common import ActorOpt, DbOpt, actor_name, open_store, out
 from vmwarden.cli.report import register_report
 from vmwarden.connectors import open_connector
 from vmwarden.enforce import Quarantiner, QuarantineSpec
-from vmwarden.engine.content_lineage import FINGERPRINT_KEY, sign_for_approval
+from vmwarden.engine.content_lineage import FINGERPRINT_KEY, lineage_note, sign_for_approval
 from vmwarden.errors import EnforceError
 from vmwarden.inspect.chain import resolve_chain
 from vmwarden.inspect.digest import digest_file, fingerprint
@@ -55,7 +55,7 @@ def _outcome(verb: str, name: str, rec: Any) -> Text:
     )
 
 
-def _print_approved(name: str, digest: str) -> None:
+def _print_approved(name: str, digest: str, lineage: str = "") -> None:
     """The approval and its policy snippet. The name is text, never Rich markup (``--name
     'x[/]'`` raised MarkupError after approving), and YAML-quoted in the snippet when needed.
     soft_wrap: a digest broken over two lines could not be pasted into a policy."""
@@ -65,6 +65,8 @@ def _print_approved(name: str, digest: str) -> None:
         Text(f"policy snippet:\n  templates:\n    - name: {snippet}\n      digest: {digest}"),
         soft_wrap=True,
     )
+    if lineage:
+        out.print(Text(lineage), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -173,7 +175,7 @@ def register(app: typer.Typer) -> None:
         fp = {**fingerprint(image), FINGERPRINT_KEY: sign_for_approval(image)}
         with open_store(db) as store:
             store.approve_template(name, digest, str(image.resolve()), fp, actor_name(actor))
-        _print_approved(name, digest)
+        _print_approved(name, digest, lineage_note(fp[FINGERPRINT_KEY]))
 
     @template.command("list", epilog="Example: vmwarden template list --db sqlite:///vmwarden.db")
     def list_templates(db: DbOpt = None) -> None:

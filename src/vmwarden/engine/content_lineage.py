@@ -266,3 +266,14 @@ def sign_for_approval(
     except InspectError:
         return None
     return sig.to_json() if sig.deciding else None
+
+
+def lineage_note(signature: dict[str, Any] | None) -> str:
+    """What ``template approve`` tells the operator about the signature it recorded."""
+    sig = Signature.from_json(signature)
+    if sig is None or not sig.deciding:
+        return (
+            "no content lineage signature (a format not read for it, encrypted, or too little "
+            "content): only linked clones of it are recognised, by digest"
+        )
+    return f"content lineage: {len(sig.offsets)} blocks sampled; full clones are recognised"
