@@ -29,6 +29,8 @@ _BUILTIN_MODULES = (
     "vmwarden.connectors.libvirt.connection",
     "vmwarden.connectors.libvirt.events",
 )
+# Admission parsers: loaded alone, without any platform SDK (the hook waits on the answer).
+_ADMISSION_MODULES = ("vmwarden.connectors.libvirt.admission",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,3 +289,47 @@ def open_event_feed(
             hint=f"schemes with events: {valid}",
         )
     return factory(uri, on_event=on_event, on_close=on_close, keepalive=keepalive)
+
+
+class AdmissionParser(Protocol):
+    """The optional admission capability: a platform that asks before a VM starts (libvirt's
+    qemu hook) sends a request; this turns that request into the VM it would start, so the
+    engine judges it without knowing the platform's format. Raises ``VmwardenError`` for a
+    request it cannot read (the engine then decides as for an unknown VM)."""
+
+    def __call__(self, request: str, *, host: str, uri: str) -> VM: ...
+
+
+_admission: dict[str, AdmissionParser] = {}
+
+
+def register_admission(*schemes: str) -> Callable[[AdmissionParser], AdmissionParser]:
+    """Function decorator: the admission request parser of ``schemes``."""
+
+    def decorate(parser: AdmissionParser) -> AdmissionParser:
+        with _registry_lock:
+            taken = [s for s in schemes if s in _admission]
+            if taken:
+                raise ValueError(f"admission parser already registered for {taken}")
+            for scheme in schemes:
+                _admission[scheme] = parser
+        return parser
+
+    return decorate
+
+
+def admission_parser(uri: str) -> AdmissionParser:
+    """The admission parser of ``uri``'s platform; a clear error when the platform has no
+    start-time admission (it is then gated by isolating VMs ahead of their start)."""
+    for module in _ADMISSION_MODULES:
+        importlib.import_module(module)
+    scheme = uri_scheme(uri)
+    with _registry_lock:
+        parser = _admission.get(scheme)
+        valid = ", ".join(sorted(_admission))
+    if parser is None:
+        raise ConnectorError(
+            f"the platform of {uri!r} has no start-time admission hook",
+            hint=f"schemes with admission: {valid}; others are gated by isolating ahead",
+        )
+    return parser

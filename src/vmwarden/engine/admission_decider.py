@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vmwarden.connectors.libvirt.domxml import parse_domain
+from vmwarden.connectors.base import admission_parser
 from vmwarden.enforce.held import mark_vm_held
 from vmwarden.engine.admission import Decision
 from vmwarden.engine.admission_hasher import BackgroundHasher
@@ -99,6 +99,7 @@ class Decider:
         # unknown roots are hashed there, never here (see the module docstring)
         self._own_hasher = hasher is None
         self.hasher = hasher or BackgroundHasher(self._remember_digest)
+        self._parse = admission_parser(uri)  # the platform's request format, not ours
 
     def close(self) -> None:
         """Stop the background hasher this decider made (one passed in is the caller's)."""
@@ -109,9 +110,7 @@ class Decider:
 
     def __call__(self, xml: str) -> Decision:
         try:
-            vm = parse_domain(
-                xml, host=self.host, uri=self.uri, state=State.SHUTOFF, persistent=True
-            )
+            vm = self._parse(xml, host=self.host, uri=self.uri)
         except VmwardenError as exc:
             return self._unreadable(str(exc))
         stored = self._stored(vm.id)

@@ -62,6 +62,7 @@ from vmwarden.connectors.libvirt.nicxml import (
     replace_interface,
 )
 from vmwarden.connectors.libvirt.observe import observe
+from vmwarden.connectors.libvirt.schemes import SCHEMES
 from vmwarden.errors import ConnectorError, DomainGoneError, UnreachableError
 from vmwarden.model.estate import HostInventory
 from vmwarden.model.events import Observed
@@ -95,14 +96,6 @@ def _quiet_libvirt() -> None:
         if not _handler_installed:
             libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
             _handler_installed = True
-
-
-#: The URI schemes libvirt serves (the connector's and its event feed's).
-SCHEMES = (
-    "test", "qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "qemu+unix", "qemu+libssh2",
-    "qemu+libssh", "qemu+ext", "lxc", "lxc+ssh", "lxc+tcp", "lxc+tls", "lxc+unix",
-    "xen", "xen+ssh", "ch", "bhyve", "vz", "openvz", "vbox",
-)  # fmt: skip
 
 
 @register_connector(*SCHEMES)

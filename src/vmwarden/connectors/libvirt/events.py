@@ -35,9 +35,10 @@ import libvirtaio
 
 from vmwarden.connectors import locality as known_locality
 from vmwarden.connectors.base import register_event_feed
-from vmwarden.connectors.libvirt.connection import SCHEMES, LibvirtConnector, _quiet_libvirt
+from vmwarden.connectors.libvirt.connection import LibvirtConnector, _quiet_libvirt
 from vmwarden.connectors.libvirt.inventory import host_of, message_of
 from vmwarden.connectors.libvirt.locality import decide as decide_locality
+from vmwarden.connectors.libvirt.schemes import SCHEMES
 from vmwarden.errors import ConnectorError, UnreachableError
 from vmwarden.model import events as ev
 from vmwarden.model.events import VmEvent
