@@ -66,6 +66,10 @@ def test_ranges_read_through_the_connection_are_the_files_bytes(host_b, conn) ->
     assert reader.downloads < 200 + 512 // 4
     assert reader.transferred <= len(local) + BLOCK
     assert reader.read(len(local), 10) == b"" and reader.read(-1, 10) == b""
+    # a disk's own layer drops its cache once inspected; reads still right, downloaded again
+    before = reader.downloads
+    reader.drop_cache()
+    assert reader.read(100, 10) == local[100:110] and reader.downloads == before + 1
 
 
 def test_a_path_in_no_pool_is_unavailable_with_the_reason(host_b, conn) -> None:

@@ -177,9 +177,15 @@ def _remote_job(pool: InspectorPool, t: Target) -> Job:
     assert chain is not None
 
     def job() -> GuestFacts:
-        chain.check_supported()
-        formats = [info.format for info in chain.infos]
-        return pool.inspect_ranged(t.key, chain.readers, formats, encrypted=chain.encrypted)
+        try:
+            chain.check_supported()
+            formats = [info.format for info in chain.infos]
+            return pool.inspect_ranged(t.key, chain.readers, formats, encrypted=chain.encrypted)
+        finally:
+            for reader in chain.readers[:-1]:  # roots stay cached: clones share them
+                drop = getattr(reader, "drop_cache", None)
+                if drop is not None:
+                    drop()
 
     return job
 

@@ -36,8 +36,9 @@ from vmwarden.errors import ConnectorError
 BLOCK = 16 * 1024
 #: Most bytes one sequential read-ahead fetches.
 MAX_READAHEAD = 1024 * 1024
-#: Bytes of cached blocks per volume.
-CACHE_BYTES = 32 * 1024 * 1024
+#: Bytes of cached blocks per volume (dissect reads ~1 MiB of a typical disk; the worker
+#: keeps its own cache, so this one serves chain headers and roots shared by many clones).
+CACHE_BYTES = 8 * 1024 * 1024
 #: Volume readers kept per host (a template root is shared by many clones: its blocks are
 #: read once per sweep, not once per clone).
 MAX_READERS = 64
@@ -161,6 +162,13 @@ class VolumeReader:
             self._blocks.popitem(last=False)
         self._next = fetch_stop
         return blocks
+
+    def drop_cache(self) -> None:
+        """Forget the cached blocks (a disk's own layer, once inspected: a sweep of a
+        thousand remote disks must not keep a thousand caches)."""
+        with self._lock:
+            self._blocks.clear()
+            self._next, self._ahead = -1, 0
 
     def download(self, offset: int, length: int) -> bytes:
         """Exactly the bytes ``offset``..``offset+length`` as the host has them (uncached)."""
