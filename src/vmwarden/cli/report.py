@@ -15,7 +15,8 @@ import json
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -24,6 +25,9 @@ from rich.text import Text
 from vmwarden.cli.common import DbOpt, open_store, out
 from vmwarden.model.escape import for_csv, visible, visible_keep_lines
 
+if TYPE_CHECKING:
+    from vmwarden.compliance import ComplianceReport, HookFacts
+
 
 class What(StrEnum):
     findings = "findings"
@@ -31,6 +35,7 @@ class What(StrEnum):
     images = "images"
     history = "history"
     audit = "audit"
+    compliance = "compliance"
 
 
 class Fmt(StrEnum):
@@ -119,9 +124,31 @@ def register_report(app: typer.Typer) -> None:
         what: Annotated[What, typer.Argument(help="What to report.")] = What.findings,
         vm: Annotated[str | None, typer.Argument(help="VM name or UUID (for history).")] = None,
         fmt: Annotated[Fmt, typer.Option("--format", help="Output format.")] = Fmt.table,
+        framework: Annotated[
+            str | None,
+            typer.Option(
+                "--framework",
+                help="For compliance: cis-controls-v8, pci-dss-4.0, nist-800-53, disa-vmm-srg "
+                "or a mapping file's path.",
+                show_default=False,
+            ),
+        ] = None,
+        policy: Annotated[
+            Path | None,
+            typer.Option(
+                "-p",
+                "--policy",
+                help="For compliance: the policy whose rules map to controls (without it, "
+                "rule-mapped controls are not assessed).",
+                show_default=False,
+            ),
+        ] = None,
         db: DbOpt = None,
     ) -> None:
-        """Findings, VMs, images, a VM's history or the audit log, from the store."""
+        """Findings, VMs, images, a VM's history, the audit log or compliance, from the store."""
+        if what is What.compliance:
+            _compliance(framework, policy, fmt, db)
+            return
         with open_store(db) as store:
             rows = [_plain(r) for r in _rows(store, what, vm)]
         cols = list(rows[0].keys()) if rows else []
@@ -154,3 +181,91 @@ def register_report(app: typer.Typer) -> None:
             for r in rows:
                 t.add_row(*[Text(visible(_cell(r.get(c)))) for c in shown])
             out.print(t)
+
+
+# --- report compliance ------------------------------------------------------------------------
+
+
+def _hook_facts() -> HookFacts:
+    """The power-on hook on *this* host (a compliance fact no store records)."""
+    from vmwarden.compliance import HookFacts
+    from vmwarden.hooks.install import status
+
+    try:
+        st = status()
+    except OSError as exc:
+        return HookFacts(None, f"cannot read the hook: {exc.strerror}")
+    if not (st.exists and st.ours):
+        return HookFacts(False, f"no vmwarden hook at {st.path} on this host")
+    if st.unsafe:
+        return HookFacts(False, f"the hook at {st.path} is unsafe: {st.unsafe}")
+    if st.libvirtd_sees_it:
+        return HookFacts(True, st.why)
+    return HookFacts(None, f"{st.path} is installed; whether libvirtd runs it is unknown")
+
+
+def _compliance(framework: str | None, policy: Path | None, fmt: Fmt, db: str | None) -> None:
+    from vmwarden.compliance import available_frameworks, evaluate, gather, load_framework
+    from vmwarden.policy.loader import load_policy
+
+    if not framework:
+        raise typer.BadParameter(
+            f"report compliance needs --framework ({', '.join(available_frameworks())})",
+            param_hint="--framework",
+        )
+    mapping = load_framework(framework)
+    rules = load_policy(policy) if policy is not None else None
+    with open_store(db) as store:
+        evidence = gather(store, hook=_hook_facts())
+    report = evaluate(mapping, rules, evidence, policy_source=str(policy) if policy else None)
+    if fmt is Fmt.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    elif fmt is Fmt.html:
+        from vmwarden.compliance.html import render_html
+
+        print(render_html(report))
+    elif fmt is Fmt.csv:
+        _compliance_csv(report)
+    else:
+        _compliance_table(report)
+
+
+def _compliance_csv(report: ComplianceReport) -> None:
+    cols = ["id", "title", "status", "open", "worst_severity", "rules", "reasons"]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(cols)
+    for r in report.controls:
+        row = [r.control.id, r.control.title, r.status, r.open, r.worst, ", ".join(r.rules)]
+        w.writerow([for_csv(_flat(v)) for v in row] + [for_csv("; ".join(r.reasons))])
+    print(buf.getvalue(), end="")
+
+
+def _compliance_table(report: ComplianceReport) -> None:
+    fw, counts, scan = report.framework, report.summary(), report.scan_facts()
+    t = Table(title=f"{fw.title} {fw.version}".strip(), show_edge=False)
+    for c in ("control", "status", "title", "evidence"):
+        t.add_column(c, overflow="fold")
+    style = {"pass": "green", "fail": "bold red", "not-assessed": "dim"}
+    for r in report.controls:
+        t.add_row(
+            Text(visible(r.control.id)),
+            Text(r.status, style=style[r.status]),
+            Text(visible(r.control.title)),
+            Text(visible_keep_lines(_evidence_line(r))),
+        )
+    out.print(t)
+    last = scan["last_scan_finished"] or "none"
+    out.print(
+        Text(
+            f"{counts['pass']} pass, {counts['fail']} fail, {counts['not-assessed']} not "
+            f"assessed; last completed scan {_cell(last)}, {len(scan['hosts'])} host(s), "
+            f"{scan['vms']} VM(s)"
+        )
+    )
+
+
+def _evidence_line(r: Any) -> str:
+    lines = list(r.reasons)
+    lines += [f"  {x['severity']} {x['rule']}: {x['name']} on {x['host']}" for x in r.examples]
+    return "\n".join(lines)
