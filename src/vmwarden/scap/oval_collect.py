@@ -347,7 +347,9 @@ def variable_object(
     ref = ents.get("var_ref")
     if ref is None:
         raise NotCollected("variable_object without var_ref")
-    return [{"var_ref": [v], "value": ev.variable(v)} for v in ref.values]
+    # a variable without values (a regex that matched nothing) is an object without items
+    found = [(v, ev.variable(v)) for v in ref.values]
+    return [{"var_ref": [v], "value": vals} for v, vals in found if vals]
 
 
 def password(
