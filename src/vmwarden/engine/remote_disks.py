@@ -18,20 +18,17 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmwarden.connectors.base import open_connector
-from vmwarden.connectors.libvirt.volumes import (
-    RemoteReadError,
-    RemoteVolumes,
-    VolumeReader,
-    VolumeUnavailable,
-    digest_volume,
-)
 from vmwarden.errors import VmwardenError
 from vmwarden.inspect.ranged_chain import RangedChain, mtime_of, resolve_ranged_chain
 from vmwarden.model import HostInventory, Layer
 from vmwarden.model.vm import NOT_HERE
+
+if TYPE_CHECKING:  # libvirt-python is imported only when a remote disk is read: the
+    # admission path (engine.admission_decider imports engine.lineage) must never load it
+    from vmwarden.connectors.libvirt.volumes import RemoteVolumes, VolumeReader
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +74,8 @@ class RemoteDisks:
                 self._volumes[inv.uri] = f"{NOT_HERE}: {exc}"
                 return self._volumes[inv.uri]
             self._connectors.append(connector)
+            from vmwarden.connectors.libvirt.volumes import RemoteVolumes
+
             conn = getattr(connector, "conn", None)
             if conn is None:
                 self._volumes[inv.uri] = f"{NOT_HERE}: {inv.uri} cannot serve volume bytes"
@@ -127,6 +126,8 @@ class RemoteDisks:
 
     @staticmethod
     def _opener(volumes: RemoteVolumes) -> Any:
+        from vmwarden.connectors.libvirt.volumes import RemoteReadError, VolumeUnavailable
+
         def open_layer(name: str) -> VolumeReader:
             try:
                 return volumes.open(name)
@@ -161,6 +162,8 @@ class RemoteDisks:
                 f"vmwarden hashes over a libvirt connection ({self.digest_max}); its lineage "
                 "is unknown"
             )
+        from vmwarden.connectors.libvirt.volumes import digest_volume
+
         try:
             digest, unchanged = digest_volume(reader)
         except OSError as exc:
