@@ -197,3 +197,21 @@ def test_watch_judges_a_starting_full_clone_by_content(tmp_path, store, estate) 
     assert at_start("web-full", 1, estate["full"], "raw").reasons == []
     (reason,) = at_start("rogue", 2, estate["images"] / "rogue.qcow2", "qcow2").reasons
     assert reason["closest_template"] == "golden" and reason["similarity"] < 0.5
+
+
+def test_vm_record_names_the_template_a_full_clone_comes_from(tmp_path, store, estate) -> None:
+    """The API's and dashboard's ``cloned_from`` (api.vmfacts): a full clone is named with
+    its similarity, from the comparison the sweep cached; the rogue disk is not."""
+    from vmwarden.api.vmfacts import template_clones
+
+    approve(f"sqlite:///{tmp_path / 'vmwarden.db'}", estate["golden"])
+    sweep(store, estate)
+    uid = "3b0c3c2e-7a4f-4c55-9e7d-1200000000{:02}".format
+    (full,) = template_clones(store, store.get_vm(uid(1)), None)
+    assert (full["disk"], full["template"], full["path"]) == ("vda", "golden", str(estate["full"]))
+    assert 0.5 <= full["similarity"] <= 1.0
+    assert template_clones(store, store.get_vm(uid(2)), None) == []  # rogue
+    (linked,) = template_clones(store, store.get_vm(uid(3)), None)  # by its root's digest
+    assert linked["template"] == "golden" and "similarity" not in linked
+    os.utime(estate["full"])  # written since the sweep: the cached comparison no longer holds
+    assert template_clones(store, store.get_vm(uid(1)), None) == []

@@ -10,18 +10,22 @@ at the same path). A running VM's guest-agent answer is laid over them, as the s
 
 :func:`cloned_from` names the approved template a disk was cloned from, by its root's digest:
 a VM whose metadata names no template is still a clone of ``debian12-base`` when its backing
-file is that image.
+file is that image; or, for a full clone, by the content comparison a sweep cached (#12.4).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from vmwarden.api.routes.common import server_policy
+from vmwarden.engine.content_lineage import stored_matches
 from vmwarden.errors import VmwardenError
 from vmwarden.model.guest import GuestFacts, merge_live
+from vmwarden.model.lineage import ContentMatch
+from vmwarden.policy.filters.template import DEFAULT_THRESHOLD, NotApprovedTemplate
 from vmwarden.store.facts import FactsCache
 
 DISK_DEVICES = ("disk", "lun")  # what inspection reads (engine.lineage.LINEAGE_DEVICES)
@@ -83,6 +87,30 @@ def guest_of(store: Any, record: dict[str, Any]) -> dict[str, Any] | None:
     return chosen
 
 
+def lineage_threshold(settings: Any) -> float:
+    """The strictest ``not-approved-template`` threshold of the server's policy (the default
+    without one): a full clone is named as derived only where every rule agrees."""
+    if settings is None or getattr(settings, "policy_path", None) is None:
+        return DEFAULT_THRESHOLD
+    try:
+        policy = server_policy(settings.policy_path)
+    except VmwardenError:
+        return DEFAULT_THRESHOLD
+    found = [
+        f.params.threshold
+        for rule in policy.rules
+        for f in _filters(rule.filter)
+        if isinstance(f, NotApprovedTemplate)
+    ]
+    return max(found, default=DEFAULT_THRESHOLD)
+
+
+def _filters(f: Any) -> Iterator[Any]:
+    yield f
+    for child in getattr(f, "children", None) or ():
+        yield from _filters(child)
+
+
 def approved_catalog(store: Any, settings: Any) -> dict[str, str]:
     """Approved digest → template name: the store's catalog, then the policy file's (as a
     sweep merges them). A policy that no longer loads adds nothing."""
@@ -93,22 +121,49 @@ def approved_catalog(store: Any, settings: Any) -> dict[str, str]:
     return catalog
 
 
-def cloned_from(record: dict[str, Any], catalog: dict[str, str]) -> list[dict[str, Any]]:
-    """Each disk whose backing root is an approved template: disk, template, path, digest."""
+def template_clones(store: Any, record: dict[str, Any], settings: Any) -> list[dict[str, Any]]:
+    """:func:`cloned_from` with what the store and the server's policy know: the merged
+    catalog, the content comparisons sweeps cached, the policy's threshold."""
+    content = stored_matches(store, record)
+    return cloned_from(
+        record, approved_catalog(store, settings), content, lineage_threshold(settings)
+    )
+
+
+def cloned_from(
+    record: dict[str, Any],
+    catalog: dict[str, str],
+    content: dict[str, ContentMatch] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> list[dict[str, Any]]:
+    """Each disk whose backing root is an approved template: disk, template, path, digest;
+    and each full clone whose content a sweep found close enough to a template's
+    (``content``: ``engine.content_lineage.stored_matches``), with its ``similarity``."""
     out = []
     for disk in record.get("disks") or []:
         chain = disk.get("chain") or []
-        if len(chain) < 2:
-            continue  # no backing file: not a clone (or a flattened copy: unknown)
-        root = chain[-1]
+        root = chain[-1] if chain else {}
         name = catalog.get(str(root.get("digest")))
-        if name is not None:
+        if len(chain) >= 2 and name is not None:
             out.append(
                 {
                     "disk": disk.get("target"),
                     "template": name,
                     "path": root.get("path"),
                     "digest": root.get("digest"),
+                }
+            )
+            continue
+        # no backing file: a full clone when a sweep found its content close enough
+        match = (content or {}).get(str(disk.get("target")))
+        if chain and match is not None and (match.similarity or 0) >= threshold:
+            out.append(
+                {
+                    "disk": disk.get("target"),
+                    "template": match.template,
+                    "path": chain[0].get("path"),
+                    "digest": root.get("digest"),
+                    "similarity": round(match.similarity or 0, 3),
                 }
             )
     return out

@@ -277,3 +277,42 @@ def lineage_note(signature: dict[str, Any] | None) -> str:
             "content): only linked clones of it are recognised, by digest"
         )
     return f"content lineage: {len(sig.offsets)} blocks sampled; full clones are recognised"
+
+
+def stored_matches(store: Any, record: dict[str, Any]) -> dict[str, ContentMatch]:
+    """Disk target → the closest signed template a sweep found for a stored VM's disk by
+    content, from the cache only (the VM page and API never read a disk): local disks whose
+    file is unchanged since; another host's disks are not looked up here."""
+    from vmwarden.engine.admission_records import vm_from_record
+
+    templates = signed_templates(store.templates())
+    try:
+        vm = vm_from_record(record)
+    except (KeyError, TypeError, ValueError):
+        return {}
+    catalog = {d.lower() for d in store.catalog()}
+    found: dict[str, tuple[str, _Todo]] = {}
+    for disk in vm.disks if templates else ():
+        top = disk.chain[0] if disk.chain else None
+        if top is None or top.host or not _candidate(disk, dict.fromkeys(catalog, "")):
+            continue
+        try:
+            item = _local(disk, [])
+        except OSError:
+            continue
+        if item is not None and top.path:
+            found[disk.target] = (top.path, item)
+    hits = store.cached_digests(
+        [(_cache_path(t, path), item.st) for path, item in found.values() for t in templates]
+    )
+    out: dict[str, ContentMatch] = {}
+    for target, (path, item) in found.items():
+        scores = {
+            t.name: sim
+            for t in templates
+            if (sim := _parse(hits.get(_cache_path(t, path)), t, item.chain_key)) is not None
+        }
+        if scores:
+            best = max(scores, key=lambda n: (scores[n].score, n))
+            out[target] = ContentMatch(best, scores[best].score, scores[best].sampled)
+    return out

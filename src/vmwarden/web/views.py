@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from vmwarden.api.vmfacts import approved_catalog, cloned_from, guest_of
+from vmwarden.api.vmfacts import guest_of, template_clones
 from vmwarden.errors import VmwardenError
 from vmwarden.model import ActionRecord
 from vmwarden.store.pages import JournalQuery, Pages
@@ -260,7 +260,7 @@ def vm_detail_page(store: Any, vm_id: str, settings: Any = None) -> dict[str, An
         "nics": nic_places(vm, active),
         "exceptions": review.vm_exceptions(store, vm["id"]),
         "guest": _guest_summary(guest_of(store, vm)),
-        "template_of": _template(vm, cloned_from(vm, approved_catalog(store, settings))),
+        "template_of": _template(vm, template_clones(store, vm, settings)),
         "days_off": estate.days_off(vm, now),
         "dormant": estate.is_dormant(vm, now),
     }

@@ -29,7 +29,7 @@ from vmwarden.api.schemas import (
     VmSummary,
 )
 from vmwarden.api.services import quarantine_record, release_record
-from vmwarden.api.vmfacts import approved_catalog, cloned_from, guest_of
+from vmwarden.api.vmfacts import guest_of, template_clones
 from vmwarden.store.exceptions import ExceptionsRepo
 from vmwarden.store.pages import FindingQuery, Pages, VmQuery
 
@@ -75,7 +75,7 @@ def get_vm(vm: VmKey, store: StoreDep, state: StateDep, _user: CurrentUser) -> V
         nics=record.get("nics") or [],
         meta=record.get("meta") or {},
         guest=guest_of(store, record),
-        cloned_from=cloned_from(record, approved_catalog(store, state.settings)),
+        cloned_from=template_clones(store, record, state.settings),
         quarantine=action_out(active) if active else None,
         findings=[FindingOut(**f) for f in findings],
         history=[HistoryItem(**h.to_dict()) for h in store.vm_history(vm_id)],
