@@ -70,7 +70,15 @@ class Context:
 
     def listdir(self, path: str) -> list[str] | None:
         if path not in self._list:
-            self._list[path] = self.files.listdir(path)
+            scan = getattr(self.files, "scan", None)
+            if scan is None:
+                self._list[path] = self.files.listdir(path)
+            else:  # names and their lstat in one pass (a directory read, no path resolution)
+                entries = scan(path)
+                self._list[path] = None if entries is None else [n for n, _ in entries]
+                base = path.rstrip("/")
+                for name, st in entries or []:
+                    self._lstat[f"{base}/{name}"] = st
         return self._list[path]
 
     def is_dir(self, path: str) -> bool:
@@ -89,6 +97,12 @@ class Context:
 
     def walk(self, top: str, max_depth: int) -> list[str]:
         """``top`` and the directories under it (not through links), to ``max_depth`` levels."""
+        key = f"walk:{max_depth}:{top}"
+        if key not in self.cache:
+            self.cache[key] = self._walk(top, max_depth)
+        return self.cache[key]
+
+    def _walk(self, top: str, max_depth: int) -> list[str]:
         out: list[str] = []
         stack = [(top, 0)]
         self.walked = 0
@@ -251,8 +265,14 @@ def _file_item(ctx: Context, d: str, name: str | None) -> Item | None:
 def file_object(
     ctx: Context, ents: dict[str, Entity], beh: dict[str, str], ev: Evaluator
 ) -> list[Item]:
-    items = (_file_item(ctx, d, n) for d, n in _paths(ctx, ents, beh))
-    return [it for it in items if it is not None]
+    items = []
+    for d, n in _paths(ctx, ents, beh):
+        key = f"file:{d}\0{n}"
+        if key not in ctx.cache:  # the same tree is judged by many objects: one item each
+            ctx.cache[key] = _file_item(ctx, d, n)
+        if ctx.cache[key] is not None:
+            items.append(ctx.cache[key])
+    return items
 
 
 def textfilecontent54(

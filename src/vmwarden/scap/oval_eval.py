@@ -83,6 +83,7 @@ class Evaluator:
         self._tests: dict[str, tuple[str, str]] = {}
         self._defs: dict[str, DefinitionResult] = {}
         self._active: set[str] = set()
+        self._state_ents: dict[str, list[Entity]] = {}
         self.context = oval_collect.Context(files)
 
     # --- definitions and criteria -------------------------------------------------------
@@ -185,11 +186,14 @@ class Evaluator:
         st = self.doc.states.get(state_id)
         if st is None:
             raise CompareError(f"no state {state_id}")
+        if state_id not in self._state_ents:  # parsed once: filters run it on every file
+            self._state_ents[state_id] = [
+                self.entity(e)
+                for e in st
+                if isinstance(e.tag, str) and local(e.tag) not in _NOT_ENTITIES
+            ]
         results = []
-        for ent_el in st:
-            if not isinstance(ent_el.tag, str) or local(ent_el.tag) in _NOT_ENTITIES:
-                continue
-            ent = self.entity(ent_el)
+        for ent in self._state_ents[state_id]:
             values = item.get(ent.name)
             if values is None:
                 results.append(E)

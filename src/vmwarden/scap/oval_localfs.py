@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vmwarden.inspect.guest.files import GuestFiles, GuestReadError
+from vmwarden.inspect.guest.files import MAX_ENTRIES, GuestFiles, GuestReadError
 
 _MAX_LINKS = 40
 
@@ -56,6 +56,21 @@ class LocalRootFiles(GuestFiles):
             return None
         except OSError as exc:
             raise GuestReadError(f"{path}: {exc.strerror}") from None
+
+    def scan(self, path: str) -> list[tuple[str, Any]] | None:
+        """A directory's entries with each one's own stat (links not followed), sorted;
+        ``None`` when ``path`` is not a directory."""
+        d = self._resolve(path)
+        if not d.is_dir():
+            return None
+        try:
+            with os.scandir(d) as it:
+                entries = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+        except OSError as exc:
+            raise GuestReadError(f"{path}: {exc.strerror}") from None
+        if len(entries) > MAX_ENTRIES:
+            raise GuestReadError(f"{path}: more than {MAX_ENTRIES} entries")
+        return sorted(entries)
 
     def readlink(self, path: str) -> str | None:
         p = self._resolve(path, follow_last=False)
