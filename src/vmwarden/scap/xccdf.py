@@ -21,6 +21,8 @@ Semantics (OpenSCAP 1.3, XCCDF 1.2 / NISTIR 7275r4):
   machine, not a container") still decide.
 * checks: the first OVAL check (matching the refine-rule selector); none is
   ``notchecked`` (OCIL questionnaires are for people). ``negate`` swaps pass and fail.
+* a rule with ``role="unscored"`` that passed or failed is ``informational``, as in
+  OpenSCAP; ``role="unchecked"`` is ``notchecked``.
 * score: ``urn:xccdf:scoring:default``, computed exactly as OpenSCAP's
   ``xccdf_item_get_default_score``.
 """
@@ -44,7 +46,16 @@ from vmwarden.scap.xccdf_content import (
 # href, definition ids, external variables (OVAL variable id -> values) -> results by id
 OvalRunner = Callable[[str, frozenset[str], Mapping[str, list[str]]], Mapping[str, str]]
 
-RESULTS = ("pass", "fail", "error", "unknown", "notapplicable", "notchecked", "notselected")
+RESULTS = (
+    "pass",
+    "fail",
+    "error",
+    "unknown",
+    "notapplicable",
+    "notchecked",
+    "notselected",
+    "informational",
+)
 _UNSCORED = frozenset({"notselected", "notapplicable", "informational", "notchecked"})
 _NOT_EVALUATED = frozenset({"not evaluated", "not applicable"})
 
@@ -318,6 +329,8 @@ def evaluate(
         else:
             message = ""
         result = _map(found, klass or "compliance", check.negate)
+        if base.role == "unscored" and result in ("pass", "fail"):
+            result = "informational"  # checked for the record, not for compliance (oscap)
         results.append(replace(base, result=result, definitions={def_id: found}, message=message))
     return BenchmarkResult(
         benchmark_id=bench.id,
@@ -334,7 +347,10 @@ def default_score(bench: Benchmark, results: Mapping[str, RuleResult]) -> float:
     """``urn:xccdf:scoring:default`` as OpenSCAP computes it (NISTIR 7275r4, table 40).
 
     A scored rule counts 100 (pass/fixed) or 0; a group is the weighted mean of its
-    counted children; groups with nothing counted drop out; weights are the items' own.
+    counted children; groups with nothing counted drop out. Weights are the items' own:
+    OpenSCAP reports a refine-rule's weight in the rule result but scores with the
+    benchmark's (``xccdf_item_get_weight``), and vmwarden's score is to be the same
+    number. A refine-rule's ``role="unscored"`` does drop the rule, as there.
     """
 
     def score(item: Item) -> tuple[float, int] | None:  # (weighted score, count)
@@ -342,7 +358,7 @@ def default_score(bench: Benchmark, results: Mapping[str, RuleResult]) -> float:
             res = results.get(item.id)
             if res is None or res.role == "unscored" or res.result in _UNSCORED:
                 return None
-            return (100.0 if res.result in ("pass", "fixed") else 0.0) * res.weight, 1
+            return (100.0 if res.result in ("pass", "fixed") else 0.0) * item.weight, 1
         total, _acc, count = group(item.children)
         return total * item.weight, count
 
@@ -355,7 +371,7 @@ def default_score(bench: Benchmark, results: Mapping[str, RuleResult]) -> float:
                 continue
             total += got[0]
             count += 1
-            accumulator += results[child.id].weight if child.kind == "rule" else child.weight
+            accumulator += child.weight
         if count and accumulator:
             total /= accumulator
         return total, accumulator, count
