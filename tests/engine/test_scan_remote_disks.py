@@ -243,3 +243,38 @@ def test_an_unchanged_remote_disk_is_not_read_again(estate, policy, store):
     os.utime(clone, (clone.stat().st_atime, clone.stat().st_mtime + 60))
     changed = _sweep(store, policy, [estate.host.tcp_uri], estate.twin_dir)
     assert facts(changed).inspected_at != facts(first).inspected_at
+
+
+def test_remote_hosts_are_read_at_once_not_one_after_the_other(estate, store):
+    """Each remote host's chains and digests are read on a thread of its own: a host whose
+    reads wait (here: until the other host's have started) does not hold the other up."""
+    import threading
+
+    from vmwarden.connectors.libvirt.connection import LibvirtConnector
+    from vmwarden.engine.lineage import Lineage
+
+    inventories = []
+    for uri in (estate.host.tcp_uri, estate.host.unix_uri):  # two connections, two "hosts"
+        with LibvirtConnector(uri) as connector:
+            inventories.append(connector.inventory())
+    both_reading = threading.Barrier(2, timeout=30)
+    first: set[int] = set()
+
+    def lookup(path: str, st: os.stat_result) -> str | None:
+        if threading.get_ident() not in first:
+            first.add(threading.get_ident())
+            both_reading.wait()  # sequential reads would never get here twice
+        return store.cached_digest(path, st)
+
+    lineage = Lineage.for_store(store, remote=True)
+    assert lineage.remote is not None
+    lineage.remote.lookup = lookup
+    ticks: list[int] = []
+    try:
+        lineage.enrich_all(inventories, ticks.append)
+    finally:
+        lineage.close()
+    assert ticks == [1, 2]
+    for inv in inventories:
+        (vm,) = [vm for vm in inv.vms if vm.id == REMOTE_ID]
+        assert vm.disks[0].root.digest == digest_file(estate.base)

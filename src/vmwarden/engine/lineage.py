@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,8 @@ from vmwarden.model import HostInventory, Layer
 from vmwarden.model.vm import NOT_HERE
 
 LINEAGE_DEVICES = ("disk", "lun")
+#: Remote hosts whose chains and digests are read at once (each over its own connection).
+REMOTE_HOSTS_AT_ONCE = 8
 POOL_TYPES = ("dir", "fs", "netfs")  # pools whose target is a directory of image files
 OUTSIDE_HINT = (
     "to allow it, give its directory with --images DIR (scan, watch, serve), "
@@ -122,6 +125,32 @@ class Lineage:
     def digest(self, path: str) -> str | None:
         """A file's digest through the sweep memo and the store's cache (None: unreadable)."""
         return self._digest(path)
+
+    def enrich_all(
+        self, inventories: list[HostInventory], tick: Callable[[int], None] | None = None
+    ) -> None:
+        """:meth:`enrich` each host: this machine's here, remote hosts (read through their
+        connections) at once, a thread each (at most :data:`REMOTE_HOSTS_AT_ONCE`), so one
+        host's slow storage or link does not hold up the others' chains and digests.
+        ``tick(done)`` after each host, from this thread."""
+        remote = [inv for inv in inventories if self.remote is not None and not is_local(inv)]
+        done = 0
+        for inv in inventories:
+            if not any(inv is r for r in remote):
+                self.enrich(inv)
+                done += 1
+                if tick is not None:
+                    tick(done)
+        if not remote:
+            return
+        with ThreadPoolExecutor(
+            max_workers=min(REMOTE_HOSTS_AT_ONCE, len(remote)), thread_name_prefix="lineage"
+        ) as ex:
+            for future in as_completed([ex.submit(self.enrich, inv) for inv in remote]):
+                future.result()
+                done += 1
+                if tick is not None:
+                    tick(done)
 
     def enrich(self, inv: HostInventory) -> None:
         local = is_local(inv)

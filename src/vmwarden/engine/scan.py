@@ -130,9 +130,7 @@ class Sweep:
         warnings += [str(p) for p in targets_missing]
         # remote hosts' disks are read through their own connections (_inspect closes them)
         lineage = Lineage.for_store(self.store, self.options.images_dirs, remote=True)
-        for i, inv in enumerate(inventories, 1):
-            lineage.enrich(inv)
-            self.progress("lineage", i, len(inventories))
+        lineage.enrich_all(inventories, lambda i: self.progress("lineage", i, len(inventories)))
         vms = [vm for inv in inventories for vm in inv.vms]
         now = datetime.now(UTC)
         complete = {inv.host for inv in inventories}
