@@ -6,6 +6,8 @@ never typed in: a control fails exactly where the demo put a problem its rules d
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 
@@ -107,6 +109,9 @@ def test_every_shipped_framework_renders_in_every_format(demo_scanned: Cli, demo
         table = demo_scanned(*args)
         assert table.code == 0 and "Traceback" not in table.err, table.err
         assert all(i in table.out for i in ids)
+        rows = list(csv.reader(io.StringIO(demo_scanned(*args, "--format", "csv").out)))
+        assert rows[0][:3] == ["id", "title", "status"]
+        assert [r[0] for r in rows[1:]] == list(got)
         page = demo_scanned(*args, "--format", "html")
         assert page.out.startswith("<!doctype html>") and all(i in page.out for i in ids)
     pci = _by_id(demo_scanned("report", "compliance", "--framework", "pci-dss-4.0", "-p",
@@ -159,6 +164,8 @@ def test_unknown_framework_and_missing_framework_are_clear_errors(cli: Cli):
     assert "cis-controls-v8" in ran.err and "Traceback" not in ran.err
     ran = cli("report", "compliance")
     assert ran.code == 2 and "--framework" in ran.err and "Traceback" not in ran.err
+    ran = cli("report", "findings", "--framework", "cis-controls-v8")
+    assert ran.code == 2 and "apply to `report compliance` only" in ran.err
 
 
 def test_html_escapes_a_hostile_vm_name(cli: Cli, tmp_path: Path):

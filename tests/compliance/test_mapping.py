@@ -46,6 +46,28 @@ def test_mappings_are_by_filter_type_as_the_issue_groups_them():
     assert disa.process == "gate-dormant"
 
 
+SECURE_CONFIGURATION = {
+    "cis-controls-v8": "4.1",
+    "pci-dss-4.0": "2.2",
+    "nist-800-53": "CM-6",
+}
+
+
+def test_secure_configuration_controls_count_every_registered_hardening_filter():
+    """A tripwire for #15's benchmark filter: once ``benchmark`` (or another hardening filter)
+    is registered, the secure-configuration controls must list it, or a failing baseline
+    would never fail them. Today's set is asserted exactly."""
+    hardening = {"ssh-root-login", "no-time-sync", "world-readable", "unencrypted", "benchmark"}
+    expected = {f for f in hardening if f in filters}
+    assert {"ssh-root-login", "no-time-sync"} <= expected
+    for name, cid in SECURE_CONFIGURATION.items():
+        control = next(c for c in load_framework(name).controls if c.id == cid)
+        assert set(control.filters) == expected, (
+            f"{name} {cid}: add the newly registered filter(s) "
+            f"{sorted(expected - set(control.filters))} to frameworks/{name}.yaml"
+        )
+
+
 def test_the_wheel_ships_every_mapping_file():
     """pyproject's package-data must match each file (an installed wheel has no src/)."""
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][

@@ -147,8 +147,15 @@ def register_report(app: typer.Typer) -> None:
     ) -> None:
         """Findings, VMs, images, a VM's history, the audit log or compliance, from the store."""
         if what is What.compliance:
+            if vm is not None:
+                raise typer.BadParameter("report compliance takes no VM", param_hint="VM")
             _compliance(framework, policy, fmt, db)
             return
+        if framework is not None or policy is not None:
+            raise typer.BadParameter(
+                "--framework and -p/--policy apply to `report compliance` only",
+                param_hint="--framework",
+            )
         with open_store(db) as store:
             rows = [_plain(r) for r in _rows(store, what, vm)]
         cols = list(rows[0].keys()) if rows else []
