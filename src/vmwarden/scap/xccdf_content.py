@@ -17,6 +17,8 @@ from pathlib import Path
 
 from lxml import etree
 
+from vmwarden.errors import VmwardenError
+
 DS = "http://scap.nist.gov/schema/scap/source/1.2"
 XCCDF = "http://checklists.nist.gov/xccdf/1.2"
 CPE_DICT = "http://cpe.mitre.org/dictionary/2.0"
@@ -27,8 +29,10 @@ OVAL_SYSTEM = "http://oval.mitre.org/XMLSchema/oval-definitions-5"
 OVAL_DEFS = "http://oval.mitre.org/XMLSchema/oval-definitions-5"
 
 
-class ContentError(ValueError):
+class ContentError(VmwardenError):
     """The datastream is not SCAP content vmwarden can use (says what and where)."""
+
+    exit_code = 2  # the user's input, like an invalid policy
 
 
 @dataclass(frozen=True)
