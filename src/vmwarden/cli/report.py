@@ -145,7 +145,10 @@ def register_report(app: typer.Typer) -> None:
         ] = None,
         db: DbOpt = None,
     ) -> None:
-        """Findings, VMs, images, a VM's history, the audit log or compliance, from the store."""
+        """Findings, VMs, images, a VM's history or the audit log, from the store.
+
+        `report compliance --framework NAME -p POLICY`: pass/fail per framework control.
+        """
         if what is What.compliance:
             if vm is not None:
                 raise typer.BadParameter("report compliance takes no VM", param_hint="VM")
