@@ -40,7 +40,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Self
@@ -175,6 +175,8 @@ class InspectorPool:
         user: the account workers run as when this process is root.
         test_hooks: test-only: image names starting ``hang-``/``spin-``/``oom-`` make the
             worker misbehave, to exercise the timeout and limits.
+        handlers: request kinds of later layers → the module whose ``handle`` the worker
+            calls for them (``vmwarden.scap.oval_worker.HANDLERS``); see :meth:`run`.
     """
 
     def __init__(
@@ -188,6 +190,7 @@ class InspectorPool:
         *,
         user: str = "nobody",
         test_hooks: bool = False,
+        handlers: Mapping[str, str] | None = None,
     ) -> None:
         if len(fingerprint_key) < 16:
             raise InspectError(
@@ -202,6 +205,7 @@ class InspectorPool:
             "memory_mb": memory_mb,
             "cpu_seconds": cpu_seconds,
             "test_hooks": test_hooks,
+            "handlers": dict(handlers or {}),
         }
         if os.geteuid() == 0:
             try:
@@ -257,6 +261,32 @@ class InspectorPool:
         facts.seconds = round(time.monotonic() - started, 4)
         self.stats[name] = {**answer.get("stats", {}), "seconds": facts.seconds}
         return facts
+
+    def run(
+        self,
+        path: str | os.PathLike[str],
+        kind: str,
+        payload: dict[str, Any],
+        fmt: str | None = None,
+    ) -> dict[str, Any]:
+        """A request of another kind (one of ``handlers``) on one image, in a worker, under
+        the same confinement and limits as :meth:`inspect`; the handler's answer.
+
+        Raises:
+            InspectError: the image could not be opened or the handler failed.
+        """
+        if self._closed:
+            raise InspectError("inspector pool is closed")
+        name = os.path.abspath(os.fspath(path))
+        with self._slots, open_disk(name, allowed_dirs=self.allowed_dirs, fmt=fmt) as disk:
+            if disk.encrypted:
+                raise InspectError(f"{name}: disk image is encrypted; guest contents not read")
+            formats = [layer.format for layer in disk.layers]
+            request = {**payload, "image": name, "formats": formats, "kind": kind}
+            answer = self._run(request, [layer.fd for layer in disk.layers])
+        if not answer.get("ok"):
+            raise InspectError(f"cannot evaluate {name}: {answer.get('error', 'unknown error')}")
+        return answer
 
     def inspect_ranged(
         self, name: str, readers: list[RangedReader], formats: list[str], *, encrypted: bool

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import os
 import resource
 import socket
@@ -272,9 +273,17 @@ def handle(request: dict[str, Any], fds: list[int], config: dict[str, Any]) -> d
     image = str(request.get("image"))
     arm_cpu_limit(float(config.get("cpu_seconds") or 120))
     key = bytes.fromhex(config["fingerprint_key"])
+    kind = request.get("kind")
     try:
         if config.get("test_hooks"):
             _test_hook(os.path.basename(image))
+        if kind is not None:  # another layer's request (OVAL): a module its pool named
+            module = (config.get("handlers") or {}).get(str(kind))
+            if module is None:
+                return {"ok": False, "error": f"bad request: unknown kind {kind!r}"}
+            layers = list(zip(sources, formats, strict=True))
+            answer: dict[str, Any] = importlib.import_module(module).handle(request, layers, image)
+            return answer
         facts, stats = inspect_layers(
             list(zip(sources, formats, strict=True)),
             image=image,
@@ -314,6 +323,8 @@ def _test_hook(name: str) -> None:
 def serve(sock: socket.socket) -> int:
     config, _ = wire.recv(sock)
     warm_up()
+    for module in (config.get("handlers") or {}).values():  # imported before confinement
+        importlib.import_module(module)
     done = confine(config)
     wire.send(sock, {"ready": True, "pid": os.getpid(), **done})
     while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import stat
 from typing import Any, BinaryIO
 
 #: Largest guest file read whole (a large dpkg status is a few MiB).
@@ -24,6 +25,7 @@ class GuestFiles:
 
     def __init__(self, fs: Any) -> None:
         self._fs = fs
+        self._dirs: dict[str, Any] = {}  # directories seen by scan(), not yet scanned
 
     def _path(self, path: str) -> Any:
         return self._fs.path(path)
@@ -97,6 +99,36 @@ class GuestFiles:
         except Exception as exc:  # as above
             raise GuestReadError(f"{path}: {_why(exc)}") from None
 
+    def scan(self, path: str) -> list[tuple[str, Any]] | None:
+        """A directory's entries with each one's own stat (links not followed), sorted by
+        name; ``None`` when ``path`` is not a directory.
+
+        One directory read: looking each name up again by path makes dissect re-scan every
+        directory on the way (ext4 directories are searched linearly), which turned a walk of
+        the Debian image's 17k files into a minute; the entries' own stats take 50 ms.
+        """
+        try:
+            here = self._dirs.pop(path, None)  # met in its parent's scan: no lookup by path
+            if here is None:
+                if not self._path(path).is_dir():
+                    return None
+                here = self._fs.get(path)
+            out: list[tuple[str, Any]] = []
+            for entry in here.scandir():
+                st = _entry_lstat(entry)
+                out.append((entry.name, st))
+                if len(out) > MAX_ENTRIES:
+                    raise GuestReadError(f"{path}: more than {MAX_ENTRIES} entries")
+                if stat.S_ISDIR(st.st_mode) and len(self._dirs) < MAX_ENTRIES:
+                    self._dirs[posixpath.join(path, entry.name)] = entry.get()
+        except FileNotFoundError:
+            return None
+        except GuestReadError:
+            raise
+        except Exception as exc:  # as above
+            raise GuestReadError(f"{path}: {_why(exc)}") from None
+        return sorted(out, key=lambda e: e[0])
+
     def readlink(self, path: str) -> str | None:
         """A symbolic link's target as written, ``None`` when ``path`` is not a link."""
         try:
@@ -132,6 +164,17 @@ class GuestFiles:
         """Full paths of the entries of ``directory`` matching ``pattern``, sorted."""
         names = self.listdir(directory) or []
         return [posixpath.join(directory, n) for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+
+def _entry_lstat(entry: Any) -> Any:
+    """A dissect directory entry's own stat, from the first layer entry that has one."""
+    inner = getattr(entry, "entry", None)
+    for layer in inner if isinstance(inner, list) else []:
+        try:
+            return layer.stat(follow_symlinks=False)
+        except (AttributeError, NotImplementedError):
+            continue
+    return entry.stat(follow_symlinks=False)
 
 
 def _why(exc: BaseException) -> str:
