@@ -119,6 +119,20 @@ def test_every_shipped_framework_renders_in_every_format(demo_scanned: Cli, demo
     assert pci["6.3.3"]["status"] == "fail" and pci["12.5.1"]["status"] == "fail"
 
 
+def test_the_stale_vm_gate_of_hosts_elsewhere_is_not_assessed_here(demo_scanned: Cli, demo):
+    """The demo's hosts are test-driver files, not this machine's libvirtd: whether a hook
+    runs there cannot be read here, so V-207474 is not assessed (never passed, never failed
+    on this host's hook)."""
+    report = demo_scanned(
+        "report", "compliance", "--framework", "disa-vmm-srg", "-p", demo.policy_path,
+        "--format", "json",
+    ).json()  # fmt: skip
+    (control,) = report["controls"]
+    assert control["status"] == "not-assessed"
+    assert control["reasons"][0].startswith("the gate holds dormant VMs")
+    assert "`vmwarden hook status` must be checked on test:///" in control["reasons"][0]
+
+
 def test_without_a_policy_rule_controls_are_not_assessed(demo_scanned: Cli):
     report = demo_scanned(
         "report", "compliance", "--framework", "cis-controls-v8", "--format", "json"
@@ -196,3 +210,12 @@ def test_html_escapes_a_hostile_vm_name(cli: Cli, tmp_path: Path):
     )["1.2"]  # fmt: skip
     assert control["status"] == "fail" and control["rules"] == ["rogue"]  # through `or`
     assert control["findings"]["examples"][0]["name"] == evil
+
+
+def test_only_a_local_libvirtd_has_its_hook_read_here():
+    from vmwarden.cli.report import _is_local
+
+    assert _is_local("qemu:///system") and _is_local("qemu+unix:///system")
+    assert not _is_local("qemu+ssh://root@hv1/system")
+    assert not _is_local("qemu+tcp://hv1/system")
+    assert not _is_local("test:///tmp/hv1.xml")

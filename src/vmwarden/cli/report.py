@@ -17,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.table import Table
@@ -196,11 +197,22 @@ def register_report(app: typer.Typer) -> None:
 # --- report compliance ------------------------------------------------------------------------
 
 
-def _hook_facts() -> HookFacts:
-    """The power-on hook on *this* host (a compliance fact no store records)."""
+def _is_local(uri: str) -> bool:
+    """A libvirt URI whose daemon runs on this machine (so its hook is the one we can read)."""
+    parts = urlsplit(uri)
+    return parts.scheme in ("qemu", "qemu+unix") and parts.hostname in (None, "localhost")
+
+
+def _hook_facts(uris: list[str]) -> HookFacts:
+    """The power-on hook, as far as this host can tell: only a local libvirtd's hook is
+    readable here; the hook of a host reached over ssh/tcp (or a test driver's) is not."""
     from vmwarden.compliance import HookFacts
     from vmwarden.hooks.install import status
 
+    remote = sorted({u for u in uris if not _is_local(u)})
+    elsewhere = f"`vmwarden hook status` must be checked on {', '.join(remote)}"
+    if remote and not any(_is_local(u) for u in uris):
+        return HookFacts(None, f"the scanned hosts are not this one: {elsewhere}")
     try:
         st = status()
     except OSError as exc:
@@ -209,9 +221,11 @@ def _hook_facts() -> HookFacts:
         return HookFacts(False, f"no vmwarden hook at {st.path} on this host")
     if st.unsafe:
         return HookFacts(False, f"the hook at {st.path} is unsafe: {st.unsafe}")
-    if st.libvirtd_sees_it:
-        return HookFacts(True, st.why)
-    return HookFacts(None, f"{st.path} is installed; whether libvirtd runs it is unknown")
+    if not st.libvirtd_sees_it:
+        return HookFacts(None, f"{st.path} is installed; whether libvirtd runs it is unknown")
+    if remote:
+        return HookFacts(None, f"installed here ({st.why}); {elsewhere}")
+    return HookFacts(True, st.why)
 
 
 def _compliance(framework: str | None, policy: Path | None, fmt: Fmt, db: str | None) -> None:
@@ -226,7 +240,8 @@ def _compliance(framework: str | None, policy: Path | None, fmt: Fmt, db: str | 
     mapping = load_framework(framework)
     rules = load_policy(policy) if policy is not None else None
     with open_store(db) as store:
-        evidence = gather(store, hook=_hook_facts())
+        evidence = gather(store)
+    evidence.hook = _hook_facts(evidence.last_scan["uris"] if evidence.last_scan else [])
     report = evaluate(mapping, rules, evidence, policy_source=str(policy) if policy else None)
     if fmt is Fmt.json:
         print(json.dumps(report.to_dict(), indent=2))
