@@ -16,34 +16,23 @@ import importlib
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
 from vmwarden.errors import ConnectorError, VmwardenError
 from vmwarden.model.estate import HostInventory
 from vmwarden.model.events import Observed, VmEvent
-from vmwarden.model.vm import VM, State, VmMeta
+from vmwarden.model.isolation import IsolationRecord, NicChange, QuarantineSpec
+from vmwarden.model.vm import VM, NicOrigin, State, VmMeta
 
 # Modules that register the built-in connectors; imported on first use, never at import time.
 _BUILTIN_MODULES = (
     "vmwarden.connectors.libvirt.connection",
     "vmwarden.connectors.libvirt.events",
 )
+# Isolation record readers: loaded alone, without any platform SDK (see ``records_of``).
+_RECORD_MODULES = ("vmwarden.connectors.libvirt.nicstate",)
 # Admission parsers: loaded alone, without any platform SDK (the hook waits on the answer).
 _ADMISSION_MODULES = ("vmwarden.connectors.libvirt.admission",)
-
-
-@dataclass(frozen=True, slots=True)
-class NicSnapshot:
-    """A NIC's ``<interface>`` XML before an action changed it, so release can restore it.
-
-    ``live_xml`` is None when the domain is not running; ``config_xml`` is None when it is
-    transient (it has no persistent definition).
-    """
-
-    mac: str
-    live_xml: str | None
-    config_xml: str | None
 
 
 class LiveChangeUnsupportedError(ConnectorError):
@@ -87,9 +76,51 @@ class Connector(Protocol):
 
     def domain_state(self, vm_id: str) -> State: ...
 
-    def nic_snapshot(self, vm_id: str) -> list[NicSnapshot]: ...
+    # -- isolation (quarantine): one opaque, JSON-serialisable record per NIC ----------
+    # The caller journals the records before anything changes and after every step
+    # (``progress(step)``), so a crash is repaired by calling the same method again with
+    # the journaled records; every method is idempotent.
 
-    def set_interface(self, vm_id: str, iface_xml: str, *, live: bool, config: bool) -> None: ...
+    def network_exists(self, name: str) -> bool: ...
+
+    def isolation_records(self, vm_id: str) -> list[IsolationRecord]: ...
+
+    def isolate(
+        self,
+        vm_id: str,
+        records: list[IsolationRecord],
+        spec: QuarantineSpec,
+        *,
+        progress: Callable[[str], None],
+        on_live: Callable[[], None] | None = None,
+    ) -> list[str]: ...
+
+    def is_isolated(
+        self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec
+    ) -> bool: ...
+
+    def changes_since(
+        self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec
+    ) -> list[NicChange]: ...
+
+    def restore_plan(
+        self,
+        vm_id: str,
+        records: list[IsolationRecord],
+        spec: QuarantineSpec,
+        changes: list[NicChange],
+        *,
+        keep_changes: bool,
+    ) -> list[IsolationRecord]: ...
+
+    def restore(
+        self,
+        vm_id: str,
+        records: list[IsolationRecord],
+        plan: list[IsolationRecord],
+        *,
+        progress: Callable[[str], None],
+    ) -> list[str]: ...
 
     def pause(self, vm_id: str) -> None: ...
 
@@ -333,3 +364,46 @@ def admission_parser(uri: str) -> AdmissionParser:
             hint=f"schemes with admission: {valid}; others are gated by isolating ahead",
         )
     return parser
+
+
+class RecordReader(Protocol):
+    """What enforcement may ask about a platform's isolation records, without a connection
+    (``mark_held`` runs on stored entries, also inside the admission hook's answer):
+    ``key(record)``: which NIC (matched against ``Nic.mac``); ``origin(record, network,
+    live=)``: where the NIC was before quarantine moved it to ``network`` (None: nothing
+    moved it), raising ``VmwardenError`` for an unreadable record."""
+
+    def key(self, record: IsolationRecord) -> str: ...
+
+    def origin(self, record: IsolationRecord, network: str, *, live: bool) -> NicOrigin | None: ...
+
+
+_readers: dict[str, RecordReader] = {}
+_R = TypeVar("_R", bound=RecordReader)
+
+
+def register_records(*schemes: str) -> Callable[[_R], _R]:
+    """Register the isolation record reader of ``schemes`` (an instance)."""
+
+    def decorate(reader: _R) -> _R:
+        with _registry_lock:
+            taken = [s for s in schemes if s in _readers]
+            if taken:
+                raise ValueError(f"isolation records already registered for {taken}")
+            for scheme in schemes:
+                _readers[scheme] = reader
+        return reader
+
+    return decorate
+
+
+def records_of(uri: str) -> RecordReader:
+    """The isolation record reader of ``uri``'s platform (a clear error when none)."""
+    for module in _RECORD_MODULES:
+        importlib.import_module(module)
+    scheme = uri_scheme(uri)
+    with _registry_lock:
+        reader = _readers.get(scheme)
+    if reader is None:
+        raise ConnectorError(f"no isolation records known for URI scheme {scheme!r} ({uri!r})")
+    return reader

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vmwarden.connectors.libvirt.domxml import parse_interface
+from vmwarden.connectors.base import RecordReader, records_of
 from vmwarden.errors import VmwardenError
 from vmwarden.model import VM, ActionRecord, Nic, NicOrigin, State
 
@@ -47,35 +47,32 @@ def mark_with(held: Mapping[str, ActionRecord], vms: Iterable[VM]) -> None:
                 nic.quarantined_from = None  # a record rebuilt from the store may carry one
             continue
         network = entry.changes.get("network")
-        recorded = {n.get("mac"): n for n in entry.changes.get("nics") or ()}
+        try:
+            reader = records_of(entry.uri or vm.uri)
+        except VmwardenError as exc:  # a platform this build does not know: judged as found
+            log.warning("quarantine records of %s cannot be read: %s", vm.name, exc)
+            continue
+        recorded = {reader.key(n): n for n in entry.changes.get("nics") or ()}
         live = vm.state not in _OFF
         for nic in vm.nics:
-            nic.quarantined_from = _origin(nic, recorded.get(nic.mac), network, live=live)
+            nic.quarantined_from = _origin(
+                reader, nic, recorded.get(nic.mac or ""), network, live=live
+            )
 
 
 def _origin(
-    nic: Nic, recorded: dict[str, Any] | None, network: str | None, *, live: bool
+    reader: RecordReader,
+    nic: Nic,
+    recorded: dict[str, Any] | None,
+    network: str | None,
+    *,
+    live: bool,
 ) -> NicOrigin | None:
     if recorded is None or not network or nic.type != "network" or nic.network != network:
         return None
-    first, second = ("live_before", "config_before") if live else ("config_before", "live_before")
-    xml = recorded.get(first) or recorded.get(second)
-    if not xml:
-        return None
     try:
-        before = parse_interface(xml)
+        return reader.origin(recorded, network, live=live)
     except VmwardenError as exc:
         # unreadable record: judge the NIC as unplaceable (unknown), never as the quarantine
         log.warning("quarantine record of NIC %s is unreadable: %s", nic.mac, exc)
         return NicOrigin(type="unknown")
-    if before.type == "network" and before.network == network:
-        return None  # it was on the quarantine network already: nothing moved it
-    return NicOrigin(
-        type=before.type,
-        network=before.network,
-        bridge=before.bridge,
-        source_dev=before.source_dev,
-        portgroup=before.portgroup,
-        vlan=list(before.vlan),
-        link=before.link,
-    )

@@ -41,7 +41,6 @@ from vmwarden.connectors import locality as known_locality
 from vmwarden.connectors.base import (
     KnownDomains,
     LiveChangeUnsupportedError,
-    NicSnapshot,
     register_connector,
 )
 from vmwarden.connectors.libvirt.domxml import META_KEY, meta_from_xml, meta_to_xml
@@ -54,7 +53,9 @@ from vmwarden.connectors.libvirt.inventory import (
     state_of,
     unsafe_address_networks,
 )
+from vmwarden.connectors.libvirt.isolation import LibvirtIsolation
 from vmwarden.connectors.libvirt.locality import Locality, decide
+from vmwarden.connectors.libvirt.nicstate import NicSnapshot
 from vmwarden.connectors.libvirt.nicxml import (
     iface_mac,
     interface_by_mac,
@@ -99,7 +100,7 @@ def _quiet_libvirt() -> None:
 
 
 @register_connector(*SCHEMES)
-class LibvirtConnector:
+class LibvirtConnector(LibvirtIsolation):
     """A libvirt connection. Not thread-safe: use one instance per thread."""
 
     def __init__(self, uri: str, *, retries: int = 3, backoff: float = 0.5) -> None:

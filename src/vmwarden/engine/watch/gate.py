@@ -118,8 +118,8 @@ class Gate:
             log.warning("gate would hold %s: %s (not enforcing)", vm.name, judgement.summary())
             return outcome
         before = self.store.active_quarantine(vm.id)
-        timer = LiveTimer(conn)
-        rec = self.quarantine(timer, vm, f"power-on gate: {judgement.summary()}")
+        timer = LiveTimer()
+        rec = self.quarantine(conn, vm, f"power-on gate: {judgement.summary()}", timer)
         took = self._time_start(vm, event, rec, before, timer, run)
         if took is not None:
             log.info(
@@ -205,10 +205,12 @@ class Gate:
         self.quarantine(conn, vm, f"metadata changed: {judgement.summary()}")
         return Outcome(check=True, judgement=judgement)
 
-    def quarantine(self, conn: Any, vm: VM, reason: str) -> ActionRecord | None:
+    def quarantine(
+        self, conn: Any, vm: VM, reason: str, timer: LiveTimer | None = None
+    ) -> ActionRecord | None:
         try:
             rec = Quarantiner(self.store, GATE_ACTOR).quarantine(
-                conn, vm, self.spec, reason=reason, rule=GATE_RULE
+                conn, vm, self.spec, reason=reason, rule=GATE_RULE, on_live=timer
             )
         except VmwardenError as exc:
             log.error("could not quarantine %s: %s", vm.name, exc)

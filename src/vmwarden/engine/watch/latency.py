@@ -101,22 +101,16 @@ def arrival(event: VmEvent) -> datetime:
 
 @dataclass
 class LiveTimer:
-    """A connector whose live interface changes are timed: ``live_at`` is the monotonic time
-    libvirt *returned* from the last live ``set_interface`` (the VM is off the network from
-    then on). Everything else is the wrapped connector's."""
+    """The quarantine's ``on_live`` callback: ``live_at`` is the monotonic time the connector
+    *returned* from moving the running VM's NIC (the VM is off the network from then on);
+    None when nothing live was moved (it was isolated already, or it is not running)."""
 
-    conn: Any
     live_at: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def set_interface(self, vm_id: str, iface_xml: str, *, live: bool, config: bool) -> None:
-        self.conn.set_interface(vm_id, iface_xml, live=live, config=config)
-        if live:
-            with self._lock:
-                self.live_at = time.monotonic()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.conn, name)
+    def __call__(self) -> None:
+        with self._lock:
+            self.live_at = time.monotonic()
 
 
 class Latencies:
