@@ -41,10 +41,13 @@ def collect_images(inventories: list[HostInventory], catalog: dict[str, str]) ->
     return sorted(images.values(), key=lambda i: (i.host, i.path))
 
 
-def merge_discovered(images: list[Image], discovered: list[Image]) -> list[Image]:
-    """Add images found by walking storage directories; a file already known from a disk
-    chain or a pool keeps that record and gains the stat facts (mode, size)."""
-    by_path = {img.path: img for img in images}
+def merge_discovered(
+    images: list[Image], discovered: list[Image], local_hosts: set[str]
+) -> list[Image]:
+    """Add images found by walking this machine's storage directories; a file already known
+    from a local host's disk chain or pool keeps that record and gains the stat facts (mode,
+    size). A remote host's image at the same path is another file: never merged with it."""
+    by_path = {img.path: img for img in images if img.host in local_hosts}
     out = list(images)
     for found in discovered:
         known = by_path.get(found.path)
