@@ -54,11 +54,11 @@ setsid unshare --mount --uts --pid --fork --kill-child=SIGTERM --propagation pri
   exec libvirtd --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
 ' _ "$name" "$dir" >"$dir/libvirtd.out" 2>&1 </dev/null &
 echo $! >"$dir/pid"
-for _ in $(seq 1 150); do
+for _ in $(seq 1 600); do
   if virsh -c "qemu+tcp://127.0.0.1:$port/system" version >/dev/null 2>&1; then exit 0; fi
   if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then break; fi
   sleep 0.1
 done
-echo "second libvirtd did not answer on 127.0.0.1:$port within 15 s; see $dir/libvirtd.out" >&2
+echo "second libvirtd did not answer on 127.0.0.1:$port within 60 s; see $dir/libvirtd.out" >&2
 cat "$dir/libvirtd.out" >&2 || true
 exit 1
