@@ -133,6 +133,22 @@ def test_the_stale_vm_gate_of_hosts_elsewhere_is_not_assessed_here(demo_scanned:
     assert "`vmwarden hook status` must be checked on test:///" in control["reasons"][0]
 
 
+def test_a_policy_changed_after_the_scan_is_warned_about(tmp_path: Path, demo):
+    """A rule added after the last scan has no findings because it never ran, not because
+    the estate is clean: the report says so (stderr, JSON ``warnings``, HTML)."""
+    cli = scanned_store(tmp_path, demo, hosts=("hv-lab",))
+    args = ["report", "compliance", "--framework", "cis-controls-v8", "-p", demo.policy_path]
+    fresh = cli(*args, "--format", "json")
+    assert fresh.json()["warnings"] == [] and "warning:" not in fresh.err
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(demo.policy_path.read_text())  # written now: after the scan
+    stale = cli(*args[:-1], edited, "--format", "json")
+    (warning,) = stale.json()["warnings"]
+    assert "changed after the last scan started" in warning
+    assert "warning:" in stale.err and "changed after the last scan" in stale.err
+    assert "changed after the last scan" in cli(*args[:-1], edited, "--format", "html").out
+
+
 def test_without_a_policy_rule_controls_are_not_assessed(demo_scanned: Cli):
     report = demo_scanned(
         "report", "compliance", "--framework", "cis-controls-v8", "--format", "json"

@@ -13,7 +13,7 @@ import html
 import io
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,7 +23,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from vmwarden.cli.common import DbOpt, open_store, out
+from vmwarden.cli.common import DbOpt, complain, open_store, out
 from vmwarden.model.escape import for_csv, visible, visible_keep_lines
 
 if TYPE_CHECKING:
@@ -243,6 +243,15 @@ def _compliance(framework: str | None, policy: Path | None, fmt: Fmt, db: str | 
         evidence = gather(store)
     evidence.hook = _hook_facts(evidence.last_scan["uris"] if evidence.last_scan else [])
     report = evaluate(mapping, rules, evidence, policy_source=str(policy) if policy else None)
+    if policy is not None and evidence.last_scan is not None:
+        changed = datetime.fromtimestamp(policy.stat().st_mtime, UTC)
+        if changed > evidence.last_scan["started_at"]:
+            report.warnings.append(
+                f"{policy} changed after the last scan started ({_cell(changed.isoformat())} "
+                "UTC): rules added since have not been evaluated; scan again for their evidence"
+            )
+    for warning in report.warnings:
+        complain("warning", warning)
     if fmt is Fmt.json:
         print(json.dumps(report.to_dict(), indent=2))
     elif fmt is Fmt.html:

@@ -97,6 +97,7 @@ class ComplianceReport:
     policy: str | None
     evidence: Evidence
     controls: list[ControlResult]
+    warnings: list[str] = field(default_factory=list)  # what limits the evidence as a whole
 
     def summary(self) -> dict[str, int]:
         counts = {"pass": 0, "fail": 0, "not-assessed": 0}
@@ -129,6 +130,7 @@ class ComplianceReport:
             "policy": self.policy,
             "scan": self.scan_facts(),
             "summary": self.summary(),
+            "warnings": self.warnings,
             "controls": [r.to_dict() for r in self.controls],
         }
 

@@ -39,6 +39,7 @@ def render_html(report: ComplianceReport) -> str:
         f"{len(scan['hosts'])} host(s): {_e(', '.join(scan['hosts']))}; {scan['vms']} VM(s).</p>"
         f"<p>{summary['pass']} pass, {summary['fail']} fail, "
         f"{summary['not-assessed']} not assessed.</p>"
+        + "".join(f"<p><strong>warning:</strong> {_e(w)}</p>" for w in report.warnings)
     )
     rows = "".join(_row(r) for r in report.controls)
     return (
