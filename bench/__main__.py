@@ -18,7 +18,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import inspection, lineage, policy_eval, remote_disks, startup, sweep, targets, watch
+from bench import (
+    inspection,
+    lineage,
+    oval,
+    policy_eval,
+    remote_disks,
+    startup,
+    sweep,
+    targets,
+    watch,
+)
 from bench.common import RESULTS, machine_facts
 
 COLUMNS = (
@@ -102,7 +112,7 @@ def main() -> None:
     ap.add_argument(
         "--only",
         default="",
-        help="comma-separated: startup,sweep,inspection,remote,policy,lineage,watch",
+        help="comma-separated: startup,sweep,inspection,remote,policy,lineage,oval,watch",
     )
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
@@ -137,6 +147,11 @@ def main() -> None:
             "lineage",
             "Content lineage (#12.4; Debian 12 minbase; seconds per disk)",
             lambda _tmp: lineage.run(repeats),
+        ),
+        (
+            "oval",
+            "OVAL (#15.1; Debian 11 SSG OVAL, 487 definitions, on the Debian 12 minbase; s)",
+            lambda _tmp: oval.run(repeats),
         ),
         (
             "watch",
