@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "template": ("admin", "register", "The approved template catalog."),
     "hook": ("hook", "register", "The libvirt qemu hook through which `watch` admits or..."),
     "user": ("users", "register", "API and dashboard users: auditor (read), operator (+..."),
+    "benchmark": ("benchmark", "register", "Evaluate an SCAP benchmark (XCCDF + OVAL) on a..."),
 }
 
 

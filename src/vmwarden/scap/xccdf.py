@@ -124,6 +124,15 @@ def _chain(bench: Benchmark, profile_id: str) -> list[Profile]:
     return list(reversed(chain))
 
 
+def resolve_profile(profiles: Mapping[str, object], given: str | None) -> str | None:
+    """A profile named in full or by the part after ``_profile_`` (``anssi_np_nt28_high``);
+    an unknown name is returned as given, for :func:`tailor` to refuse with the list."""
+    if given is None or given in profiles:
+        return given
+    short = [p for p in profiles if p.rsplit("_profile_", 1)[-1] == given]
+    return short[0] if len(short) == 1 else given
+
+
 def tailor(bench: Benchmark, profile_id: str | None) -> Tailoring:
     """The selection, values and rule refinements a profile (or none) gives."""
     walked = bench.walk()
