@@ -42,6 +42,7 @@ from vmwarden.enforce import (
 )
 from vmwarden.enforce.actions import EVENT_BASED
 from vmwarden.enforce.runner import StopRequest
+from vmwarden.engine.benchmarks import run_benchmarks
 from vmwarden.engine.content_lineage import content_lineage
 from vmwarden.engine.hosts import dedupe_hosts
 from vmwarden.engine.images import classify, collect_images, merge_discovered
@@ -217,13 +218,21 @@ class Sweep:
             tlist = targets(vms, images, lineage) if self.options.inspect.enabled else []
             if not tlist:
                 return []
-            return inspect_all(
+            found = inspect_all(
                 self.store,
                 tlist,
                 allowed_dirs=lineage.all_allowed_dirs(),
                 options=self.options.inspect,
                 progress=self.progress,
             )
+            local = [r.guest for t in tlist if t.remote is None for r in (t.vm, t.image) if r]
+            run_benchmarks(
+                self.store,
+                [g for g in local if g is not None],
+                self.policy,
+                allowed_dirs=lineage.all_allowed_dirs(),
+            )
+            return found
         finally:
             lineage.close()
 

@@ -71,6 +71,8 @@ class GuestFacts:
     logged_in: list[dict[str, Any]] | None = None  # {"name", "domain", "login_time"}
     mounts: list[dict[str, Any]] | None = None  # {"mountpoint", "device", "fstype", ...}
     timezone: dict[str, Any] | None = None  # {"name", "offset"} (seconds east of UTC)
+    # SCAP benchmark results by engine.benchmarks' key: {score, failed, counts, ...} | {error}
+    benchmarks: dict[str, dict[str, Any]] | None = None
     sources: dict[str, list[str]] = field(default_factory=dict)  # "agent"/"disk" -> fields
     errors: list[str] = field(default_factory=list)
     identity: dict[str, Any] | None = None

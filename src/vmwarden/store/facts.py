@@ -213,6 +213,23 @@ class FactsCache:
                 ],
             )
 
+    def update_facts(self, items: Iterable[GuestFacts]) -> None:
+        """Store facts computed after the read (benchmark results) in the rows they extend:
+        only where the row is still of that identity, keeping its digest and read time."""
+        items = [f for f in items if (f.identity or {}).get("layers")]
+        if not items:
+            return
+        with self._store._write() as conn:
+            for facts in items:
+                dev, inode, size, mtime_ns = _layer_key((facts.identity or {})["layers"][0])
+                conn.execute(
+                    guest_facts.update()
+                    .where(guest_facts.c.path == facts.image)
+                    .where(guest_facts.c.dev == dev, guest_facts.c.inode == inode)
+                    .where(guest_facts.c.size == size, guest_facts.c.mtime_ns == mtime_ns)
+                    .values(facts=facts.to_dict())
+                )
+
     def forget(self, paths: Iterable[str]) -> None:
         names = [os.path.abspath(p) for p in paths]
         with self._store._write() as conn:

@@ -2,6 +2,7 @@
 
 from vmwarden.policy.filters import (
     accounts,
+    benchmark,
     clones,
     colocation,
     combinators,
@@ -23,6 +24,7 @@ __all__ = [
     "CheckEnv",
     "Filter",
     "accounts",
+    "benchmark",
     "clones",
     "colocation",
     "combinators",

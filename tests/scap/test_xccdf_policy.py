@@ -1,0 +1,122 @@
+"""The ``benchmark`` policy filter end to end: a sweep of a test-driver host whose VM's disk
+is the real Debian image; the disk is benchmarked in the sandboxed worker during
+inspection, kept with its facts, judged by the filter, and the VM below its baseline is
+quarantined. A second sweep of the unchanged estate reuses the results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.scap.conftest import DEBIAN_IMAGE
+from vmwarden.engine.fleetgen import FleetDisk, FleetNic, FleetVM, write_fleet
+from vmwarden.engine.scan import Sweep, SweepOptions
+from vmwarden.policy import parse_policy
+from vmwarden.policy.filters.benchmark import benchmark_key
+from vmwarden.store import Store
+
+PROFILE = "anssi_np_nt28_high"  # OpenSCAP scores the image 32.8125 (test_xccdf.py)
+
+
+def policy(ds: Path) -> str:
+    bench = f"type: benchmark, datastream: {ds}, profile: {PROFILE}"
+    return f"""\
+version: 1
+quarantine: {{network: quarantine}}
+rules:
+  - name: below-baseline
+    resource: vm
+    severity: high
+    filters: [{{{bench}, ignore_platform: true, min_score: 80}}]
+    actions: [quarantine]
+  - {{name: above-30, resource: vm, severity: low,
+      filters: [{{{bench}, ignore_platform: true, min_score: 30}}]}}
+  - {{name: no-cron, resource: vm, severity: low,
+      filters: [{{{bench}, ignore_platform: true, rules: [package_cron_installed]}}]}}
+  - {{name: root-ssh, resource: vm, severity: low,
+      filters: [{{{bench}, ignore_platform: true, rules: [sshd_disable_root_login]}}]}}
+  - {{name: wrong-release, resource: vm, severity: low,
+      filters: [{{{bench}, min_score: 80}}]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def sweeps(ssg_debian11_ds: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("bench-estate")
+    images = root / "images"
+    images.mkdir()
+    disk = images / "web.qcow2"
+    shutil.copyfile(DEBIAN_IMAGE, disk)
+    vm = FleetVM(
+        uuid="5e1f0000-0000-4000-8000-0000000000b1",
+        name="web",
+        state="shutoff",
+        disks=[FleetDisk(str(disk))],
+        nics=[FleetNic("52:54:00:5e:00:b1", "prod")],
+    )
+    host = write_fleet(root / "hv.xml", [vm], networks=["prod", "quarantine"])
+    with Store.open(f"sqlite:///{root / 'db.sqlite'}") as store:
+        sweep = Sweep(
+            store,
+            parse_policy(policy(ssg_debian11_ds)),
+            actor="t",
+            options=SweepOptions(images_dirs=[images]),
+        )
+        first = sweep.run([f"test://{host}"], enforce=True)
+        second = sweep.run([f"test://{host}"])
+        with sqlite3.connect(root / "db.sqlite") as db:
+            cached = db.execute("SELECT facts FROM guest_facts WHERE path = ?", (str(disk),))
+            row = json.loads(cached.fetchone()[0])
+    return {"first": first, "second": second, "ds": ssg_debian11_ds, "row": row}
+
+
+def test_a_vm_below_its_baseline_is_a_finding_with_score_and_failed_rules(sweeps: dict) -> None:
+    first = sweeps["first"]
+    by = {(f.rule, f.name): f for f in first.findings}
+    assert set(by) == {
+        ("below-baseline", "web"),
+        ("no-cron", "web"),
+        ("wrong-release", "web"),  # unknown, see below
+    }, [(f.rule, f.name, f.evidence) for f in first.findings]
+    ev = by[("below-baseline", "web")].evidence
+    assert ev["score"] == pytest.approx(32.8125, abs=1e-4)  # OpenSCAP's score of this disk
+    assert ev["min_score"] == 80
+    assert ev["failed_count"] == 23 and "package_cron_installed" in ev["failed"]
+    assert "sshd_disable_root_login" not in ev["failed"]  # it passes
+    assert by[("no-cron", "web")].evidence["failed"] == ["package_cron_installed"]
+
+
+def test_the_vm_below_its_baseline_is_quarantined(sweeps: dict) -> None:
+    acted = [a for a in sweeps["first"].actions if a.action == "quarantine"]
+    assert [(a.name, a.status) for a in acted] == [("web", "done")]
+
+
+def test_content_for_another_release_is_unknown_not_a_low_score(sweeps: dict) -> None:
+    """Debian 11 content on a Debian 12 disk: every rule is notapplicable, the score 0 --
+    that is no evidence of a weak baseline, so the verdict is unknown and says why."""
+    vm = next(v for v in sweeps["first"].vms if v.name == "web")
+    assert vm.guest is not None and vm.guest.benchmarks is not None
+    strict = vm.guest.benchmarks[benchmark_key(str(sweeps["ds"]), PROFILE, False)]
+    assert strict["platform_applicable"] is False and strict["score"] == 0.0
+    found = next(f for f in sweeps["first"].findings if f.rule == "wrong-release")
+    assert "platform does not apply" in found.evidence["unknown"]
+    assert "score" not in found.evidence
+
+
+def test_results_are_kept_with_the_facts_and_reused(sweeps: dict) -> None:
+    def results(scan: Any) -> dict[str, Any]:
+        vm = next(v for v in scan.vms if v.name == "web")
+        return vm.guest.benchmarks
+
+    first, second = results(sweeps["first"]), results(sweeps["second"])
+    assert first == second  # evaluated_at included: read from the facts cache, not again
+    assert sweeps["row"]["benchmarks"] == first  # the facts cache row holds them
+    assert {(f.rule, f.name) for f in sweeps["second"].findings} >= {
+        ("below-baseline", "web"),
+        ("no-cron", "web"),
+    }
