@@ -5,6 +5,7 @@ sysctl values, and hostile guest content (escaping links, huge files)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,17 @@ def test_sysctl_is_the_configured_value_and_run_time_facts_are_not_evaluated(
 def test_pcre_inline_flags_become_scoped_groups() -> None:
     assert pcre_to_python(r"^\s*(?i)FAIL_DELAY(?-i)\s+(\d+)") == r"^\s*(?i:FAIL_DELAY)\s+(\d+)"
     assert pcre_to_python("(?i)^x$") == "(?i)^x$"
+
+
+def test_a_pattern_that_backtracks_on_hostile_text_is_an_error_in_bounded_time(
+    tmp_path: Path, root: Path
+) -> None:
+    """SSG's single-line login.defs pattern backtracks cubically on lines without '#':
+    10 KB of them kept it busy 35 s. The search is cut at 1 s and the test is 'error'."""
+    (root / "etc/login.defs").write_text(("x" * 30 + "\n") * 600)
+    t, o = tfc_test("slow", "/etc/login.defs", r".*\n[^#]*(PASS_WARN_AGE\s+\d+)\s*\n")
+    o = o.replace('version="1">', 'version="1"><ind:behaviors singleline="true"/>', 1)
+    started = time.monotonic()
+    result, reason = run(doc(tmp_path, defn("slow", crit("slow")), t, o), root)["slow"]
+    assert time.monotonic() - started < 15
+    assert result == "error" and "pattern search used over 1 s of CPU" in reason

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmwarden.inspect.guest.files import GuestFiles, GuestReadError
 from vmwarden.inspect.guest.packages import read_packages
+from vmwarden.scap.oval_limits import REGEX_SECONDS, SearchTimeout, time_bound
 from vmwarden.scap.oval_ops import CompareError, compare, regex
 
 if TYPE_CHECKING:
@@ -166,34 +167,6 @@ def literal_dir(pattern: str) -> str:
     return head.rstrip("/") or "/"
 
 
-def glob_to_regex(glob: str, noescape: bool = False) -> str:
-    """OVAL's glob_to_regex: ``*`` and ``?`` never match ``/``, a leading dot is not matched."""
-    out = ["^"]
-    i = 0
-    while i < len(glob):
-        ch = glob[i]
-        if ch == "\\" and not noescape and i + 1 < len(glob):
-            out.append(re.escape(glob[i + 1]))
-            i += 2
-            continue
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "[":
-            end = glob.find("]", i + 1)
-            if end > i:
-                body = glob[i + 1 : end]
-                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-                i = end + 1
-                continue
-            out.append("\\[")
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return "".join(out) + "$"
-
-
 def matches(ent: Entity, value: str) -> bool:
     """Whether an object entity selects ``value`` (any of its values, for var_ref lists)."""
     try:
@@ -295,7 +268,14 @@ def textfilecontent54(
         if text is None:
             continue
         for pat in pattern.values:
-            for i, m in enumerate(regex(pat, flags).finditer(text), 1):
+            try:
+                with time_bound():
+                    found = list(regex(pat, flags).finditer(text))
+            except SearchTimeout:
+                raise GuestReadError(
+                    f"{fp}: pattern search used over {REGEX_SECONDS:g} s of CPU"
+                ) from None
+            for i, m in enumerate(found, 1):
                 if instance is not None and not matches(instance, str(i)):
                     continue
                 items.append(

@@ -26,6 +26,7 @@ from vmwarden.scap.oval_ops import (
     check,
     combine,
     compare,
+    glob_to_regex,
     negate,
     regex,
 )
@@ -382,7 +383,7 @@ class Evaluator:
         if kind == "count":
             return [str(len(flat))]
         if kind == "glob_to_regex":
-            return [oval_collect.glob_to_regex(v, el.get("glob_noescape") == "true") for v in flat]
+            return [glob_to_regex(v, el.get("glob_noescape") == "true") for v in flat]
         if kind == "escape_regex":
             return [re.sub(r"([.^$*+?()\[\]{}|\\-])", r"\\\1", v) for v in flat]
         if kind == "begin":

@@ -52,6 +52,34 @@ def pcre_to_python(pattern: str) -> str:
     return "".join(out)
 
 
+def glob_to_regex(glob: str, noescape: bool = False) -> str:
+    """OVAL's glob_to_regex: ``*`` and ``?`` never match ``/``, a leading dot is not matched."""
+    out = ["^"]
+    i = 0
+    while i < len(glob):
+        ch = glob[i]
+        if ch == "\\" and not noescape and i + 1 < len(glob):
+            out.append(re.escape(glob[i + 1]))
+            i += 2
+            continue
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = glob.find("]", i + 1)
+            if end > i:
+                body = glob[i + 1 : end]
+                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+                i = end + 1
+                continue
+            out.append("\\[")
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return "".join(out) + "$"
+
+
 def _int(text: str) -> int:
     try:
         return int(text.strip(), 0) if text.strip().startswith("0x") else int(text.strip())
