@@ -5,20 +5,27 @@ quarantined. A second sweep of the unchanged estate reuses the results."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.scap.conftest import DEBIAN_IMAGE
+from tests.web.conftest import serve_app
+from vmwarden.api import Settings, create_app
+from vmwarden.api.tokens import mint
 from vmwarden.engine.fleetgen import FleetDisk, FleetNic, FleetVM, write_fleet
 from vmwarden.engine.scan import Sweep, SweepOptions
 from vmwarden.policy import parse_policy
 from vmwarden.policy.filters.benchmark import benchmark_key
 from vmwarden.store import Store
+from vmwarden.store.users import UsersRepo
 
 PROFILE = "anssi_np_nt28_high"  # OpenSCAP scores the image 32.8125 (test_xccdf.py)
 
@@ -60,7 +67,10 @@ def sweeps(ssg_debian11_ds: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         nics=[FleetNic("52:54:00:5e:00:b1", "prod")],
     )
     host = write_fleet(root / "hv.xml", [vm], networks=["prod", "quarantine"])
-    with Store.open(f"sqlite:///{root / 'db.sqlite'}") as store:
+    policy_path = root / "policy.yaml"
+    policy_path.write_text(policy(ssg_debian11_ds))
+    db_url = f"sqlite:///{root / 'db.sqlite'}"
+    with Store.open(db_url) as store:
         sweep = Sweep(
             store,
             parse_policy(policy(ssg_debian11_ds)),
@@ -72,7 +82,19 @@ def sweeps(ssg_debian11_ds: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         with sqlite3.connect(root / "db.sqlite") as db:
             cached = db.execute("SELECT facts FROM guest_facts WHERE path = ?", (str(disk),))
             row = json.loads(cached.fetchone()[0])
-    return {"first": first, "second": second, "ds": ssg_debian11_ds, "row": row}
+        token, token_id, token_hash = mint()
+        UsersRepo(store).add_user("artur", "auditor", token_id, token_hash, actor="t", reason="t")
+    settings = Settings(
+        db_url=db_url, policy_path=policy_path, uris=(f"test://{host}",), image_dirs=(images,)
+    )
+    return {
+        "first": first,
+        "second": second,
+        "ds": ssg_debian11_ds,
+        "row": row,
+        "settings": settings,
+        "token": token,
+    }
 
 
 def test_a_vm_below_its_baseline_is_a_finding_with_score_and_failed_rules(sweeps: dict) -> None:
@@ -120,3 +142,20 @@ def test_results_are_kept_with_the_facts_and_reused(sweeps: dict) -> None:
         ("below-baseline", "web"),
         ("no-cron", "web"),
     }
+
+
+def test_the_dashboard_shows_the_vms_baseline_score_and_failed_rules(sweeps: dict) -> None:
+    with (
+        serve_app(create_app(sweeps["settings"])) as base,
+        httpx.Client(base_url=base, follow_redirects=True, timeout=30) as web,
+    ):
+        form = web.get("/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert csrf is not None
+        web.post("/login", data={"token": sweeps["token"], "csrf_token": csrf.group(1)})
+        page = web.get("/vms/web")
+    assert page.status_code == 200
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page.text)))
+    assert f"Baseline {PROFILE} ssg-debian11-ds.xml score 32.8 of 100" in text
+    assert "23 failed rules" in text and "package_cron_installed" in text
+    assert "the content's platform does not apply" in text  # the strict (no ignore) one

@@ -226,11 +226,34 @@ def _guest_summary(guest: dict[str, Any] | None) -> dict[str, Any] | None:
         "root_login": (guest.get("sshd") or {}).get("permitrootlogin"),
         "time_sync": [k for k, v in (guest.get("time_sync") or {}).items() if v is True],
         "encrypted": guest.get("encrypted"),
+        "baselines": _baselines(guest.get("benchmarks")),
         "filesystems": guest.get("filesystems"),
         "machine_id": guest.get("machine_id"),
         "inspected_at": guest.get("inspected_at"),
         "errors": guest.get("errors") or [],
     }
+
+
+def _baselines(results: Any) -> list[dict[str, Any]]:
+    """Each SCAP benchmark kept with the facts (``engine.benchmarks``): its profile, score
+    and failed rules by short id, or why there is no score."""
+    out: list[dict[str, Any]] = []
+    for key, got in sorted((results or {}).items()) if isinstance(results, dict) else []:
+        if not isinstance(got, dict):
+            continue
+        path, profile, *_ = [*str(key).split("|"), "", ""]
+        name = got.get("profile") or profile or got.get("benchmark") or "default selection"
+        out.append(
+            {
+                "profile": str(name).rsplit("_profile_", 1)[-1],
+                "datastream": path.rsplit("/", 1)[-1],
+                "score": got.get("score"),
+                "failed": [str(r).rsplit("_rule_", 1)[-1] for r in got.get("failed") or []],
+                "error": got.get("error"),
+                "applicable": got.get("platform_applicable") is not False,
+            }
+        )
+    return out
 
 
 def _template(vm: dict[str, Any], clones: list[dict[str, Any]]) -> dict[str, Any]:
