@@ -26,6 +26,7 @@ class GuestFiles:
     def __init__(self, fs: Any) -> None:
         self._fs = fs
         self._dirs: dict[str, Any] = {}  # directories seen by scan(), not yet scanned
+        self._mounts: set[str] | None = None
 
     def _path(self, path: str) -> Any:
         return self._fs.path(path)
@@ -119,8 +120,13 @@ class GuestFiles:
                 out.append((entry.name, st))
                 if len(out) > MAX_ENTRIES:
                     raise GuestReadError(f"{path}: more than {MAX_ENTRIES} entries")
-                if stat.S_ISDIR(st.st_mode) and len(self._dirs) < MAX_ENTRIES:
-                    self._dirs[posixpath.join(path, entry.name)] = entry.get()
+                child = posixpath.join(path, entry.name)
+                if (
+                    stat.S_ISDIR(st.st_mode)
+                    and child not in self._mount_points()  # looked up by path: the mount
+                    and len(self._dirs) < MAX_ENTRIES
+                ):
+                    self._dirs[child] = entry.get()
         except FileNotFoundError:
             return None
         except GuestReadError:
@@ -128,6 +134,13 @@ class GuestFiles:
         except Exception as exc:  # as above
             raise GuestReadError(f"{path}: {_why(exc)}") from None
         return sorted(out, key=lambda e: e[0])
+
+    def _mount_points(self) -> set[str]:
+        """Where dissect mounted the guest's other filesystems (/boot, /var... from fstab)."""
+        if self._mounts is None:
+            mounts = getattr(self._fs, "mounts", None) or {}
+            self._mounts = {"/" + str(m).strip("/") for m in mounts}
+        return self._mounts
 
     def readlink(self, path: str) -> str | None:
         """A symbolic link's target as written, ``None`` when ``path`` is not a link."""
