@@ -45,6 +45,12 @@ class LiveChangeUnsupportedError(ConnectorError):
     code = "live-unsupported"
 
 
+class NoEventFeedError(ConnectorError):
+    """The platform has no push events; the engine polls its inventory instead."""
+
+    code = "no-event-feed"
+
+
 class KnownDomains(Protocol):
     """What the store recorded about each domain last time, for a one-shot scan.
 
@@ -307,17 +313,17 @@ def open_event_feed(
     on_close: Callable[[str], None],
     keepalive: tuple[int, int] = (5, 3),
 ) -> EventFeed:
-    """The event feed for ``uri``'s scheme (not yet opened); a clear error when the
-    platform has none."""
+    """The event feed for ``uri``'s scheme (not yet opened); ``NoEventFeedError`` when the
+    platform has none (the engine then drives a poll: ``engine.watch.poll``)."""
     _load_builtins()
     scheme = uri_scheme(uri)
     with _registry_lock:
         factory = _feeds.get(scheme)
         valid = ", ".join(sorted(_feeds))
     if factory is None:
-        raise ConnectorError(
-            f"no event feed for URI scheme {scheme!r} in {uri!r}: watch cannot follow it",
-            hint=f"schemes with events: {valid}",
+        raise NoEventFeedError(
+            f"no event feed for URI scheme {scheme!r} in {uri!r}",
+            hint=f"schemes with push events: {valid}; others are polled",
         )
     return factory(uri, on_event=on_event, on_close=on_close, keepalive=keepalive)
 

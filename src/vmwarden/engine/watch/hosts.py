@@ -13,7 +13,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from vmwarden.connectors.base import Connector, open_event_feed
+from vmwarden.connectors.base import Connector, EventFeed, NoEventFeedError, open_event_feed
+from vmwarden.engine.watch.poll import POLL_EVERY, PollFeed
 from vmwarden.errors import VmwardenError
 from vmwarden.model.events import VmEvent
 
@@ -34,14 +35,21 @@ class HostWatch:
         on_state: Callable[[HostWatch], None],
         backoff: tuple[float, float] = (0.5, 30.0),
         keepalive: tuple[int, int] = (5, 3),
+        poll_every: float = POLL_EVERY,
     ) -> None:
         self.uri = uri
         self.on_up = on_up
         self.on_state = on_state
         self.backoff = backoff
-        self.source = open_event_feed(
-            uri, on_event=on_event, on_close=self._on_close, keepalive=keepalive
-        )
+        self.source: EventFeed
+        try:
+            self.source = open_event_feed(
+                uri, on_event=on_event, on_close=self._on_close, keepalive=keepalive
+            )
+        except NoEventFeedError:  # a platform without push events: poll its inventory
+            self.source = PollFeed(
+                uri, on_event=on_event, on_close=self._on_close, interval=poll_every
+            )
         self.state = "connecting"  # connecting | up | down
         self.last_error: str | None = None
         self.connects = 0
