@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from tests.scap.conftest import DEBIAN_IMAGE
-from tests.scap.test_xccdf import DEBIAN11_PLATFORM, PREFIX, oscap_eval
+from tests.scap.test_xccdf import DEBIAN11_PLATFORM, PREFIX, XCCDF_NS, oscap_eval
 
 
 def vmwarden(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -96,3 +97,41 @@ def test_user_mistakes_are_one_line_errors(
     ran = vmwarden(garbage, "--datastream", ssg_debian11_ds, "--profile", "standard")
     assert ran.returncode != 0 and "Traceback" not in ran.stderr
     assert str(garbage) in ran.stderr
+
+
+XCCDF_XSD = Path("/usr/share/openscap/schemas/xccdf/1.2/xccdf_1.2.xsd")
+
+
+def test_benchmark_arf_is_valid_and_openscap_reads_it(
+    image: Path, ssg_debian11_ds: Path, tmp_path: Path
+) -> None:
+    """``--format arf``: OpenSCAP's validator accepts the result datastream, its TestResult is
+    valid XCCDF 1.2, and ``oscap xccdf generate report`` renders it with vmwarden's score."""
+    ran = subprocess.run(
+        [sys.executable, "-m", "vmwarden.cli.main", "benchmark", str(image), "--datastream",
+         str(ssg_debian11_ds), "--profile", "anssi_np_nt28_high", "--ignore-platform",
+         "--format", "arf"],
+        capture_output=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    arf = tmp_path / "arf.xml"
+    arf.write_bytes(ran.stdout)
+    check = subprocess.run(
+        ["oscap", "ds", "rds-validate", str(arf)], capture_output=True, check=False
+    )
+    assert check.returncode == 0, check.stderr
+    test = etree.parse(str(arf)).getroot().find(f".//{{{XCCDF_NS}}}TestResult")
+    assert test is not None
+    schema = etree.XMLSchema(etree.parse(str(XCCDF_XSD)))
+    alone = etree.ElementTree(etree.fromstring(etree.tostring(test)))
+    assert schema.validate(alone), schema.error_log.last_error
+    results = [r.findtext(f"{{{XCCDF_NS}}}result") for r in test.iter(f"{{{XCCDF_NS}}}rule-result")]
+    assert results.count("pass") == 25 and results.count("fail") == 23  # as oscap's own run
+    report = subprocess.run(
+        ["oscap", "xccdf", "generate", "report", str(arf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert report.returncode == 0, report.stderr
+    assert "32.81" in report.stdout and "sshd_disable_root_login" in report.stdout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 class Format(StrEnum):
     json = "json"
     table = "table"
+    arf = "arf"
 
 
 def register(app: typer.Typer) -> None:
@@ -72,7 +75,7 @@ def register(app: typer.Typer) -> None:
         The image is read in a sandboxed worker (nothing mounted, nothing run). Checks that
         need a running system (running kernel parameters, process environment) are
         "notchecked" or "unknown", never a pass. JSON lists every selected rule with its OVAL
-        definitions' results."""
+        definitions' results; ARF is the SCAP result datastream other SCAP tools import."""
         from vmwarden.scap.xccdf import resolve_profile
         from vmwarden.scap.xccdf_content import load
         from vmwarden.scap.xccdf_image import benchmark_image
@@ -80,6 +83,7 @@ def register(app: typer.Typer) -> None:
         bench = load(datastream)
         profile_id = resolve_profile(bench.profiles, profile)
         allowed = [image.resolve().parent, *(allow_dir or [])]
+        started = datetime.now(UTC)
         result, extra = benchmark_image(
             image,
             bench,
@@ -88,6 +92,12 @@ def register(app: typer.Typer) -> None:
             allowed_dirs=allowed,
             timeout=timeout,
         )
+        if fmt is Format.arf:
+            from vmwarden.scap.xccdf_arf import to_arf
+
+            arf = to_arf(result, bench, datastream=datastream, image=image, started=started)
+            sys.stdout.buffer.write(arf)
+            return
         doc = to_json(result, extra, image=image, datastream=datastream)
         if fmt is Format.json:
             print(json.dumps(doc, indent=2))
