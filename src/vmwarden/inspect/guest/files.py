@@ -7,6 +7,8 @@ import posixpath
 import stat
 from typing import Any, BinaryIO
 
+from vmwarden.inspect.guest.extstat import ext_lstat
+
 #: Largest guest file read whole (a large dpkg status is a few MiB).
 MAX_FILE = 64 * 1024 * 1024
 #: Most entries returned by one directory listing.
@@ -183,6 +185,9 @@ def _entry_lstat(entry: Any) -> Any:
     """A dissect directory entry's own stat, from the first layer entry that has one."""
     inner = getattr(entry, "entry", None)
     for layer in inner if isinstance(inner, list) else []:
+        fast = ext_lstat(layer)
+        if fast is not None:
+            return fast
         try:
             return layer.stat(follow_symlinks=False)
         except (AttributeError, NotImplementedError):
