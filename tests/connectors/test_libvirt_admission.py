@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from vmwarden.connectors.base import admission_parser
+from vmwarden.connectors.capabilities import admission_parser
 from vmwarden.errors import ConnectorError, VmwardenError
 from vmwarden.model import State
 
@@ -44,7 +44,7 @@ def test_the_admission_capability_loads_no_platform_sdk() -> None:
     libvirt-python (nor could it call back into libvirtd)."""
     code = (
         "import sys\n"
-        "from vmwarden.connectors.base import admission_parser\n"
+        "from vmwarden.connectors.capabilities import admission_parser\n"
         "admission_parser('qemu:///system')\n"
         "print(sorted(m for m in sys.modules if m == 'libvirt' or m.startswith('libvirt.')))"
     )

@@ -22,17 +22,13 @@ from vmwarden.errors import ConnectorError, VmwardenError
 from vmwarden.model.estate import HostInventory
 from vmwarden.model.events import Observed, VmEvent
 from vmwarden.model.isolation import IsolationRecord, NicChange, QuarantineSpec
-from vmwarden.model.vm import VM, NicOrigin, State, VmMeta
+from vmwarden.model.vm import VM, State, VmMeta
 
 # Modules that register the built-in connectors; imported on first use, never at import time.
 _BUILTIN_MODULES = (
     "vmwarden.connectors.libvirt.connection",
     "vmwarden.connectors.libvirt.events",
 )
-# Isolation record readers: loaded alone, without any platform SDK (see ``records_of``).
-_RECORD_MODULES = ("vmwarden.connectors.libvirt.nicstate",)
-# Admission parsers: loaded alone, without any platform SDK (the hook waits on the answer).
-_ADMISSION_MODULES = ("vmwarden.connectors.libvirt.admission",)
 
 
 class LiveChangeUnsupportedError(ConnectorError):
@@ -326,90 +322,3 @@ def open_event_feed(
             hint=f"schemes with push events: {valid}; others are polled",
         )
     return factory(uri, on_event=on_event, on_close=on_close, keepalive=keepalive)
-
-
-class AdmissionParser(Protocol):
-    """The optional admission capability: a platform that asks before a VM starts (libvirt's
-    qemu hook) sends a request; this turns that request into the VM it would start, so the
-    engine judges it without knowing the platform's format. Raises ``VmwardenError`` for a
-    request it cannot read (the engine then decides as for an unknown VM)."""
-
-    def __call__(self, request: str, *, host: str, uri: str) -> VM: ...
-
-
-_admission: dict[str, AdmissionParser] = {}
-
-
-def register_admission(*schemes: str) -> Callable[[AdmissionParser], AdmissionParser]:
-    """Function decorator: the admission request parser of ``schemes``."""
-
-    def decorate(parser: AdmissionParser) -> AdmissionParser:
-        with _registry_lock:
-            taken = [s for s in schemes if s in _admission]
-            if taken:
-                raise ValueError(f"admission parser already registered for {taken}")
-            for scheme in schemes:
-                _admission[scheme] = parser
-        return parser
-
-    return decorate
-
-
-def admission_parser(uri: str) -> AdmissionParser:
-    """The admission parser of ``uri``'s platform; a clear error when the platform has no
-    start-time admission (it is then gated by isolating VMs ahead of their start)."""
-    for module in _ADMISSION_MODULES:
-        importlib.import_module(module)
-    scheme = uri_scheme(uri)
-    with _registry_lock:
-        parser = _admission.get(scheme)
-        valid = ", ".join(sorted(_admission))
-    if parser is None:
-        raise ConnectorError(
-            f"the platform of {uri!r} has no start-time admission hook",
-            hint=f"schemes with admission: {valid}; others are gated by isolating ahead",
-        )
-    return parser
-
-
-class RecordReader(Protocol):
-    """What enforcement may ask about a platform's isolation records, without a connection
-    (``mark_held`` runs on stored entries, also inside the admission hook's answer):
-    ``key(record)``: which NIC (matched against ``Nic.mac``); ``origin(record, network,
-    live=)``: where the NIC was before quarantine moved it to ``network`` (None: nothing
-    moved it), raising ``VmwardenError`` for an unreadable record."""
-
-    def key(self, record: IsolationRecord) -> str: ...
-
-    def origin(self, record: IsolationRecord, network: str, *, live: bool) -> NicOrigin | None: ...
-
-
-_readers: dict[str, RecordReader] = {}
-_R = TypeVar("_R", bound=RecordReader)
-
-
-def register_records(*schemes: str) -> Callable[[_R], _R]:
-    """Register the isolation record reader of ``schemes`` (an instance)."""
-
-    def decorate(reader: _R) -> _R:
-        with _registry_lock:
-            taken = [s for s in schemes if s in _readers]
-            if taken:
-                raise ValueError(f"isolation records already registered for {taken}")
-            for scheme in schemes:
-                _readers[scheme] = reader
-        return reader
-
-    return decorate
-
-
-def records_of(uri: str) -> RecordReader:
-    """The isolation record reader of ``uri``'s platform (a clear error when none)."""
-    for module in _RECORD_MODULES:
-        importlib.import_module(module)
-    scheme = uri_scheme(uri)
-    with _registry_lock:
-        reader = _readers.get(scheme)
-    if reader is None:
-        raise ConnectorError(f"no isolation records known for URI scheme {scheme!r} ({uri!r})")
-    return reader

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vmwarden.connectors.base import RecordReader, records_of
+from vmwarden.connectors.capabilities import RecordReader, records_of
 from vmwarden.errors import VmwardenError
 from vmwarden.model import VM, ActionRecord, Nic, NicOrigin, State
 

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vmwarden.connectors.base import admission_parser
+from vmwarden.connectors.capabilities import admission_parser
 from vmwarden.enforce.held import mark_vm_held
 from vmwarden.engine.admission import Decision
 from vmwarden.engine.admission_hasher import BackgroundHasher

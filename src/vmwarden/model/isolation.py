@@ -5,7 +5,7 @@ JSON-serialisable mapping that holds whatever that platform needs to restore the
 (libvirt: the ``<interface>`` XML before, live and persistent; vSphere: the portgroup and the
 connected flags; EC2: the ENI's security groups) and the progress of its steps. Enforcement
 journals these records durably and hands them back for crash repair and release; it never
-reads inside them (``connectors.base.records_of`` answers the two questions it has).
+reads inside them (``connectors.capabilities.records_of`` answers the two questions it has).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the request is domain XML. It must not import libvirt-python (see ``schemes``).
 
 from __future__ import annotations
 
-from vmwarden.connectors.base import register_admission
+from vmwarden.connectors.capabilities import register_admission
 from vmwarden.connectors.libvirt.domxml import parse_domain
 from vmwarden.connectors.libvirt.schemes import SCHEMES
 from vmwarden.model.vm import VM, State

@@ -22,7 +22,7 @@ from typing import Any
 
 from lxml import etree
 
-from vmwarden.connectors.base import register_records
+from vmwarden.connectors.capabilities import register_records
 from vmwarden.connectors.libvirt.domxml import parse_interface
 from vmwarden.connectors.libvirt.nicxml import quarantine_interface
 from vmwarden.connectors.libvirt.schemes import SCHEMES
