@@ -265,3 +265,20 @@ def test_weights_refine_rule_roles_and_negate_agree_with_openscap(
         assert mine[RULE + "package_cron_installed"].result == "informational"
     if refine == "unchecked":
         assert mine[RULE + "package_ntp_installed"].result == "notchecked"
+
+
+def test_hostile_nesting_is_a_clear_error_not_a_recursion_crash(tmp_path: Path) -> None:
+    """lxml parses deep trees (libxml2 up to 2048 levels); 1500 nested groups must be
+    refused by the reader, not overflow Python's stack."""
+    x = "http://checklists.nist.gov/xccdf/1.2"
+    groups = "".join(f'<Group id="g{i}">' for i in range(1500)) + "</Group>" * 1500
+    (tmp_path / "deep.xml").write_text(
+        '<ds:data-stream-collection xmlns:ds="http://scap.nist.gov/schema/scap/source/1.2"'
+        ' xmlns:xlink="http://www.w3.org/1999/xlink">'
+        '<ds:data-stream id="s"><ds:checklists><ds:component-ref id="r" xlink:href="#c"/>'
+        "</ds:checklists></ds:data-stream>"
+        f'<ds:component id="c"><Benchmark xmlns="{x}" id="b">{groups}</Benchmark>'
+        "</ds:component></ds:data-stream-collection>"
+    )
+    with pytest.raises(ContentError, match="nested deeper"):
+        load(tmp_path / "deep.xml")

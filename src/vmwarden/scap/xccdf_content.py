@@ -177,11 +177,16 @@ def _check(el: etree._Element) -> Check:
     )
 
 
-def _item(el: etree._Element) -> Item:
+MAX_DEPTH = 64  # groups within groups (SSG: 6); deeper is hostile, not content
+
+
+def _item(el: etree._Element, depth: int = 0) -> Item:
     kind = "rule" if el.tag == _q(XCCDF, "Rule") else "group"
     item_id = el.get("id")
     if not item_id:
         raise ContentError(f"an XCCDF {kind} without an id (line {el.sourceline})")
+    if depth > MAX_DEPTH:
+        raise ContentError(f"groups nested deeper than {MAX_DEPTH} (line {el.sourceline})")
     checks: list[Check] = []
     children: list[Item] = []
     for child in el:
@@ -190,7 +195,7 @@ def _item(el: etree._Element) -> Item:
         elif child.tag == _q(XCCDF, "complex-check"):
             checks.append(Check(system="", complex=True))
         elif child.tag in (_q(XCCDF, "Rule"), _q(XCCDF, "Group")):
-            children.append(_item(child))
+            children.append(_item(child, depth + 1))
     return Item(
         id=item_id,
         kind=kind,
@@ -239,13 +244,17 @@ def _profile(el: etree._Element) -> Profile:
     return prof
 
 
-def _logical_test(el: etree._Element, catalog: dict[str, str]) -> LogicalTest:
+def _logical_test(el: etree._Element, catalog: dict[str, str], depth: int = 0) -> LogicalTest:
+    if depth > MAX_DEPTH:
+        raise ContentError(f"CPE logical tests nested deeper than {MAX_DEPTH}")
     names = tuple(f.get("name", "") for f in el.iterfind(_q(CPE_LANG, "fact-ref")))
     checks = tuple(
         (catalog.get(c.get("href", ""), c.get("href", "")), c.get("id-ref", ""))
         for c in el.iterfind(_q(CPE_LANG, "check-fact-ref"))
     )
-    tests = tuple(_logical_test(t, catalog) for t in el.iterfind(_q(CPE_LANG, "logical-test")))
+    tests = tuple(
+        _logical_test(t, catalog, depth + 1) for t in el.iterfind(_q(CPE_LANG, "logical-test"))
+    )
     return LogicalTest(
         operator=el.get("operator", "AND").upper(),
         negate=_bool(el.get("negate"), False),
