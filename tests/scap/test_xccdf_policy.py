@@ -49,6 +49,8 @@ rules:
       filters: [{{{bench}, ignore_platform: true, rules: [sshd_disable_root_login]}}]}}
   - {{name: wrong-release, resource: vm, severity: low,
       filters: [{{{bench}, min_score: 80}}]}}
+  - {{name: no-such-profile, resource: vm, severity: low,
+      filters: [{{type: benchmark, datastream: {ds}, profile: nope, min_score: 80}}]}}
 """
 
 
@@ -104,6 +106,7 @@ def test_a_vm_below_its_baseline_is_a_finding_with_score_and_failed_rules(sweeps
         ("below-baseline", "web"),
         ("no-cron", "web"),
         ("wrong-release", "web"),  # unknown, see below
+        ("no-such-profile", "web"),  # unknown: the evaluation failed, the reason says why
     }, [(f.rule, f.name, f.evidence) for f in first.findings]
     ev = by[("below-baseline", "web")].evidence
     assert ev["score"] == pytest.approx(32.8125, abs=1e-4)  # OpenSCAP's score of this disk
@@ -159,3 +162,8 @@ def test_the_dashboard_shows_the_vms_baseline_score_and_failed_rules(sweeps: dic
     assert f"Baseline {PROFILE} ssg-debian11-ds.xml score 32.8 of 100" in text
     assert "23 failed rules" in text and "package_cron_installed" in text
     assert "the content's platform does not apply" in text  # the strict (no ignore) one
+
+
+def test_a_failed_evaluation_is_unknown_with_its_reason(sweeps: dict) -> None:
+    found = next(f for f in sweeps["first"].findings if f.rule == "no-such-profile")
+    assert found.evidence["unknown"].startswith("benchmark not evaluated: no profile 'nope'")
