@@ -13,7 +13,7 @@ from typing import Any
 from tests.enforce.conftest import JournalTap
 from tests.enforce.enforce_fleet import MAC_DOWN, MAC_VLAN, OFF, attachment, interfaces
 from vmwarden.connectors.libvirt.connection import LibvirtConnector
-from vmwarden.enforce import EnforceContext, Quarantiner, mark_held, repair
+from vmwarden.enforce import EnforceContext, Quarantiner, QuarantineSpec, mark_held, repair
 
 
 def _old_entry(store: JournalTap, conn: LibvirtConnector, originals: dict[str, str]) -> int:
@@ -100,3 +100,12 @@ def test_a_pre_contract_pending_release_is_finished(
     assert (finished.action, finished.status) == ("release", "done")
     assert interfaces(conn, OFF) == originals
     assert store.journal_get(parent_id).status == "released"
+
+
+def test_the_spec_round_trips_through_the_entry_and_old_entries_default() -> None:
+    spec = QuarantineSpec("iso", link_down=False)
+    assert spec.to_journal() == {"network": "iso", "link_down": False}  # the keys entries had
+    assert QuarantineSpec.from_journal({**spec.to_journal(), "nics": []}) == spec
+    # what an entry lacks: from the default given, else the field's own default
+    assert QuarantineSpec.from_journal({"network": "q"}) == QuarantineSpec("q", link_down=True)
+    assert QuarantineSpec.from_journal({}, spec) == spec

@@ -36,8 +36,7 @@ __all__ = ["QuarantineSpec", "Quarantiner"]
 
 def _spec_of(changes: dict[str, Any], default: QuarantineSpec | None = None) -> QuarantineSpec:
     """The spec an entry was made with (its own network and link setting, not today's)."""
-    network = changes.get("network") or (default.network if default else "")
-    return QuarantineSpec(network, changes.get("link_down", True))
+    return QuarantineSpec.from_journal(changes, default)
 
 
 class Quarantiner:
@@ -71,7 +70,7 @@ class Quarantiner:
                 "(virsh net-define; no <forward>, no <ip>) or fix quarantine.network",
             )
         nics = conn.isolation_records(vm.id)
-        changes = {"network": spec.network, "link_down": spec.link_down, "nics": nics}
+        changes = {**spec.to_journal(), "nics": nics}
         entry_id = journal_begin(
             self.store,
             "quarantine",
@@ -103,7 +102,7 @@ class Quarantiner:
         """Re-check an existing quarantine; re-apply only what drifted (no-op when intact)."""
         changes = dict(active.changes)
         changes.setdefault("network", spec.network)
-        intact = conn.is_isolated(active.id, changes["nics"], _spec_of(changes, spec))
+        intact = conn.is_isolated(active.id, changes["nics"], _spec_of(changes))
         if intact and active.status == "done":
             return _noop(active)
         return self._apply(conn, active.journal_id, changes, on_live)

@@ -10,7 +10,8 @@ reads inside them (``connectors.capabilities.records_of`` answers the two questi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 #: One NIC's isolation record: JSON-serialisable, owned by the connector that made it.
@@ -20,10 +21,32 @@ IsolationRecord = dict[str, Any]
 @dataclass(frozen=True, slots=True)
 class QuarantineSpec:
     """The policy's ``quarantine:`` block: where isolated NICs go (libvirt: ``network``,
-    with the link taken down when ``link_down``)."""
+    with the link taken down when ``link_down``). Each quarantine journals its spec
+    (``to_journal``) and is repaired and released with *that* spec (``from_journal``), not
+    today's policy; a field a platform adds (a vSphere portgroup, an EC2 security group)
+    round-trips without enforcement knowing it."""
 
     network: str
     link_down: bool = True
+
+    def to_journal(self) -> dict[str, Any]:
+        """The spec as the quarantine entry's ``changes`` keys (``network``, ``link_down``…)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_journal(
+        cls, changes: Mapping[str, Any], default: QuarantineSpec | None = None
+    ) -> QuarantineSpec:
+        """The spec an entry was made with; what it lacks comes from ``default`` (entries
+        older than a field), else the field's own default."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if changes.get(f.name) is not None:
+                values[f.name] = changes[f.name]
+            elif default is not None:
+                values[f.name] = getattr(default, f.name)
+        values.setdefault("network", "")
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
