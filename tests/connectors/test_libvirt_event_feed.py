@@ -37,6 +37,7 @@ async def main():
             await asyncio.sleep(0.01)
     finally:
         await asyncio.to_thread(feed.close)
+    assert all(e.host == conn.host for e in got), [e.host for e in got]
     return [[e.uri, e.vm_id, e.name, e.kind, e.detail] for e in got]
 
 print(json.dumps(asyncio.run(main())))

@@ -47,6 +47,8 @@ def test_diff_names_every_change_in_neutral_kinds() -> None:
     assert kinds({"id-1": paused}, {"id-1": on}) == ["resumed"]
     assert kinds({"id-1": on}, {"id-1": tagged}) == ["metadata"]
     assert kinds({"id-1": on}, {"id-1": moved}) == ["migrated"]
+    (event,) = diff("x://", {"id-1": on}, {"id-1": moved})
+    assert (event.host, event.migrated) == ("hv2", True)
     assert kinds({"id-1": on}, {}) == ["undefined"]
     assert kinds({"id-1": on}, {"id-1": on}) == []
 

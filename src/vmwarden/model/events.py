@@ -55,7 +55,8 @@ class VmEvent:
     lifecycle name, a device alias, a metadata namespace), for logs. ``migrated``: the event
     is (also) a host change. ``received`` is a ``time.monotonic()`` reading taken when the
     event arrived (event-to-action latency is measured from it) and ``at`` the wall-clock
-    reading taken beside it (for ordering against the outside world).
+    reading taken beside it (for ordering against the outside world). ``host``: the host the
+    VM is on, as its connection names it.
     """
 
     uri: str
@@ -66,6 +67,7 @@ class VmEvent:
     migrated: bool = False
     received: float = field(default_factory=time.monotonic)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    host: str | None = None  # the host the VM is on as the connection names it (None: unknown)
 
     def __post_init__(self) -> None:
         if self.kind not in EVENT_KINDS:

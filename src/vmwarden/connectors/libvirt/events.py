@@ -235,7 +235,7 @@ class EventSource:
         except libvirt.libvirtError as exc:
             log.warning("%s: event %s for an unreadable domain: %s", self.uri, kind, exc)
             return
-        self.on_event(VmEvent(self.uri, vm_id, name, kind, detail, migrated))
+        self.on_event(VmEvent(self.uri, vm_id, name, kind, detail, migrated, host=self.host))
 
     def _lc(self, _c: Any, dom: libvirt.virDomain, event: int, detail: int, _o: Any) -> None:
         migrated = _MIGRATED.get(event) == detail

@@ -55,7 +55,9 @@ def diff(uri: str, old: dict[str, Seen], new: dict[str, Seen]) -> list[VmEvent]:
     out: list[VmEvent] = []
 
     def emit(vm_id: str, seen: Seen, kind: str, detail: str, migrated: bool = False) -> None:
-        out.append(VmEvent(uri, vm_id, seen.name, kind, f"poll: {detail}", migrated))
+        out.append(
+            VmEvent(uri, vm_id, seen.name, kind, f"poll: {detail}", migrated, host=seen.host)
+        )
 
     for vm_id, now in new.items():
         was = old.get(vm_id)
