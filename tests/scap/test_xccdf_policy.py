@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,19 @@ def sweeps(ssg_debian11_ds: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         disks=[FleetDisk(str(disk))],
         nics=[FleetNic("52:54:00:5e:00:b1", "prod")],
     )
-    host = write_fleet(root / "hv.xml", [vm], networks=["prod", "quarantine"])
+    overlay = images / "db.qcow2"  # a second disk (a clone of web's), judged in parallel
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk), "-F", "qcow2", str(overlay)],
+        check=True,
+    )
+    db = FleetVM(
+        uuid="5e1f0000-0000-4000-8000-0000000000b2",
+        name="db",
+        state="shutoff",
+        disks=[FleetDisk(str(overlay))],
+        nics=[FleetNic("52:54:00:5e:00:b2", "prod")],
+    )
+    host = write_fleet(root / "hv.xml", [vm, db], networks=["prod", "quarantine"])
     policy_path = root / "policy.yaml"
     policy_path.write_text(policy(ssg_debian11_ds))
     db_url = f"sqlite:///{root / 'db.sqlite'}"
@@ -103,11 +116,16 @@ def test_a_vm_below_its_baseline_is_a_finding_with_score_and_failed_rules(sweeps
     first = sweeps["first"]
     by = {(f.rule, f.name): f for f in first.findings}
     assert set(by) == {
-        ("below-baseline", "web"),
-        ("no-cron", "web"),
-        ("wrong-release", "web"),  # unknown, see below
-        ("no-such-profile", "web"),  # unknown: the evaluation failed, the reason says why
+        (rule, vm)
+        for vm in ("web", "db")
+        for rule in (
+            "below-baseline",
+            "no-cron",
+            "wrong-release",  # unknown, see below
+            "no-such-profile",  # unknown: the evaluation failed, the reason says why
+        )
     }, [(f.rule, f.name, f.evidence) for f in first.findings]
+    assert by[("below-baseline", "db")].evidence == by[("below-baseline", "web")].evidence
     ev = by[("below-baseline", "web")].evidence
     assert ev["score"] == pytest.approx(32.8125, abs=1e-4)  # OpenSCAP's score of this disk
     assert ev["min_score"] == 80
@@ -118,7 +136,7 @@ def test_a_vm_below_its_baseline_is_a_finding_with_score_and_failed_rules(sweeps
 
 def test_the_vm_below_its_baseline_is_quarantined(sweeps: dict) -> None:
     acted = [a for a in sweeps["first"].actions if a.action == "quarantine"]
-    assert [(a.name, a.status) for a in acted] == [("web", "done")]
+    assert sorted((a.name, a.status) for a in acted) == [("db", "done"), ("web", "done")]
 
 
 def test_content_for_another_release_is_unknown_not_a_low_score(sweeps: dict) -> None:

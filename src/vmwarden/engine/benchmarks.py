@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +77,7 @@ def run_benchmarks(
     policy: Policy,
     *,
     allowed_dirs: list[Path],
+    workers: int | None = None,
     timeout: float = 120.0,
 ) -> int:
     """Fill ``benchmarks`` of each local disk's facts for the policy's benchmarks; how many
@@ -87,53 +89,72 @@ def run_benchmarks(
     from vmwarden.inspect.sandbox import InspectorPool
     from vmwarden.scap import oval_worker
     from vmwarden.scap.xccdf_content import ContentError, load
+    from vmwarden.scap.xccdf_image import oval_documents
 
     cache = FactsCache(store)  # type: ignore[arg-type]
-    loaded: dict[str, tuple[Any, str] | str] = {}  # datastream -> (Benchmark, digest) | error
+    # datastream -> (Benchmark, digest, OVAL bytes by href) | error
+    loaded: dict[str, tuple[Any, str, dict[str, bytes]] | str] = {}
     for spec in wanted:
         if spec.datastream in loaded:
             continue
         try:
-            loaded[spec.datastream] = (load(Path(spec.datastream)), _digest(spec.datastream))
+            bench = load(Path(spec.datastream))
+            loaded[spec.datastream] = (bench, _digest(spec.datastream), oval_documents(bench))
         except (ContentError, OSError) as exc:
             loaded[spec.datastream] = str(exc)
-    changed: list[GuestFacts] = []
-    ran = 0
     pool = InspectorPool(
-        workers=1,
+        workers=workers,
         timeout=timeout,
         allowed_dirs=allowed_dirs,
         fingerprint_key=cache.fingerprint_key(),
         handlers=oval_worker.HANDLERS,
     )
-    with pool:
-        for guest in todo:
-            entries = dict(guest.benchmarks or {})
-            for spec in wanted:
-                got = loaded[spec.datastream]
-                if isinstance(got, str):
-                    entries[spec.key] = {"error": got}
-                    continue
-                bench, digest = got
-                if entries.get(spec.key, {}).get("datastream_sha256") == digest:
-                    continue  # computed on this disk with this content already
-                entries[spec.key] = _evaluate(pool, guest.image, bench, digest, spec)
-                ran += 1
+
+    def one(guest: GuestFacts) -> tuple[dict[str, dict[str, Any]], int]:
+        entries = dict(guest.benchmarks or {})
+        ran = 0
+        for spec in wanted:
+            got = loaded[spec.datastream]
+            if isinstance(got, str):
+                entries[spec.key] = {"error": got}
+                continue
+            bench, digest, xml = got
+            if entries.get(spec.key, {}).get("datastream_sha256") == digest:
+                continue  # computed on this disk with this content already
+            entries[spec.key] = _evaluate(pool, guest.image, (bench, digest, xml), spec)
+            ran += 1
+        return entries, ran
+
+    changed: list[GuestFacts] = []
+    total = 0
+    with pool, ThreadPoolExecutor(max_workers=pool.workers) as threads:
+        # disks in parallel, one worker each (the pool bounds them); the parsed benchmark is
+        # only read by evaluate(), so the threads share it
+        for guest, (entries, ran) in zip(todo, threads.map(one, todo), strict=True):
+            total += ran
             if entries != (guest.benchmarks or {}):
                 guest.benchmarks = entries
                 changed.append(guest)
     cache.update_facts(changed)
-    return ran
+    return total
 
 
-def _evaluate(pool: Any, image: str, bench: Any, digest: str, spec: Spec) -> dict[str, Any]:
+def _evaluate(
+    pool: Any, image: str, content: tuple[Any, str, dict[str, bytes]], spec: Spec
+) -> dict[str, Any]:
     from vmwarden.scap.xccdf import resolve_profile
     from vmwarden.scap.xccdf_image import benchmark_image
 
+    bench, digest, xml = content
     profile = resolve_profile(bench.profiles, spec.profile)
     try:
         result, extra = benchmark_image(
-            image, bench, profile_id=profile, ignore_platform=spec.ignore_platform, pool=pool
+            image,
+            bench,
+            profile_id=profile,
+            ignore_platform=spec.ignore_platform,
+            pool=pool,
+            oval_xml=xml,
         )
     except VmwardenError as exc:
         log.warning("benchmark %s on %s: %s", spec.profile, image, exc)

@@ -231,6 +231,7 @@ class Sweep:
                 [g for g in local if g is not None],
                 self.policy,
                 allowed_dirs=lineage.all_allowed_dirs(),
+                workers=self.options.inspect.workers,
             )
             return found
         finally:

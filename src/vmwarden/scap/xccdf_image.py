@@ -65,6 +65,12 @@ class WorkerRunner:
         return out
 
 
+def oval_documents(bench: Benchmark) -> dict[str, bytes]:
+    """The datastream's OVAL components as the bytes a worker request carries, made once
+    (and before any thread shares ``bench``: lxml trees are read, never serialised, there)."""
+    return {href: etree.tostring(root) for href, root in bench.oval.items()}
+
+
 def benchmark_image(
     image: str | os.PathLike[str],
     bench: Benchmark,
@@ -74,11 +80,13 @@ def benchmark_image(
     allowed_dirs: Iterable[str | os.PathLike[str]] | None = None,
     timeout: float = 120.0,
     pool: InspectorPool | None = None,
+    oval_xml: Mapping[str, bytes] | None = None,
 ) -> tuple[BenchmarkResult, dict[str, Any]]:
     """``bench`` (under ``profile_id``) on ``image``: the result, and reasons and costs.
 
     ``allowed_dirs`` defaults to the image's directory (backing files elsewhere are named,
-    never opened). A warm ``pool`` made with ``oval_worker.HANDLERS`` may be passed in.
+    never opened). A warm ``pool`` made with ``oval_worker.HANDLERS`` may be passed in, and
+    ``oval_xml`` (:func:`oval_documents`) when many disks are judged with one benchmark.
 
     Raises:
         InspectError: the image cannot be opened or read by the worker.
@@ -95,7 +103,7 @@ def benchmark_image(
             fingerprint_key=new_fingerprint_key(),
             handlers=oval_worker.HANDLERS,
         )
-    runner = WorkerRunner(pool=pool, image=path, bench=bench)
+    runner = WorkerRunner(pool=pool, image=path, bench=bench, _xml=dict(oval_xml or {}))
     try:
         result = evaluate(bench, runner, profile_id=profile_id, ignore_platform=ignore_platform)
     finally:
