@@ -18,6 +18,7 @@ test: deps libvirtd
 	bash scripts/build-debian-image.sh
 	bash scripts/build-agent-image.sh
 	bash scripts/build-lineage-other.sh
+	bash scripts/build-vcsim.sh
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	pg_url="$$(bash scripts/start-postgres.sh)" && VMWARDEN_TEST_PG_URL="$$pg_url" $(PY) -m pytest -q

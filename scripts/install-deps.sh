@@ -6,7 +6,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 APT_PKGS=(libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
           qemu-system-x86 qemu-utils iptables dnsmasq-base e2fsprogs postgresql
           debootstrap fdisk openssh-client btrfs-progs cryptsetup-bin chromium
-          lvm2 xfsprogs ntfs-3g ssg-debian ssg-debderived openscap-scanner)
+          lvm2 xfsprogs ntfs-3g ssg-debian ssg-debderived openscap-scanner
+          golang-go golang-github-vmware-govmomi-dev)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
