@@ -79,7 +79,7 @@ def handle(
     try:
         if guest.target is None:
             raise InspectError("encrypted volume (LUKS); guest contents not read")
-        ev = Evaluator(doc, GuestFiles(guest.target.fs), external)
+        ev = Evaluator(doc, GuestFiles(guest.target.fs, by_listing=True), external)
         wanted = list(doc.definitions) if ids is None else [str(i) for i in ids]
         results = {i: [r.result, r.reason] for i in wanted for r in [ev.definition(i)]}
     finally:
