@@ -28,6 +28,8 @@ from vmwarden.model.vm import VM, State, VmMeta
 _BUILTIN_MODULES = (
     "vmwarden.connectors.libvirt.connection",
     "vmwarden.connectors.libvirt.events",
+    "vmwarden.connectors.aws.connection",  # imports boto3 only when a connection opens
+    "vmwarden.connectors.vsphere.connection",  # imports pyvmomi only when a session opens
 )
 
 

@@ -112,6 +112,8 @@ class Nic:
     target_dev: str | None = None
     addresses: list[str] = field(default_factory=list)
     quarantined_from: NicOrigin | None = None
+    # Other names zones may use for ``network`` (EC2: the subnet's Name tag beside its id).
+    network_aliases: list[str] = field(default_factory=list)
 
     def judged(self) -> Nic:
         """The NIC as policy judges it: at its pre-quarantine attachment while held."""
@@ -131,6 +133,7 @@ class Nic:
             self.target_dev,
             self.addresses,
             o,
+            list(self.network_aliases),
         )
 
 
@@ -171,6 +174,10 @@ class VM:
     # VM, what the agent said this sweep (the engine lays it over ``guest``).
     agent_channel: str | None = None
     agent: GuestFacts | None = None
+    # The platform's template identity when it names one (EC2: the AMI id the instance was
+    # launched from), judged against the catalog's ``aws_image`` entries; None: the disks'
+    # lineage is the only identity (libvirt).
+    template_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 strings)."""
