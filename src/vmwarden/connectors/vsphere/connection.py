@@ -1,0 +1,148 @@
+"""``VsphereConnector``: one vCenter session, registered for ``vsphere://`` URIs.
+
+This slice (issue 13) serves inventory and lookups. Isolation, actions and metadata writes
+are refused with a clear error instead of half-working: ``quarantine`` against a vSphere VM
+says it is not supported yet, nothing is changed.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, NoReturn
+
+from vmwarden.connectors.base import KnownDomains, register_connector
+from vmwarden.connectors.vsphere import session
+from vmwarden.connectors.vsphere.collect import Retrieved, retrieve
+from vmwarden.connectors.vsphere.inventory import is_template, to_vm
+from vmwarden.connectors.vsphere.uri import parse_vsphere_uri
+from vmwarden.errors import ConnectorError, DomainGoneError
+from vmwarden.model.estate import HostInventory
+from vmwarden.model.events import Observed
+from vmwarden.model.isolation import IsolationRecord, NicChange, QuarantineSpec
+from vmwarden.model.vm import VM, State, VmMeta
+
+
+@register_connector("vsphere")
+class VsphereConnector:
+    """A vCenter session. Its disks are never this machine's files (``local`` is False)."""
+
+    def __init__(self, uri: str) -> None:
+        self.target = parse_vsphere_uri(uri)
+        self.uri = uri
+        self._si: Any = session.connect(self.target)
+        # vSphere templates (not runnable VMs) of the last inventory, mapped like VMs.
+        self.templates: list[VM] = []
+
+    @property
+    def host(self) -> str:
+        """The vCenter's host name (each VM's ``host`` is its ESXi host)."""
+        return self.target.host
+
+    def _retrieve(self) -> Retrieved:
+        if self._si is None:
+            raise ConnectorError(f"connection to {self.target.host} is closed")
+        return retrieve(self._si, self.target.datacenter)
+
+    def _all(self) -> tuple[list[VM], list[VM]]:
+        got = self._retrieve()
+        vms: list[VM] = []
+        templates: list[VM] = []
+        for moid, props in got.vms.items():
+            (templates if is_template(props) else vms).append(to_vm(props, got, self.uri, moid))
+        return vms, templates
+
+    def inventory(self, known: KnownDomains | None = None) -> HostInventory:
+        """Every VM under the URI's datacenter (or all), from one property retrieval.
+        ``known`` is unused: one retrieval already costs less than a store rebuild."""
+        vms, self.templates = self._all()
+        return HostInventory(uri=self.uri, host=self.host, vms=vms, local=False)
+
+    def lookup(self, vm_id_or_name: str) -> VM:
+        vms, templates = self._all()
+        for vm in vms + templates:
+            if vm_id_or_name in (vm.id, vm.name):
+                return vm
+        raise DomainGoneError(
+            f"no VM {vm_id_or_name!r} on {self.host}",
+            hint="give the VM's name or instanceUuid as `vmwarden scan` lists it",
+        )
+
+    def domain_state(self, vm_id: str) -> State:
+        return self.lookup(vm_id).state
+
+    def observe(self, vm_id: str) -> Observed:
+        self._unsupported("observing a running VM")
+
+    # --- not in this slice: refused, nothing changed ----------------------------------
+
+    def _unsupported(self, what: str) -> NoReturn:
+        raise ConnectorError(
+            f"{what} is not supported on vSphere yet ({self.host}); nothing was changed",
+            hint="vSphere support is a preview: inventory and judgement only",
+        )
+
+    def network_exists(self, name: str) -> bool:
+        self._unsupported("checking the quarantine portgroup")
+
+    def isolation_records(self, vm_id: str) -> list[IsolationRecord]:
+        self._unsupported("quarantine")
+
+    def isolate(self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec,
+                **_: Any) -> list[str]:  # fmt: skip
+        self._unsupported("quarantine")
+
+    def is_isolated(self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec) -> bool:
+        self._unsupported("quarantine")
+
+    def changes_since(
+        self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec
+    ) -> list[NicChange]:
+        self._unsupported("release")
+
+    def restore_plan(self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec,
+                     changes: list[NicChange], **_: Any) -> list[IsolationRecord]:  # fmt: skip
+        self._unsupported("release")
+
+    def restore(self, vm_id: str, records: list[IsolationRecord], plan: list[IsolationRecord],
+                **_: Any) -> list[str]:  # fmt: skip
+        self._unsupported("release")
+
+    def pause(self, vm_id: str) -> None:
+        self._unsupported("pause")
+
+    def resume(self, vm_id: str) -> None:
+        self._unsupported("resume")
+
+    def shutdown(self, vm_id: str) -> None:
+        self._unsupported("shutdown")
+
+    def destroy(self, vm_id: str) -> None:
+        self._unsupported("destroy")
+
+    def snapshot(self, vm_id: str, name: str, description: str) -> str:
+        self._unsupported("snapshot")
+
+    def get_metadata(self, vm_id: str) -> VmMeta:
+        return self.lookup(vm_id).meta
+
+    def set_metadata(self, vm_id: str, meta: VmMeta) -> None:
+        self._unsupported("writing custom attributes")
+
+    def close(self) -> None:
+        si, self._si = self._si, None
+        if si is not None:
+            session.disconnect(si)
+
+    def __enter__(self) -> VsphereConnector:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"VsphereConnector({self.uri!r})"
