@@ -63,8 +63,9 @@ class Policy:
     vulns: Path | None = None
 
     def catalog(self) -> dict[str, str]:
-        """Approved template digests (``sha256:<hex>``, lower-case) → template names."""
-        return {t.digest: t.name for t in self.templates}
+        """Approved template identities → template names: image digests (``sha256:<hex>``,
+        lower-case) and EC2 AMI ids (``ami-…``; the two forms cannot collide)."""
+        return {(t.digest or t.aws_image or ""): t.name for t in self.templates}
 
     def rule(self, name: str) -> Rule:
         """The rule a finding names (``Finding.rule``), e.g. to read its actions' params."""

@@ -11,7 +11,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 RESOURCES = ("vm", "image", "host")
@@ -38,9 +45,30 @@ Digest = Annotated[str, AfterValidator(_digest)]
 Name = Annotated[str, Field(min_length=1)]
 
 
+_AMI_RE = re.compile(r"^ami-[0-9a-f]{8,17}$")
+
+
+def _ami(value: str) -> str:
+    if not _AMI_RE.match(value):
+        raise ValueError(f"aws_image must be an AMI id such as ami-0abc1234, got {value!r}")
+    return value
+
+
+AmiId = Annotated[str, AfterValidator(_ami)]
+
+
 class Template(StrictModel):
+    """An approved template: an image file's ``digest`` or an EC2 ``aws_image`` (AMI id)."""
+
     name: Name
-    digest: Digest
+    digest: Digest | None = None
+    aws_image: AmiId | None = None
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> Template:
+        if (self.digest is None) == (self.aws_image is None):
+            raise ValueError("a template has exactly one of digest or aws_image")
+        return self
 
 
 class Zone(StrictModel):

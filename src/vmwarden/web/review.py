@@ -104,7 +104,9 @@ def policy_templates(settings: Any) -> list[dict[str, Any]]:
         declared = server_policy(settings.policy_path).templates
     except VmwardenError:
         return []
-    return [{"name": t.name, "digest": t.digest, "source": "policy"} for t in declared]
+    return [
+        {"name": t.name, "digest": t.digest or t.aws_image, "source": "policy"} for t in declared
+    ]
 
 
 def templates_page(store: Any, settings: Any) -> dict[str, Any]:

@@ -17,7 +17,8 @@ def classifications_by_host(ctx: Context) -> dict[str, list[str]]:
     """Hosts carrying two or more classifications → those classifications, sorted."""
     seen: dict[str, set[str]] = defaultdict(set)
     for vm in ctx.estate.vms:
-        if vm.meta.classification:
+        # no host (an EC2 instance on shared hardware): nothing to be co-located with
+        if vm.meta.classification and vm.host:
             seen[vm.host].add(vm.meta.classification)
     return {host: sorted(found) for host, found in seen.items() if len(found) > 1}
 
@@ -27,7 +28,8 @@ class MixedClassificationOnHost(Filter):
     """Another VM on the same host, in any state, carries a different classification.
 
     Every classified VM on such a host gets the finding; VMs without a classification are
-    not judged (they have nothing to mix).
+    not judged (they have nothing to mix), nor VMs without a host (an EC2 instance not on a
+    dedicated host shares hardware nobody can name: co-location rules do not apply).
 
     Example:
         - name: co-mingled
@@ -41,7 +43,7 @@ class MixedClassificationOnHost(Filter):
         ctx.index("classifications-by-host", classifications_by_host)
 
     def match(self, resource: VM, ctx: Context) -> Verdict:
-        if not resource.meta.classification:
+        if not resource.meta.classification or not resource.host:
             return NO_MATCH
         mixed = ctx.index("classifications-by-host", classifications_by_host).get(resource.host)
         if mixed is None:

@@ -41,6 +41,9 @@ class NotApprovedTemplate(Filter):
     admission hook) only comparisons a sweep cached are used; a disk not compared yet is
     unknown.
 
+    A VM whose platform names its template (``VM.template_id``: an EC2 instance's AMI id)
+    is judged by that alone, against the catalog's ``aws_image:`` entries.
+
     Only ``device: disk`` disks with a source count (cdroms, floppies and empty drives carry
     no lineage); a VM without one is not judged (no-match). A root whose digest could not be
     computed makes the VM unknown, with the layer's error as the reason.
@@ -56,6 +59,12 @@ class NotApprovedTemplate(Filter):
     Params = NotApprovedTemplateParams
 
     def match(self, resource: VM, ctx: Context) -> Verdict:
+        if resource.template_id is not None:
+            # The platform names the template (EC2: the AMI): the catalog's ``aws_image``
+            # entries decide; a public AMI or another account's is not approved unless listed.
+            if resource.template_id in ctx.catalog:
+                return NO_MATCH
+            return Verdict.match(template_id=resource.template_id)
         unknown: str | None = None
         for disk in resource.disks:
             if disk.device != "disk" or not disk.chain:

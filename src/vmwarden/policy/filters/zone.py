@@ -81,7 +81,7 @@ class OutsideZone(Filter):
             network = nic.network or nic.bridge
             if network is None:
                 unknown = unknown or f"NIC {nic.mac} ({nic.type}) has no network or bridge"
-            elif network not in allowed:
+            elif network not in allowed and allowed.isdisjoint(nic.network_aliases):
                 outside.append(network)
         if outside:
             return Verdict.match(
