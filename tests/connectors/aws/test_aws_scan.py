@@ -117,3 +117,25 @@ def test_a_template_has_one_identity(entry: str, message: str) -> None:
 def test_an_aws_image_is_in_the_catalog() -> None:
     policy = parse_policy("version: 1\ntemplates:\n  - {name: golden, aws_image: ami-0abc1234}\n")
     assert policy.catalog() == {"ami-0abc1234": "golden"}
+
+
+def test_enforcing_on_ec2_refuses_clearly_and_changes_nothing(ec2: Any, tmp_path: Path) -> None:
+    # quarantine is a later slice: --enforce must say so, not half-act or crash
+    unvetted = ami(ec2, "unvetted")
+    subnets = network(ec2, "10.8.0.0/16", {"a": "10.8.1.0/24"})
+    iid = launch(ec2, unvetted, subnets["a"], {"Name": "rogue"})
+    groups_before = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0][
+        "SecurityGroups"
+    ]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: 1\nquarantine: {network: quarantine}\nrules:\n"
+        "  - {name: unapproved, resource: vm, severity: high,"
+        " filters: [not-approved-template], actions: [quarantine]}\n"
+    )
+    ran = _scan(tmp_path, "-c", "aws://us-east-1", "-p", str(policy), "--enforce")
+    assert ran.returncode != 0
+    assert "Traceback" not in ran.stderr
+    assert "not supported by the EC2 connector yet" in ran.stdout + ran.stderr
+    after = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert after["SecurityGroups"] == groups_before
