@@ -92,3 +92,33 @@ def test_scan_without_a_password_is_a_clear_error(vcsim: Vcsim, tmp_path: Path) 
     assert ran.returncode == 2, (ran.stdout, ran.stderr)
     assert "Traceback" not in ran.stderr + ran.stdout
     assert "no password" in ran.stderr and "VMWARDEN_VSPHERE_PASSWORD" in ran.stderr
+
+
+def test_enforced_quarantine_is_refused_and_changes_nothing(vcsim: Vcsim, tmp_path: Path) -> None:
+    """Isolation is the next slice: until then ``--enforce`` must fail the action cleanly and
+    leave every NIC exactly as it was (never half-isolated)."""
+    with admin(vcsim) as content:
+        before = {
+            vm.name: [repr(d) for d in vm.config.hardware.device]
+            for vm in (vm_named(content, n) for n in ("DC0_H0_VM0", "DC0_H0_VM1"))
+        }
+    policy = tmp_path / "enforce.yaml"
+    policy.write_text(
+        "version: 1\nquarantine: {network: quarantine}\nrules:\n"
+        "  - {name: unreg, resource: vm, severity: high, filters: [unregistered],"
+        " actions: [quarantine]}\n"
+    )
+    ran = subprocess.run(
+        [str(Path(sys.executable).with_name("vmwarden")), "scan", "-c", vcsim.uri(),
+         "-p", str(policy), "--db", f"sqlite:///{tmp_path / 'e.db'}", "--enforce"],
+        env={**os.environ, "VMWARDEN_VSPHERE_PASSWORD": vcsim.password},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in ran.stdout + ran.stderr
+    assert "not supported on vSphere yet" in ran.stderr and "nothing was changed" in ran.stderr
+    with admin(vcsim) as content:
+        after = {
+            vm.name: [repr(d) for d in vm.config.hardware.device]
+            for vm in (vm_named(content, n) for n in ("DC0_H0_VM0", "DC0_H0_VM1"))
+        }
+    assert after == before
