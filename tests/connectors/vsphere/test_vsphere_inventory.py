@@ -92,6 +92,31 @@ def test_disks_are_datastore_paths_left_unknown_with_the_reason(conn: VsphereCon
     assert "HTTPS" in disk.chain[0].error and disk.chain[0].type == "network"
 
 
+def test_a_linked_clones_backing_chain_is_followed_to_its_parent(
+    vcsim: Vcsim, conn: VsphereConnector
+) -> None:
+    """A linked clone's disk has a ``parent`` backing (the template's or snapshot's VMDK):
+    the chain is read from the API, every layer unknown with the reason."""
+    with admin(vcsim) as content:
+        vm = vm_named(content, "DC0_H0_VM1")
+        disk = next(
+            d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)
+        )
+        disk.backing.parent = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+            fileName="[LocalDS_0] base/base.vmdk", diskMode="persistent"
+        )
+        change = vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk)
+        WaitForTask(vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=[change])))
+    clone = next(v for v in conn.inventory().vms if v.name == "DC0_H0_VM1")
+    (disk_,) = clone.disks
+    assert [layer.path for layer in disk_.chain] == [
+        "[LocalDS_0] DC0_H0_VM1/disk1.vmdk",
+        "[LocalDS_0] base/base.vmdk",
+    ]
+    assert disk_.root is not None and disk_.root.path == "[LocalDS_0] base/base.vmdk"
+    assert all(layer.error and layer.error.startswith(NOT_HERE) for layer in disk_.chain)
+
+
 def test_a_template_is_not_a_vm_but_is_listed(vcsim: Vcsim, conn: VsphereConnector) -> None:
     with admin(vcsim) as content:
         vm = vm_named(content, "DC0_C0_RP0_VM1")
