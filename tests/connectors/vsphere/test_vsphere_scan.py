@@ -21,6 +21,7 @@ POLICY = textwrap.dedent(
     version: 1
     zones:
       pci: {networks: [pci-pg], classifications: [pci]}
+      internal: {networks: [DC0_DVPG0], classifications: [internal]}
     quarantine: {network: quarantine}
     rules:
       - {name: unregistered, resource: vm, severity: medium, filters: [unregistered]}
@@ -30,6 +31,7 @@ POLICY = textwrap.dedent(
         resource: vm
         severity: high
         filters: [{type: package, installed: [telnetd]}]
+      - {name: co-located, resource: vm, severity: high, filters: [mixed-classification-on-host]}
       - {name: blind-spot, resource: vm, severity: low, filters: [not-inspected]}
     """
 )
@@ -61,6 +63,10 @@ def test_scan_of_vcsim_fires_inventory_rules_and_leaves_guest_rules_unknown(
             set_attribute(content, vm_named(content, name), "vmwarden.registered", "yes")
         # a pci VM on a portgroup its zone does not list
         set_attribute(content, vm_named(content, "DC0_H0_VM0"), "vmwarden.classification", "pci")
+        # … next to an internal VM on the same ESXi host (on its zone's portgroup)
+        set_attribute(
+            content, vm_named(content, "DC0_H0_VM1"), "vmwarden.classification", "internal"
+        )
     ran = scan(tmp_path, vcsim)
     assert ran.returncode == 0, ran.stderr
     assert "Traceback" not in ran.stderr
@@ -71,6 +77,7 @@ def test_scan_of_vcsim_fires_inventory_rules_and_leaves_guest_rules_unknown(
     assert got.get("unregistered") == {"DC0_C0_RP0_VM1"}
     assert got.get("outside-zone") == {"DC0_H0_VM0"}
     assert got.get("duplicate-mac") == {"DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1"}
+    assert got.get("co-located") == {"DC0_H0_VM0", "DC0_H0_VM1"}  # by ESXi host
     # guest rules: unknown on every VM (never a guessed pass or fail), and why
     guest = [f for f in doc["findings"] if f["rule"] == "forbidden-software"]
     assert len(guest) == 4 and all("unknown" in f["evidence"] for f in guest)
