@@ -64,6 +64,32 @@ def test_no_module_outside_a_connector_package_imports_a_platform_sdk_or_parses_
     assert _violations() == []
 
 
+def _platform_imports() -> list[str]:
+    """Modules outside ``connectors/`` that import a platform's connector package: the core
+    reaches a platform only through the contract (``connectors.base``: ``open_connector``,
+    ``open_disk``, the registries), so a new platform is one package and nothing else."""
+    platforms = sorted(
+        p.name for p in (SRC / "connectors").iterdir() if p.is_dir() and p.name != "__pycache__"
+    )
+    prefixes = tuple(f"vmwarden.connectors.{name}" for name in platforms)
+    bad = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] == "connectors":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        bad += [
+            f"{rel}:{line} imports {name}"
+            for line, name in _imports(tree)
+            if _under(name, prefixes)
+        ]
+    return bad
+
+
+def test_nothing_outside_connectors_imports_a_platform_connector_package() -> None:
+    assert _platform_imports() == []
+
+
 def test_the_walk_finds_what_it_forbids(tmp_path: Path) -> None:
     """The checker itself: function-local and dotted imports count; saxutils does not."""
     code = (
@@ -75,3 +101,5 @@ def test_the_walk_finds_what_it_forbids(tmp_path: Path) -> None:
     assert [n for n in names if _under(n, XML_PARSERS)] == ["lxml"]
     assert _platform_package(Path("connectors/libvirt/events.py"))
     assert not _platform_package(Path("connectors/base.py"))
+    late = "def f():\n    from vmwarden.connectors.libvirt.volumes import RemoteVolumes\n"
+    assert [n for _, n in _imports(ast.parse(late))] == ["vmwarden.connectors.libvirt.volumes"]

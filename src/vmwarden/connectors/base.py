@@ -22,6 +22,7 @@ from vmwarden.errors import ConnectorError, VmwardenError
 from vmwarden.model.estate import HostInventory
 from vmwarden.model.events import Observed, VmEvent
 from vmwarden.model.isolation import IsolationRecord, NicChange, QuarantineSpec
+from vmwarden.model.ranged import RangedReader
 from vmwarden.model.vm import VM, State, VmMeta
 
 # Modules that register the built-in connectors; imported on first use, never at import time.
@@ -47,6 +48,13 @@ class NoEventFeedError(ConnectorError):
     """The platform has no push events; the engine polls its inventory instead."""
 
     code = "no-event-feed"
+
+
+class DiskUnavailableError(ConnectorError):
+    """``open_disk``: this connection cannot serve that path's bytes (outside every storage
+    pool of a remote host, gone, not a regular file); the disk is unknown with this reason."""
+
+    code = "disk-unavailable"
 
 
 class KnownDomains(Protocol):
@@ -137,6 +145,14 @@ class Connector(Protocol):
     def snapshot(self, vm_id: str, name: str, description: str) -> str: ...
 
     def get_metadata(self, vm_id: str) -> VmMeta: ...
+
+    # -- disks: one layer (a file on the VM's host) read by ranges, agentlessly ---------
+    # ``path`` is a disk or backing layer as the inventory names it. The reader's
+    # ``identity()`` carries at least host, path, size and mtime_ns (the caches' key);
+    # an optional ``digest() -> (sha256:hex, unchanged)`` streams the whole layer more
+    # cheaply than ranged reads. Raises ``DiskUnavailableError`` with the reason.
+
+    def open_disk(self, path: str) -> RangedReader: ...
 
     def set_metadata(self, vm_id: str, meta: VmMeta) -> None: ...
 

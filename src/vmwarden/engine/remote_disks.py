@@ -3,10 +3,10 @@
 A sweep reaches remote hypervisors over their libvirt URI (``qemu+ssh://``, ``qemu+tcp://``).
 Their disk paths name files on *their* machine, so they are never opened here (#10.2);
 instead each disk's backing chain is read from the image headers through the connection
-(``connectors.libvirt.volumes``: ranged ``vol.download``), following backing files only into
-the host's storage pools; the chain root is hashed the same way for template approval, with
-the digest cached in the store per (host, path, size, mtime); the inspector worker is served
-the layers' bytes by its parent (``inspect.served``).
+(``Connector.open_disk``: for libvirt, ranged ``vol.download``), following backing files
+only into the host's storage pools; the chain root is hashed the same way for template
+approval, with the digest cached in the store per (host, path, size, mtime); the inspector
+worker is served the layers' bytes by its parent (``inspect.served``).
 
 A disk that is not a volume of one of the host's pools is unknown, with that reason (it
 starts with "not readable from here", as every remote unknown does). A root larger than
@@ -15,26 +15,28 @@ starts with "not readable from here", as every remote unknown does). A root larg
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vmwarden.connectors.base import open_connector
+from vmwarden.connectors.base import Connector, DiskUnavailableError, open_connector
 from vmwarden.errors import VmwardenError
 from vmwarden.inspect.ranged_chain import RangedChain, mtime_of, resolve_ranged_chain
 from vmwarden.model import HostInventory, Layer
 from vmwarden.model.vm import NOT_HERE
 
-if TYPE_CHECKING:  # libvirt-python is imported only when a remote disk is read: the
-    # admission path (engine.admission_decider imports engine.lineage) must never load it
-    from vmwarden.connectors.libvirt.volumes import RemoteVolumes, VolumeReader
+if TYPE_CHECKING:
+    from vmwarden.model.ranged import RangedReader
 
 log = logging.getLogger(__name__)
 
 #: The largest remote chain root hashed over a libvirt connection in a sweep (a streamed
 #: download runs at ~100-200 MB/s on a LAN; 16 GiB is a few minutes, once per change).
 DIGEST_MAX = 16 * 1024**3
+#: Bytes per ranged read when a connector has no streamed digest of its own.
+STREAM_CHUNK = 4 * 1024 * 1024
 #: Disk types whose source is a path a storage pool may hold.
 PATH_TYPES = ("file", "block", "volume")
 
@@ -44,13 +46,30 @@ def cache_path(host: str, path: str) -> str:
     return f"libvirt-volume://{host}{path}"
 
 
-def cache_stat(reader: VolumeReader) -> os.stat_result:
+def cache_stat(reader: RangedReader) -> os.stat_result:
     """A stat of the remote file as the digest cache compares it: size and mtime (ns)."""
-    info = reader.info
+    ident = reader.identity()
+    size, mtime_ns = int(ident["size"]), int(ident["mtime_ns"])
     return os.stat_result(
-        (0o100600, 0, 0, 1, 0, 0, info.size, 0, info.mtime_ns // 10**9, 0),
-        {"st_mtime_ns": info.mtime_ns},
+        (0o100600, 0, 0, 1, 0, 0, size, 0, mtime_ns // 10**9, 0), {"st_mtime_ns": mtime_ns}
     )
+
+
+def digest_reader(reader: RangedReader) -> tuple[str, bool]:
+    """``sha256:<hex>`` of a whole layer and whether it stayed unchanged while read: the
+    connector's streamed ``digest()`` when it has one, else ranged reads and a comparison
+    of its identity before and after (a platform that cannot tell is never cached)."""
+    own = getattr(reader, "digest", None)
+    if callable(own):
+        digest, unchanged = own()
+        return str(digest), bool(unchanged)
+    before = reader.identity()
+    h = hashlib.sha256()
+    for offset in range(0, reader.size, STREAM_CHUNK):
+        h.update(reader.read(offset, STREAM_CHUNK))
+    still = getattr(reader, "still_unchanged", None)
+    unchanged = bool(still()) if callable(still) else False
+    return "sha256:" + h.hexdigest(), unchanged and reader.identity() == before
 
 
 @dataclass
@@ -61,12 +80,13 @@ class RemoteDisks:
     remember: Any  # (path, stat, digest) -> None
     digest_max: int = DIGEST_MAX
     chains: dict[tuple[str, str], RangedChain] = field(default_factory=dict)
-    _volumes: dict[str, RemoteVolumes | str] = field(default_factory=dict)
-    _connectors: list[Any] = field(default_factory=list)
+    _volumes: dict[str, Connector | str] = field(default_factory=dict)
+    _connectors: list[Connector] = field(default_factory=list)
     _digests: dict[tuple[str, str], tuple[str | None, str | None]] = field(default_factory=dict)
 
-    def volumes(self, inv: HostInventory) -> RemoteVolumes | str:
-        """The host's volumes over a connection of our own, or why there is none."""
+    def volumes(self, inv: HostInventory) -> Connector | str:
+        """The host's disks over a connection of our own (its ``open_disk``), or why
+        there is none."""
         if inv.uri not in self._volumes:
             try:
                 connector = open_connector(inv.uri)
@@ -74,19 +94,16 @@ class RemoteDisks:
                 self._volumes[inv.uri] = f"{NOT_HERE}: {exc}"
                 return self._volumes[inv.uri]
             self._connectors.append(connector)
-            from vmwarden.connectors.libvirt.volumes import RemoteVolumes
-
-            conn = getattr(connector, "conn", None)
-            if conn is None:
-                self._volumes[inv.uri] = f"{NOT_HERE}: {inv.uri} cannot serve volume bytes"
+            if not callable(getattr(connector, "open_disk", None)):
+                self._volumes[inv.uri] = f"{NOT_HERE}: {inv.uri} cannot serve disk bytes"
             else:
-                self._volumes[inv.uri] = RemoteVolumes(conn, inv.host)
+                self._volumes[inv.uri] = connector
         return self._volumes[inv.uri]
 
     def enrich(self, inv: HostInventory, warnings: list[str]) -> None:
         """Read each disk's chain of ``inv`` (a remote host) through its connection and
         stamp mtimes and the root's digest; what cannot be read carries the reason."""
-        volumes: RemoteVolumes | str | None = None
+        volumes: Connector | str | None = None
         for vm in inv.vms:
             for disk in vm.disks:
                 if disk.device not in ("disk", "lun") or not disk.chain:
@@ -110,7 +127,7 @@ class RemoteDisks:
                 if root.error:
                     warnings.append(f"{vm.name} ({inv.host}) disk {disk.target}: {root.error}")
 
-    def chain(self, volumes: RemoteVolumes, uri: str, path: str, fmt: str | None) -> RangedChain:
+    def chain(self, volumes: Connector, uri: str, path: str, fmt: str | None) -> RangedChain:
         key = (uri, path)
         if key not in self.chains:
             opener = self._opener(volumes)
@@ -125,49 +142,46 @@ class RemoteDisks:
         return self.chains.get((uri, path))
 
     @staticmethod
-    def _opener(volumes: RemoteVolumes) -> Any:
-        from vmwarden.connectors.libvirt.volumes import RemoteReadError, VolumeUnavailable
-
-        def open_layer(name: str) -> VolumeReader:
+    def _opener(volumes: Connector) -> Any:
+        def open_layer(name: str) -> RangedReader:
             try:
-                return volumes.open(name)
-            except VolumeUnavailable as exc:
-                raise RemoteReadError(str(exc)) from None
+                return volumes.open_disk(name)
+            except DiskUnavailableError as exc:
+                raise OSError(str(exc)) from None
 
         return open_layer
 
-    def _digest(self, reader: VolumeReader, root: Layer) -> str | None:
+    def _digest(self, reader: RangedReader, root: Layer) -> str | None:
         """The root's digest from the store's cache, else hashed over the connection; a
         root that was not hashed gets the reason (its lineage is then unknown)."""
-        key = (reader.host, reader.path)
+        key = (str(reader.identity()["host"]), reader.path)
         if key not in self._digests:
             self._digests[key] = self._hash(reader)
         digest, error = self._digests[key]
         root.error = root.error or error
         return digest
 
-    def _hash(self, reader: VolumeReader) -> tuple[str | None, str | None]:
-        name, st = cache_path(reader.host, reader.path), cache_stat(reader)
+    def _hash(self, reader: RangedReader) -> tuple[str | None, str | None]:
+        host = str(reader.identity()["host"])
+        name, st = cache_path(host, reader.path), cache_stat(reader)
         digest: str | None = self.lookup(name, st)
         if digest is not None:
             return digest, None
         if self.digest_max <= 0:  # an event path: hashing is the sweep's work
             return None, (
-                f"{NOT_HERE}: digest pending: {reader.host}:{reader.path} is hashed by the "
+                f"{NOT_HERE}: digest pending: {host}:{reader.path} is hashed by the "
                 "next sweep (never on the event path)"
             )
         if reader.size > self.digest_max:
             return None, (
-                f"{NOT_HERE}: {reader.host}:{reader.path} is {reader.size} bytes, more than "
+                f"{NOT_HERE}: {host}:{reader.path} is {reader.size} bytes, more than "
                 f"vmwarden hashes over a libvirt connection ({self.digest_max}); its lineage "
                 "is unknown"
             )
-        from vmwarden.connectors.libvirt.volumes import digest_volume
-
         try:
-            digest, unchanged = digest_volume(reader)
+            digest, unchanged = digest_reader(reader)
         except OSError as exc:
-            return None, f"{NOT_HERE}: cannot hash {reader.host}:{reader.path}: {exc}"
+            return None, f"{NOT_HERE}: cannot hash {host}:{reader.path}: {exc}"
         if unchanged:
             self.remember(name, st, digest)
         return digest, None

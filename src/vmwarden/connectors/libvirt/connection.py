@@ -43,6 +43,7 @@ from vmwarden.connectors.base import (
     LiveChangeUnsupportedError,
     register_connector,
 )
+from vmwarden.connectors.libvirt.disks import LocalFileReader
 from vmwarden.connectors.libvirt.domxml import META_KEY, meta_from_xml, meta_to_xml
 from vmwarden.connectors.libvirt.inventory import (
     ParseCache,
@@ -64,9 +65,11 @@ from vmwarden.connectors.libvirt.nicxml import (
 )
 from vmwarden.connectors.libvirt.observe import observe
 from vmwarden.connectors.libvirt.schemes import SCHEMES
+from vmwarden.connectors.libvirt.volumes import RemoteVolumes
 from vmwarden.errors import ConnectorError, DomainGoneError, UnreachableError
 from vmwarden.model.estate import HostInventory
 from vmwarden.model.events import Observed
+from vmwarden.model.ranged import RangedReader
 from vmwarden.model.vm import VM, VM_XMLNS, State, VmMeta
 
 log = logging.getLogger(__name__)
@@ -115,6 +118,7 @@ class LibvirtConnector(LibvirtIsolation):
                 f"cannot connect to {uri}: {message_of(exc)}", hint=_hint(uri)
             ) from None
         self.locality: Locality = decide(uri, self._conn)
+        self._volumes: RemoteVolumes | None = None
         known_locality.remember(uri, self.locality.local)
 
     @staticmethod
@@ -154,7 +158,17 @@ class LibvirtConnector(LibvirtIsolation):
             ) from exc
         return True
 
+    def open_disk(self, path: str) -> RangedReader:
+        """A layer's bytes: a local file for a daemon on this machine, else the volume
+        through this connection (``DiskUnavailableError`` outside the host's pools)."""
+        if self.locality.local:
+            return LocalFileReader(path, self.host)
+        if self._volumes is None:
+            self._volumes = RemoteVolumes(self.conn, self.host)
+        return self._volumes.open(path)
+
     def close(self) -> None:
+        self._volumes = None
         conn, self._conn = self._conn, None
         if conn is not None:
             try:

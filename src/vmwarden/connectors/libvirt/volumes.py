@@ -30,7 +30,7 @@ from typing import Any
 
 import libvirt
 
-from vmwarden.errors import ConnectorError
+from vmwarden.connectors.base import DiskUnavailableError
 
 #: The unit of remote reads and of the cache.
 BLOCK = 16 * 1024
@@ -50,7 +50,7 @@ class RemoteReadError(OSError):
     """A remote volume's bytes could not be read (libvirt refused or failed)."""
 
 
-class VolumeUnavailable(ConnectorError):
+class VolumeUnavailable(DiskUnavailableError):
     """A path of a remote host that is no volume of its storage pools (or not readable)."""
 
 
@@ -162,6 +162,10 @@ class VolumeReader:
             self._blocks.popitem(last=False)
         self._next = fetch_stop
         return blocks
+
+    def digest(self, cancelled: Callable[[], bool] | None = None) -> tuple[str, bool]:
+        """The whole volume's digest in one streamed download (see :func:`digest_volume`)."""
+        return digest_volume(self, cancelled)
 
     def drop_cache(self) -> None:
         """Forget the cached blocks (a disk's own layer, once inspected: a sweep of a
