@@ -283,12 +283,27 @@ def test_pcre_inline_flags_become_scoped_groups() -> None:
 def test_a_pattern_that_backtracks_on_hostile_text_is_an_error_in_bounded_time(
     tmp_path: Path, root: Path
 ) -> None:
-    """SSG's single-line login.defs pattern backtracks cubically on lines without '#':
-    10 KB of them kept it busy 35 s. The search is cut at 1 s and the test is 'error'."""
+    """A pattern that backtracks exponentially on lines of 'x' (nested repeats) is cut at
+    1 s of CPU and the test is 'error'."""
     (root / "etc/login.defs").write_text(("x" * 30 + "\n") * 600)
-    t, o = tfc_test("slow", "/etc/login.defs", r".*\n[^#]*(PASS_WARN_AGE\s+\d+)\s*\n")
-    o = o.replace('version="1">', 'version="1"><ind:behaviors singleline="true"/>', 1)
+    t, o = tfc_test("slow", "/etc/login.defs", r"^(x+x+)+PASS_WARN_AGE")
     started = time.monotonic()
     result, reason = run(doc(tmp_path, defn("slow", crit("slow")), t, o), root)["slow"]
     assert time.monotonic() - started < 15
     assert result == "error" and "pattern search used over 1 s of CPU" in reason
+
+
+def test_ssgs_single_line_login_defs_pattern_is_judged_on_hostile_text(
+    tmp_path: Path, root: Path
+) -> None:
+    """SSG's single-line ``.*\\n[^#]*(PASS_WARN_AGE...)`` backtracked cubically on lines
+    without '#' (10 KB: 35 s, then cut at 1 s as 'error'): a leading ``.*`` lets only the
+    search's resume position start a match (oval_search), so it is judged (false), fast."""
+    (root / "etc/login.defs").write_text(("x" * 30 + "\n") * 600)
+    t, o = tfc_test("slow", "/etc/login.defs", r".*\n[^#]*(PASS_WARN_AGE\s+\d+)\s*\n")
+    o = o.replace('version="1">', 'version="1"><ind:behaviors singleline="true"/>', 1)
+    started = time.process_time()
+    assert run(doc(tmp_path, defn("slow", crit("slow")), t, o), root)["slow"][0] == "false"
+    assert time.process_time() - started < 1
+    (root / "etc/login.defs").write_text(("x" * 30 + "\n") * 600 + "PASS_WARN_AGE 7\n")
+    assert run(doc(tmp_path, defn("slow", crit("slow")), t, o), root)["slow"][0] == "true"

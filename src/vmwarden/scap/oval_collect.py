@@ -20,6 +20,7 @@ from vmwarden.inspect.guest.files import GuestFiles, GuestReadError
 from vmwarden.inspect.guest.packages import read_packages
 from vmwarden.scap.oval_limits import REGEX_SECONDS, SearchTimeout, time_bound
 from vmwarden.scap.oval_ops import CompareError, compare, regex
+from vmwarden.scap.oval_search import finditer
 
 if TYPE_CHECKING:
     from vmwarden.scap.oval_eval import Entity, Evaluator
@@ -270,7 +271,7 @@ def textfilecontent54(
         for pat in pattern.values:
             try:
                 with time_bound():
-                    found = list(regex(pat, flags).finditer(text))
+                    found = finditer(regex(pat, flags), text)
             except SearchTimeout:
                 raise GuestReadError(
                     f"{fp}: pattern search used over {REGEX_SECONDS:g} s of CPU"
