@@ -80,7 +80,6 @@ def test_one_paginated_describe_per_resource_type_not_per_instance(ec2: Any) -> 
     assert len(inv.vms) == 40
     assert sorted(set(calls)) == [
         "DescribeInstances",
-        "DescribeNetworkInterfaces",
         "DescribeSecurityGroups",
         "DescribeSubnets",
         "DescribeVolumes",

@@ -1,13 +1,14 @@
 """EC2's describe answers → neutral ``VM`` records (no boto3 import: plain dicts in).
 
-One paginated describe per resource type per region (instances, network interfaces,
+One paginated describe per resource type per region (instances — with their ENIs —,
 subnets, VPCs, security groups, volumes), joined here by id — never one call per instance,
 so 5,000 instances cost a few dozen pages, not 5,000 round trips.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,24 +38,38 @@ class Describe:
     """What one region's describes returned, keyed by id."""
 
     instances: list[dict[str, Any]] = field(default_factory=list)
-    enis: dict[str, dict[str, Any]] = field(default_factory=dict)
     subnets: dict[str, dict[str, Any]] = field(default_factory=dict)
     vpcs: dict[str, dict[str, Any]] = field(default_factory=dict)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+_INDEXED = (
+    ("subnets", "describe_subnets", "Subnets", "SubnetId"),
+    ("vpcs", "describe_vpcs", "Vpcs", "VpcId"),
+    ("groups", "describe_security_groups", "SecurityGroups", "GroupId"),
+    ("volumes", "describe_volumes", "Volumes", "VolumeId"),
+)
+
+
 def describe_region(ec2: Any) -> Describe:
-    """Run the paginated describes once each and index them."""
+    """Run the paginated describes once each, at once, and index them.
+
+    The other describes run in threads while ``describe_instances`` pages in this one (a
+    boto3 client is thread-safe). ``describe_network_interfaces`` is not called: each
+    instance record already lists its ENIs with MAC, addresses, subnet, VPC and that ENI's
+    own groups; in moto with 2,000 instances it cost 2.6 s beside describe_instances' 5-8 s
+    and brought nothing more for attached ENIs (unattached ones are a later slice's)."""
     out = Describe()
-    for page in ec2.get_paginator("describe_instances").paginate():
-        for reservation in page.get("Reservations", []):
-            out.instances.extend(reservation.get("Instances", []))
-    out.enis = _index(ec2, "describe_network_interfaces", "NetworkInterfaces", "NetworkInterfaceId")
-    out.subnets = _index(ec2, "describe_subnets", "Subnets", "SubnetId")
-    out.vpcs = _index(ec2, "describe_vpcs", "Vpcs", "VpcId")
-    out.groups = _index(ec2, "describe_security_groups", "SecurityGroups", "GroupId")
-    out.volumes = _index(ec2, "describe_volumes", "Volumes", "VolumeId")
+    with ThreadPoolExecutor(max_workers=len(_INDEXED), thread_name_prefix="ec2-describe") as ex:
+        futures = {
+            attr: ex.submit(_index, ec2, op, key, id_key) for attr, op, key, id_key in _INDEXED
+        }
+        for page in ec2.get_paginator("describe_instances").paginate():
+            for reservation in page.get("Reservations", []):
+                out.instances.extend(reservation.get("Instances", []))
+        for attr, future in futures.items():
+            setattr(out, attr, future.result())
     return out
 
 
@@ -107,7 +122,7 @@ def instance_to_vm(inst: Mapping[str, Any], d: Describe, uri: str, region: str) 
         meta=meta_of(tags),
         template_id=str(inst["ImageId"]) if inst.get("ImageId") else None,
     )
-    vm.nics = [_nic(e, d) for e in _enis_of(inst, d)]
+    vm.nics = [_nic(e, d) for e in _enis_of(inst)]
     vm.disks = [_disk(m, d, region) for m in inst.get("BlockDeviceMappings") or []]
     return vm
 
@@ -118,15 +133,12 @@ def _vcpus(inst: Mapping[str, Any]) -> int | None:
     return int(cores) * int(threads) if cores and threads else None
 
 
-def _enis_of(inst: Mapping[str, Any], d: Describe) -> Iterable[Mapping[str, Any]]:
-    # describe_network_interfaces is the fuller record (security groups per ENI); the
-    # instance's own copy is the fallback when the ENI page did not list it.
-    listed = sorted(
+def _enis_of(inst: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The instance's ENIs in device order (eth0 first)."""
+    return sorted(
         inst.get("NetworkInterfaces") or [],
         key=lambda e: int((e.get("Attachment") or {}).get("DeviceIndex", 0)),
     )
-    for eni in listed:
-        yield d.enis.get(str(eni.get("NetworkInterfaceId")), eni)
 
 
 def _nic(eni: Mapping[str, Any], d: Describe) -> Nic:
