@@ -139,3 +139,19 @@ def test_enforcing_on_ec2_refuses_clearly_and_changes_nothing(ec2: Any, tmp_path
     assert "not supported by the EC2 connector yet" in ran.stdout + ran.stderr
     after = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     assert after["SecurityGroups"] == groups_before
+
+
+def test_classifications_mixed_on_a_dedicated_host_are_found(ec2: Any, tmp_path: Path) -> None:
+    golden = ami(ec2, "golden")
+    subnets = network(ec2, "10.9.0.0/16", {"pci-a": "10.9.1.0/24", "dev": "10.9.9.0/24"})
+    host = ec2.allocate_hosts(AvailabilityZone="us-east-1a", InstanceType="t3.micro", Quantity=1)
+    on_host = {"Placement": {"HostId": host["HostIds"][0], "Tenancy": "host"}}
+    pci = launch(ec2, golden, subnets["pci-a"], {"vmwarden:classification": "pci"}, **on_host)
+    dev = launch(ec2, golden, subnets["dev"], {"vmwarden:classification": "dev"}, **on_host)
+    launch(ec2, golden, subnets["dev"], {"vmwarden:classification": "dev"})  # shared hardware
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.format(golden=golden, pci_b="subnet-1"))
+    ran = _scan(tmp_path, "-c", "aws://us-east-1", "-p", str(policy), "--format", "json")
+    assert ran.returncode in (0, 1), ran.stderr
+    found = {(f["rule"], f["id"]) for f in json.loads(ran.stdout)["findings"]}
+    assert found == {("co-mingled", pci), ("co-mingled", dev)}
