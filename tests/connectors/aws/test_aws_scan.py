@@ -89,6 +89,9 @@ def test_scan_finds_the_unapproved_ami_and_the_instance_outside_its_zone(
     }, doc["findings"]
     assert {vm["id"] for vm in doc["vms"]} >= {ok, ok_b, rogue, stock, astray}
     assert "test-secret-do-not-log" not in ran.stdout + ran.stderr
+    again = _scan(tmp_path, "-c", "aws://us-east-1", "-p", str(policy), "--format", "json")
+    assert again.returncode == ran.returncode, again.stderr  # the store's second sweep
+    assert {(f["rule"], f["id"]) for f in json.loads(again.stdout)["findings"]} == found
 
 
 def test_scan_without_credentials_is_one_line_and_exit_2(aws_env: str, tmp_path: Path) -> None:
