@@ -10,6 +10,7 @@ are bounded in depth and entries.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import stat
@@ -221,19 +222,24 @@ def _file_item(ctx: Context, d: str, name: str | None) -> Item | None:
     st = ctx.lstat(fp)
     if st is None:
         return None
-    mode = st.st_mode
     item: Item = {
         "filepath": [fp],
         "path": [d],
         "filename": [name or ""],
-        "type": [_TYPES.get(stat.S_IFMT(mode), "unknown")],
         "user_id": [str(st.st_uid)],
         "group_id": [str(st.st_gid)],
         "size": [str(st.st_size)],
     }
-    for key, bit in _BITS:
-        item[key] = ["true" if mode & bit else "false"]
+    item.update(_mode_fields(st.st_mode))  # type and permission bits: one dict per mode
     return item
+
+
+@functools.lru_cache(maxsize=1024)
+def _mode_fields(mode: int) -> Item:
+    out: Item = {"type": [_TYPES.get(stat.S_IFMT(mode), "unknown")]}
+    for key, bit in _BITS:
+        out[key] = ["true" if mode & bit else "false"]
+    return out
 
 
 def file_object(

@@ -44,6 +44,14 @@ class OvalDocument:
     objects: dict[str, Any] = field(default_factory=dict)
     states: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
+    #: constant variables' values, read once per document (SSG's lists run to thousands)
+    constants: dict[str, list[str]] = field(default_factory=dict)
+
+    def constant_values(self, var_id: str, el: Any) -> list[str]:
+        """A constant_variable's values (a copy: the document is shared by evaluations)."""
+        if var_id not in self.constants:
+            self.constants[var_id] = [(v.text or "") for v in el if local(v.tag) == "value"]
+        return list(self.constants[var_id])
 
     def title(self, def_id: str) -> str:
         el = self.definitions.get(def_id)

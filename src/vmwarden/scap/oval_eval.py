@@ -327,7 +327,7 @@ class Evaluator:
                     raise VarError(f"external variable {var_id} was not given")
                 values = self.external[var_id]
             elif kind == "constant_variable":
-                values = [(v.text or "") for v in el if local(v.tag) == "value"]
+                values = self.doc.constant_values(var_id, el)
             elif kind == "local_variable":
                 comp = next((c for c in el if isinstance(c.tag, str)), None)
                 values = [] if comp is None else self._component(comp)
