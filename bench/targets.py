@@ -171,7 +171,25 @@ def judge(sections: Rows) -> list[dict[str, str]]:
                 f"{mib:.0f} MiB incl. the in-process test driver's 10k fleet{own}",
                 mib < 200,
             )
+    _oval(rows, add)
     return out
+
+
+def _oval(rows: list[dict[str, Any]], add: Any) -> None:
+    """#15.1: the Debian 11 OVAL on the Debian image in a warm worker, against oscap on the
+    mounted root (medians), with the bytes read from the image."""
+    target = "OVAL warm worker ≤ 1 s per image and ≥ 5x faster than oscap on a mounted root"
+    ours, theirs = _find(rows, r"vmwarden, warm worker"), _find(rows, r"oscap oval eval")
+    if ours is None or theirs is None:
+        add(target, "not measured (section skipped)", None)
+        return
+    ratio = theirs["median"] / ours["median"]
+    add(
+        target,
+        f"{ours['median']:.2f} s (min {ours['min']:.2f}), oscap {theirs['median']:.2f} s: "
+        f"{ratio:.1f}x; {ours.get('note', '')}",
+        ours["median"] <= 1 and ratio >= 5,
+    )
 
 
 def _hook(rows: list[dict[str, Any]], add: Any) -> None:
