@@ -90,7 +90,7 @@ def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) ->
             t.add_row(
                 Text(sev, style=_SEV_STYLE[sev]),
                 _text(f.rule),
-                _text(f"{f.host}/{f.name}"),
+                _text(f"{f.host}/{f.name}" if f.host else f.name),  # cloud VMs: no host
                 _text(_evidence(f.evidence)),
             )
         console.print(t)

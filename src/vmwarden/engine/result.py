@@ -86,7 +86,7 @@ class ScanResult:
             f"host not scanned, nothing judged or done there: {u.error}" for u in self.unreachable
         ]
         lines += [
-            f"{a.action} of VM {a.name} on {a.host} {a.status}: {a.error}"
+            f"{a.action} of VM {a.name}{f' on {a.host}' if a.host else ''} {a.status}: {a.error}"
             for a in self.failed_actions()
         ]
         if self.interrupted_by is not None:
