@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import stat
 import struct
+import weakref
 from typing import Any, NamedTuple
 
 _HEAD = struct.Struct("<HHI")
@@ -21,6 +22,11 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _HIGH = struct.Struct("<HH")
 _DIRENT = struct.Struct("<IHBB")
+#: Inode tables are read in 4 KiB pieces kept per filesystem (the inodes of one directory's
+#: entries are mostly neighbours: one read serves 16 of 256 bytes), at most 4096 pieces.
+_CHUNK = 4096
+_MAX_CHUNKS = 4096
+_CHUNKS: weakref.WeakKeyDictionary[Any, dict[int, bytes]] = weakref.WeakKeyDictionary()
 #: Largest directory parsed here (bytes); a larger one is left to dissect's own walk.
 MAX_DIRECTORY = 64 * 1024 * 1024
 
@@ -48,18 +54,28 @@ def inode_lstat(ino: Any) -> InodeStat | None:
         from dissect.extfs.c_ext import c_ext
 
         group, index = divmod(ino.inum - 1, fsx.sb.s_inodes_per_group)
-        desc = fsx._read_group_desc(group)
-        table = desc.bg_inode_table_lo
-        if fsx._group_desc_struct == c_ext.ext4_group_desc:
-            table |= desc.bg_inode_table_hi << 32
-        fsx.fh.seek(table * fsx.block_size + index * fsx.sb.s_inode_size)
-        raw = fsx.fh.read(128)
-        if len(raw) < 128:
+        chunks = _CHUNKS.setdefault(fsx, {})
+        table = chunks.get(-1 - group)  # the group's inode table block, kept beside chunks
+        if table is None:
+            desc = fsx._read_group_desc(group)
+            table = desc.bg_inode_table_lo
+            if fsx._group_desc_struct == c_ext.ext4_group_desc:
+                table |= desc.bg_inode_table_hi << 32
+            chunks[-1 - group] = table
+        offset = table * fsx.block_size + index * fsx.sb.s_inode_size
+        start, at = divmod(offset, _CHUNK)
+        raw = chunks.get(start)
+        if raw is None or at + 128 > len(raw):
+            if len(chunks) > _MAX_CHUNKS:
+                chunks.clear()
+            fsx.fh.seek(start * _CHUNK)
+            raw = chunks[start] = fsx.fh.read(_CHUNK)
+        if at + 128 > len(raw):
             return None
-        mode, uid_lo, size_lo = _HEAD.unpack_from(raw, 0)
-        (gid_lo,) = _U16.unpack_from(raw, 24)
-        (size_hi,) = _U32.unpack_from(raw, 108)
-        uid_hi, gid_hi = _HIGH.unpack_from(raw, 120)
+        mode, uid_lo, size_lo = _HEAD.unpack_from(raw, at)
+        (gid_lo,) = _U16.unpack_from(raw, at + 24)
+        (size_hi,) = _U32.unpack_from(raw, at + 108)
+        uid_hi, gid_hi = _HIGH.unpack_from(raw, at + 120)
     except Exception:  # another dissect version, a corrupt table: the ordinary way decides
         return None
     return InodeStat(mode, uid_hi << 16 | uid_lo, gid_hi << 16 | gid_lo, size_hi << 32 | size_lo)
