@@ -119,3 +119,16 @@ def test_a_dedicated_host_is_the_vms_host(ec2: Any) -> None:
 
 
 __all__ = ["tag_spec"]
+
+
+def test_the_connector_meets_the_contract_and_reads_no_disk_yet(ec2: Any) -> None:
+    from vmwarden.connectors.base import Connector, DiskUnavailableError
+
+    with open_connector("aws://us-east-1") as conn:
+        assert isinstance(conn, Connector)
+        try:
+            conn.open_disk("vol-0abc")
+        except DiskUnavailableError as exc:
+            assert "vol-0abc" in str(exc) and "not supported" in str(exc)
+        else:
+            raise AssertionError("an EBS volume must not be readable yet")

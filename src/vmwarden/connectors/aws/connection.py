@@ -14,11 +14,12 @@ from typing import Any, NoReturn
 
 from vmwarden.connectors.aws.inventory import describe_region, instance_to_vm
 from vmwarden.connectors.aws.uri import AwsTarget, open_ec2, parse_aws_uri
-from vmwarden.connectors.base import KnownDomains, register_connector
+from vmwarden.connectors.base import DiskUnavailableError, KnownDomains, register_connector
 from vmwarden.errors import ConnectorError, DomainGoneError, UnreachableError
 from vmwarden.model.estate import HostInventory, Network
 from vmwarden.model.events import Observed
 from vmwarden.model.isolation import IsolationRecord, NicChange, QuarantineSpec
+from vmwarden.model.ranged import RangedReader
 from vmwarden.model.vm import VM, State, VmMeta
 
 _PREVIEW = "not supported by the EC2 connector yet (preview: inventory and policy only)"
@@ -162,6 +163,11 @@ class AwsConnector:
 
     def set_metadata(self, vm_id: str, meta: VmMeta) -> None:
         self._unsupported("tag")
+
+    def open_disk(self, path: str) -> RangedReader:
+        """EBS volumes are read through snapshots and the EBS direct APIs: a later slice.
+        Until then every disk is unknown with this reason (never a local path)."""
+        raise DiskUnavailableError(f"EBS volume {path}: reading EBS volumes is {_PREVIEW}")
 
     def close(self) -> None:
         self._ec2.close()
