@@ -3,12 +3,15 @@ line or in a message; TLS verified unless insecure=1; one-line errors that exit 
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.connectors.vsphere.conftest import Vcsim
 from vmwarden.connectors.base import open_connector
+from vmwarden.connectors.vsphere.connection import VsphereConnector
 from vmwarden.connectors.vsphere.uri import PASSWORD_ENV, parse_vsphere_uri
 from vmwarden.errors import ConnectorError, UnreachableError
 
@@ -95,3 +98,18 @@ def test_an_unknown_datacenter_is_a_clear_error(vcsim: Vcsim, vsphere_password: 
 def test_nothing_listens_is_unreachable(vsphere_password: str) -> None:
     with pytest.raises(UnreachableError, match="cannot connect"):
         open_connector("vsphere://ops@127.0.0.1:1?insecure=1")
+
+
+def test_a_vcenter_that_never_answers_is_unreachable_within_the_timeout(
+    vsphere_password: str,
+) -> None:
+    """A real socket that accepts and then says nothing (a hung vCenter, a black-holed
+    tunnel): the connection gives up, it does not hang the sweep."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(UnreachableError):
+            VsphereConnector(f"vsphere://ops@127.0.0.1:{port}?insecure=1", timeout=1.0)
+        assert time.monotonic() - started < 10

@@ -26,10 +26,10 @@ from vmwarden.model.vm import VM, State, VmMeta
 class VsphereConnector:
     """A vCenter session. Its disks are never this machine's files (``local`` is False)."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, *, timeout: float = 30.0) -> None:
         self.target = parse_vsphere_uri(uri)
         self.uri = uri
-        self._si: Any = session.connect(self.target)
+        self._si: Any = session.connect(self.target, timeout=timeout)
         # vSphere templates (not runnable VMs) of the last inventory, mapped like VMs.
         self.templates: list[VM] = []
 
