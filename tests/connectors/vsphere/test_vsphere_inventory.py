@@ -170,3 +170,12 @@ def test_one_property_retrieval_per_sweep_whatever_the_estate(
     small, large = _sweep_calls(2, monkeypatch), _sweep_calls(100, monkeypatch)
     assert small == large  # 4 or 200 VMs: the same calls, none per VM
     assert large.count("RetrievePropertiesEx") == 1 and len(large) <= 10, large
+
+
+def test_the_connector_meets_the_contract_and_reads_no_disk_yet(conn: VsphereConnector) -> None:
+    from vmwarden.connectors.base import Connector, DiskUnavailableError
+
+    assert isinstance(conn, Connector)
+    path = "[LocalDS_0] DC0_H0_VM0/disk1.vmdk"
+    with pytest.raises(DiskUnavailableError, match="not supported yet"):
+        conn.open_disk(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, NoReturn
 
-from vmwarden.connectors.base import KnownDomains, register_connector
+from vmwarden.connectors.base import DiskUnavailableError, KnownDomains, register_connector
 from vmwarden.connectors.vsphere import session
 from vmwarden.connectors.vsphere.collect import Retrieved, retrieve
 from vmwarden.connectors.vsphere.inventory import is_template, to_vm
@@ -19,6 +19,7 @@ from vmwarden.errors import ConnectorError, DomainGoneError
 from vmwarden.model.estate import HostInventory
 from vmwarden.model.events import Observed
 from vmwarden.model.isolation import IsolationRecord, NicChange, QuarantineSpec
+from vmwarden.model.ranged import RangedReader
 from vmwarden.model.vm import VM, State, VmMeta
 
 
@@ -127,6 +128,13 @@ class VsphereConnector:
 
     def set_metadata(self, vm_id: str, meta: VmMeta) -> None:
         self._unsupported("writing custom attributes")
+
+    def open_disk(self, path: str) -> RangedReader:
+        """VMDKs are read over the datastore's HTTPS file access in a later slice; until then
+        every disk is unknown with this reason (never a local path)."""
+        raise DiskUnavailableError(
+            f"vSphere datastore file {path}: reading VMDKs is not supported yet ({self.host})"
+        )
 
     def close(self) -> None:
         si, self._si = self._si, None
