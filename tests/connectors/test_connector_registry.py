@@ -127,3 +127,22 @@ def test_ten_thousand_domains_inventory_in_seconds(tmp_path: Path) -> None:
     assert len(inv.vms) == 10_000 and inv.warnings == []
     states = {vm.state.value for vm in inv.vms}
     assert states == {"running", "paused", "shutoff"}
+
+
+def test_a_daemon_served_test_driver_opens_through_the_registry(fleet_file: Path) -> None:
+    """``test+unix:///fleet.xml`` (the test driver served by the real libvirtd, as the watch
+    footprint bench and locality tests use it) is libvirt's: the registry, the event feed and
+    admission must know the daemon spellings too, not only ``test://``."""
+    import subprocess
+
+    from vmwarden.connectors.capabilities import admission_parser
+
+    subprocess.run(["bash", "scripts/start-libvirtd.sh"], check=True)
+    for scheme in ("test+unix", "test+tcp", "test+tls", "test+ssh"):
+        assert scheme in registered_schemes()
+    uri = f"test+unix://{fleet_file}"
+    with open_connector(uri) as conn:
+        assert isinstance(conn, LibvirtConnector)
+        names = {vm.name for vm in conn.inventory().vms}
+        assert {"run-001", "off-001"} <= names and len(names) >= sum(COUNTS.values())
+    assert admission_parser(uri) is not None

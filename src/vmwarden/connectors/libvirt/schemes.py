@@ -5,7 +5,8 @@ domain's lock while its hook waits for the answer; nothing there may call back i
 from __future__ import annotations
 
 SCHEMES = (
-    "test", "qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "qemu+unix", "qemu+libssh2",
+    "test", "test+unix", "test+tcp", "test+tls", "test+ssh",
+    "qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "qemu+unix", "qemu+libssh2",
     "qemu+libssh", "qemu+ext", "lxc", "lxc+ssh", "lxc+tcp", "lxc+tls", "lxc+unix",
     "xen", "xen+ssh", "ch", "bhyve", "vz", "openvz", "vbox",
 )  # fmt: skip
