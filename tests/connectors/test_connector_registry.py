@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 from pathlib import Path
@@ -146,3 +147,30 @@ def test_a_daemon_served_test_driver_opens_through_the_registry(fleet_file: Path
         names = {vm.name for vm in conn.inventory().vms}
         assert {"run-001", "off-001"} <= names and len(names) >= sum(COUNTS.values())
     assert admission_parser(uri) is not None
+
+
+def test_per_scheme_capabilities_refuse_a_second_registration() -> None:
+    """Event feeds, admission parsers and isolation record readers share one all-or-none
+    claim: a taken scheme is an error and nothing of the new entry is registered."""
+    from vmwarden.connectors.base import claim_schemes, register_event_feed
+    from vmwarden.connectors.capabilities import (
+        admission_parser,
+        records_of,
+        register_admission,
+        register_records,
+    )
+
+    importlib.import_module("vmwarden.connectors.libvirt.events")  # registers libvirt's feed
+    uri = "qemu:///system"
+    before = (admission_parser(uri), records_of(uri))
+    with pytest.raises(ValueError, match=r"event feed already registered for \['qemu'\]"):
+        register_event_feed("nosuch-feed", "qemu")(object)
+    with pytest.raises(ValueError, match=r"admission parser already registered for \['qemu'\]"):
+        register_admission("nosuch-adm", "qemu")(lambda request, *, host, uri: None)
+    with pytest.raises(ValueError, match=r"isolation records already registered"):
+        register_records("nosuch-rec", "qemu")(object())
+    assert (admission_parser(uri), records_of(uri)) == before
+    table: dict[str, int] = {"a": 1}
+    with pytest.raises(ValueError, match=r"thing already registered for \['a'\]"):
+        claim_schemes(table, ("b", "a"), 2, "thing", threading.Lock())
+    assert table == {"a": 1}  # all or none: 'b' was not claimed either

@@ -188,6 +188,23 @@ def register_connector(*schemes: str) -> Callable[[_F], _F]:
     return decorate
 
 
+_T = TypeVar("_T")
+
+
+def claim_schemes(
+    table: dict[str, _T], schemes: tuple[str, ...], entry: _T, what: str, lock: threading.Lock
+) -> None:
+    """Put ``entry`` under every scheme in ``table``, all or none: a scheme already taken is
+    an error naming ``what``. The one check behind each per-scheme registry (event feeds,
+    admission parsers, isolation record readers)."""
+    with lock:
+        taken = [s for s in schemes if s in table]
+        if taken:
+            raise ValueError(f"{what} already registered for {taken}")
+        for scheme in schemes:
+            table[scheme] = entry
+
+
 def _name(factory: ConnectorFactory) -> str:
     return f"{factory.__module__}.{getattr(factory, '__qualname__', repr(factory))}"
 
@@ -309,12 +326,7 @@ def register_event_feed(*schemes: str) -> Callable[[EventFeedFactory], EventFeed
     """Class decorator: the event feed of ``schemes`` (a duplicate scheme is an error)."""
 
     def decorate(factory: EventFeedFactory) -> EventFeedFactory:
-        with _registry_lock:
-            taken = [s for s in schemes if s in _feeds]
-            if taken:
-                raise ValueError(f"event feed already registered for {taken}")
-            for scheme in schemes:
-                _feeds[scheme] = factory
+        claim_schemes(_feeds, schemes, factory, "event feed", _registry_lock)
         return factory
 
     return decorate

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from vmwarden.connectors.base import uri_scheme
+from vmwarden.connectors.base import claim_schemes, uri_scheme
 from vmwarden.errors import ConnectorError
 from vmwarden.model.isolation import IsolationRecord
 from vmwarden.model.vm import VM, NicOrigin
@@ -45,12 +45,7 @@ def register_admission(*schemes: str) -> Callable[[AdmissionParser], AdmissionPa
     """Function decorator: the admission request parser of ``schemes``."""
 
     def decorate(parser: AdmissionParser) -> AdmissionParser:
-        with _lock:
-            taken = [s for s in schemes if s in _admission]
-            if taken:
-                raise ValueError(f"admission parser already registered for {taken}")
-            for scheme in schemes:
-                _admission[scheme] = parser
+        claim_schemes(_admission, schemes, parser, "admission parser", _lock)
         return parser
 
     return decorate
@@ -93,12 +88,7 @@ def register_records(*schemes: str) -> Callable[[_R], _R]:
     """Register the isolation record reader of ``schemes`` (an instance)."""
 
     def decorate(reader: _R) -> _R:
-        with _lock:
-            taken = [s for s in schemes if s in _readers]
-            if taken:
-                raise ValueError(f"isolation records already registered for {taken}")
-            for scheme in schemes:
-                _readers[scheme] = reader
+        claim_schemes(_readers, schemes, reader, "isolation records", _lock)
         return reader
 
     return decorate
