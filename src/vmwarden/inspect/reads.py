@@ -31,6 +31,7 @@ from collections import OrderedDict
 from typing import Any
 
 from vmwarden.inspect.served import ServedSource
+from vmwarden.model.ranged import gather_blocks
 
 #: The unit of host reads and of the cache: an ext4/xfs block, a page.
 BLOCK = 4096
@@ -101,23 +102,7 @@ class CountingFile(io.RawIOBase):
 
     def _range(self, start: int, end: int) -> bytes:
         """Bytes ``start:end`` of the file, from cached blocks and one pread per gap."""
-        first, last = start // BLOCK, (end - 1) // BLOCK
-        pieces: list[bytes] = []
-        index = first
-        while index <= last:
-            cached = self._blocks.get(index)
-            if cached is not None:
-                self._blocks.move_to_end(index)
-                pieces.append(cached)
-                index += 1
-                continue
-            gap = index
-            while gap <= last and gap not in self._blocks:
-                gap += 1
-            pieces += self._fetch(index, gap)
-            index = gap
-        data = b"".join(pieces)
-        return data[start - first * BLOCK : end - first * BLOCK]
+        return gather_blocks(self._blocks, start, end, BLOCK, self._fetch)
 
     def _fetch(self, first: int, stop: int) -> list[bytes]:
         """Read blocks ``first`` up to ``stop`` (exclusive) from the host and cache them."""

@@ -8,6 +8,8 @@ so they work the same whatever host the bytes live on.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -38,3 +40,34 @@ class RangedReader(Protocol):
     def identity(self) -> dict[str, Any]:
         """What a cache keys this file's content by."""
         ...
+
+
+def gather_blocks(
+    blocks: OrderedDict[int, bytes],
+    start: int,
+    end: int,
+    block: int,
+    fetch: Callable[[int, int], list[bytes]],
+) -> bytes:
+    """Bytes ``start:end`` from a cache of ``block``-sized blocks (an LRU: a hit moves to its
+    recent end), each run of missing blocks read by one ``fetch(first, stop)`` — which caches
+    what it read and may return more than asked (read-ahead). The local reader
+    (``inspect.reads``) and the remote volume reader (``connectors.libvirt.volumes``) share it.
+    """
+    first, last = start // block, (end - 1) // block
+    pieces: list[bytes] = []
+    index = first
+    while index <= last:
+        cached = blocks.get(index)
+        if cached is not None:
+            blocks.move_to_end(index)
+            pieces.append(cached)
+            index += 1
+            continue
+        gap = index
+        while gap <= last and gap not in blocks:
+            gap += 1
+        pieces += fetch(index, gap)[: gap - index]
+        index = gap
+    data = b"".join(pieces)
+    return data[start - first * block : end - first * block]

@@ -31,6 +31,7 @@ from typing import Any
 import libvirt
 
 from vmwarden.connectors.base import DiskUnavailableError
+from vmwarden.model.ranged import gather_blocks
 
 #: The unit of remote reads and of the cache.
 BLOCK = 16 * 1024
@@ -118,24 +119,8 @@ class VolumeReader:
         end = min(self.size, offset + max(0, n))
         if offset < 0 or end <= offset:
             return b""
-        first, last = offset // BLOCK, (end - 1) // BLOCK
         with self._lock:
-            pieces: list[bytes] = []
-            index = first
-            while index <= last:
-                cached = self._blocks.get(index)
-                if cached is not None:
-                    self._blocks.move_to_end(index)
-                    pieces.append(cached)
-                    index += 1
-                    continue
-                gap = index
-                while gap <= last and gap not in self._blocks:
-                    gap += 1
-                pieces += self._fetch(index, gap)[: gap - index]
-                index = gap
-        data = b"".join(pieces)
-        return data[offset - first * BLOCK : end - first * BLOCK]
+            return gather_blocks(self._blocks, offset, end, BLOCK, self._fetch)
 
     def _fetch(self, first: int, stop: int) -> list[bytes]:
         """Blocks ``first``..``stop`` (exclusive), plus read-ahead when sequential."""
