@@ -407,3 +407,23 @@ def test_recursive_aliases_and_deep_nesting_are_problems():
     deep = "version: 1\nrules: " + "[" * 100 + "]" * 100 + "\n"
     with pytest.raises(PolicyError, match="nesting too deep"):
         parse_policy(deep)
+
+
+def test_quarantine_names_a_target_per_platform() -> None:
+    # DESIGN.md's quarantine block: libvirt network, vSphere portgroup, EC2 security group
+    policy = parse_policy(
+        "version: 1\nquarantine:\n  network: iso\n  link_down: false\n"
+        "  vsphere: {portgroup: vmw-quarantine}\n  aws: {security_group: vmwarden-q}\n"
+    )
+    assert policy.quarantine is not None
+    spec = policy.quarantine.spec()
+    assert (spec.network, spec.link_down) == ("iso", False)
+    assert (spec.vsphere_portgroup, spec.aws_security_group) == ("vmw-quarantine", "vmwarden-q")
+    # a vSphere-only estate needs no libvirt network ...
+    only = parse_policy("version: 1\nquarantine:\n  vsphere: {portgroup: pg}\n").quarantine
+    assert only is not None and only.spec().network == ""
+    # ... but a quarantine block that names nowhere is an error, and so is a typo'd key
+    with pytest.raises(PolicyError, match="at least one of network"):
+        parse_policy("version: 1\nquarantine: {link_down: true}\n")
+    with pytest.raises(PolicyError, match="portgrp"):
+        parse_policy("version: 1\nquarantine:\n  vsphere: {portgrp: pg}\n")

@@ -22,7 +22,7 @@ def quarantine_spec(settings: Any) -> QuarantineSpec:
         raise EnforceError(
             "the policy has no quarantine: block", hint="add quarantine: {network: NAME}"
         )
-    return QuarantineSpec(network=q.network, link_down=q.link_down)
+    return q.spec()
 
 
 def quarantine_record(state: Any, actor: str, record: dict[str, Any], reason: str) -> ActionRecord:

@@ -230,4 +230,4 @@ def _spec(policy: Path | None, network: str | None) -> QuarantineSpec:
             f"{policy} has no quarantine: block",
             hint="add quarantine: {network: NAME} or pass --network",
         )
-    return QuarantineSpec(network=q.network, link_down=q.link_down)
+    return q.spec()

@@ -162,7 +162,8 @@ def register(app: typer.Typer) -> None:
                 hint="add quarantine: {network: NAME}, or run with --no-enforce",
             )
         logging.getLogger("vmwarden").setLevel(logging.INFO if verbose else logging.WARNING)
-        if loaded.quarantine is not None:  # #10.5: say now where quarantine cannot work
+        # #10.5: say now where quarantine cannot work
+        if loaded.quarantine is not None and loaded.quarantine.network:
             from vmwarden.engine.quarantine_targets import check_hosts
 
             for problem in check_hosts(loaded.quarantine.network, list(connect)):

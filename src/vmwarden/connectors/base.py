@@ -95,6 +95,13 @@ class Connector(Protocol):
 
     def network_exists(self, name: str) -> bool: ...
 
+    def quarantine_target_problem(self, spec: QuarantineSpec) -> str | None:
+        """Why isolating a VM of this host with ``spec`` would fail now (the platform's
+        field of the spec is empty, or names a network / portgroup that is not there),
+        or None. Asked before anything changes; a target the connector creates when
+        absent (EC2's security group) is not a problem."""
+        ...
+
     def isolation_records(self, vm_id: str) -> list[IsolationRecord]: ...
 
     def isolate(

@@ -62,12 +62,12 @@ class Quarantiner:
         active = self.store.active_quarantine(vm.id)
         if active is not None:
             return self._reconcile(conn, active, spec, on_live)
-        check = getattr(conn, "network_exists", None)
-        if check is not None and not check(spec.network):
+        problem = conn.quarantine_target_problem(spec)
+        if problem is not None:
             raise EnforceError(
-                f"quarantine network {spec.network!r} does not exist on {vm.host}; nothing changed",
-                hint=f"define an isolated network named {spec.network!r} on that host "
-                "(virsh net-define; no <forward>, no <ip>) or fix quarantine.network",
+                f"{problem}; nothing changed",
+                hint="create the quarantine target on that host (libvirt: an isolated network, "
+                "virsh net-define with no <forward> and no <ip>) or fix the policy's quarantine:",
             )
         nics = conn.isolation_records(vm.id)
         changes = {**spec.to_journal(), "nics": nics}

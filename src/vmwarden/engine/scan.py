@@ -34,7 +34,6 @@ from vmwarden.connectors.base import registered_schemes, uri_scheme
 from vmwarden.enforce import (
     EnforceContext,
     PlannedAction,
-    QuarantineSpec,
     execute,
     mark_held,
     plan,
@@ -185,7 +184,7 @@ class Sweep:
 
     def _target_problems(self, inventories: list[HostInventory]) -> list[TargetProblem]:
         spec = self.policy.quarantine
-        return from_inventories(spec.network, inventories) if spec is not None else []
+        return from_inventories(spec.network, inventories) if spec and spec.network else []
 
     def _findings_scope(self) -> dict[str, Any]:
         """With a host unreachable, resolve nothing on it: its findings were not looked at,
@@ -365,7 +364,7 @@ class Sweep:
                 store=self.store,
                 connectors=connectors,
                 actor=self.actor,
-                quarantine=QuarantineSpec(spec.network, spec.link_down) if spec else None,
+                quarantine=spec.spec() if spec else None,
                 notifier=self._notifier(),
                 vms={vm.id: vm for vm in vms},
             )

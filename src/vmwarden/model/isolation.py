@@ -26,12 +26,16 @@ class QuarantineSpec:
     today's policy; a field a platform adds (a vSphere portgroup, an EC2 security group)
     round-trips without enforcement knowing it."""
 
-    network: str
+    network: str = ""  # libvirt: the isolated network ("" when the policy names none)
     link_down: bool = True
+    vsphere_portgroup: str = ""  # vSphere: ``quarantine.vsphere.portgroup``
+    aws_security_group: str = ""  # EC2: ``quarantine.aws.security_group`` (name, per VPC)
 
     def to_journal(self) -> dict[str, Any]:
         """The spec as the quarantine entry's ``changes`` keys (``network``, ``link_down``…)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        # a platform's field is written only when set: libvirt entries keep the keys they had
+        return {k: v for k, v in out.items() if k in ("network", "link_down") or v}
 
     @classmethod
     def from_journal(

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from vmwarden.model.isolation import QuarantineSpec
+
 DIGEST_RE = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 RESOURCES = ("vm", "image", "host")
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -76,9 +78,40 @@ class Zone(StrictModel):
     classifications: list[Name] = []
 
 
+class VsphereQuarantine(StrictModel):
+    portgroup: Name
+
+
+class AwsQuarantine(StrictModel):
+    security_group: Name
+
+
 class Quarantine(StrictModel):
-    network: Name
+    """Where each platform isolates a NIC: a libvirt ``network``, a vSphere ``portgroup``,
+    an EC2 ``security_group``; a policy names at least the ones its estate has."""
+
+    network: Name | None = None
     link_down: bool = True
+    vsphere: VsphereQuarantine | None = None
+    aws: AwsQuarantine | None = None
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Quarantine:
+        if self.network is None and self.vsphere is None and self.aws is None:
+            raise ValueError(
+                "quarantine needs at least one of network (libvirt), "
+                "vsphere: {portgroup: NAME} or aws: {security_group: NAME}"
+            )
+        return self
+
+    def spec(self) -> QuarantineSpec:
+        """The neutral spec enforcement journals and connectors read their field of."""
+        return QuarantineSpec(
+            network=self.network or "",
+            link_down=self.link_down,
+            vsphere_portgroup=self.vsphere.portgroup if self.vsphere else "",
+            aws_security_group=self.aws.security_group if self.aws else "",
+        )
 
 
 class GateDoc(StrictModel):

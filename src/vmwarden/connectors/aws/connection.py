@@ -97,6 +97,9 @@ class AwsConnector:
     def _unsupported(self, what: str) -> NoReturn:
         raise ConnectorError(f"{what}: {_PREVIEW}")
 
+    def quarantine_target_problem(self, spec: QuarantineSpec) -> str | None:
+        self._unsupported("checking the quarantine target")
+
     def network_exists(self, name: str) -> bool:
         self._unsupported("quarantine target check")
 

@@ -69,6 +69,7 @@ from vmwarden.connectors.libvirt.volumes import RemoteVolumes
 from vmwarden.errors import ConnectorError, DomainGoneError, UnreachableError
 from vmwarden.model.estate import HostInventory
 from vmwarden.model.events import Observed
+from vmwarden.model.isolation import QuarantineSpec
 from vmwarden.model.ranged import RangedReader
 from vmwarden.model.vm import VM, VM_XMLNS, State, VmMeta
 
@@ -157,6 +158,14 @@ class LibvirtConnector(LibvirtIsolation):
                 f"{self.uri}: cannot look up network {name!r}: {message_of(exc)}"
             ) from exc
         return True
+
+    def quarantine_target_problem(self, spec: QuarantineSpec) -> str | None:
+        """libvirt isolates onto ``quarantine.network``: it must be named and defined."""
+        if not spec.network:
+            return f"the policy names no quarantine network for libvirt host {self.host}"
+        if not self.network_exists(spec.network):
+            return f"quarantine network {spec.network!r} does not exist on {self.host}"
+        return None
 
     def open_disk(self, path: str) -> RangedReader:
         """A layer's bytes: a local file for a daemon on this machine, else the volume

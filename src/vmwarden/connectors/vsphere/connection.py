@@ -82,6 +82,9 @@ class VsphereConnector:
             hint="vSphere support is a preview: inventory and judgement only",
         )
 
+    def quarantine_target_problem(self, spec: QuarantineSpec) -> str | None:
+        self._unsupported("checking the quarantine target")
+
     def network_exists(self, name: str) -> bool:
         self._unsupported("checking the quarantine portgroup")
 

@@ -33,7 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from vmwarden.enforce import QuarantineSpec
 from vmwarden.engine.lineage import Lineage
 from vmwarden.engine.metrics import WatchMetrics, serve_metrics
 from vmwarden.engine.scan import ScanResult
@@ -107,7 +106,7 @@ class Watcher:
             config,
             self.judge,
             self.state,
-            spec=QuarantineSpec(spec.network, spec.link_down) if spec else None,
+            spec=spec.spec() if spec else None,
             metrics=self.metrics,
             alerts=self.alerts,
             vm_lock=self._vm_lock,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vmwarden.enforce import QuarantineSpec
 from vmwarden.engine.watch.judge import Judge
 from vmwarden.errors import PolicyError, VmwardenError
 from vmwarden.notify.alerts import AlertManager
@@ -61,7 +60,7 @@ def reload_policy(watcher: Watcher, policy: Policy) -> AlertManager:
     watcher.sweep.policy = policy
     watcher.judge = judge
     watcher.gate.judge = judge
-    watcher.gate.spec = QuarantineSpec(spec.network, spec.link_down) if spec else None
+    watcher.gate.spec = spec.spec() if spec else None
     watcher.state.set_policy(policy)
     old, watcher.alerts = watcher.alerts, alerts
     watcher.gate.alerts = alerts

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from vmwarden.enforce import EnforceContext, PlannedAction, QuarantineSpec, execute, repair
+from vmwarden.enforce import EnforceContext, PlannedAction, execute, repair
 from vmwarden.engine.scan import ScanResult, Sweep
 from vmwarden.errors import UnreachableError, VmwardenError
 from vmwarden.model import VM, ActionRecord, Finding, HostInventory, Severity
@@ -142,7 +142,7 @@ class WatchSweep(Sweep):
             store=self.store,
             connectors=self._live,
             actor=self.actor,
-            quarantine=QuarantineSpec(spec.network, spec.link_down) if spec else None,
+            quarantine=spec.spec() if spec else None,
             notifier=self._notify,
             vms={vm.id: vm for vm in vms},
         )
