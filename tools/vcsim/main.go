@@ -18,6 +18,8 @@ import (
 	"syscall"
 
 	"github.com/vmware/govmomi/simulator"
+	// The vAPI REST endpoints (/rest/com/vmware/cis/session, .../tagging/...): vCenter tags.
+	_ "github.com/vmware/govmomi/vapi/simulator"
 )
 
 func main() {
@@ -40,6 +42,7 @@ func main() {
 	}
 	model.Service.Listen = &url.URL{Host: fmt.Sprintf("127.0.0.1:%d", *port), User: url.UserPassword(*user, *pass)}
 	model.Service.TLS = new(tls.Config)
+	model.Service.RegisterEndpoints = true // the vAPI REST endpoints imported above
 	if *cert != "" {
 		pair, err := tls.LoadX509KeyPair(*cert, *key)
 		if err != nil {
