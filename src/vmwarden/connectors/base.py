@@ -31,6 +31,7 @@ _BUILTIN_MODULES = (
     "vmwarden.connectors.libvirt.events",
     "vmwarden.connectors.aws.connection",  # imports boto3 only when a connection opens
     "vmwarden.connectors.vsphere.connection",  # imports pyvmomi only when a session opens
+    "vmwarden.connectors.vsphere.events",  # likewise
 )
 
 

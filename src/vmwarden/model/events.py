@@ -56,7 +56,7 @@ class VmEvent:
     is (also) a host change. ``received`` is a ``time.monotonic()`` reading taken when the
     event arrived (event-to-action latency is measured from it) and ``at`` the wall-clock
     reading taken beside it (for ordering against the outside world). ``host``: the host the
-    VM is on, as its connection names it.
+    VM is on, as its connection names it. ``made_from``: see the field.
     """
 
     uri: str
@@ -68,6 +68,9 @@ class VmEvent:
     received: float = field(default_factory=time.monotonic)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
     host: str | None = None  # the host the VM is on as the connection names it (None: unknown)
+    # Provenance of a ``defined`` event: the template (or VM) this VM was cloned or deployed
+    # from, as the platform names it; None when the event does not say (a plain create).
+    made_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in EVENT_KINDS:

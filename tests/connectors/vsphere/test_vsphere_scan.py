@@ -102,8 +102,8 @@ def test_scan_without_a_password_is_a_clear_error(vcsim: Vcsim, tmp_path: Path) 
 
 
 def test_enforced_quarantine_is_refused_and_changes_nothing(vcsim: Vcsim, tmp_path: Path) -> None:
-    """Isolation is the next slice: until then ``--enforce`` must fail the action cleanly and
-    leave every NIC exactly as it was (never half-isolated)."""
+    """A policy with no vSphere quarantine portgroup (only libvirt's network): ``--enforce``
+    must fail the action cleanly and leave every NIC exactly as it was."""
     with admin(vcsim) as content:
         before = {
             vm.name: [repr(d) for d in vm.config.hardware.device]
@@ -122,7 +122,8 @@ def test_enforced_quarantine_is_refused_and_changes_nothing(vcsim: Vcsim, tmp_pa
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert "Traceback" not in ran.stdout + ran.stderr
-    assert "not supported on vSphere yet" in ran.stderr and "nothing was changed" in ran.stderr
+    assert "names no vSphere quarantine portgroup" in ran.stderr, ran.stderr
+    assert "nothing changed" in ran.stderr
     with admin(vcsim) as content:
         after = {
             vm.name: [repr(d) for d in vm.config.hardware.device]

@@ -1,8 +1,7 @@
 """``VsphereConnector``: one vCenter session, registered for ``vsphere://`` URIs.
 
-This slice (issue 13) serves inventory and lookups. Isolation, actions and metadata writes
-are refused with a clear error instead of half-working: ``quarantine`` against a vSphere VM
-says it is not supported yet, nothing is changed.
+Inventory and lookups here; quarantine/release (``isolation``: every NIC to the quarantine
+portgroup) and power, snapshot and custom-attribute actions (``actions``) are mixins.
 """
 
 from __future__ import annotations
@@ -12,19 +11,20 @@ from typing import Any, NoReturn
 
 from vmwarden.connectors.base import DiskUnavailableError, KnownDomains, register_connector
 from vmwarden.connectors.vsphere import session
+from vmwarden.connectors.vsphere.actions import VsphereActions
 from vmwarden.connectors.vsphere.collect import Retrieved, retrieve
 from vmwarden.connectors.vsphere.inventory import is_template, to_vm
+from vmwarden.connectors.vsphere.isolation import VsphereIsolation
 from vmwarden.connectors.vsphere.uri import parse_vsphere_uri
 from vmwarden.errors import ConnectorError, DomainGoneError
 from vmwarden.model.estate import HostInventory
 from vmwarden.model.events import Observed
-from vmwarden.model.isolation import IsolationRecord, NicChange, QuarantineSpec
 from vmwarden.model.ranged import RangedReader
-from vmwarden.model.vm import VM, State, VmMeta
+from vmwarden.model.vm import VM, State
 
 
 @register_connector("vsphere")
-class VsphereConnector:
+class VsphereConnector(VsphereIsolation, VsphereActions):
     """A vCenter session. Its disks are never this machine's files (``local`` is False)."""
 
     def __init__(self, uri: str, *, timeout: float = 30.0) -> None:
@@ -81,56 +81,6 @@ class VsphereConnector:
             f"{what} is not supported on vSphere yet ({self.host}); nothing was changed",
             hint="vSphere support is a preview: inventory and judgement only",
         )
-
-    def quarantine_target_problem(self, spec: QuarantineSpec) -> str | None:
-        self._unsupported("checking the quarantine target")
-
-    def network_exists(self, name: str) -> bool:
-        self._unsupported("checking the quarantine portgroup")
-
-    def isolation_records(self, vm_id: str) -> list[IsolationRecord]:
-        self._unsupported("quarantine")
-
-    def isolate(self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec,
-                **_: Any) -> list[str]:  # fmt: skip
-        self._unsupported("quarantine")
-
-    def is_isolated(self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec) -> bool:
-        self._unsupported("quarantine")
-
-    def changes_since(
-        self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec
-    ) -> list[NicChange]:
-        self._unsupported("release")
-
-    def restore_plan(self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec,
-                     changes: list[NicChange], **_: Any) -> list[IsolationRecord]:  # fmt: skip
-        self._unsupported("release")
-
-    def restore(self, vm_id: str, records: list[IsolationRecord], plan: list[IsolationRecord],
-                **_: Any) -> list[str]:  # fmt: skip
-        self._unsupported("release")
-
-    def pause(self, vm_id: str) -> None:
-        self._unsupported("pause")
-
-    def resume(self, vm_id: str) -> None:
-        self._unsupported("resume")
-
-    def shutdown(self, vm_id: str) -> None:
-        self._unsupported("shutdown")
-
-    def destroy(self, vm_id: str) -> None:
-        self._unsupported("destroy")
-
-    def snapshot(self, vm_id: str, name: str, description: str) -> str:
-        self._unsupported("snapshot")
-
-    def get_metadata(self, vm_id: str) -> VmMeta:
-        return self.lookup(vm_id).meta
-
-    def set_metadata(self, vm_id: str, meta: VmMeta) -> None:
-        self._unsupported("writing custom attributes")
 
     def open_disk(self, path: str) -> RangedReader:
         """VMDKs are read over the datastore's HTTPS file access in a later slice; until then

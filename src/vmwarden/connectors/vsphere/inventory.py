@@ -41,6 +41,11 @@ def meta_of(values: Iterable[Any], fields: dict[int, str]) -> VmMeta:
         classification=attrs.get(FIELD_PREFIX + "classification") or None,
         template=attrs.get(FIELD_PREFIX + "template") or None,
         registered={"yes": True, "true": True, "no": False, "false": False}.get(raw),
+        tags={
+            k.removeprefix(FIELD_PREFIX + "tag."): v
+            for k, v in attrs.items()
+            if k.startswith(FIELD_PREFIX + "tag.") and v
+        },
     )
 
 
