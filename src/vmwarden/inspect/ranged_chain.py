@@ -109,6 +109,9 @@ def resolve_ranged_chain(
         seen.add(current)
         try:
             reader = open_layer(current)
+            # a reader that resolved the file itself (a VMDK descriptor's flat extents) says
+            # what its bytes are: that, not the file's declared format, is parsed
+            declared = getattr(reader, "presented_format", None) or declared
             info = read_image_info(RangedImage(reader), declared)  # type: ignore[arg-type]
         except (VmwardenError, OSError) as exc:
             layer.error = str(exc)

@@ -1,6 +1,6 @@
 """``vmwarden scan -c vsphere://…`` end to end against vcsim (#13 slice): the real CLI in a
 subprocess, a real SQLite store. Inventory-level rules fire on vSphere VMs; guest rules
-are unknown with the reason (VMDKs are not read in this slice) and no local path is opened.
+are unknown with the reason (vcsim's placeholder VMDKs are empty) and no local path is opened.
 """
 
 from __future__ import annotations
@@ -85,8 +85,9 @@ def test_scan_of_vcsim_fires_inventory_rules_and_leaves_guest_rules_unknown(
     assert len(blind) == 4
     for evidence in blind.values():
         assert evidence["reason"] == "remote"
-        assert "not readable from here: vSphere datastore file" in evidence["detail"]
-        assert "HTTPS file access is not implemented yet" in evidence["detail"]
+        # vcsim's own VMs have empty placeholder VMDKs: read over HTTPS, found empty
+        assert "not readable from here: [LocalDS_0] " in evidence["detail"]
+        assert "the file is empty (no disk data)" in evidence["detail"]
     hosts = {vm["name"]: vm["host"] for vm in doc["vms"]}
     assert hosts["DC0_H0_VM0"] == "DC0_H0" and hosts["DC0_C0_RP0_VM0"].startswith("DC0_C0_H")
     # no local path was opened for a datastore file: no digest, no read, no mtime

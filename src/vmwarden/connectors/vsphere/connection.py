@@ -31,6 +31,8 @@ class VsphereConnector(VsphereIsolation, VsphereActions):
         self.target = parse_vsphere_uri(uri)
         self.uri = uri
         self._si: Any = session.connect(self.target, timeout=timeout)
+        self._timeout = timeout
+        self._files: Any = None  # datastore file access, opened by the first open_disk
         # vSphere templates (not runnable VMs) of the last inventory, mapped like VMs.
         self.templates: list[VM] = []
 
@@ -83,14 +85,22 @@ class VsphereConnector(VsphereIsolation, VsphereActions):
         )
 
     def open_disk(self, path: str) -> RangedReader:
-        """VMDKs are read over the datastore's HTTPS file access in a later slice; until then
-        every disk is unknown with this reason (never a local path)."""
-        raise DiskUnavailableError(
-            f"vSphere datastore file {path}: reading VMDKs is not supported yet ({self.host})"
-        )
+        """A ``[datastore] dir/file.vmdk`` read by ranged GETs over the datastore's HTTPS
+        file access with this session's cookie (``connectors.vsphere.disks``); never a
+        local path. Raises ``DiskUnavailableError`` with the reason."""
+        if self._si is None:
+            raise DiskUnavailableError(f"connection to {self.target.host} is closed")
+        if self._files is None:
+            from vmwarden.connectors.vsphere.disks import datastore_files
+
+            self._files = datastore_files(self.target, self._si, timeout=self._timeout)
+        return self._files.open(path)
 
     def close(self) -> None:
         si, self._si = self._si, None
+        files, self._files = self._files, None
+        if files is not None:
+            files.close()
         if si is not None:
             session.disconnect(si)
 

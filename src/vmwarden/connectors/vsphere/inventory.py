@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from vmwarden.connectors.vsphere.collect import Retrieved
-from vmwarden.model.vm import NOT_HERE, VM, Disk, Layer, Nic, State, VmMeta
+from vmwarden.model.vm import VM, Disk, Layer, Nic, State, VmMeta
 
 FIELD_PREFIX = "vmwarden."
 
@@ -21,12 +21,6 @@ _STATES: dict[str, State] = {
     "poweredOff": State.SHUTOFF,
     "suspended": State.PAUSED,
 }
-
-# Why a VMDK's layers stay unknown in this slice (the HTTPS datastore reader is the next).
-VMDK_UNREAD = (
-    f"{NOT_HERE}: vSphere datastore file (reading VMDKs over the datastore's HTTPS file "
-    "access is not implemented yet)"
-)
 
 
 def meta_of(values: Iterable[Any], fields: dict[int, str]) -> VmMeta:
@@ -92,7 +86,8 @@ def _disk(device: Any) -> Disk:
             break  # a cycle in what the API said: stop, the chain is what was read
         seen.add(path)
         encrypted = encrypted or getattr(backing, "keyId", None) is not None
-        chain.append(Layer(path=path, format="vmdk", type="network", error=VMDK_UNREAD))
+        # a datastore file, read by the sweep over HTTPS (``connectors.vsphere.disks``)
+        chain.append(Layer(path=path, format="vmdk", type="file"))
         backing = getattr(backing, "parent", None)
     label = getattr(getattr(device, "deviceInfo", None), "label", None)
     return Disk(
