@@ -209,8 +209,8 @@ class VsphereIsolation:
         target = self._target(vm, spec)
         q = describe(target) if not isinstance(target, str) else repr(spec.vsphere_portgroup)
         return [
-            NicChange(mac, "nic", describe(now), q, describe(before), again)
-            for mac, now, before, again in _found(records, nic_devices(vm), vm, spec)
+            NicChange(nic["mac"], f"device {nic['key']}", describe(now), q, describe(before), again)
+            for nic, now, before, again in _found(records, nic_devices(vm), vm, spec)
         ]
 
     def restore_plan(
@@ -224,17 +224,20 @@ class VsphereIsolation:
     ) -> list[IsolationRecord]:
         """One release record per NIC; with ``keep_changes`` the state to leave in place of
         the original for each changed NIC (its new portgroup, connected as before)."""
-        keep: dict[str, NicState] = {}
+        keep: dict[int, NicState] = {}
         if keep_changes and changes:
             vm = self._vm(vm_id)
-            for mac, now, before, _again in _found(records, nic_devices(vm), vm, spec):
-                keep[mac] = {**now, **{k: before[k] for k in ("connected", "start_connected")}}
+            for nic, now, before, _again in _found(records, nic_devices(vm), vm, spec):
+                keep[nic["key"]] = {
+                    **now,
+                    **{k: before[k] for k in ("connected", "start_connected")},
+                }
         return [
             {
                 "key": n["key"],
                 "mac": n["mac"],
                 "step": "pending",
-                **({"keep": keep[n["mac"]]} if n["mac"] in keep else {}),
+                **({"keep": keep[n["key"]]} if n["key"] in keep else {}),
             }
             for n in records
         ]
@@ -307,8 +310,8 @@ def _keep_drift(nic: IsolationRecord, now: NicState, target: NicState | str) -> 
 
 def _found(
     records: list[IsolationRecord], devices: Mapping[int, Any], vm: Any, spec: QuarantineSpec
-) -> list[tuple[str, NicState, NicState, bool]]:
-    """(mac, changed state, original, re-isolated since) per NIC someone changed: now
+) -> list[tuple[IsolationRecord, NicState, NicState, bool]]:
+    """(record, changed state, original, re-isolated since) per NIC someone changed: now
     neither its original nor as quarantine left it, or so found by a reconcile before."""
     found = []
     for nic in records:
@@ -317,10 +320,10 @@ def _found(
         if device is not None:
             now = state_of(device, vm)
             if not same(now, before) and not _is_quarantine(now, spec):
-                found.append((nic["mac"], now, before, False))
+                found.append((nic, now, before, False))
                 continue
         if (drift := nic.get("drift")) is not None:
-            found.append((nic["mac"], drift, before, True))
+            found.append((nic, drift, before, True))
     return found
 
 
