@@ -52,3 +52,7 @@ class EnforceError(VmwardenError):
 
 class NotifyError(VmwardenError):
     """A notification receiver failed; never blocks enforcement."""
+
+
+class ClusterError(VmwardenError):
+    """The Dask cluster (``vmwarden.distributed``): no TLS, a storage path refused."""

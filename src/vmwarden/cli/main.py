@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "hook": ("hook", "register", "The libvirt qemu hook through which `watch` admits or..."),
     "user": ("users", "register", "API and dashboard users: auditor (read), operator (+..."),
     "benchmark": ("benchmark", "register", "Evaluate an SCAP benchmark (XCCDF + OVAL) on a..."),
+    "worker": ("worker", "register", "A Dask worker on a hypervisor or storage host: the..."),
 }
 
 

@@ -32,6 +32,7 @@ from vmwarden.cli.common import (
     shown,
 )
 from vmwarden.cli.render import render_json, render_ocsf, render_table
+from vmwarden.cli.worker import SchedulerInsecureOpt, SchedulerOpt, disk_executor
 from vmwarden.enforce.runner import INTERRUPTED, StopRequest
 from vmwarden.engine.inspection import InspectionOptions
 from vmwarden.engine.result import EXIT_SIGNAL_BASE
@@ -186,6 +187,8 @@ def register(app: typer.Typer) -> None:
         ] = 60.0,
         db: DbOpt = None,
         actor: ActorOpt = None,
+        scheduler: SchedulerOpt = None,
+        scheduler_insecure: SchedulerInsecureOpt = False,
     ) -> None:
         """One sweep: inventory, disk inspection, evaluation and (with --enforce) actions."""
         if not connect:
@@ -199,7 +202,10 @@ def register(app: typer.Typer) -> None:
         stop = StopRequest()
         try:
             # the handlers stay until the report is out: a late Ctrl-C must not cut it short
-            with stop_on_signals(stop):
+            with (
+                stop_on_signals(stop),
+                disk_executor(scheduler, insecure=scheduler_insecure) as executor,
+            ):
                 result = run_sweep(
                     list(connect),
                     policy,
@@ -211,6 +217,7 @@ def register(app: typer.Typer) -> None:
                         images_dirs=[p.resolve() for p in images or []],
                         inspect=InspectionOptions(enabled=inspect, timeout=inspect_timeout),
                         vulns=vulns,
+                        executor=executor,
                     ),
                     stop=stop,
                 )

@@ -49,6 +49,9 @@ class ScanResult:
     finished_at: datetime | None = None
     unreachable: list[Unreachable] = field(default_factory=list)
     interrupted_by: int | None = None  # the signal whose stop request ended enforcement
+    #: host → how its disks were read: ``worker`` (its own, ``--scheduler``), ``local``,
+    #: ``connection`` (the platform's remote read)
+    disk_reads: dict[str, str] = field(default_factory=dict)
 
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), default=None)
@@ -106,6 +109,7 @@ class ScanResult:
             "warnings": self.warnings,
             "unreachable": [u.to_dict() for u in self.unreachable],
             "interrupted": self.signal_name,
+            "disk_reads": self.disk_reads,
         }
 
     def summary(self) -> dict[str, Any]:

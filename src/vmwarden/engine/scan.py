@@ -43,6 +43,7 @@ from vmwarden.enforce.actions import EVENT_BASED
 from vmwarden.enforce.runner import StopRequest
 from vmwarden.engine.benchmarks import run_benchmarks
 from vmwarden.engine.content_lineage import content_lineage
+from vmwarden.engine.executor import DiskExecutor, InProcess, Served, disk_reads
 from vmwarden.engine.hosts import dedupe_hosts
 from vmwarden.engine.images import classify, collect_images, merge_discovered
 from vmwarden.engine.inspection import InspectionOptions, inspect_all, merge_agent_facts, targets
@@ -74,6 +75,8 @@ class SweepOptions:
     images_dirs: list[Path] = field(default_factory=list)
     inspect: InspectionOptions = field(default_factory=InspectionOptions)
     vulns: Path | None = None
+    #: where disks are read: this process (default) or the disks' hosts (``--scheduler``)
+    executor: DiskExecutor = field(default_factory=InProcess)
 
 
 class Sweep:
@@ -130,7 +133,8 @@ class Sweep:
         warnings += [str(p) for p in targets_missing]
         # remote hosts' disks are read through their own connections (_inspect closes them)
         lineage = Lineage.for_store(self.store, self.options.images_dirs, remote=True)
-        lineage.enrich_all(inventories, lambda i: self.progress("lineage", i, len(inventories)))
+        served, unserved = self._serve_elsewhere(inventories)
+        lineage.enrich_all(unserved, lambda i: self.progress("lineage", i, len(unserved)))
         vms = [vm for inv in inventories for vm in inv.vms]
         now = datetime.now(UTC)
         complete = {inv.host for inv in inventories}
@@ -140,10 +144,10 @@ class Sweep:
             vms, now=now, complete_hosts=complete, inputs=inputs, unchanged=same
         )
         catalog = {**self.store.catalog(), **self.policy.catalog()}
-        content = content_lineage(vms, self.store, catalog, lineage)  # full clones
+        content = {**content_lineage(vms, self.store, catalog, lineage), **served.content}
         images = self._images(inventories, catalog, lineage)
-        warnings += lineage.warnings
-        builtin = self._inspect(vms, images, lineage)
+        warnings += lineage.warnings + served.warnings
+        builtin = self._inspect(vms, images, lineage) + served.findings
         merge_agent_facts(vms)
         self.store.record_images(images, now=now, complete_hosts=complete)
         hosts = [inv.host for inv in inventories]
@@ -178,9 +182,23 @@ class Sweep:
         )
         result = ScanResult(vms, images, findings, actions, hosts, warnings, started, finished)
         result.unreachable = list(self._unreachable)
+        result.disk_reads = disk_reads(inventories, served.hosts)
         if self._stop is not None and self._stop.requested and self._stop.armed:
             result.interrupted_by = self._stop.signum
         return result
+
+    def _serve_elsewhere(
+        self, inventories: list[HostInventory]
+    ) -> tuple[Served, list[HostInventory]]:
+        """The hosts whose own workers read their disks (``--scheduler``), and the rest,
+        which this process reads."""
+        served = self.options.executor.serve(
+            inventories,
+            store=self.store,
+            catalog={**self.store.catalog(), **self.policy.catalog()},
+            options=self.options.inspect,
+        )
+        return served, [inv for inv in inventories if inv.host not in served.hosts]
 
     def _target_problems(self, inventories: list[HostInventory]) -> list[TargetProblem]:
         spec = self.policy.quarantine

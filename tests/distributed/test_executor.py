@@ -1,0 +1,134 @@
+"""A sweep with a Dask cluster: the disks read by their hosts' workers give the same
+findings and guest facts as a single-process sweep; a worker killed mid-sweep loses nothing."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.distributed.conftest import HOSTS, Cluster, Estate
+from vmwarden.distributed.executor import DaskDisks
+from vmwarden.distributed.security import TlsFiles, cluster_security
+from vmwarden.engine.result import ScanResult
+from vmwarden.engine.scan import Sweep, SweepOptions
+from vmwarden.policy import parse_policy
+from vmwarden.store import Store
+
+
+def _sweep(estate: Estate, db: Path, executor: DaskDisks | None = None) -> ScanResult:
+    options = SweepOptions() if executor is None else SweepOptions(executor=executor)
+    with Store.open(f"sqlite:///{db}") as store:
+        return Sweep(store, parse_policy(estate.policy), actor="t", options=options).run(
+            estate.uris
+        )
+
+
+def _executor(cluster: Cluster) -> DaskDisks:
+    files = TlsFiles(cluster.certs.ca, cluster.certs.cert, cluster.certs.key)
+    return DaskDisks(cluster.address, cluster_security(cluster.address, files, insecure=False))
+
+
+def _found(result: ScanResult) -> set[tuple[str, str, str]]:
+    return {(f.rule, f.resource, f.name) for f in result.findings}
+
+
+def _facts(result: ScanResult) -> dict[str, tuple[object, ...]]:
+    out = {}
+    for vm in result.vms:
+        g = vm.guest
+        assert g is not None, f"{vm.name} was not inspected"
+        out[vm.name] = (g.os_name, g.os_version, g.package_versions().get("openssl"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def local(estate: Estate, tmp_path_factory: pytest.TempPathFactory) -> ScanResult:
+    return _sweep(estate, tmp_path_factory.mktemp("vmw-d-local") / "db.sqlite")
+
+
+def test_a_distributed_sweep_finds_what_a_single_process_sweep_finds(
+    estate: Estate, cluster: Cluster, local: ScanResult, tmp_path: Path
+) -> None:
+    executor = _executor(cluster)
+    try:
+        spread = _sweep(estate, tmp_path / "db.sqlite", executor)
+    finally:
+        executor.close()
+    assert spread.disk_reads == dict.fromkeys(HOSTS, "worker")
+    assert local.disk_reads == dict.fromkeys(HOSTS, "local")
+    assert _found(spread) == _found(local)
+    rules = {rule for rule, _, _ in _found(spread)}
+    assert rules == {"unapproved", "shared-host-key", "stale-openssl"}  # the estate's problems
+    assert not [f for f in spread.findings if f.rule == "uninspectable"]
+    assert _facts(spread) == _facts(local)
+    digests = {vm.name: [(d.chain[-1].digest, len(d.chain)) for d in vm.disks] for vm in spread.vms}
+    assert digests == {
+        vm.name: [(d.chain[-1].digest, len(d.chain)) for d in vm.disks] for vm in local.vms
+    }
+    assert spread.to_dict()["disk_reads"] == spread.disk_reads
+
+
+def test_a_worker_reads_nothing_outside_its_storage_dirs(estate: Estate, cluster: Cluster) -> None:
+    """Host-a's worker asked for host-b's disk: refused by the worker itself (and the file is
+    not even visible in its mount namespace)."""
+    from vmwarden.distributed.placement import host_resource
+    from vmwarden.distributed.reader import DiskRequest, read_disk
+
+    other = str(estate.disks["web-b1"])
+    with cluster.client() as client:
+        request = DiskRequest("host-a", other, "qcow2", frozenset(), (), b"k" * 32)
+        result = client.submit(
+            read_disk, request, resources={host_resource("host-a"): 1}, pure=False
+        ).result(timeout=60)
+        visible = client.submit(
+            Path.exists, Path(other), resources={host_resource("host-a"): 1}, pure=False
+        ).result(timeout=60)
+    assert result.facts is None
+    assert "not under its storage directories" in (result.chain[0].error or "")
+    assert visible is False  # the mount namespace: host-b's directory is not there
+
+
+def test_a_worker_killed_mid_sweep_loses_nothing(
+    estate: Estate, cluster: Cluster, local: ScanResult, tmp_path: Path
+) -> None:
+    """host-b's only worker is SIGKILLed while it reads a disk: host-b's disks are read by
+    the sweep instead (said in disk_reads and a warning), and the findings are complete."""
+    executor = _executor(cluster)
+    victim = cluster.workers["host-b"]
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = _sweep(estate, tmp_path / "db.sqlite", executor)
+        except BaseException as exc:  # re-raised below, in the test's thread
+            box["error"] = exc
+
+    sweep = threading.Thread(target=run)
+    try:
+        with cluster.client() as watcher:
+            sweep.start()
+            deadline = time.monotonic() + 120
+            killed = False
+            while time.monotonic() < deadline and sweep.is_alive() and not killed:
+                busy = watcher.processing()
+                for address, keys in busy.items():
+                    who = watcher.scheduler_info(n_workers=-1)["workers"].get(address, {})
+                    if keys and "vmwarden-host:host-b" in (who.get("resources") or {}):
+                        victim.send_signal(signal.SIGKILL)
+                        killed = True
+                time.sleep(0.05)
+        sweep.join(timeout=300)
+    finally:
+        executor.close()
+    assert killed, "host-b's worker was never seen reading a disk"
+    assert "error" not in box, box.get("error")
+    result = box["result"]
+    assert isinstance(result, ScanResult)
+    assert result.disk_reads == {"host-a": "worker", "host-b": "local", "host-c": "worker"}
+    assert any("host-b: its worker was lost mid-sweep" in w for w in result.warnings)
+    assert _found(result) == _found(local)
+    assert _facts(result) == _facts(local)
