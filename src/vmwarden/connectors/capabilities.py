@@ -25,7 +25,7 @@ from vmwarden.model.vm import VM, NicOrigin
 
 # Loaded on first use, never at import time; neither imports a platform SDK.
 _ADMISSION_MODULES = ("vmwarden.connectors.libvirt.admission",)
-_RECORD_MODULES = ("vmwarden.connectors.libvirt.nicstate", "vmwarden.connectors.vsphere.isolation")
+_RECORD_MODULES = ("vmwarden.connectors.libvirt.nicstate", "vmwarden.connectors.aws.isolation")
 _lock = threading.Lock()
 
 

@@ -122,8 +122,10 @@ def test_an_aws_image_is_in_the_catalog() -> None:
     assert policy.catalog() == {"ami-0abc1234": "golden"}
 
 
-def test_enforcing_on_ec2_refuses_clearly_and_changes_nothing(ec2: Any, tmp_path: Path) -> None:
-    # quarantine is a later slice: --enforce must say so, not half-act or crash
+def test_enforcing_on_ec2_without_an_aws_group_refuses_clearly_and_changes_nothing(
+    ec2: Any, tmp_path: Path
+) -> None:
+    # a policy naming only libvirt's network: --enforce must say so, not half-act or crash
     unvetted = ami(ec2, "unvetted")
     subnets = network(ec2, "10.8.0.0/16", {"a": "10.8.1.0/24"})
     iid = launch(ec2, unvetted, subnets["a"], {"Name": "rogue"})
@@ -139,7 +141,7 @@ def test_enforcing_on_ec2_refuses_clearly_and_changes_nothing(ec2: Any, tmp_path
     ran = _scan(tmp_path, "-c", "aws://us-east-1", "-p", str(policy), "--enforce")
     assert ran.returncode != 0
     assert "Traceback" not in ran.stderr
-    assert "not supported by the EC2 connector yet" in ran.stdout + ran.stderr
+    assert "names no quarantine.aws.security_group" in ran.stdout + ran.stderr
     after = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     assert after["SecurityGroups"] == groups_before
 

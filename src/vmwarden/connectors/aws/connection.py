@@ -1,24 +1,25 @@
-"""``AwsConnector``: one EC2 region of one account — inventory (preview).
+"""``AwsConnector``: one EC2 region of one account.
 
-This slice reads the region (``inventory``, ``lookup``, ``observe``, ``domain_state``).
-Isolation (per-ENI security groups), power, snapshot and metadata writes are a later
-slice: they raise a ``ConnectorError`` saying so, never half-act. boto3 is imported only
-when a connection opens, so the connector registry loads without the AWS SDK.
+The region's inventory (``inventory``, ``lookup``, ``observe``, ``domain_state``) is read
+here; per-ENI isolation comes from ``isolation.AwsIsolation``, power, snapshots and tags
+from ``actions.AwsActions``. boto3 is imported only when a connection opens, so the
+connector registry loads without the AWS SDK.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any
 
-from vmwarden.connectors.aws.inventory import describe_region, instance_to_vm
+from vmwarden.connectors.aws.actions import AwsActions
+from vmwarden.connectors.aws.inventory import _index, describe_region, instance_to_vm, tags_of
+from vmwarden.connectors.aws.isolation import AwsIsolation
 from vmwarden.connectors.aws.uri import AwsTarget, open_ec2, parse_aws_uri
 from vmwarden.connectors.base import DiskUnavailableError, KnownDomains, register_connector
 from vmwarden.errors import ConnectorError, DomainGoneError, UnreachableError
 from vmwarden.model.estate import HostInventory, Network
 from vmwarden.model.events import Observed
-from vmwarden.model.isolation import IsolationRecord, NicChange, QuarantineSpec
 from vmwarden.model.ranged import RangedReader
 from vmwarden.model.vm import VM, State, VmMeta
 
@@ -46,7 +47,7 @@ def _aws_error(target: AwsTarget, exc: Exception) -> ConnectorError:
 
 
 @register_connector("aws")
-class AwsConnector:
+class AwsConnector(AwsIsolation, AwsActions):
     """One ``aws://REGION[?profile=NAME]`` connection."""
 
     def __init__(self, uri: str) -> None:
@@ -94,78 +95,13 @@ class AwsConnector:
     def domain_state(self, vm_id: str) -> State:
         return self.lookup(vm_id).state
 
-    def _unsupported(self, what: str) -> NoReturn:
-        raise ConnectorError(f"{what}: {_PREVIEW}")
-
-    def quarantine_target_problem(self, spec: QuarantineSpec) -> str | None:
-        self._unsupported("checking the quarantine target")
-
     def network_exists(self, name: str) -> bool:
-        self._unsupported("quarantine target check")
-
-    def isolation_records(self, vm_id: str) -> list[IsolationRecord]:
-        self._unsupported("quarantine")
-
-    def isolate(
-        self,
-        vm_id: str,
-        records: list[IsolationRecord],
-        spec: QuarantineSpec,
-        *,
-        progress: Callable[[str], None],
-        on_live: Callable[[], None] | None = None,
-    ) -> list[str]:
-        self._unsupported("quarantine")
-
-    def is_isolated(self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec) -> bool:
-        self._unsupported("quarantine")
-
-    def changes_since(
-        self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec
-    ) -> list[NicChange]:
-        self._unsupported("quarantine")
-
-    def restore_plan(
-        self,
-        vm_id: str,
-        records: list[IsolationRecord],
-        spec: QuarantineSpec,
-        changes: list[NicChange],
-        *,
-        keep_changes: bool,
-    ) -> list[IsolationRecord]:
-        self._unsupported("release")
-
-    def restore(
-        self,
-        vm_id: str,
-        records: list[IsolationRecord],
-        plan: list[IsolationRecord],
-        *,
-        progress: Callable[[str], None],
-    ) -> list[str]:
-        self._unsupported("release")
-
-    def pause(self, vm_id: str) -> None:
-        self._unsupported("pause")
-
-    def resume(self, vm_id: str) -> None:
-        self._unsupported("resume")
-
-    def shutdown(self, vm_id: str) -> None:
-        self._unsupported("stop")
-
-    def destroy(self, vm_id: str) -> None:
-        self._unsupported("destroy")
-
-    def snapshot(self, vm_id: str, name: str, description: str) -> str:
-        self._unsupported("snapshot")
+        """Whether a subnet of that id or ``Name`` tag exists (zones name subnets so)."""
+        subnets = self._call(lambda: _index(self._ec2, "describe_subnets", "Subnets", "SubnetId"))
+        return any(name in (sid, tags_of(s).get("Name")) for sid, s in subnets.items())
 
     def get_metadata(self, vm_id: str) -> VmMeta:
         return self.lookup(vm_id).meta
-
-    def set_metadata(self, vm_id: str, meta: VmMeta) -> None:
-        self._unsupported("tag")
 
     def open_disk(self, path: str) -> RangedReader:
         """EBS volumes are read through snapshots and the EBS direct APIs: a later slice.

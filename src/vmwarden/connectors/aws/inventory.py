@@ -96,6 +96,12 @@ def meta_of(tags: Mapping[str, str]) -> VmMeta:
         classification=tags.get(TAG_PREFIX + "classification") or None,
         template=tags.get(TAG_PREFIX + "template") or None,
         registered=registered,
+        # the tag action's own tags (connectors.aws.actions writes them so)
+        tags={
+            k[len(TAG_PREFIX) + 4 :]: v
+            for k, v in tags.items()
+            if k.startswith(TAG_PREFIX + "tag:")
+        },
     )
 
 
