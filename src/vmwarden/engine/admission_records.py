@@ -31,6 +31,10 @@ def vm_from_record(record: dict[str, Any]) -> VM:
         first_seen=as_datetime(record.get("first_seen")),
         state_since=as_datetime(record.get("state_since")),
         guest=GuestFacts.from_dict(record["guest"]) if record.get("guest") else None,
+        cluster=record.get("cluster"),
+        datacenter=record.get("datacenter"),
+        created=as_datetime(record.get("created")),
+        powered_off_at=as_datetime(record.get("powered_off_at")),
     )
 
 

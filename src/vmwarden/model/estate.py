@@ -70,6 +70,9 @@ class HostInventory:
     # None: not said (a record built outside a connection); ``connectors.locality`` decides.
     local: bool | None = None
     daemon: str | None = None  # the same for two URIs reaching one daemon (counted once)
+    # The platform's templates (vSphere: VMs marked as templates), VM-shaped but never run:
+    # inventoried, their disks not orphaned, not judged as VMs.
+    templates: list[VM] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -64,6 +64,8 @@ class Disk:
     readonly: bool = False
     encrypted: bool = False
     chain: list[Layer] = field(default_factory=list)
+    # Space allocated as written (vSphere thinProvisioned, a sparse file); None: not said.
+    thin: bool | None = None
 
     @property
     def source(self) -> str | None:
@@ -114,6 +116,10 @@ class Nic:
     quarantined_from: NicOrigin | None = None
     # Other names zones may use for ``network`` (EC2: the subnet's Name tag beside its id).
     network_aliases: list[str] = field(default_factory=list)
+    # Where the platform keeps the two apart (vSphere): connected now / connects at power-on;
+    # None: not said (``link`` alone is the state).
+    connected: bool | None = None
+    start_connected: bool | None = None
 
     def judged(self) -> Nic:
         """The NIC as policy judges it: at its pre-quarantine attachment while held."""
@@ -134,6 +140,8 @@ class Nic:
             self.addresses,
             o,
             list(self.network_aliases),
+            self.connected,
+            self.start_connected,
         )
 
 
@@ -178,6 +186,14 @@ class VM:
     # launched from), judged against the catalog's ``aws_image`` entries; None: the disks'
     # lineage is the only identity (libvirt).
     template_id: str | None = None
+    # Where the platform groups hosts (vSphere: the host's cluster and datacenter); None:
+    # not grouped (a standalone host) or not said.
+    cluster: str | None = None
+    datacenter: str | None = None
+    # What the platform itself says (None: it does not, or could not be read): when the VM
+    # was created, and when it was last powered off (vSphere: its newest VmPoweredOffEvent).
+    created: datetime | None = None
+    powered_off_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 strings)."""

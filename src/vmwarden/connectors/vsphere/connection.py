@@ -13,7 +13,7 @@ from vmwarden.connectors.base import DiskUnavailableError, KnownDomains, registe
 from vmwarden.connectors.vsphere import session
 from vmwarden.connectors.vsphere.actions import VsphereActions
 from vmwarden.connectors.vsphere.collect import Retrieved, retrieve
-from vmwarden.connectors.vsphere.inventory import is_template, to_vm
+from vmwarden.connectors.vsphere.inventory import is_template, sweep, to_vm
 from vmwarden.connectors.vsphere.isolation import VsphereIsolation
 from vmwarden.connectors.vsphere.uri import parse_vsphere_uri
 from vmwarden.errors import ConnectorError, DomainGoneError
@@ -55,10 +55,14 @@ class VsphereConnector(VsphereIsolation, VsphereActions):
         return vms, templates
 
     def inventory(self, known: KnownDomains | None = None) -> HostInventory:
-        """Every VM under the URI's datacenter (or all), from one property retrieval.
-        ``known`` is unused: one retrieval already costs less than a store rebuild."""
-        vms, self.templates = self._all()
-        return HostInventory(uri=self.uri, host=self.host, vms=vms, local=False)
+        """Every VM and template under the URI's datacenter (or all), from one property
+        retrieval, with datastores' orphaned VMDKs, tags and power-off times
+        (``inventory.sweep``). ``known`` is unused: one retrieval costs less than a rebuild."""
+        if self._si is None:
+            raise ConnectorError(f"connection to {self.target.host} is closed")
+        inv = sweep(self._si, self.target, self.uri, timeout=self._timeout)
+        self.templates = inv.templates
+        return inv
 
     def lookup(self, vm_id_or_name: str) -> VM:
         vms, templates = self._all()

@@ -30,8 +30,9 @@ class Dormant(Filter):
     """State ``shutoff`` for more than ``days``.
 
     Shut off since ``state_since`` (from history); for a VM first seen shut off, since the
-    newest modification time of its disks' own files (``chain[0]`` of ``device: disk``
-    disks). Neither known → unknown. Running or paused VMs are not dormant.
+    platform's own power-off time (``powered_off_at``: vSphere's last VmPoweredOffEvent),
+    else the newest modification time of its disks' own files (``chain[0]`` of
+    ``device: disk`` disks). None known → unknown. Running or paused VMs are not dormant.
 
     Example:
         - name: dormant-30d
@@ -46,6 +47,8 @@ class Dormant(Filter):
         if resource.state != State.SHUTOFF:
             return NO_MATCH
         since, basis = resource.state_since, "history"
+        if since is None and resource.powered_off_at is not None:
+            since, basis = resource.powered_off_at, "platform power-off time"
         if since is None:
             mtimes = [
                 aware(d.chain[0].mtime)
