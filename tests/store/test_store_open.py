@@ -18,7 +18,7 @@ from tests.store.store_builders import T0, make_vm
 from vmwarden.errors import StoreError
 from vmwarden.store import Store
 from vmwarden.store.db import head_revision
-from vmwarden.store.tables import Base
+from vmwarden.store.tables import full_metadata
 
 TABLES = {
     "vms",
@@ -50,7 +50,7 @@ def test_migration_matches_the_table_classes(store: Store, db_path: Path) -> Non
     """The frozen migration and tables.py describe the same schema."""
     engine = create_engine(f"sqlite:///{db_path}")
     with engine.connect() as conn:
-        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diffs = compare_metadata(MigrationContext.configure(conn), full_metadata())
     engine.dispose()
     assert diffs == []
 

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine
 from tests.store.store_builders import T0, fresh_pg_store, make_vm
 from vmwarden.model import State
 from vmwarden.store import Store
-from vmwarden.store.tables import Base
+from vmwarden.store.tables import full_metadata
 
 PG_URL = os.environ.get("VMWARDEN_TEST_PG_URL")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="set VMWARDEN_TEST_PG_URL to test PostgreSQL")
@@ -34,7 +34,7 @@ def pg() -> Iterator[Store]:
 def test_pg_schema_matches_tables(pg: Store) -> None:
     engine = create_engine(PG_URL)
     with engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert compare_metadata(MigrationContext.configure(conn), full_metadata()) == []
     engine.dispose()
 
 

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from vmwarden.cli.common import DbOpt, complain, open_store, out
@@ -185,6 +184,8 @@ def register_report(app: typer.Typer) -> None:
             out.print(f"{what} (0): nothing recorded", highlight=False)
         else:
             # a terminal holds a handful of columns; json/csv/html carry all of them
+            from rich.table import Table
+
             shown = [c for c in _TABLE_COLUMNS[what] if c in cols] or cols
             t = Table(title=f"{what} ({len(rows)})", show_edge=False)
             for c in shown:
@@ -276,6 +277,8 @@ def _compliance_csv(report: ComplianceReport) -> None:
 
 
 def _compliance_table(report: ComplianceReport) -> None:
+    from rich.table import Table
+
     fw, counts, scan = report.framework, report.summary(), report.scan_facts()
     t = Table(title=f"{fw.title} {fw.version}".strip(), show_edge=False)
     for c in ("control", "status", "title", "evidence"):

@@ -11,10 +11,4 @@ from vmwarden.store.images import ImagesDelta
 from vmwarden.store.inventory import InventoryDelta
 from vmwarden.store.store import Store
 
-# Registers the guest-facts tables on the shared metadata (schema checks see every table).
-from vmwarden.store import facts as _facts  # noqa: F401  isort: skip
-from vmwarden.store import users as _users  # noqa: F401  isort: skip
-from vmwarden.store import exceptions as _exceptions  # noqa: F401  isort: skip
-from vmwarden.store import sessions as _sessions  # noqa: F401  isort: skip
-
 __all__ = ["FindingsDelta", "HistoryEntry", "ImagesDelta", "InventoryDelta", "Store"]

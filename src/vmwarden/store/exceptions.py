@@ -18,13 +18,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, and_, func, insert, or_, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from vmwarden.errors import StoreError
 from vmwarden.store.base import aware, chunks, utcnow
 from vmwarden.store.journal import write_event
-from vmwarden.store.tables import Base, BigId, UTCDateTime, findings
+from vmwarden.store.tables import BigId, UTCDateTime, findings, metadata
 from vmwarden.store.users import issuers_of, users
 
 if TYPE_CHECKING:
@@ -44,41 +56,36 @@ class DecidedError(StoreError):
     """The exception was already approved or rejected."""
 
 
-class AcknowledgementRow(Base):
-    """Someone acknowledged a finding; the newest row of a finding is the one that counts."""
+# Someone acknowledged a finding; the newest row of a finding is the one that counts.
+finding_acks = Table(
+    "finding_acks",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("finding_id", BigId, ForeignKey("findings.id"), nullable=False, index=True),
+    Column("actor", String(255), nullable=False),
+    Column("reason", Text(), nullable=False),
+    Column("until", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
 
-    __tablename__ = "finding_acks"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    finding_id: Mapped[int] = mapped_column(BigId, ForeignKey("findings.id"), index=True)
-    actor: Mapped[str] = mapped_column(String(255))
-    reason: Mapped[str] = mapped_column(Text)
-    until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class PolicyExceptionRow(Base):
-    """One VM may break one rule until ``until``, once approved by someone else."""
-
-    __tablename__ = "policy_exceptions"
-    __table_args__ = (Index("ix_policy_exceptions_vm_id_rule", "vm_id", "rule"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    rule: Mapped[str] = mapped_column(String(255))
-    vm_id: Mapped[str] = mapped_column(String(36))
-    vm_name: Mapped[str] = mapped_column(String(255))
-    reason: Mapped[str] = mapped_column(Text)
-    until: Mapped[datetime] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    requested_by: Mapped[str] = mapped_column(String(255))
-    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    decided_by: Mapped[str | None] = mapped_column(String(255))
-    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    decision_reason: Mapped[str | None] = mapped_column(Text)
-
-
-finding_acks = AcknowledgementRow.__table__
-policy_exceptions = PolicyExceptionRow.__table__
+# One VM may break one rule until ``until``, once approved by someone else.
+policy_exceptions = Table(
+    "policy_exceptions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("rule", String(255), nullable=False),
+    Column("vm_id", String(36), nullable=False),
+    Column("vm_name", String(255), nullable=False),
+    Column("reason", Text(), nullable=False),
+    Column("until", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("requested_by", String(255), nullable=False),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("decided_by", String(255)),
+    Column("decided_at", UTCDateTime()),
+    Column("decision_reason", Text()),
+    Index("ix_policy_exceptions_vm_id_rule", "vm_id", "rule"),
+)
 
 
 def _ack(row: Row[Any]) -> dict[str, Any]:

@@ -24,16 +24,14 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, BigInteger, String, Text, delete, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, BigInteger, Column, String, Table, Text, delete, select
 
 from vmwarden.errors import StoreError
 from vmwarden.model import GuestFacts
 from vmwarden.store.base import chunks, upsert, utcnow
-from vmwarden.store.tables import Base, UTCDateTime
+from vmwarden.store.tables import UTCDateTime, metadata
 
 if TYPE_CHECKING:
     from vmwarden.store.store import Store
@@ -43,34 +41,29 @@ _U64 = 1 << 64
 _I64 = 1 << 63
 
 
-class GuestFactsRow(Base):
-    """The last facts read from one image, valid while ``identity`` still matches."""
-
-    __tablename__ = "guest_facts"
-
-    path: Mapped[str] = mapped_column(String(4096), primary_key=True)
-    dev: Mapped[int] = mapped_column(BigInteger)
-    inode: Mapped[int] = mapped_column(BigInteger)
-    size: Mapped[int] = mapped_column(BigInteger)
-    mtime_ns: Mapped[int] = mapped_column(BigInteger)
-    digest: Mapped[str | None] = mapped_column(String(80))
+# The last facts read from one image, valid while ``identity`` still matches.
+guest_facts = Table(
+    "guest_facts",
+    metadata,
+    Column("path", String(4096), primary_key=True),
+    Column("dev", BigInteger(), nullable=False),
+    Column("inode", BigInteger(), nullable=False),
+    Column("size", BigInteger(), nullable=False),
+    Column("mtime_ns", BigInteger(), nullable=False),
+    Column("digest", String(80)),
     # {"layers": [{path, dev, inode, size, mtime_ns}, ...]}: the whole backing chain
-    identity: Mapped[dict[str, Any]] = mapped_column(JSON)
-    facts: Mapped[dict[str, Any]] = mapped_column(JSON)
-    inspected_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    Column("identity", JSON, nullable=False),
+    Column("facts", JSON, nullable=False),
+    Column("inspected_at", UTCDateTime(), nullable=False),
+)
 
-
-class SettingRow(Base):
-    """Per-installation values (the fingerprint key, hex)."""
-
-    __tablename__ = "settings"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-
-
-guest_facts = GuestFactsRow.__table__
-settings = SettingRow.__table__
+# Per-installation values (the fingerprint key, hex).
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text(), nullable=False),
+)
 
 
 def _signed(value: int) -> int:

@@ -27,9 +27,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    Column,
     ForeignKey,
     Integer,
     String,
+    Table,
     delete,
     false,
     insert,
@@ -37,12 +39,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, mapped_column
 
 from vmwarden.errors import StoreError
 from vmwarden.store.base import upsert, utcnow
 from vmwarden.store.journal import write_event
-from vmwarden.store.tables import Base, BigId, UTCDateTime
+from vmwarden.store.tables import BigId, UTCDateTime, metadata
 from vmwarden.store.users import User, UsersRepo, users
 
 if TYPE_CHECKING:
@@ -52,34 +53,29 @@ if TYPE_CHECKING:
     from vmwarden.store.store import Store
 
 
-class LoginSessionRow(Base):
-    """One signed-in browser; the cookie holds the id whose hash is ``sid_hash``."""
+# One signed-in browser; the cookie holds the id whose hash is ``sid_hash``.
+login_sessions = Table(
+    "login_sessions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("sid_hash", String(64), nullable=False, unique=True),
+    Column("user_id", BigId, ForeignKey("users.id"), nullable=False, index=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("source", String(64)),
+)
 
-    __tablename__ = "login_sessions"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    source: Mapped[str | None] = mapped_column(String(64))
-
-
-class LoginThrottleRow(Base):
-    """Failed sign-ins of one source address or one account in the current window."""
-
-    __tablename__ = "login_throttle"
-
-    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
-    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
-    failures: Mapped[int] = mapped_column(Integer)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-login_sessions = LoginSessionRow.__table__
-login_throttle = LoginThrottleRow.__table__
+# Failed sign-ins of one source address or one account in the current window.
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("failures", Integer(), nullable=False),
+    Column("window_start", UTCDateTime(), nullable=False),
+    Column("last_failure_at", UTCDateTime(), nullable=False),
+    Column("blocked_until", UTCDateTime()),
+)
 _THROTTLE_KEY = ("scope", "subject")
 
 
@@ -111,7 +107,7 @@ class ThrottleRule:
 
 
 class SessionsRepo:
-    """Sessions of :class:`~vmwarden.store.users.UserRow` users, kept in a :class:`Store`."""
+    """Sessions of users (``vmwarden.store.users``), kept in a :class:`Store`."""
 
     def __init__(self, store: Store) -> None:
         self._store = store

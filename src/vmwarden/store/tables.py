@@ -1,8 +1,10 @@
-"""The database tables, as SQLAlchemy 2 typed declarative classes.
+"""The database tables, as SQLAlchemy Core ``Table`` objects on one ``MetaData``.
 
-These classes describe the *current* schema for queries; the schema itself is created and
-changed only by the Alembic migrations in ``migrations/versions`` (frozen copies, never
-generated from these classes at run time). A test checks that the two agree.
+These describe the *current* schema for queries; the schema itself is created and changed
+only by the Alembic migrations in ``migrations/versions`` (frozen copies, never generated
+from these tables at run time). A test checks that the two agree. They are Core tables, not
+ORM classes: every query is Core, and importing ``sqlalchemy.orm`` (declarative mapping
+included) cost ``vmwarden report`` a quarter of its start-up.
 
 Every timestamp column is :class:`UTCDateTime`: aware UTC datetimes in Python, naive UTC in
 SQLite (which has no time zones), ``timestamptz`` in PostgreSQL.
@@ -11,12 +13,12 @@ SQLite (which has no time zones), ``timestamptz`` in PostgreSQL.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Dialect,
     ForeignKey,
@@ -24,11 +26,11 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Named constraints, so that later migrations can alter them (SQLite batch mode needs names).
 NAMING = {
@@ -65,186 +67,173 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+# The store's tables; facts, users, sessions and exceptions add theirs from their own modules
+# (see :func:`full_metadata`), so a command that reads findings does not import those.
+metadata = MetaData(naming_convention=NAMING)
 
 
-class VmRow(Base):
-    """The latest known state of each VM (by UUID); ``record`` is ``VM.to_dict()``."""
+def full_metadata() -> MetaData:
+    """:data:`metadata` with every table registered, for schema checks and Alembic."""
+    from vmwarden.store import exceptions, facts, sessions, users  # noqa: F401
 
-    __tablename__ = "vms"
+    return metadata
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), index=True)
-    host: Mapped[str] = mapped_column(String(255), index=True)
-    uri: Mapped[str] = mapped_column(String(1024))
-    state: Mapped[str] = mapped_column(String(32))
-    persistent: Mapped[bool] = mapped_column(Boolean)
-    vcpus: Mapped[int | None] = mapped_column(Integer)
-    memory_kib: Mapped[int | None] = mapped_column(BigInteger)
-    owner: Mapped[str | None] = mapped_column(String(255))
-    classification: Mapped[str | None] = mapped_column(String(255))
-    template: Mapped[str | None] = mapped_column(String(255))
-    registered: Mapped[bool | None] = mapped_column(Boolean)
-    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+# The latest known state of each VM (by UUID); ``record`` is ``VM.to_dict()``.
+vms = Table(
+    "vms",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255), nullable=False, index=True),
+    Column("host", String(255), nullable=False, index=True),
+    Column("uri", String(1024), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("persistent", Boolean(), nullable=False),
+    Column("vcpus", Integer()),
+    Column("memory_kib", BigInteger()),
+    Column("owner", String(255)),
+    Column("classification", String(255)),
+    Column("template", String(255)),
+    Column("registered", Boolean()),
+    Column("record", JSON, nullable=False),
     # Fingerprint of the VM as last recorded: lets an unchanged re-scan skip the row entirely.
-    record_digest: Mapped[str] = mapped_column(String(64))
-    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
-    state_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # Digest of what libvirt said (XMLDesc + state + persistence + host + URI) when ``record``
-    # was written, and the disks' chains as that XML gave them (before lineage): a re-scan
-    # finding the same digest rebuilds the VM from these instead of parsing the XML.
-    # None: written without one (e.g. by watch), so the next scan parses.
-    input_digest: Mapped[str | None] = mapped_column(String(64))
-    input_chains: Mapped[list[Any] | None] = mapped_column(JSON)
+    Column("record_digest", String(64), nullable=False),
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+    Column("state_since", UTCDateTime()),
+    Column("gone_at", UTCDateTime()),
+    # Digest of what the platform said (definition + state + persistence + host + URI) when
+    # ``record`` was written, and the disks' chains as that definition gave them (before
+    # lineage): a re-scan finding the same digest rebuilds the VM from these instead of
+    # parsing the definition. None: written without one (e.g. by watch), so the next scan
+    # parses.
+    Column("input_digest", String(64)),
+    Column("input_chains", JSON),
+)
 
+# When a host's listing of one kind (``vms`` or ``images``) was last read completely. A VM
+# (or image) that is not gone and sits on a host was, by construction, seen at that host's
+# listing time; this keeps an unchanged re-scan from rewriting every row.
+host_listings = Table(
+    "host_listings",
+    metadata,
+    Column("host", String(255), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # vms | images
+    Column("last_seen", UTCDateTime(), nullable=False),
+)
 
-class HostListingRow(Base):
-    """When a host's listing of one kind (``vms`` or ``images``) was last read completely.
+# One witnessed change of a VM's host, state, name, MAC or network (forensics).
+vm_history = Table(
+    "vm_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("vm_id", String(36), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("field", String(16), nullable=False),  # host | state | mac | network | name
+    Column("old", String(1024)),
+    Column("new", String(1024)),
+    Column("source", String(64), nullable=False),
+    Index("ix_vm_history_vm_id_at", "vm_id", "at"),
+)
 
-    A VM (or image) that is not gone and sits on a host was, by construction, seen at that
-    host's listing time; this keeps an unchanged re-scan from rewriting every row.
-    """
-
-    __tablename__ = "host_listings"
-
-    host: Mapped[str] = mapped_column(String(255), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # vms | images
-    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class VmHistoryRow(Base):
-    """One witnessed change of a VM's host, state, name, MAC or network (forensics)."""
-
-    __tablename__ = "vm_history"
-    __table_args__ = (Index("ix_vm_history_vm_id_at", "vm_id", "at"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    vm_id: Mapped[str] = mapped_column(String(36))
-    at: Mapped[datetime] = mapped_column(UTCDateTime())
-    field: Mapped[str] = mapped_column(String(16))  # host | state | mac | network | name
-    old: Mapped[str | None] = mapped_column(String(1024))
-    new: Mapped[str | None] = mapped_column(String(1024))
-    source: Mapped[str] = mapped_column(String(64))
-
-
-class ImageRow(Base):
-    __tablename__ = "images"
-    __table_args__ = (UniqueConstraint("host", "path"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    host: Mapped[str] = mapped_column(String(255))
-    path: Mapped[str] = mapped_column(String(4096))
-    format: Mapped[str | None] = mapped_column(String(32))
-    size: Mapped[int | None] = mapped_column(BigInteger)
-    digest: Mapped[str | None] = mapped_column(String(80), index=True)
-    mtime: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    backing: Mapped[str | None] = mapped_column(String(4096))
-    pool: Mapped[str | None] = mapped_column(String(255))
-    attached_to: Mapped[list[Any]] = mapped_column(JSON)
-    template: Mapped[str | None] = mapped_column(String(255))
-    error: Mapped[str | None] = mapped_column(Text)
-    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+images = Table(
+    "images",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("host", String(255), nullable=False),
+    Column("path", String(4096), nullable=False),
+    Column("format", String(32)),
+    Column("size", BigInteger()),
+    Column("digest", String(80), index=True),
+    Column("mtime", UTCDateTime()),
+    Column("backing", String(4096)),
+    Column("pool", String(255)),
+    Column("attached_to", JSON, nullable=False),
+    Column("template", String(255)),
+    Column("error", Text()),
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
     # Image.to_dict() and its fingerprint (None on rows from revision 0001 until seen again).
-    record: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    record_digest: Mapped[str | None] = mapped_column(String(64))
-    gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    Column("record", JSON),
+    Column("record_digest", String(64)),
+    Column("gone_at", UTCDateTime()),
+    UniqueConstraint("host", "path"),
+)
 
+# A file's digest, valid while (dev, inode, size, mtime_ns) are unchanged.
+digest_cache = Table(
+    "digest_cache",
+    metadata,
+    Column("path", String(4096), primary_key=True),
+    Column("dev", BigInteger(), nullable=False),
+    Column("inode", BigInteger(), nullable=False),
+    Column("size", BigInteger(), nullable=False),
+    Column("mtime_ns", BigInteger(), nullable=False),
+    Column("digest", String(80), nullable=False),
+    Column("computed_at", UTCDateTime(), nullable=False),
+)
 
-class DigestCacheRow(Base):
-    """A file's digest, valid while (dev, inode, size, mtime_ns) are unchanged."""
+# An approved template image: the catalog.
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("digest", String(80), nullable=False, index=True),
+    Column("path", String(4096)),
+    Column("fingerprint", JSON, nullable=False),
+    Column("approved_by", String(255), nullable=False),
+    Column("approved_at", UTCDateTime(), nullable=False),
+)
 
-    __tablename__ = "digest_cache"
+# A finding across sweeps: one row per (rule, resource, resource_id).
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("rule", String(255), nullable=False),
+    Column("resource", String(16), nullable=False),
+    Column("resource_id", String(4096), nullable=False),
+    Column("name", String(4096), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # open | resolved
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime()),
+    UniqueConstraint("rule", "resource", "resource_id"),
+)
 
-    path: Mapped[str] = mapped_column(String(4096), primary_key=True)
-    dev: Mapped[int] = mapped_column(BigInteger)
-    inode: Mapped[int] = mapped_column(BigInteger)
-    size: Mapped[int] = mapped_column(BigInteger)
-    mtime_ns: Mapped[int] = mapped_column(BigInteger)
-    digest: Mapped[str] = mapped_column(String(80))
-    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+# The audit journal: every action on a VM, and operator events (``vm_id`` NULL).
+journal = Table(
+    "journal",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("action", String(64), nullable=False),
+    Column("vm_id", String(36)),
+    Column("vm_name", String(255)),
+    Column("host", String(255)),
+    Column("uri", String(1024)),
+    Column("actor", String(255), nullable=False),
+    Column("reason", Text()),
+    Column("rule", String(255)),
+    Column("status", String(16), nullable=False, index=True),
+    Column("changes", JSON, nullable=False),
+    Column("error", Text()),
+    Column("parent_id", BigId, ForeignKey("journal.id")),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_journal_vm_id_action", "vm_id", "action"),
+    sqlite_autoincrement=True,  # never reuse an id, even after a purge
+)
 
-
-class TemplateRow(Base):
-    """An approved template image: the catalog."""
-
-    __tablename__ = "templates"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
-    digest: Mapped[str] = mapped_column(String(80), index=True)
-    path: Mapped[str | None] = mapped_column(String(4096))
-    fingerprint: Mapped[dict[str, Any]] = mapped_column(JSON)
-    approved_by: Mapped[str] = mapped_column(String(255))
-    approved_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class FindingRow(Base):
-    """A finding across sweeps: one row per (rule, resource, resource_id)."""
-
-    __tablename__ = "findings"
-    __table_args__ = (UniqueConstraint("rule", "resource", "resource_id"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    rule: Mapped[str] = mapped_column(String(255))
-    resource: Mapped[str] = mapped_column(String(16))
-    resource_id: Mapped[str] = mapped_column(String(4096))
-    name: Mapped[str] = mapped_column(String(4096))
-    host: Mapped[str] = mapped_column(String(255))
-    severity: Mapped[str] = mapped_column(String(16))
-    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), index=True)  # open | resolved
-    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
-    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-class JournalRow(Base):
-    """The audit journal: every action on a VM, and operator events (``vm_id`` NULL)."""
-
-    __tablename__ = "journal"
-    __table_args__ = (
-        Index("ix_journal_vm_id_action", "vm_id", "action"),
-        {"sqlite_autoincrement": True},  # never reuse an id, even after a purge
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    action: Mapped[str] = mapped_column(String(64))
-    vm_id: Mapped[str | None] = mapped_column(String(36))
-    vm_name: Mapped[str | None] = mapped_column(String(255))
-    host: Mapped[str | None] = mapped_column(String(255))
-    uri: Mapped[str | None] = mapped_column(String(1024))
-    actor: Mapped[str] = mapped_column(String(255))
-    reason: Mapped[str | None] = mapped_column(Text)
-    rule: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    changes: Mapped[dict[str, Any]] = mapped_column(JSON)
-    error: Mapped[str | None] = mapped_column(Text)
-    parent_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("journal.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class ScanRow(Base):
-    __tablename__ = "scans"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    uris: Mapped[list[Any]] = mapped_column(JSON)
-    counts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-
-
-vms = VmRow.__table__
-host_listings = HostListingRow.__table__
-vm_history = VmHistoryRow.__table__
-images = ImageRow.__table__
-digest_cache = DigestCacheRow.__table__
-templates = TemplateRow.__table__
-findings = FindingRow.__table__
-journal = JournalRow.__table__
-scans = ScanRow.__table__
+scans = Table(
+    "scans",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("uris", JSON, nullable=False),
+    Column("counts", JSON),
+)

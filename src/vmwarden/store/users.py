@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, String, Text, insert, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, Column, String, Table, Text, insert, select, update
 
 from vmwarden.errors import StoreError
 from vmwarden.store.base import utcnow
 from vmwarden.store.journal import write_event
-from vmwarden.store.tables import Base, BigId, UTCDateTime
+from vmwarden.store.tables import BigId, UTCDateTime, metadata
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Row
@@ -39,27 +38,24 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 SIGN_IN_GRANULARITY = timedelta(minutes=1)  # users.last_sign_in_at is at most this stale
 
 
-class UserRow(Base):
-    """One person (or robot) allowed in; ``token_id`` finds the row, ``token_hash`` proves it."""
-
-    __tablename__ = "users"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16))
-    token_id: Mapped[str] = mapped_column(String(32), unique=True)
-    token_hash: Mapped[str] = mapped_column(Text)
-    disabled: Mapped[bool] = mapped_column(Boolean)
-    created_by: Mapped[str] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    token_rotated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+# One person (or robot) allowed in; ``token_id`` finds the row, ``token_hash`` proves it.
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("token_id", String(32), nullable=False, unique=True),
+    Column("token_hash", Text(), nullable=False),
+    Column("disabled", Boolean(), nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("token_rotated_at", UTCDateTime(), nullable=False),
+    Column("disabled_at", UTCDateTime()),
     # who minted the current token (its holder may be them): the creator, or the last rotator
-    token_issued_by: Mapped[str | None] = mapped_column(String(255))
-    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-users = UserRow.__table__
+    Column("token_issued_by", String(255)),
+    Column("last_sign_in_at", UTCDateTime()),
+)
 
 
 @dataclass(frozen=True, slots=True)

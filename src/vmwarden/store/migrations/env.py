@@ -20,10 +20,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from vmwarden.store.tables import Base
+from vmwarden.store.tables import full_metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = full_metadata()
 
 
 def _url() -> str:
