@@ -47,6 +47,7 @@ class VmSpec:
     state: State
     nics: frozenset[tuple[str, str]]  # (MAC, network as the platform names it)
     disks: tuple[str, ...]  # each disk's path (top layer) as the platform names it
+    host: str = ""  # the VM's host when not the connection's (vSphere: its ESXi host)
 
 
 @dataclass
@@ -93,10 +94,17 @@ def _libvirt_remote(tmp: pytest.TempPathFactory) -> Iterator[Backend]:
         yield RemoteLibvirt(host)
 
 
+def _vsphere(tmp: pytest.TempPathFactory) -> Iterator[Backend]:
+    from tests.connectors.conformance.vsphere_backend import vcsim_backend
+
+    yield from vcsim_backend()
+
+
 #: name -> factory(tmp_path_factory) returning (or yielding) a Backend.
 BACKENDS: dict[str, Callable[[pytest.TempPathFactory], Any]] = {
     "libvirt": _libvirt_local,
     "libvirt-remote": _libvirt_remote,
+    "vsphere": _vsphere,
 }
 
 

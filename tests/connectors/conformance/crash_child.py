@@ -1,6 +1,7 @@
 """Quarantine one VM and die right after the first journaled step that changed the VM.
 
-``python -m tests.connectors.conformance.crash_child URI DB_URL VM_ID NETWORK``
+``python -m tests.connectors.conformance.crash_child URI DB_URL VM_ID SPEC_JSON``
+(``SPEC_JSON``: the quarantine spec as a journal entry holds it, ``QuarantineSpec.to_journal``)
 
 Platform-neutral: whatever the connector's steps are called, the process exits
 (``os._exit``, no cleanup, as a SIGKILL would) once a journaled step has changed what
@@ -10,6 +11,7 @@ VM, do not count), so the store holds a pending quarantine that is half done.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -42,11 +44,12 @@ class DiesAfterFirstStep:
         return self._conn.isolate(vm_id, records, spec, progress=step, on_live=on_live)
 
 
-def main(uri: str, db: str, vm_id: str, network: str) -> int:
+def main(uri: str, db: str, vm_id: str, spec_json: str) -> int:
+    spec = QuarantineSpec.from_journal(json.loads(spec_json))
     with Store.open(db) as store, open_connector(uri) as conn:
         crashing = DiesAfterFirstStep(conn)
         Quarantiner(store, "crashing-worker").quarantine(
-            crashing, conn.lookup(vm_id), QuarantineSpec(network), reason="rogue", rule="r"
+            crashing, conn.lookup(vm_id), spec, reason="rogue", rule="r"
         )
     return 0  # no step was taken: the test fails on the exit code
 
