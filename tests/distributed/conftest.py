@@ -167,7 +167,8 @@ class Cluster:
     def worker_command(self, host: str, *extra: str, tls: bool = True) -> list[str]:
         cmd = [
             str(VENV_BIN / "vmwarden"), "worker", "--scheduler", self.address, "--host", host,
-            "--storage", str(self.storage[host]), "--slots", "1", "--death-timeout", "15",
+            "--storage", str(self.storage.get(host, self.root)), "--slots", "1",
+            "--death-timeout", "15",
         ]  # fmt: skip
         if tls:
             cmd += ["--tls-ca-file", str(self.certs.ca), "--tls-cert", str(self.certs.cert)]
