@@ -27,6 +27,7 @@ from bench import (
     startup,
     sweep,
     targets,
+    vsphere_inventory,
     watch,
 )
 from bench.common import RESULTS, machine_facts
@@ -142,6 +143,11 @@ def main() -> None:
             "remote",
             "Remote disks (#12.3; Debian 12 minbase via vol.download vs local; seconds)",
             lambda _tmp: remote_disks.run(repeats + 2),
+        ),
+        (
+            "vsphere-inventory",
+            "vSphere inventory (#13.2; vcsim; seconds per sweep, same session both sides)",
+            lambda _tmp: vsphere_inventory.run(repeats),
         ),
         (
             "lineage",

@@ -144,6 +144,16 @@ def judge(sections: Rows) -> list[dict[str, str]]:
             f"{remote['read_pct'] / 100:.2f}x in {remote['reads']:.0f} downloads",
             remote["read_pct"] <= 300,
         )
+    vinv = _find(rows, r"vmwarden inventory, [\d,]+ VMs on")
+    if vinv:
+        size = str(vinv["name"]).removeprefix("vmwarden inventory, ")
+        big = int(size.split()[0].replace(",", "")) >= 2000 and int(size.split()[-2]) >= 50
+        add(
+            "vSphere inventory ≤ 1.5x one bare PropertyCollector retrieval, ≥ 2,000 VMs on "
+            "≥ 50 hosts (#13.2)",
+            f"{vinv['ratio_to_floor']:.2f}x, {vinv['us_per_vm']:.0f} µs/VM ({size}, vcsim)",
+            vinv["ratio_to_floor"] <= 1.5 and big,
+        )
     expo = _find(rows, r"exposure: STARTED")
     if expo:
         add(
