@@ -23,6 +23,7 @@ from vmwarden.cli.login_options import (
     WindowOpt,
     login_settings,
 )
+from vmwarden.cli.worker import SchedulerInsecureOpt, SchedulerOpt, disk_executor
 from vmwarden.engine.inspection import InspectionOptions
 from vmwarden.engine.metrics import listen_socket
 from vmwarden.engine.scan import SweepOptions
@@ -139,6 +140,8 @@ def register(app: typer.Typer) -> None:
         session_max: SessionMaxOpt = "8h",
         trust_proxy: TrustProxyOpt = False,
         max_body: MaxBodyOpt = "1MiB",
+        scheduler: SchedulerOpt = None,
+        scheduler_insecure: SchedulerInsecureOpt = False,
     ) -> None:
         """Continuous monitor: events, power-on gate, enforcement, alerts and metrics.
 
@@ -190,6 +193,9 @@ def register(app: typer.Typer) -> None:
             if http_sock is not None:
                 stack.callback(http_sock.close)
             store = stack.enter_context(open_store(db))
+            options.executor = stack.enter_context(
+                disk_executor(scheduler, insecure=scheduler_insecure)
+            )
             if metrics_listen:
                 from vmwarden.cli.watch_http import token_checker
 

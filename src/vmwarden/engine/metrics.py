@@ -203,6 +203,10 @@ class WatchMetrics:
             "From a libvirt event's arrival to the action it caused being in effect.",
             LATENCY_BUCKETS,
         )
+        self.disk_reads = Gauge(
+            "vmwarden_disk_reads",
+            "1 per host: how the last reconcile read its disks (via=worker|local|connection).",
+        )
         self.refresh: Callable[[], None] | None = None  # filled by the daemon: gauges from state
 
     def all(self) -> list[_Metric]:
@@ -220,6 +224,7 @@ class WatchMetrics:
             self.alerts,
             self.alerts_dropped,
             self.latency,
+            self.disk_reads,
         ]
 
     def render(self) -> str:

@@ -360,6 +360,9 @@ class Watcher:
             return None
         self.sweeps += 1
         self.metrics.sweeps.inc(outcome="done")
+        self.metrics.disk_reads.replace(
+            {(("host", h), ("via", v)): 1 for h, v in result.disk_reads.items()}
+        )
         before = self.state.update_sweep(
             result.vms, result.findings, result.images, self.sweep.inventories
         )
