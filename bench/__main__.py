@@ -27,6 +27,7 @@ from bench import (
     startup,
     sweep,
     targets,
+    vsphere_disk,
     vsphere_inventory,
     watch,
 )
@@ -113,7 +114,7 @@ def main() -> None:
     ap.add_argument(
         "--only",
         default="",
-        help="comma-separated: startup,sweep,inspection,remote,policy,lineage,oval,watch",
+        help="comma-separated: startup,sweep,inspection,remote,vsphere-disk,policy,lineage,oval,watch",
     )
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
@@ -143,6 +144,11 @@ def main() -> None:
             "remote",
             "Remote disks (#12.3; Debian 12 minbase via vol.download vs local; seconds)",
             lambda _tmp: remote_disks.run(repeats + 2),
+        ),
+        (
+            "vsphere-disk",
+            "vSphere disks (#13.3; Debian 12 minbase VMDK over datastore HTTPS vs local; s)",
+            lambda _tmp: vsphere_disk.run(repeats + 2),
         ),
         (
             "vsphere-inventory",

@@ -154,6 +154,18 @@ def judge(sections: Rows) -> list[dict[str, str]]:
             f"{vinv['ratio_to_floor']:.2f}x, {vinv['us_per_vm']:.0f} µs/VM ({size}, vcsim)",
             vinv["ratio_to_floor"] <= 1.5 and big,
         )
+    vmdk = _find(rows, r"inspect, VMDK over datastore HTTPS")
+    if vmdk:
+        add(
+            "vSphere VMDK inspection over HTTPS ≤ 2x the local read (#13.3)",
+            f"{vmdk['median']:.2f} s, {vmdk['ratio_to_floor']:.2f}x local (vcsim, loopback TLS)",
+            vmdk["ratio_to_floor"] <= 2,
+        )
+        add(
+            "vSphere bytes transferred vs what dissect needs (#13.3; no target, ≤ 3x as #12.3)",
+            f"{vmdk['read_pct'] / 100:.2f}x in {vmdk['reads']:.0f} requests",
+            vmdk["read_pct"] <= 300,
+        )
     expo = _find(rows, r"exposure: STARTED")
     if expo:
         add(
