@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from vmwarden.errors import StoreError
 from vmwarden.store.base import StoreBase
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from vmwarden.model import VM
 
 FIELDS = ("host", "state", "mac", "network", "name")
+#: What the platform said a VM was made from (a clone's or a deployment's source template).
+MADE_FROM = "made_from"
 GONE = "gone"  # the state history records when a VM vanished from a fully listed host
 
 
@@ -158,6 +160,14 @@ def resolve_vm_id(conn: Connection, key: str) -> str | None:
 
 
 class HistoryRepo(StoreBase):
+    def record_made_from(self, vm_id: str, source_vm: str, *, at: datetime, source: str) -> None:
+        """Provenance the platform reported (an event naming a clone's or a deployment's
+        source), kept as a ``made_from`` history entry: the disks' lineage is judged on its
+        own, this is what vCenter said, for forensics."""
+        rows = history_rows(vm_id, [(MADE_FROM, None, source_vm[:1024])], at, source)
+        with self._write() as conn:
+            conn.execute(insert(vm_history), rows)
+
     def vm_history(self, vm_id_or_name: str) -> list[HistoryEntry]:
         """The VM's changes, oldest first; empty when the VM was never seen."""
         with self._read() as conn:

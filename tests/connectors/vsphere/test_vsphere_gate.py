@@ -47,6 +47,7 @@ from vmwarden.store.users import UsersRepo
 QUARANTINE = "vmw-v3-quarantine"
 DORMANT = "DC0_H0_VM0"  # registered, shut off for 45 days: held at power-on, then released
 DENIED = "DC0_H0_VM1"  # unregistered: denied, never exposed
+CLONE = "DC0_H0_VM-vmw-v3-clone"  # made while watch runs: isolated ahead, provenance kept
 POLICY = f"""\
 version: 1
 quarantine:
@@ -229,7 +230,7 @@ def test_watch_holds_a_dormant_vm_that_powers_on_and_never_exposes_a_denied_one(
         release.created_at if release.created_at.tzinfo else release.created_at.replace(tzinfo=UTC)
     )
     assert released_at >= powered_on  # held through its power-on, released after it
-    # back exactly where it was (vcsim reports connected=False for powered-on VMs, so only
+    # back where it was (vcsim reports connected=False for powered-on VMs, so only
     # the backing and the power-on flag are compared)
     assert [(pg, sc) for pg, _, sc in nic_state(vcsim, DORMANT)] == daemon.before[DORMANT]
 
@@ -241,6 +242,21 @@ def test_watch_holds_a_dormant_vm_that_powers_on_and_never_exposes_a_denied_one(
     assert isolated(nic_state(vcsim, DENIED))
     assert entries(db, DENIED, "release") == []
     assert DENIED not in [e.name for e in entries(db, DENIED, "quarantine") if e.status == "failed"]
+
+    # A clone appears (VmCreatedEvent, VmClonedEvent): unregistered and off, it is isolated
+    # ahead from its events alone, and where vCenter says it came from is in its history.
+    with admin(vcsim) as content:
+        source = vm_named(content, DORMANT)
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=source.resourcePool))
+        WaitForTask(source.CloneVM_Task(folder=source.parent, name=CLONE, spec=spec))
+    poll(lambda: isolated(nic_state(vcsim, CLONE)))
+
+    def made_from() -> list[Any]:
+        with Store.open(db) as store:
+            return [h for h in store.vm_history(CLONE) if h.field == "made_from"]
+
+    (entry,) = poll(made_from)
+    assert (entry.new, entry.source) == (DORMANT, "event")
 
 
 def test_vcsim_cannot_disable_power_on(vcsim: Vcsim) -> None:

@@ -314,7 +314,17 @@ class Watcher:
             else:
                 outcome.check = self.gate.keep_hold(conn, vm, batch)
             self._record(vm, prior, migrated=any(e.migrated for e in batch))
+            self._record_made_from(vm, batch)
         return outcome
+
+    def _record_made_from(self, vm: VM, batch: list[VmEvent]) -> None:
+        """Provenance from the platform's events (a clone's or deployment's source)."""
+        for event in batch:
+            if event.made_from:
+                try:
+                    self.store.record_made_from(vm.id, event.made_from, at=event.at, source="event")
+                except VmwardenError as exc:
+                    log.error("could not record where %s was made from: %s", vm.name, exc)
 
     def _record(self, vm: VM, prior: VM | None, *, migrated: bool) -> None:
         """History from events: state, host (migration), MACs and networks, one clock."""
