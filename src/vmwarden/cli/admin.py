@@ -11,6 +11,7 @@ import typer
 from rich.text import Text
 
 from vmwarden.cli.common import ActorOpt, DbOpt, actor_name, open_store, out
+from vmwarden.cli.inspect_disk import default_uri, inspect_served, served_by
 from vmwarden.cli.report import register_report
 from vmwarden.connectors import open_connector
 from vmwarden.enforce import Quarantiner, QuarantineSpec
@@ -187,12 +188,26 @@ def register(app: typer.Typer) -> None:
 
     @app.command(
         epilog="Example: vmwarden inspect /var/lib/libvirt/images/web01.qcow2 "
-        "--allow-dir /var/lib/libvirt/images/templates"
+        "--allow-dir /var/lib/libvirt/images/templates; "
+        "vmwarden inspect ebs:snap-0123456789abcdef0 -c aws://us-east-1"
     )
     def inspect(
         image: Annotated[
-            Path, typer.Argument(help="Disk image file.", exists=True, dir_okay=False)
+            str,
+            typer.Argument(
+                help="Disk image file, or an EBS snapshot as ebs:snap-… (read through the "
+                "EBS direct APIs; region from --connect aws://REGION or AWS_REGION)."
+            ),
         ],
+        connect: Annotated[
+            str | None,
+            typer.Option(
+                "-c",
+                "--connect",
+                help="Connection serving a disk that is no file here (aws://REGION for ebs:).",
+                show_default=False,
+            ),
+        ] = None,
         allow_dir: Annotated[
             list[Path] | None,
             typer.Option(
@@ -210,11 +225,19 @@ def register(app: typer.Typer) -> None:
 
         The guest (OS, packages, users, services, sshd, host keys, time sync) is read in a
         sandboxed worker; nothing from the image is run or mounted."""
-        allowed = [image.resolve().parent, *(allow_dir or [])]
-        facts = inspect_image_json(image, allowed_dirs=allowed, timeout=timeout)
+        scheme = served_by(image)
+        if scheme is not None:
+            facts = inspect_served(image, connect or default_uri(scheme), timeout=timeout)
+            print(json.dumps(facts, indent=2, default=str))
+            return
+        path = Path(image)
+        if not path.is_file():
+            raise typer.BadParameter(f"no disk image file {image!r}", param_hint="IMAGE")
+        allowed = [path.resolve().parent, *(allow_dir or [])]
+        facts = inspect_image_json(path, allowed_dirs=allowed, timeout=timeout)
         facts["chain"] = [
             {"path": layer.path, "format": layer.format, "type": layer.type, "error": layer.error}
-            for layer in resolve_chain(image, allowed_dirs=allowed)
+            for layer in resolve_chain(path, allowed_dirs=allowed)
         ]
         print(json.dumps(facts, indent=2, default=str))
 

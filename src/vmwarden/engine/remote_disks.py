@@ -122,7 +122,9 @@ class RemoteDisks:
                 disk.chain = [_layer(layer, inv.host) for layer in chain.layers]
                 disk.chain[0].type = top.type
                 root = disk.chain[-1]
-                if root.error is None and chain.readers:
+                # a VM whose platform names its template (EC2's AMI) is judged by that:
+                # its disks are not hashed (a whole EBS volume, for nothing)
+                if root.error is None and chain.readers and vm.template_id is None:
                     root.digest = self._digest(chain.readers[-1], root)
                 if root.error:
                     warnings.append(f"{vm.name} ({inv.host}) disk {disk.target}: {root.error}")

@@ -99,7 +99,9 @@ def resolve_ranged_chain(
     """
     chain = RangedChain()
     seen: set[str] = set()
-    current, declared = os.path.normpath(path), fmt
+    # a URI-like name (``ebs://REGION/vol-…``) is the connector's, kept as it gave it
+    current = path if _PROTOCOL.match(path) else os.path.normpath(path)
+    declared = fmt
     while True:
         layer = Layer(path=current, format=declared, type="file")
         chain.layers.append(layer)

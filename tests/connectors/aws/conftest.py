@@ -51,6 +51,8 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTTESTTESTTEST")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-do-not-log")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # the scan-snapshot journal (connectors.aws.scan_snapshots) under the test's directory
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     return moto_endpoint
 
 
@@ -60,3 +62,7 @@ def ec2(aws_env: str) -> Any:
     import boto3
 
     return boto3.client("ec2", region_name="us-east-1")
+
+
+# The Debian disk in an EBS snapshot (written through the EBS direct APIs), for every EC2 test.
+from tests.connectors.aws.snapshot_fixture import debian_raw, debian_snapshot  # noqa: E402, F401

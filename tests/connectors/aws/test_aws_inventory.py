@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+import pytest
 
 from tests.connectors.aws.ec2_estate import ami, launch, network, tag_spec
-from vmwarden.connectors.aws.inventory import EBS_UNREAD
 from vmwarden.connectors.base import inventory_all, open_connector
 from vmwarden.model.estate import HostInventory
 from vmwarden.model.vm import State
@@ -49,9 +49,9 @@ def test_instances_map_to_neutral_vms(ec2: Any) -> None:
     assert eni["PrivateIpAddress"] in nic.addresses
     disks = {d.target: d for d in vm.disks}
     assert disks["/dev/sdf"].encrypted is True
-    for disk in vm.disks:  # never a local path: unknown, with the reason
+    for disk in vm.disks:  # never a local path: read through a snapshot (open_disk)
         assert disk.chain[0].path.startswith("ebs://us-east-1/vol-")
-        assert disk.chain[0].error == EBS_UNREAD and disk.chain[0].digest is None
+        assert disk.chain[0].type == "volume" and disk.chain[0].digest is None
     other = by_id[nameless]
     assert other.name == nameless and other.meta.registered is None
     assert other.state in (State.SHUTOFF, State.SHUTDOWN)
@@ -121,14 +121,16 @@ def test_a_dedicated_host_is_the_vms_host(ec2: Any) -> None:
 __all__ = ["tag_spec"]
 
 
-def test_the_connector_meets_the_contract_and_reads_no_disk_yet(ec2: Any) -> None:
+def test_the_connector_meets_the_contract_and_reads_only_ebs_names(ec2: Any) -> None:
     from vmwarden.connectors.base import Connector, DiskUnavailableError
 
     with open_connector("aws://us-east-1") as conn:
         assert isinstance(conn, Connector)
-        try:
-            conn.open_disk("vol-0abc")
-        except DiskUnavailableError as exc:
-            assert "vol-0abc" in str(exc) and "not supported" in str(exc)
-        else:
-            raise AssertionError("an EBS volume must not be readable yet")
+        for name, why in [
+            ("vol-0abc", "not an EBS disk"),
+            ("/etc/passwd", "not an EBS disk"),
+            ("ebs://eu-west-1/vol-0123456789abcdef0", "in eu-west-1, not us-east-1"),
+            ("ebs:snap-x", "not an EBS snapshot id"),
+        ]:
+            with pytest.raises(DiskUnavailableError, match=why):
+                conn.open_disk(name)

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from vmwarden.connectors.aws.ebs import volume_path
 from vmwarden.model.vm import VM, Disk, Layer, Nic, State, VmMeta
 
 TAG_PREFIX = "vmwarden:"
@@ -25,12 +26,6 @@ _STATES: dict[str, State] = {
     "shutting-down": State.SHUTDOWN,
     "stopped": State.SHUTOFF,
 }
-
-# Why an EBS volume's layer stays unknown in this slice (the reader is the next one).
-EBS_UNREAD = (
-    "EBS volume: not readable in this release (reading through EBS direct APIs is not "
-    "implemented yet)"
-)
 
 
 @dataclass(slots=True)
@@ -175,12 +170,9 @@ def _disk(mapping: Mapping[str, Any], d: Describe, region: str) -> Disk:
     ebs = mapping.get("Ebs") or {}
     vol_id = str(ebs.get("VolumeId") or "")
     vol = d.volumes.get(vol_id) or {}
+    # read through a snapshot and the EBS direct APIs (``AwsConnector.open_disk``)
     layer = Layer(
-        path=f"ebs://{region}/{vol_id}",
-        format="raw",
-        type="volume",
-        error=EBS_UNREAD,
-        host=f"aws:{region}",
+        path=volume_path(region, vol_id), format="raw", type="volume", host=f"aws:{region}"
     )
     return Disk(
         target=str(mapping.get("DeviceName") or vol_id),

@@ -62,7 +62,13 @@ def parse_aws_uri(uri: str) -> AwsTarget:
 
 
 def open_ec2(target: AwsTarget) -> Any:
-    """A boto3 EC2 client for the target, its credentials checked up front.
+    """A boto3 EC2 client for the target (:func:`open_client`)."""
+    return open_client(target, "ec2")
+
+
+def open_client(target: AwsTarget, service: str) -> Any:
+    """A boto3 client of ``service`` (``ec2``, ``ebs``) for the target, its credentials
+    checked up front.
 
     A missing profile or no credentials at all is a ``ConnectorError`` (the user's set-up),
     not a traceback; the check reads the chain locally and calls nothing.
@@ -90,6 +96,7 @@ def open_ec2(target: AwsTarget) -> Any:
             hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ?profile=NAME",
         )
     try:
-        return session.client("ec2", region_name=target.region)
+        return session.client(service, region_name=target.region)
     except bex.BotoCoreError as exc:
-        raise UnreachableError(f"EC2 in {where}: {type(exc).__name__}: {exc}") from None
+        what = service.upper()
+        raise UnreachableError(f"{what} in {where}: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,224 @@
+"""Snapshots vmwarden takes to look inside an instance's volumes, and never leaks.
+
+An EBS volume is read through a snapshot of it (the EBS direct APIs read snapshots, not
+volumes). Every snapshot taken is tagged ``vmwarden:scan=<token>`` and deleted once the
+sweep is done with it; before it is created, its token is written to a journal file on this
+machine (fsynced), so a process killed between ``create_snapshot`` and ``delete_snapshot``
+leaves a record: the next connection that reads disks in that region lists the snapshots
+tagged ``vmwarden:scan``, deletes those whose token the journal holds for a process that
+is gone, and forgets them. A tagged snapshot the journal does not know (another machine's
+sweep in progress, or an operator's) is never touched.
+
+The journal is ``$XDG_STATE_HOME/vmwarden/aws-scan-snapshots.json`` (platformdirs), one
+entry per token: region, volume, pid, host, and the snapshot id once known.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from vmwarden.errors import ConnectorError
+
+log = logging.getLogger(__name__)
+
+SCAN_TAG = "vmwarden:scan"
+#: How long a snapshot may take to complete before the volume is unknown (real EBS: minutes
+#: for a first snapshot of a large volume; incremental ones are quick).
+COMPLETE_TIMEOUT = 1800.0
+POLL = 5.0
+
+
+def journal_path() -> Path:
+    return Path(platformdirs.user_state_dir("vmwarden")) / "aws-scan-snapshots.json"
+
+
+class ScanJournal:
+    """The journal file, read and rewritten whole under an exclusive lock (tiny: one entry
+    per snapshot in flight)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or journal_path()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                entries = json.loads(self.path.read_text()) if self.path.exists() else {}
+            except (OSError, ValueError):
+                entries = {}  # a torn file: what it held is lost, tagged snapshots remain
+            before = json.dumps(entries, sort_keys=True)
+            yield entries
+            if json.dumps(entries, sort_keys=True) != before:
+                tmp = self.path.with_suffix(".tmp")
+                with open(tmp, "w") as f:
+                    json.dump(entries, f, sort_keys=True)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
+
+    def begin(self, region: str, volume_id: str) -> str:
+        token = uuid.uuid4().hex
+        with self._locked() as entries:
+            entries[token] = {
+                "region": region,
+                "volume": volume_id,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "snapshot": None,
+            }
+        return token
+
+    def created(self, token: str, snapshot_id: str) -> None:
+        with self._locked() as entries:
+            if token in entries:
+                entries[token]["snapshot"] = snapshot_id
+
+    def done(self, token: str) -> None:
+        with self._locked() as entries:
+            entries.pop(token, None)
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        with self._locked() as entries:
+            return {k: dict(v) for k, v in entries.items()}
+
+    def abandoned(self, region: str) -> dict[str, dict[str, Any]]:
+        """Entries of ``region`` whose process (on this machine) is gone."""
+        here = socket.gethostname()
+        return {
+            token: e
+            for token, e in self.entries().items()
+            if e.get("region") == region and e.get("host") == here and not _alive(e.get("pid"))
+        }
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ScanSnapshots:
+    """The snapshots one connection takes: ``take`` (journaled, tagged, completed),
+    ``readable`` (which snapshot the EBS direct APIs read for it), ``release_all``."""
+
+    def __init__(self, ec2: Any, region: str, journal: ScanJournal | None = None) -> None:
+        self._ec2 = ec2
+        self.region = region
+        self.journal = journal or ScanJournal()
+        self.taken: dict[str, str] = {}  # snapshot id → journal token
+        self._swept = False
+
+    def take(self, volume_id: str) -> str:
+        """A completed snapshot of the volume, tagged and journaled; its id.
+
+        Raises:
+            ConnectorError: the snapshot could not be made or did not complete in time.
+        """
+        self.sweep_leftovers()
+        token = self.journal.begin(self.region, volume_id)
+        try:
+            snap = self._ec2.create_snapshot(
+                VolumeId=volume_id,
+                Description=f"vmwarden scan of {volume_id} (deleted after the scan)",
+                TagSpecifications=[
+                    {"ResourceType": "snapshot", "Tags": [{"Key": SCAN_TAG, "Value": token}]}
+                ],
+            )
+        except Exception:
+            self.journal.done(token)  # nothing was created
+            raise
+        sid = str(snap["SnapshotId"])
+        self.journal.created(token, sid)
+        self.taken[sid] = token
+        self._wait(sid)
+        return sid
+
+    def readable(self, snapshot_id: str, volume_id: str) -> str:
+        """The snapshot the direct APIs read for ``volume_id``: the one just taken.
+
+        The one seam the tests replace: moto's direct APIs cannot read a snapshot made by
+        ``create_snapshot``, so there a test maps the volume to a snapshot it wrote block by
+        block, while ``take`` and ``release_all`` still run against moto as here."""
+        return snapshot_id
+
+    def _wait(self, sid: str) -> None:
+        deadline = time.monotonic() + COMPLETE_TIMEOUT
+        while True:
+            snaps = self._ec2.describe_snapshots(SnapshotIds=[sid]).get("Snapshots") or []
+            state = snaps[0].get("State") if snaps else "missing"
+            if state == "completed":
+                return
+            if state in ("error", "missing") or time.monotonic() > deadline:
+                raise ConnectorError(f"scan snapshot {sid} is {state}, not completed")
+            time.sleep(POLL)
+
+    def release(self, snapshot_id: str) -> None:
+        """Delete a snapshot this connection took and forget its journal entry."""
+        token = self.taken.pop(snapshot_id, None)
+        self._delete(snapshot_id)
+        if token is not None:
+            self.journal.done(token)
+
+    def release_all(self) -> list[str]:
+        """Delete every snapshot taken (best effort: one that fails stays journaled, for the
+        next run); the ids deleted."""
+        deleted = []
+        for sid in list(self.taken):
+            try:
+                self.release(sid)
+                deleted.append(sid)
+            except Exception as exc:  # the journal keeps it; the next run deletes it
+                log.warning("scan snapshot %s not deleted (next run will): %s", sid, exc)
+        return deleted
+
+    def sweep_leftovers(self) -> list[str]:
+        """Delete snapshots tagged ``vmwarden:scan`` that the journal holds for a process
+        that is gone (once per connection); the ids deleted."""
+        if self._swept:
+            return []
+        self._swept = True
+        abandoned = self.journal.abandoned(self.region)
+        if not abandoned:
+            return []
+        pages = self._ec2.get_paginator("describe_snapshots").paginate(
+            OwnerIds=["self"], Filters=[{"Name": "tag-key", "Values": [SCAN_TAG]}]
+        )
+        deleted = []
+        for page in pages:
+            for snap in page.get("Snapshots") or []:
+                tags = {t.get("Key"): t.get("Value") for t in snap.get("Tags") or []}
+                if tags.get(SCAN_TAG) in abandoned:
+                    self._delete(str(snap["SnapshotId"]))
+                    deleted.append(str(snap["SnapshotId"]))
+        for token in abandoned:
+            self.journal.done(token)  # deleted now, or never created
+        return deleted
+
+    def _delete(self, snapshot_id: str) -> None:
+        import botocore.exceptions as bex
+
+        try:
+            self._ec2.delete_snapshot(SnapshotId=snapshot_id)
+        except bex.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidSnapshot.NotFound":
+                raise
