@@ -132,6 +132,15 @@ def judge(sections: Rows) -> list[dict[str, str]]:
                 rates["note"],
                 "negatives 0/" in rates["note"] and "positives 0/" in rates["note"],
             )
+    sampled = _find(rows, r"lineage: compare remote volume, exact")
+    if sampled:
+        cached = _find(rows, r"lineage: compare remote volume, through")
+        add(
+            "lineage comparison of a remote disk reads < 2% of it (#12)",
+            f"{sampled['read_pct']} transferred, {sampled['reads']:.0f} downloads"
+            + (f" (through the block cache: {cached['read_pct']})" if cached else ""),
+            sampled["read_frac"] < 0.02,
+        )
     remote = _find(rows, r"inspect, remote volume")
     if remote:
         add(

@@ -31,7 +31,7 @@ from vmwarden.engine.lineage import LINEAGE_DEVICES, Lineage
 from vmwarden.engine.remote_disks import cache_stat
 from vmwarden.errors import InspectError
 from vmwarden.inspect.lineage_sig import Signature, Similarity, compare
-from vmwarden.inspect.virtual import VirtualDisk, layer_from, open_virtual
+from vmwarden.inspect.virtual import VirtualDisk, open_virtual, virtual_of
 from vmwarden.model import VM, Disk
 from vmwarden.model.lineage import ContentMatch, content_key
 
@@ -172,12 +172,8 @@ def _remote(disk: Disk, uri: str, remote: Any) -> _Todo | None:
 
     @contextlib.contextmanager
     def opener() -> Iterator[VirtualDisk]:
-        yield VirtualDisk(
-            [
-                layer_from(r.read, r.size, i.format, f"{r.host}:{r.path}")
-                for r, i in zip(readers, infos, strict=True)
-            ]
-        )
+        host = str(readers[0].identity().get("host", ""))
+        yield virtual_of(readers, [i.format for i in infos], host)
 
     chain_key = "|".join(json.dumps(r.identity(), sort_keys=True) for r in readers[1:])
     top = readers[0]

@@ -10,8 +10,9 @@ module does not read (encryption, external data files, zstd, extended L2, vhdx) 
 :class:`InspectError`, never a guess. Sparse vmdk extents: :mod:`.virtual_vmdk`.
 
 Each layer reads its host file through a *ranged reader* ``(offset, length) -> bytes``
-(:data:`Ranged`): locally a block-cached, counting descriptor (:class:`CountingFile`); a
-remote connector can later pass its own ranged reader instead (the seam for remote disks).
+(:data:`Ranged`): locally a block-cached, counting descriptor (:class:`CountingFile`);
+another host's disk the connector's ranged readers (:func:`virtual_of`), read exactly: the
+samples are scattered 4 KiB blocks, which a read-ahead cache would round up and read past.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vmwarden.errors import InspectError
 from vmwarden.inspect.opener import open_disk
 from vmwarden.inspect.reads import CountingFile
 from vmwarden.inspect.virtual_vmdk import VmdkLayer
+
+if TYPE_CHECKING:
+    from vmwarden.model.ranged import RangedReader
 
 #: ``read(offset, length)``: bytes of a host file, shorter only at its end.
 Ranged = Callable[[int, int], bytes]
@@ -302,6 +307,29 @@ def open_virtual(
                 layer_from(_ranged(counted), counted.size, layer.format, layer.path, layer.fd)
             )
         yield disk
+
+
+def sampling_read(reader: RangedReader) -> Ranged:
+    """``reader``'s read for scattered small reads: its optional ``read_exact(offset, n)``
+    (the same bytes, without the block rounding and read-ahead that serve dissect's
+    clustered reads; a remote volume has one), else its ``read``."""
+    exact = getattr(reader, "read_exact", None)
+    return exact if callable(exact) else reader.read
+
+
+def virtual_of(readers: Sequence[RangedReader], formats: Sequence[str], name: str) -> VirtualDisk:
+    """The guest-visible disk over a chain of ranged readers (top first), e.g. another host's
+    volumes from its connector, each read exactly (:func:`sampling_read`).
+
+    Raises:
+        InspectError: a format or feature this module does not read.
+    """
+    return VirtualDisk(
+        [
+            layer_from(sampling_read(r), r.size, fmt, f"{name}:{r.path}")
+            for r, fmt in zip(readers, formats, strict=True)
+        ]
+    )
 
 
 def _ranged(f: CountingFile) -> Ranged:

@@ -12,7 +12,8 @@ allowed-directories rule (#10.3): backing files are followed only into the host'
 A ranged download costs two RPC round trips (~0.35 ms for 64 KiB on an idle loopback), so
 :class:`VolumeReader` keeps a block cache (16 KiB blocks, the granularity that keeps the
 bytes transferred within ~2x of what dissect asks for) and reads ahead when reads run
-sequentially (a directory or a file being read through), doubling up to 1 MiB.
+sequentially (a directory or a file being read through), doubling up to 1 MiB. Sampled
+reads (content lineage) ask for exactly their bytes instead (:meth:`VolumeReader.read_exact`).
 On a qcow2 volume the download returns the *file's* bytes, not the guest's: the qcow2 and
 backing-chain parsing stay vmwarden's own (``inspect.qcow2`` and friends).
 """
@@ -121,6 +122,26 @@ class VolumeReader:
             return b""
         with self._lock:
             return gather_blocks(self._blocks, offset, end, BLOCK, self._fetch)
+
+    def read_exact(self, offset: int, n: int) -> bytes:
+        """The same bytes as :meth:`read`, fetched without block rounding or read-ahead:
+        for scattered sampled reads (content lineage compares 4 KiB blocks at pseudo-random
+        offsets; through :meth:`read` each cost a 16 KiB block, plus read-ahead when two
+        samples happened to be adjacent: ~4% of a disk instead of ~1%). Cached blocks still
+        serve it; what it downloads is not cached and leaves the read-ahead state alone."""
+        end = min(self.size, offset + max(0, n))
+        if offset < 0 or end <= offset:
+            return b""
+        with self._lock:
+            if all(i in self._blocks for i in range(offset // BLOCK, (end - 1) // BLOCK + 1)):
+                return gather_blocks(self._blocks, offset, end, BLOCK, self._fetch)
+            data = self.download(offset, end - offset)
+        if len(data) < end - offset:
+            raise RemoteReadError(
+                f"{self.host}:{self.path} is shorter than its volume says ({offset + len(data)} "
+                f"< {end} bytes): changed while being read?"
+            )
+        return data
 
     def _fetch(self, first: int, stop: int) -> list[bytes]:
         """Blocks ``first``..``stop`` (exclusive), plus read-ahead when sequential."""
