@@ -7,9 +7,9 @@ released, and listing ``quarantine`` in every zone would let real violators pass
 (released, then quarantined again, each reconcile). The engine marks the VMs before
 evaluating them; ``VM.judged`` gives policy the pre-quarantine view.
 
-A NIC counts as held only while it is where the quarantine put it (a ``network`` NIC on the
-quarantine entry's network) and the entry recorded its original: a NIC someone moved
-elsewhere since is judged where it now is.
+A NIC counts as held only while it is where the quarantine put it (on the quarantine entry's
+network: libvirt's ``network``, vSphere's portgroup) and the entry recorded its original: a
+NIC someone moved elsewhere since is judged where it now is.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from vmwarden.connectors.capabilities import RecordReader, records_of
 from vmwarden.errors import VmwardenError
 from vmwarden.model import VM, ActionRecord, Nic, NicOrigin, State
+from vmwarden.model.isolation import QuarantineSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ def mark_with(held: Mapping[str, ActionRecord], vms: Iterable[VM]) -> None:
             for nic in vm.nics:
                 nic.quarantined_from = None  # a record rebuilt from the store may carry one
             continue
-        network = entry.changes.get("network")
+        spec = QuarantineSpec.from_journal(entry.changes)
+        targets = {t for t in (spec.network, spec.vsphere_portgroup) if t}
         try:
             reader = records_of(entry.uri or vm.uri)
         except VmwardenError as exc:  # a platform this build does not know: judged as found
@@ -56,7 +58,7 @@ def mark_with(held: Mapping[str, ActionRecord], vms: Iterable[VM]) -> None:
         live = vm.state not in _OFF
         for nic in vm.nics:
             nic.quarantined_from = _origin(
-                reader, nic, recorded.get(nic.mac or ""), network, live=live
+                reader, nic, recorded.get(nic.mac or ""), targets, live=live
             )
 
 
@@ -64,11 +66,12 @@ def _origin(
     reader: RecordReader,
     nic: Nic,
     recorded: dict[str, Any] | None,
-    network: str | None,
+    targets: set[str],
     *,
     live: bool,
 ) -> NicOrigin | None:
-    if recorded is None or not network or nic.type != "network" or nic.network != network:
+    network = nic.network
+    if recorded is None or network is None or network not in targets:
         return None
     try:
         return reader.origin(recorded, network, live=live)

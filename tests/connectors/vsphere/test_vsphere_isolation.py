@@ -40,6 +40,7 @@ from vmwarden.connectors.vsphere.connection import VsphereConnector
 from vmwarden.enforce import Quarantiner
 from vmwarden.enforce.changed import ReleaseConflict
 from vmwarden.enforce.faults import FAULT_EXIT_CODE
+from vmwarden.enforce.held import mark_held
 from vmwarden.errors import ConnectorError, EnforceError
 from vmwarden.model.isolation import QuarantineSpec
 from vmwarden.store import Store
@@ -257,3 +258,25 @@ def test_records_say_where_each_nic_was_without_a_connection(
     assert reader.origin(dv, "DC0_DVPG0", live=True) is None  # on it already
     with pytest.raises(ConnectorError, match="unreadable"):
         reader.origin({"mac": "x"}, DV_PG, live=True)
+
+
+def test_a_held_vm_is_judged_on_the_portgroups_it_had(
+    estate: Vcsim, conn: VsphereConnector, store: Any
+) -> None:
+    """Quarantine creates no finding of its own on vSphere either: while held, each NIC is
+    judged at its pre-quarantine portgroup (``Nic.quarantined_from`` from the journal)."""
+    name = "DC0_C0_RP0_VM0"
+    vm = conn.lookup(name)
+    q = Quarantiner(store, "tester")
+    assert q.quarantine(conn, vm, QuarantineSpec(vsphere_portgroup=DV_PG), reason="r",
+                        rule="r").status == "done"  # fmt: skip
+    held = conn.lookup(name)
+    mark_held(store, [held])
+    assert {n.network for n in held.nics} == {DV_PG}
+    assert sorted((n.judged().type, n.judged().network) for n in held.nics) == [
+        ("vsphere-dvpg", "DC0_DVPG0"), ("vsphere-portgroup", "VM Network")
+    ]  # fmt: skip
+    assert q.release(conn, vm.id, reason="ok").status == "done"
+    free = conn.lookup(name)
+    mark_held(store, [free])
+    assert all(n.quarantined_from is None for n in free.nics)
