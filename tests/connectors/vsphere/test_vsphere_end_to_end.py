@@ -28,10 +28,13 @@ from tests.connectors.vsphere.disks_fixture import (  # noqa: F401 (the fixture)
 from tests.connectors.vsphere.quarantine_ops import (
     DV_PG,
     add_distributed_portgroup,
+    add_nic,
     devices,
     nic_where,
 )
 from tests.connectors.vsphere.vcsim_ops import admin, vm_named
+from vmwarden.enforce.faults import FAULT_EXIT_CODE
+from vmwarden.store import Store
 
 POLICY = textwrap.dedent(
     f"""\
@@ -50,11 +53,13 @@ POLICY = textwrap.dedent(
 VMS = (SPARSE_VM, FLAT_VM, TELNETD_VM, EMPTY_VM)
 
 
-def vmwarden(sim: Vcsim, *args: str) -> subprocess.CompletedProcess[str]:
+def vmwarden(
+    sim: Vcsim, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The CLI as an operator runs it: the password in the environment only."""
     return subprocess.run(
         [str(Path(sys.executable).with_name("vmwarden")), *args],
-        env={**os.environ, "VMWARDEN_VSPHERE_PASSWORD": sim.password},
+        env={**os.environ, "VMWARDEN_VSPHERE_PASSWORD": sim.password, **(env or {})},
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
 
@@ -125,3 +130,49 @@ def test_scan_enforce_quarantines_the_rogue_and_release_restores_it_exactly(
     assert estate_devices(sim) == before
     with admin(sim) as content:
         assert nic_where(vm_named(content, TELNETD_VM)) == where_before
+
+
+def test_a_sweep_killed_between_two_nics_is_repaired_by_the_next_sweep(
+    vmdk_estate: VmdkEstate,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``scan --enforce`` killed (as by SIGKILL) right after the rogue's first NIC moved: the
+    journal holds a pending quarantine; the next sweep finishes it from the journaled
+    records (not re-read ones, which would record the quarantine as the original), and
+    release puts both NICs back exactly."""
+    sim = vmdk_estate.sim
+    with admin(sim) as content:
+        if not any(pg.name == DV_PG for pg in vm_named(content, TELNETD_VM).runtime.host.network):
+            add_distributed_portgroup(content)
+        add_nic(vm_named(content, TELNETD_VM), "VM Network", "00:50:56:03:00:01")
+        where_before = nic_where(vm_named(content, TELNETD_VM))
+    assert len(where_before) == 2
+    before = estate_devices(sim)
+    db = f"sqlite:///{tmp_path / 'crash.db'}"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"version: 1\nquarantine: {{vsphere: {{portgroup: {DV_PG}}}}}\nrules:\n"
+        f"  - {{name: by-name, resource: vm, severity: high, actions: [quarantine],"
+        f" filters: [{{type: value, key: name, op: eq, value: {TELNETD_VM}}}]}}\n"
+    )
+    scan = ("scan", "-c", sim.uri(), "-p", str(policy), "--db", db, "--enforce")
+    killed = vmwarden(sim, *scan, env={"VMWARDEN_FAULT": "quarantine.nic:1"})
+    assert killed.returncode == FAULT_EXIT_CODE, killed.stdout + killed.stderr
+    with admin(sim) as content:
+        half = nic_where(vm_named(content, TELNETD_VM))
+    assert sorted(pg == DV_PG for _m, pg, _c, _s in half) == [False, True]
+    with Store.open(db) as store:
+        (pending,) = store.incomplete_actions()
+        assert (pending.action, pending.name) == ("quarantine", TELNETD_VM)
+
+    repaired = vmwarden(sim, *scan)
+    assert repaired.returncode == 0, repaired.stderr
+    with admin(sim) as content:
+        held = nic_where(vm_named(content, TELNETD_VM))
+    assert [(m, pg, s) for m, pg, _c, s in held] == [(m, DV_PG, False) for m, *_ in where_before]
+    with Store.open(db) as store:
+        assert store.incomplete_actions() == []
+
+    released = vmwarden(sim, "release", TELNETD_VM, "--reason", "rebuilt", "--db", db)
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert estate_devices(sim) == before
