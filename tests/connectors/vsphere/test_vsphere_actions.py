@@ -4,13 +4,18 @@ run Tools), destroy = power off (the VM stays), snapshot, custom-attribute metad
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pyVmomi import vim
 
-from tests.connectors.vsphere.conftest import Vcsim
+from tests.connectors.vsphere.conftest import Vcsim, start_vcsim
 from tests.connectors.vsphere.vcsim_ops import admin, vm_named
 from vmwarden.connectors.base import open_connector
 from vmwarden.connectors.vsphere.connection import VsphereConnector
@@ -105,3 +110,66 @@ def test_an_unknown_or_closed_target_is_a_clear_error(conn: VsphereConnector) ->
     conn.close()
     with pytest.raises(ConnectorError, match="closed"):
         conn.snapshot("DC0_H0_VM0", "s", "d")
+
+
+def test_policy_actions_run_on_vsphere_through_scan_enforce(vcsim: Vcsim, tmp_path: Path) -> None:
+    """A rule's snapshot, tag and pause through ``vmwarden scan --enforce`` (the CLI in a
+    subprocess): each lands in vCenter; a second sweep changes nothing (the tag is there,
+    the VM is suspended already)."""
+    name = "DC0_H0_VM0"
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "version: 1\nrules:\n"
+        "  - name: miner\n    resource: vm\n    severity: critical\n"
+        f"    filters: [{{type: value, key: name, op: eq, value: {name}}}]\n"
+        "    actions: [snapshot, {type: tag, key: incident, value: IR-9}, pause]\n"
+    )
+    cmd = [
+        str(Path(sys.executable).with_name("vmwarden")),
+        "scan",
+        "-c",
+        vcsim.uri(),
+        "-p",
+        str(policy),
+        "--db",
+        f"sqlite:///{tmp_path / 'a.db'}",
+        "--enforce",
+        "--format",
+        "json",
+    ]
+    env = {**os.environ, "VMWARDEN_VSPHERE_PASSWORD": vcsim.password}
+    ran = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert ran.returncode == 0, ran.stderr
+    acted = {a["action"]: a["status"] for a in json.loads(ran.stdout)["actions"]}
+    assert acted == {"snapshot": "done", "tag": "done", "pause": "done"}, ran.stdout
+    assert power(vcsim, name) == "suspended"
+    with admin(vcsim) as content:
+        vm = vm_named(content, name)
+        names = {f.key: f.name for f in content.customFieldsManager.field}
+        attrs = {names[v.key]: v.value for v in vm.customValue if v.value}
+        assert attrs.get("vmwarden.tag.incident") == "IR-9"
+        assert [s.name.startswith("vmwarden-miner-") for s in vm.snapshot.rootSnapshotList] == [
+            True
+        ]
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300,
+                           check=False)  # fmt: skip
+    statuses = {a["action"]: a["status"] for a in json.loads(again.stdout)["actions"]}
+    assert statuses["tag"] == "noop" and statuses["pause"] == "noop"
+
+
+def test_a_datacenter_uri_never_acts_on_a_vm_outside_it(vsphere_password: str) -> None:
+    """``vsphere://…/DC1``: a VM of DC0 is not found by its instanceUuid nor by its name
+    (vCenter's FindByUuid is scoped to the datacenter), a VM of DC1 is."""
+    proc, sim = start_vcsim("-dc", "2")
+    try:
+        with admin(sim) as content:
+            outside = vm_named(content, "DC0_H0_VM0").config.instanceUuid
+            inside = vm_named(content, "DC1_H0_VM0").config.instanceUuid
+        with open_connector(sim.uri(path="/DC1")) as conn:
+            for target in (outside, "DC0_H0_VM0"):
+                with pytest.raises(DomainGoneError):
+                    conn.snapshot(target, "s", "d")
+            assert conn.snapshot(inside, "s", "d").startswith("snapshot-")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -22,14 +22,17 @@ def find_vm(si: Any, datacenter: str | None, vm_id_or_name: str, host: str) -> A
     from pyVmomi import vim
 
     content = si.content
+    scope = container(si, datacenter)  # the URI's datacenter: never a VM outside it
     found = content.searchIndex.FindByUuid(
-        datacenter=None, uuid=vm_id_or_name, vmSearch=True, instanceUuid=True
+        datacenter=scope if datacenter is not None else None,
+        uuid=vm_id_or_name,
+        vmSearch=True,
+        instanceUuid=True,
     )
-    if found is not None:
+    # vcsim 0.24 ignores FindByUuid's datacenter: the VM's own datacenter is checked too
+    if found is not None and (datacenter is None or _datacenter_of(found) == scope._moId):
         return found
-    view = content.viewManager.CreateContainerView(
-        container(si, datacenter), [vim.VirtualMachine], True
-    )
+    view = content.viewManager.CreateContainerView(scope, [vim.VirtualMachine], True)
     try:
         for vm in view.view:
             if vm_id_or_name in (vm.name, vm._moId):
@@ -40,6 +43,17 @@ def find_vm(si: Any, datacenter: str | None, vm_id_or_name: str, host: str) -> A
         f"no VM {vm_id_or_name!r} on {host}",
         hint="give the VM's name or instanceUuid as `vmwarden scan` lists it",
     )
+
+
+def _datacenter_of(entity: Any) -> str | None:
+    """The moId of the datacenter ``entity`` sits in (folders, vApps and pools walked up)."""
+    from pyVmomi import vim
+
+    for _ in range(64):
+        if entity is None or isinstance(entity, vim.Datacenter):
+            break
+        entity = getattr(entity, "parent", None) or getattr(entity, "parentVApp", None)
+    return entity._moId if entity is not None else None
 
 
 def fault_text(exc: Any) -> str:
