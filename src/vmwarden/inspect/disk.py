@@ -110,7 +110,7 @@ def _assemble(files: list[CountingFile], formats: list[str]) -> BinaryIO:
             if fmt == "qcow2":
                 below = open_qcow2(fh, below)
             elif fmt == "vmdk":
-                below = vmdk.VMDK(fh)
+                below = vmdk.VMDK(fh) if below is None else _sparse_over(fh, below)
             elif fmt == "vhdx":
                 below = vhdx.VHDX(fh)
             elif fmt == "raw":
@@ -124,6 +124,29 @@ def _assemble(files: list[CountingFile], formats: list[str]) -> BinaryIO:
     if below is None:
         raise InspectError("no image layers to open")
     return below
+
+
+def _sparse_over(fh: BinaryIO, parent: Any) -> BinaryIO:
+    """A sparse vmdk delta (linked clone, snapshot) over its parent layer: dissect's
+    ``VMDK`` would open the parent by the name in the header, which the worker may not (and
+    the parent already checked and passed it); unallocated grains read from ``parent``."""
+    from dissect.hypervisor.disk import vmdk
+    from dissect.util.stream import AlignedStream
+
+    class SparseOver(AlignedStream):
+        def __init__(self) -> None:
+            self.disk = vmdk.SparseDisk(fh, parent=parent)
+            super().__init__(self.disk.sector_count * vmdk.SECTOR_SIZE)
+
+        def read_sectors(self, sector: int, count: int) -> bytes:
+            return bytes(self.disk.read_sectors(sector, count))
+
+        def _read(self, offset: int, length: int) -> bytes:
+            first = offset // vmdk.SECTOR_SIZE
+            count = (offset + length + vmdk.SECTOR_SIZE - 1) // vmdk.SECTOR_SIZE - first
+            return self.read_sectors(first, count)
+
+    return SparseOver()  # type: ignore[return-value]
 
 
 def _filesystem_with_etc(target: Target) -> Any:

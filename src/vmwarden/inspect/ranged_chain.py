@@ -78,9 +78,13 @@ class RangedChain:
                 raise InspectError(
                     f"vmdk descriptor with separate extent files is not supported: {path}"
                 )
-            if index + 1 < len(self.infos) and info.format != "qcow2":
+            below = self.infos[index + 1].format if index + 1 < len(self.infos) else None
+            # a sparse vmdk over a vmdk: a linked clone or snapshot delta on a datastore
+            vmdk_delta = (info.format, below) == ("vmdk", "vmdk")
+            if below is not None and info.format != "qcow2" and not vmdk_delta:
                 raise InspectError(
-                    f"backing files are followed only for qcow2 (not {info.format}): {path}"
+                    f"backing files are followed only for qcow2 and vmdk deltas "
+                    f"(not {info.format} over {below}): {path}"
                 )
 
 
@@ -140,7 +144,13 @@ def resolve_ranged_chain(
                 )
             )
             break
-        current = os.path.normpath(os.path.join(os.path.dirname(current), info.backing))
+        # a reader whose names are not file paths (a datastore's ``[ds] dir/x.vmdk``) says
+        # where its header's parent is; else the name is relative to this layer's directory
+        resolve = getattr(reader, "backing_path", None)
+        if callable(resolve):
+            current = str(resolve(info.backing))
+        else:
+            current = os.path.normpath(os.path.join(os.path.dirname(current), info.backing))
         declared = info.backing_format
     return chain
 

@@ -129,7 +129,7 @@ def test_what_is_no_readable_datastore_file_is_unavailable_with_the_reason(
         f"[LocalDS_0] {EMPTY_VM}/disk1.vmdk": "the file is empty",
         f"[LocalDS_0] {rel}/hostile.vmdk": "is not a file in the descriptor's directory",
         f"[LocalDS_0] {rel}/short.vmdk": "holds 4096 bytes, the descriptor says 1048576",
-        f"[LocalDS_0] {rel}/delta.vmdk": "linked-clone VMDK chains are not read",
+        f"[LocalDS_0] {rel}/delta.vmdk": "ESXi descriptor deltas (snapshots, linked clones)",
     }
     for path, reason in cases.items():
         with pytest.raises(DiskUnavailableError) as info:

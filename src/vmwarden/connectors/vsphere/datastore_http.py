@@ -231,6 +231,14 @@ class DatastoreFile:
             )
         return body
 
+    def backing_path(self, hint: str) -> str:
+        """The datastore path of the parent this VMDK's header names (a linked clone's or
+        snapshot's ``parentFileNameHint``), resolved as vSphere does: within this file's
+        datastore (:func:`~vmwarden.connectors.vsphere.disks.resolve_hint`)."""
+        from vmwarden.connectors.vsphere.disks import resolve_hint
+
+        return resolve_hint(self.where, hint)
+
     def digest(self) -> tuple[str, bool]:
         """``sha256:<hex>`` of the whole file in one streamed GET, and whether its size and
         mtime were unchanged afterwards (only then may the digest be cached)."""

@@ -8,12 +8,20 @@ VM snapshot of a powered-off VM. A text descriptor is resolved to its extents
 (:mod:`~vmwarden.connectors.vsphere.vmdk`); a sparse ``KDMV`` VMDK is served as is (dissect
 reads it in the sandboxed worker).
 
+Linked clones and snapshots: a sparse ``KDMV`` delta names its parent in its embedded
+descriptor; the chain reader follows it (:func:`resolve_hint`: within the datastore) so the
+chain's root is the template's base disk, hashed for exact lineage, and the worker stacks
+the delta over it. ESXi's own delta format (a text descriptor over a ``-delta.vmdk``
+vmfsSparse/seSparse extent) is refused with that reason: the disk is unknown, not misread.
+
 A running VM's disk is read as the datastore has it: a crash-consistent view at best (as for
-libvirt's live disks); a VM with a snapshot writes to its delta, which this slice refuses.
+libvirt's live disks); a running VM with a snapshot writes to its delta, and the base below
+it is stable (what vSphere backup tools read).
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 import threading
 import urllib.parse
@@ -76,6 +84,27 @@ def parse_datastore_path(text: str) -> DatastorePath:
     ):
         raise DatastoreFileUnavailable(f"datastore path {text!r} does not name a file in [{store}]")
     return DatastorePath(store, rel)
+
+
+def resolve_hint(of: DatastorePath, hint: str) -> str:
+    """A parent VMDK's datastore path from the name its child's descriptor gives.
+
+    ``[ds] dir/base.vmdk`` as is; ``/vmfs/volumes/<ds>/dir/base.vmdk`` (ESXi's absolute
+    form) as ``[<ds>] dir/base.vmdk`` (a datastore UUID there is then no datastore name, and
+    says so when opened); a relative name against the child's folder in its datastore. A
+    name that climbs out of the datastore stays visibly outside it (``open_disk`` refuses
+    it): a tenant-written hint never reaches another datastore by ``..``.
+    """
+    hint = hint.replace("\\", "/").strip()
+    if hint.startswith("["):
+        return hint
+    if hint.startswith("/vmfs/volumes/"):
+        store, _, rest = hint[len("/vmfs/volumes/") :].partition("/")
+        return f"[{store}] {rest}"
+    if hint.startswith("/"):
+        return f"[{of.datastore}] ../{hint.lstrip('/')}"  # a host path: refused when opened
+    folder = of.file.rpartition("/")[0]
+    return f"[{of.datastore}] {posixpath.normpath(posixpath.join(folder, hint))}"
 
 
 class DatastoreFiles:

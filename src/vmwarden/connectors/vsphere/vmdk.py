@@ -6,8 +6,9 @@ A descriptor whose extents are all flat (``monolithicFlat``, ``twoGbMaxExtentFla
 ``vmfs`` thick disk on ESXi) is the concatenation of those extents: presented as one
 ``raw`` layer (``presented_format``), so header parsing never probes guest bytes. A
 descriptor with one sparse extent is that extent file (a ``KDMV`` image dissect reads).
-Sparse deltas (``vmfsSparse``/``seSparse``: snapshots and linked clones) and several sparse
-extents are refused with that reason: the disk is unknown, never misread.
+Descriptor deltas (ESXi's ``vmfsSparse``/``seSparse`` snapshots and linked clones) and
+several sparse extents are refused with that reason: the disk is unknown, never misread
+(a hosted sparse delta, one ``KDMV`` file naming its parent, is followed by the chain).
 
 Descriptors are tenant-influenced text: extent names must be plain names in the
 descriptor's own directory (no ``/``, no ``..``), sizes are bounded, the text is capped.
@@ -115,7 +116,7 @@ def plan(desc: Descriptor) -> str:
     if desc.has_parent:
         raise DescriptorError(
             f"delta disk (createType {desc.create_type}, parent {desc.parent_hint!r}): "
-            "snapshot and linked-clone VMDK chains are not read over HTTPS yet"
+            "ESXi descriptor deltas (snapshots, linked clones) are not read over HTTPS yet"
         )
     kinds = {e.kind for e in desc.extents}
     if kinds <= set(_FLAT) | {"ZERO"}:
