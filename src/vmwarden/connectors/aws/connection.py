@@ -18,6 +18,7 @@ from vmwarden.connectors.aws.inventory import _index, describe_region, instance_
 from vmwarden.connectors.aws.isolation import AwsIsolation
 from vmwarden.connectors.aws.scan_snapshots import ScanSnapshots
 from vmwarden.connectors.aws.uri import AwsTarget, open_client, open_ec2, parse_aws_uri
+from vmwarden.connectors.aws.watch import open_aws_feed
 from vmwarden.connectors.base import KnownDomains, register_connector
 from vmwarden.errors import ConnectorError, DomainGoneError, UnreachableError
 from vmwarden.model.estate import HostInventory, Network
@@ -27,6 +28,8 @@ from vmwarden.model.vm import VM, State, VmMeta
 
 #: The class that takes scan snapshots (the tests' one seam: see ``ScanSnapshots.readable``).
 SCAN_SNAPSHOTS: type[ScanSnapshots] = ScanSnapshots
+#: EC2 has no push events unless an SQS queue is named (``connectors.aws.watch``).
+EVENT_FEED = open_aws_feed
 _PREVIEW = "not supported by the EC2 connector yet (preview: inventory and policy only)"
 
 

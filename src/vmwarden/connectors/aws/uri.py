@@ -16,7 +16,8 @@ from vmwarden.errors import ConnectorError, UnreachableError
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _PROFILE = re.compile(r"^[A-Za-z0-9_.+=,@/-]{1,128}$")
-_HINT = "use aws://REGION or aws://REGION?profile=NAME, e.g. aws://us-east-1"
+_QUEUE = re.compile(r"^[A-Za-z0-9_-]{1,75}(\.fifo)?$")  # an SQS queue name (not a URL)
+_HINT = "use aws://REGION[?profile=NAME][&sqs=QUEUE], e.g. aws://us-east-1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +27,14 @@ class AwsTarget:
     uri: str
     region: str
     profile: str | None = None
+    # ``watch``: the SQS queue (name, this region and account) that EventBridge feeds with
+    # EC2 instance state-change events; None: the region is polled (connectors.aws.watch)
+    sqs: str | None = None
 
 
 def parse_aws_uri(uri: str) -> AwsTarget:
-    """Parse ``aws://REGION[?profile=NAME]``; anything else is a one-line ``ConnectorError``."""
+    """Parse ``aws://REGION[?profile=NAME][&sqs=QUEUE]``; anything else is a one-line
+    ``ConnectorError``."""
     parts = urlsplit(uri)
     if parts.scheme.lower() != "aws":
         raise ConnectorError(f"not an AWS URI: {uri!r}", hint=_HINT)
@@ -47,7 +52,7 @@ def parse_aws_uri(uri: str) -> AwsTarget:
         query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError:
         raise ConnectorError(f"malformed query in AWS URI {uri!r}", hint=_HINT) from None
-    unknown = sorted(set(query) - {"profile"})
+    unknown = sorted(set(query) - {"profile", "sqs"})
     if unknown:
         raise ConnectorError(
             f"unknown AWS URI parameter(s) {', '.join(unknown)} in {uri!r}", hint=_HINT
@@ -58,7 +63,16 @@ def parse_aws_uri(uri: str) -> AwsTarget:
         if len(values) != 1 or not _PROFILE.match(values[0]):
             raise ConnectorError(f"bad profile name in AWS URI {uri!r}", hint=_HINT)
         profile = values[0]
-    return AwsTarget(uri=uri, region=region, profile=profile)
+    sqs: str | None = None
+    if "sqs" in query:
+        values = query["sqs"]
+        if len(values) != 1 or not _QUEUE.match(values[0]):
+            raise ConnectorError(
+                f"bad SQS queue in AWS URI {uri!r}",
+                hint="sqs= takes the queue's name (same region and account), not its URL",
+            )
+        sqs = values[0]
+    return AwsTarget(uri=uri, region=region, profile=profile, sqs=sqs)
 
 
 def open_ec2(target: AwsTarget) -> Any:
