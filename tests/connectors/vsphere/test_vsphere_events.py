@@ -246,3 +246,33 @@ async def test_a_dropped_session_is_reconnected_and_reconciled_then_events_flow(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.usefixtures("vsphere_password")
+def test_observe_reads_one_vm_and_learns_a_portgroup_it_did_not_know(vcsim: Vcsim) -> None:
+    """``observe`` maps one VM's properties with what the last full read knew; a NIC moved
+    onto a portgroup created since then makes it read that again (never a nameless NIC)."""
+    from tests.connectors.vsphere.quarantine_ops import add_distributed_portgroup, add_nic
+    from vmwarden.connectors.vsphere.connection import VsphereConnector
+
+    name = "DC0_H0_VM1"
+    with VsphereConnector(vcsim.uri()) as conn:
+        listed = {vm.id: vm for vm in conn.inventory().vms}
+        vm_id = next(i for i, vm in listed.items() if vm.name == name)
+        conn.observe_context()
+        seen = conn.observe(vm_id).vm
+        assert (seen.id, seen.name, seen.host, seen.state) == (
+            vm_id, name, listed[vm_id].host, listed[vm_id].state,
+        )  # fmt: skip
+        assert [(n.mac, n.network, n.type) for n in seen.nics] == [
+            (n.mac, n.network, n.type) for n in listed[vm_id].nics
+        ]
+
+        def plug(content: Any) -> None:
+            add_distributed_portgroup(content, "vmw-v3-new-dvpg")
+            add_nic(vm_named(content, name), "vmw-v3-new-dvpg", "00:50:56:3f:00:33")
+
+        _do(vcsim, plug)
+        nics = {n.mac: n.network for n in conn.observe(vm_id).vm.nics}
+        assert nics["00:50:56:3f:00:33"] == "vmw-v3-new-dvpg"
+        assert conn.observe(name).vm.id == vm_id  # by name: the full read

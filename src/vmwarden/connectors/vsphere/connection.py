@@ -15,6 +15,7 @@ from vmwarden.connectors.vsphere.actions import VsphereActions
 from vmwarden.connectors.vsphere.collect import Retrieved, retrieve
 from vmwarden.connectors.vsphere.inventory import is_template, sweep, to_vm
 from vmwarden.connectors.vsphere.isolation import VsphereIsolation
+from vmwarden.connectors.vsphere.observe import covers, read_one
 from vmwarden.connectors.vsphere.uri import parse_vsphere_uri
 from vmwarden.errors import ConnectorError, DomainGoneError
 from vmwarden.model.estate import HostInventory
@@ -33,6 +34,7 @@ class VsphereConnector(VsphereIsolation, VsphereActions):
         self._si: Any = session.connect(self.target, timeout=timeout)
         self._timeout = timeout
         self._files: Any = None  # datastore file access, opened by the first open_disk
+        self._context: Retrieved | None = None  # what observe maps a VM with (observe.py)
         # vSphere templates (not runnable VMs) of the last inventory, mapped like VMs.
         self.templates: list[VM] = []
 
@@ -78,13 +80,29 @@ class VsphereConnector(VsphereIsolation, VsphereActions):
         return self.lookup(vm_id).state
 
     def observe(self, vm_id: str) -> Observed:
-        """The VM as vCenter has it now (``watch``'s read on an event). ``run`` is None:
+        """The VM as vCenter has it now (``watch``'s read on an event): one VM's properties,
+        mapped with what the last full retrieval knew (``observe``). ``run`` is None:
         vSphere names no start of a VM, so the gate judges every start it is told of."""
-        got = self._retrieve()
+        if self._si is None:
+            raise ConnectorError(f"connection to {self.target.host} is closed")
+        found = read_one(self._si, vm_id)
+        if found is not None:
+            moid, props = found
+            if self._context is None or not covers(self._context, props):
+                self.observe_context()
+            assert self._context is not None
+            return Observed(to_vm(props, self._context, self.uri, moid), None)
+        got = self.observe_context()  # by name or moId, or gone: the full read decides
         for moid, props in got.vms.items():
             if vm_id in (props.get("config.instanceUuid"), props.get("name"), moid):
                 return Observed(to_vm(props, got, self.uri, moid), None)
         raise DomainGoneError(f"no VM {vm_id!r} on {self.host}")
+
+    def observe_context(self) -> Retrieved:
+        """Read (again) what ``observe`` maps a VM with: hosts, portgroups, custom fields
+        (the event feed does it at connection, off the path of the first power-on)."""
+        self._context = self._retrieve()
+        return self._context
 
     def open_disk(self, path: str) -> RangedReader:
         """A ``[datastore] dir/file.vmdk`` read by ranged GETs over the datastore's HTTPS

@@ -157,6 +157,7 @@ class VsphereEventFeed:
             raise VmwardenError("VsphereEventFeed.attach(loop) must be called before open()")
         conn = VsphereConnector(self.uri)
         try:
+            conn.observe_context()  # the first power-on's read then costs one VM's properties
             sub = _Subscription.open(self.uri, self.timeout)
         except BaseException:
             conn.close()
