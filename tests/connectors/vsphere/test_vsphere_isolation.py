@@ -280,3 +280,25 @@ def test_a_held_vm_is_judged_on_the_portgroups_it_had(
     free = conn.lookup(name)
     mark_held(store, [free])
     assert all(n.quarantined_from is None for n in free.nics)
+
+
+def test_a_nic_added_during_quarantine_is_isolated_by_the_next_reconcile(
+    estate: Vcsim, conn: VsphereConnector, store: Any
+) -> None:
+    """An admin hot-adds a NIC to a held VM: the next quarantine (a sweep's reconcile)
+    records its original and isolates it; release puts it back where it was added."""
+    name, new_mac = "DC0_H0_VM0", "00:50:56:02:02:00"
+    spec = QuarantineSpec(vsphere_portgroup=DV_PG)
+    vm = conn.lookup(name)
+    q = Quarantiner(store, "tester")
+    assert q.quarantine(conn, vm, spec, reason="rogue", rule="r").status == "done"
+    with admin(estate) as content:
+        add_nic(vm_named(content, name), "VM Network", new_mac)
+    added = snapshot(estate, name)
+    assert (new_mac, "VM Network", True, True) in added[1]
+    assert q.quarantine(conn, vm, spec, reason="rogue", rule="r").status == "done"
+    where = snapshot(estate, name)[1]
+    assert len(where) == 3 and {(pg, s) for _m, pg, _c, s in where} == {(DV_PG, False)}
+    assert q.release(conn, vm.id, reason="ok").status == "done"
+    ((key, dev),) = [(k, d) for k, d in added[0].items() if d.get("macAddress") == new_mac]
+    assert snapshot(estate, name)[0][key] == dev  # as it was added, field by field
