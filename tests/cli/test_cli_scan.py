@@ -82,7 +82,7 @@ def test_fail_on(cli, demo_args, threshold, code):
 def test_demo_json_finds_exactly_the_expected_mapping(cli, tmp_path):
     from vmwarden.engine.demo import build_demo_estate
 
-    ran = cli("demo", "--workdir", tmp_path / "wd", "--json", db=False)
+    ran = cli("demo", "--workdir", tmp_path / "wd", "--json", "--no-vsphere", db=False)
     assert ran.code == 0, ran.err
     expected = build_demo_estate(tmp_path / "again").expected
     assert verdict(ran.json()["findings"]) == expected

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -10,11 +12,12 @@ import platformdirs
 import typer
 from rich.text import Text
 
-from vmwarden.cli.common import ActorOpt, DbOpt, actor_name, out
+from vmwarden.cli.common import ActorOpt, DbOpt, actor_name, open_store, out
 from vmwarden.cli.render import render_json, render_table
 from vmwarden.cli.scan import run_sweep
 from vmwarden.cli.serve import parse_listen
-from vmwarden.engine.demo import build_demo_estate
+from vmwarden.engine.demo import DemoEstate, build_demo_estate
+from vmwarden.engine.demo_vsphere import approve_template, vsphere_estate
 from vmwarden.model import Finding
 from vmwarden.model.escape import visible
 from vmwarden.policy import load_policy
@@ -44,40 +47,72 @@ def register(app: typer.Typer) -> None:
         listen: Annotated[
             str, typer.Option("--listen", help="With --serve: address, HOST:PORT.")
         ] = "127.0.0.1:8080",
+        vsphere: Annotated[
+            bool,
+            typer.Option(
+                "--vsphere/--no-vsphere",
+                help="Also run a small vSphere estate in vcsim when Go can build it.",
+            ),
+        ] = True,
         db: DbOpt = None,
         actor: ActorOpt = None,
     ) -> None:
-        """Build a demo estate (4 test-driver hosts, 50+ VMs, real qcow2 guests) and scan it."""
+        """Build a demo estate (4 test-driver hosts, 50+ VMs, real qcow2 guests; with Go, a
+        3-VM vSphere estate in vcsim too) and scan it."""
         if serve:
             parse_listen(listen)  # a bad address fails before the estate is built
         wd = workdir or Path(platformdirs.user_cache_dir("vmwarden")) / "demo"
         estate = build_demo_estate(wd)
         db_url = db or f"sqlite:///{wd / 'demo.db'}"
-        if not json_out:
-            hosts = len(estate.uris)
-            out.print(f"[bold]Demo estate[/] in {wd}: {hosts} hosts, policy {estate.policy_path}")
-        result = run_sweep(
-            estate.uris,
-            estate.policy_path,
-            db_url,
-            enforce=enforce,
-            actor=actor_name(actor),
-            show_progress=not json_out,
-        )
-        if json_out:
-            print(render_json(result))
-            if serve:
-                serve_demo(estate.uris, estate.policy_path, db_url, listen, enforce=enforce)
-            return
-        render_table(result, out, max_rows=25)
-        print_todo(result.findings, load_policy(estate.policy_path).rules)
-        uris = " ".join("-c " + u for u in estate.uris)
-        out.print(f"\nNext: vmwarden report findings --db {db_url}", highlight=False)
-        out.print(
-            f"      vmwarden scan {uris} -p {estate.policy_path} --db {db_url}", highlight=False
-        )
+        with ExitStack() as stack:
+            uris = list(estate.uris)
+            if vsphere:
+                vs = stack.enter_context(vsphere_estate(wd, estate.images_dir / "templates"))
+                note(vs.note, json_out)
+                if vs.uri is not None and vs.template is not None:
+                    with open_store(db_url) as store:
+                        approve_template(store, vs.template)
+                    uris.append(vs.uri)
+            _run_demo(estate, uris, wd, db_url, enforce=enforce, json_out=json_out,
+                      serve=serve, listen=listen, actor=actor)  # fmt: skip
+
+
+def note(line: str, json_out: bool) -> None:
+    """One line about the demo itself (stderr under --json, whose stdout is the result)."""
+    if json_out:
+        print(line, file=sys.stderr)
+    else:
+        out.print(line, highlight=False)
+
+
+def _run_demo(
+    estate: DemoEstate, uris: list[str], wd: Path, db_url: str, *, enforce: bool,
+    json_out: bool, serve: bool, listen: str, actor: str | None,
+) -> None:  # fmt: skip
+    """Sweep ``uris`` with the demo policy and show the result (and serve it)."""
+    if not json_out:
+        hosts = len(estate.uris)
+        out.print(f"[bold]Demo estate[/] in {wd}: {hosts} hosts, policy {estate.policy_path}")
+    result = run_sweep(
+        uris,
+        estate.policy_path,
+        db_url,
+        enforce=enforce,
+        actor=actor_name(actor),
+        show_progress=not json_out,
+    )
+    if json_out:
+        print(render_json(result))
         if serve:
-            serve_demo(estate.uris, estate.policy_path, db_url, listen, enforce=enforce)
+            serve_demo(uris, estate.policy_path, db_url, listen, enforce=enforce)
+        return
+    render_table(result, out, max_rows=25)
+    print_todo(result.findings, load_policy(estate.policy_path).rules)
+    shown = " ".join("-c " + u for u in estate.uris)  # vcsim stops with the demo
+    out.print(f"\nNext: vmwarden report findings --db {db_url}", highlight=False)
+    out.print(f"      vmwarden scan {shown} -p {estate.policy_path} --db {db_url}", highlight=False)
+    if serve:
+        serve_demo(uris, estate.policy_path, db_url, listen, enforce=enforce)
 
 
 def todo_groups(findings: list[Finding], rules: Iterable[Rule]) -> list[tuple[str, list[str]]]:
