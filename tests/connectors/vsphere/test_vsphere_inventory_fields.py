@@ -71,6 +71,15 @@ def test_each_vm_has_its_hosts_cluster_and_datacenter(vcsim: Vcsim, conn: Vspher
     assert {c for c, _ in got.values()} == {None, "DC0_C0"}  # standalone and clustered
 
 
+def test_a_datacenter_uri_names_its_datacenter(vcsim: Vcsim, vsphere_password: str) -> None:
+    """A view rooted at a datacenter does not hold the datacenter itself: its name comes
+    from the URI's path, never left unknown."""
+    with open_connector(vcsim.uri(path="/DC0")) as c:
+        vms = c.inventory().vms
+    assert vms and {vm.datacenter for vm in vms} == {"DC0"}
+    assert {vm.cluster for vm in vms} == {None, "DC0_C0"}
+
+
 def test_vlans_come_from_the_portgroups_config(vcsim: Vcsim, conn: VsphereConnector) -> None:
     """A DVPG's VLAN is its defaultPortConfig's; a standard portgroup's is the ``vlanId`` of
     its spec on the VM's host (added through the host's network system, as an admin does)."""

@@ -117,11 +117,14 @@ VIEW_TYPES = (
 )
 
 
-def open_view(si: Any, datacenter: str | None) -> Any:
+def open_view(si: Any, datacenter: str | None, root: Any = None) -> Any:
+    """A container view of every type the sweep reads, under ``root`` (else the URI's
+    datacenter, else everything)."""
     from pyVmomi import vim
 
     types = [getattr(vim, name) for name in VIEW_TYPES]
-    return si.content.viewManager.CreateContainerView(container(si, datacenter), types, True)
+    root = root if root is not None else container(si, datacenter)
+    return si.content.viewManager.CreateContainerView(root, types, True)
 
 
 def retrieve(si: Any, datacenter: str | None) -> Retrieved:
@@ -129,7 +132,10 @@ def retrieve(si: Any, datacenter: str | None) -> Retrieved:
     from pyVmomi import vim
 
     content = si.content
-    view = open_view(si, datacenter)
+    root = container(si, datacenter)
+    view = open_view(si, datacenter, root)
+    # a view starting at a datacenter holds what is under it, not the datacenter itself
+    top = root.name if datacenter is not None else None
     try:
         out = Retrieved()
         host_netsys: dict[str, str] = {}  # host moId → its network system's moId
@@ -168,7 +174,8 @@ def retrieve(si: Any, datacenter: str | None) -> Retrieved:
         for host, netsys in host_netsys.items():
             out.host_vlans[host] = netsys_vlans.get(netsys, {})
         for host, parent in host_parent.items():
-            out.placement[host] = _placement(parent, parents)
+            cluster, dc = _placement(parent, parents)
+            out.placement[host] = (cluster, dc or top)
         out.fields = {f.key: f.name for f in (content.customFieldsManager.field or [])}
         return out
     finally:
