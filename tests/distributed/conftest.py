@@ -163,14 +163,18 @@ class Cluster:
     scheduler: subprocess.Popen[bytes]
     storage: dict[str, Path]
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    insecure: bool = False  # a lab cluster: tcp://, workers with --insecure
+    death_timeout: int = 15  # seconds a worker waits for a (re)started scheduler
 
     def worker_command(self, host: str, *extra: str, tls: bool = True) -> list[str]:
         cmd = [
             str(VENV_BIN / "vmwarden"), "worker", "--scheduler", self.address, "--host", host,
             "--storage", str(self.storage.get(host, self.root)), "--slots", "1",
-            "--death-timeout", "15",
+            "--death-timeout", str(self.death_timeout),
         ]  # fmt: skip
-        if tls:
+        if self.insecure:
+            cmd.append("--insecure")
+        elif tls:
             cmd += ["--tls-ca-file", str(self.certs.ca), "--tls-cert", str(self.certs.cert)]
             cmd += ["--tls-key", str(self.certs.key)]
         return cmd + list(extra)
@@ -216,7 +220,9 @@ class Cluster:
         from vmwarden.distributed.security import TlsFiles, cluster_security
 
         files = TlsFiles(self.certs.ca, self.certs.cert, self.certs.key)
-        security = cluster_security(self.address, files, insecure=False)
+        security = cluster_security(
+            self.address, None if self.insecure else files, insecure=self.insecure
+        )
         return Client(self.address, security=security, set_as_default=False, timeout=30)
 
     def stop(self) -> None:
@@ -241,39 +247,30 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("vmw-d-certs"))
 
 
+def start_scheduler(
+    root: Path, certs: Certs | None, port: int = 0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``dask scheduler`` on 127.0.0.1 (TLS with ``certs``, else a lab's tcp://)."""
+    info = root / f"scheduler-{port}.json"
+    info.unlink(missing_ok=True)
+    cmd = [str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--no-dashboard", "--scheduler-file", str(info)]
+    if certs is not None:
+        cmd += ["--protocol", "tls", "--tls-ca-file", str(certs.ca)]
+        cmd += ["--tls-cert", str(certs.cert), "--tls-key", str(certs.key)]
+    log = (root / "scheduler.log").open("ab")
+    scheduler = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + BOOT_SECONDS
+    while not info.exists() and time.monotonic() < deadline:
+        assert scheduler.poll() is None, (root / "scheduler.log").read_text()
+        time.sleep(0.2)
+    return scheduler, json.loads(info.read_text())["address"]
+
+
 @pytest.fixture(scope="session")
 def cluster(estate: Estate, certs: Certs) -> Iterator[Cluster]:
     """A TLS scheduler and one worker per host, up before the first test uses them."""
-    info = estate.root / "scheduler.json"
-    log = (estate.root / "scheduler.log").open("ab")
-    scheduler = subprocess.Popen(
-        [
-            str(VENV_BIN / "dask"),
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--protocol",
-            "tls",
-            "--no-dashboard",
-            "--scheduler-file",
-            str(info),
-            "--tls-ca-file",
-            str(certs.ca),
-            "--tls-cert",
-            str(certs.cert),
-            "--tls-key",
-            str(certs.key),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + BOOT_SECONDS
-    while not info.exists() and time.monotonic() < deadline:
-        assert scheduler.poll() is None, (estate.root / "scheduler.log").read_text()
-        time.sleep(0.2)
-    address = json.loads(info.read_text())["address"]
+    scheduler, address = start_scheduler(estate.root, certs)
     running = Cluster(estate.root, certs, address, scheduler, estate.storage)
     try:
         for host in HOSTS:

@@ -124,6 +124,8 @@ def test_a_worker_killed_mid_sweep_loses_nothing(
         sweep.join(timeout=300)
     finally:
         executor.close()
+        cluster.start_worker("host-b")  # the cluster is the session's: whole again
+        cluster.wait_for(set(HOSTS))
     assert killed, "host-b's worker was never seen reading a disk"
     assert "error" not in box, box.get("error")
     result = box["result"]

@@ -47,23 +47,55 @@ class DaskDisks:
 
     def __init__(self, address: str, security: object, *, timeout: float = 30.0) -> None:
         self.address = address
+        self.security = security
+        self.timeout = timeout
+        self.client = self._connect()
+        self.last_workers: dict[str, list[str]] = {}
+
+    def _connect(self) -> Client:
         try:
-            self.client = Client(address, security=security, timeout=timeout, set_as_default=False)
+            return Client(
+                self.address, security=self.security, timeout=self.timeout, set_as_default=False
+            )
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
-                f"cannot reach the Dask scheduler at {address}: {exc}",
+                f"cannot reach the Dask scheduler at {self.address}: {exc}",
                 hint="check the address and that the scheduler runs with the cluster's TLS",
             ) from None
-        self.last_workers: dict[str, list[str]] = {}
 
     def close(self) -> None:
         self.client.close()
 
     def workers(self) -> dict[str, list[str]]:
-        """Host → addresses of its workers now."""
+        """Host → addresses of its workers now; a client that gave up on a restarted
+        scheduler (Dask closes it after its reconnect timeout) is replaced first."""
+        if self.client.status in ("closing", "closed", "failed"):
+            self.client.close()
+            self.client = self._connect()
         return hosts_up(self.client.scheduler_info(n_workers=-1))
 
     def serve(
+        self,
+        inventories: list[HostInventory],
+        *,
+        store: Any,
+        catalog: dict[str, str],
+        options: InspectionOptions,
+    ) -> Served:
+        """Read the disks of every host with a worker up; the cluster failing (the
+        scheduler gone, restarting) hands every host back to the sweep, said in a warning."""
+        try:
+            return self._serve(inventories, store=store, catalog=catalog, options=options)
+        except Exception as exc:  # the cluster's boundary: any failure there is data
+            log.warning("cluster at %s failed: %s", self.address, exc)
+            return Served(
+                warnings=[
+                    f"cluster at {self.address} unavailable ({type(exc).__name__}: {exc}); "
+                    "every disk was read by this process instead"
+                ]
+            )
+
+    def _serve(
         self,
         inventories: list[HostInventory],
         *,
@@ -103,7 +135,11 @@ class DaskDisks:
                     pure=False,
                     retries=1,
                 )
-        results = self._gather(hosts)
+        try:
+            results = self._gather(hosts)
+        except BaseException:
+            self.client.cancel([f for h in hosts.values() for f in h.futures.values()])
+            raise
         served = Served()
         for host in hosts.values():
             if host.lost is not None:

@@ -8,13 +8,17 @@ come before any connection: TLS (or ``--insecure``) and storage directories that
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmwarden.distributed.placement import worker_resources
 from vmwarden.distributed.security import TlsFiles, cluster_security
 from vmwarden.errors import ClusterError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,28 +62,52 @@ def run_worker(config: WorkerConfig) -> int:
 
 
 async def _serve(config: WorkerConfig, security: object, storage: list[str], slots: int) -> int:
+    """Join, serve, and rejoin when the scheduler goes away (a Dask worker without a nanny
+    closes then): a restarted scheduler finds its workers back within ``death_timeout``.
+    SIGTERM/SIGINT close the worker and end the loop."""
     from distributed import Worker
-
     from vmwarden.distributed.reader import DiskReader
 
-    worker = Worker(
-        config.scheduler,
-        security=security,
-        nthreads=slots,
-        resources=worker_resources(config.host, storage, slots),
-        name=f"vmwarden-{config.host}-{os.getpid()}",
-        death_timeout=config.death_timeout,
-        plugins=(DiskReader(config.host, storage, slots),),
-        host=config.listen,
-    )
-    try:
-        await worker
-    except (OSError, TimeoutError) as exc:
-        await worker.close(reason="could not join the scheduler")
-        raise ClusterError(
-            f"cannot join the scheduler at {config.scheduler}: {exc}",
-            hint="check the address, and that this worker's certificate is signed by the "
-            "cluster's CA",
-        ) from None
-    await worker.finished()
+    stopping = asyncio.Event()
+    current: list[Worker] = []
+    closing: set[asyncio.Task[object]] = set()
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        stopping.set()
+        for worker in current:
+            task = loop.create_task(worker.close(reason="vmwarden worker stopped"))
+            closing.add(task)
+            task.add_done_callback(closing.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    joins = 0
+    while not stopping.is_set():
+        worker = Worker(
+            config.scheduler,
+            security=security,
+            nthreads=slots,
+            resources=worker_resources(config.host, storage, slots),
+            name=f"vmwarden-{config.host}-{os.getpid()}-{joins}",
+            death_timeout=config.death_timeout,
+            plugins=(DiskReader(config.host, storage, slots),),
+            host=config.listen,
+        )
+        current[:] = [worker]
+        try:
+            await worker
+        except (OSError, TimeoutError) as exc:
+            await worker.close(reason="could not join the scheduler")
+            if stopping.is_set():
+                break
+            raise ClusterError(
+                f"cannot join the scheduler at {config.scheduler}: {exc}",
+                hint="check the address, and that this worker's certificate is signed by the "
+                "cluster's CA",
+            ) from None
+        joins += 1
+        await worker.finished()
+        if not stopping.is_set():
+            log.warning("lost the scheduler at %s; joining it again", config.scheduler)
     return 0
