@@ -129,18 +129,20 @@ def resolve_ranged_chain(
         if info.unfollowed_parent:
             layer.error = info.unfollowed_parent
             break
-        if info.backing is None:
+        # a reader that is a descriptor's delta extent names the parent the descriptor does
+        backing = info.backing or getattr(reader, "presented_backing", None)
+        if backing is None:
             break
         if len(chain.layers) >= max_depth:
             layer.error = f"backing chain deeper than {max_depth} layers"
             break
-        if info.backing.startswith("json:") or _PROTOCOL.match(info.backing):
+        if backing.startswith("json:") or _PROTOCOL.match(backing):
             chain.layers.append(
                 Layer(
-                    path=info.backing,
+                    path=backing,
                     format=info.backing_format,
                     type="network",
-                    error=f"network backing not followed: {info.backing}",
+                    error=f"network backing not followed: {backing}",
                 )
             )
             break
@@ -148,9 +150,9 @@ def resolve_ranged_chain(
         # where its header's parent is; else the name is relative to this layer's directory
         resolve = getattr(reader, "backing_path", None)
         if callable(resolve):
-            current = str(resolve(info.backing))
+            current = str(resolve(backing))
         else:
-            current = os.path.normpath(os.path.join(os.path.dirname(current), info.backing))
+            current = os.path.normpath(os.path.join(os.path.dirname(current), backing))
         declared = info.backing_format
     return chain
 

@@ -119,6 +119,7 @@ def test_what_is_no_readable_datastore_file_is_unavailable_with_the_reason(
     (folder / "delta.vmdk").write_text(
         '# Disk DescriptorFile\nversion=1\nparentCID=1234abcd\ncreateType="vmfsSparse"\n'
         'parentFileNameHint="debian.vmdk"\nRW 2048 VMFSSPARSE "delta-delta.vmdk"\n'
+        'RW 2048 VMFSSPARSE "delta2-delta.vmdk"\n'
     )
     cases = {
         "[LocalDS_0] vmw-v1-nowhere/none.vmdk": "no such file on the datastore",
@@ -129,7 +130,7 @@ def test_what_is_no_readable_datastore_file_is_unavailable_with_the_reason(
         f"[LocalDS_0] {EMPTY_VM}/disk1.vmdk": "the file is empty",
         f"[LocalDS_0] {rel}/hostile.vmdk": "is not a file in the descriptor's directory",
         f"[LocalDS_0] {rel}/short.vmdk": "holds 4096 bytes, the descriptor says 1048576",
-        f"[LocalDS_0] {rel}/delta.vmdk": "ESXi descriptor deltas (snapshots, linked clones)",
+        f"[LocalDS_0] {rel}/delta.vmdk": "only a delta of one sparse extent is read",
     }
     for path, reason in cases.items():
         with pytest.raises(DiskUnavailableError) as info:

@@ -3,7 +3,8 @@ over datastore HTTPS through its chain, and approved by the base's digest exactl
 
 The template's base is the Debian image as a monolithicSparse VMDK in its own folder; the
 clone is a delta (``qemu-img convert -B``: only the blocks that differ) in another folder,
-naming its parent ``../vmw-v1-tpl/base.vmdk`` as a hosted VMware delta does. The clone's
+naming its parent ``../vmw-v1-tpl/base.vmdk`` as a hosted VMware delta does; a second clone
+has ESXi's form (a text descriptor naming the parent, over one sparse extent file). The clone's
 guest has telnetd installed: a package only the delta's blocks hold, so finding it proves
 both layers were read. A fresh vcsim for this module (its own VMs are changed here).
 """
@@ -33,17 +34,20 @@ from vmwarden.store import Store
 
 CLONE_VM = "DC0_H0_VM1"
 BASE = "[LocalDS_0] vmw-v1-tpl/base.vmdk"
-CLONE = "[LocalDS_0] vmw-v1-clone/clone.vmdk"
+CLONE = "[LocalDS_0] vmw-v1-clone/clone.vmdk"  # one KDMV file naming its parent (hosted)
+# ESXi's form: a text descriptor naming the parent over one sparse extent (snap-s001.vmdk)
+DESC_VM = "DC0_C0_RP0_VM0"
+DESC_CLONE = "[LocalDS_0] vmw-v1-clone/snap.vmdk"
 
 
-def _attach_linked(content, vm, ds_dir: Path) -> None:
+def _attach_linked(content, vm, ds_dir: Path, clone: str) -> None:
     """The VM's disk: the clone, its backing's ``parent`` the base (as vCenter reports a
     linked clone). vcsim 0.24 checks a ``-flat.vmdk`` beside each name: empty ones."""
-    for path in (CLONE, BASE):
+    for path in (clone, BASE):
         (ds_dir / path.split("] ", 1)[1].replace(".vmdk", "-flat.vmdk")).touch()
     disk = next(d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk))
     disk.backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-        fileName=CLONE,
+        fileName=clone,
         diskMode="persistent",
         parent=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(fileName=BASE, diskMode="persistent"),
     )
@@ -66,7 +70,12 @@ def linked(vcsim, tmp_path_factory) -> tuple[Path, str]:
             "convert", "-f", "raw", "-O", "vmdk", "-B", "../vmw-v1-tpl/base.vmdk", "-F", "vmdk",
             raw, ds_dir / "vmw-v1-clone/clone.vmdk",
         )  # fmt: skip
-        _attach_linked(content, vm_named(content, CLONE_VM), ds_dir)
+        qemu_img(
+            "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=twoGbMaxExtentSparse",
+            "-B", "../vmw-v1-tpl/base.vmdk", "-F", "vmdk", raw, ds_dir / "vmw-v1-clone/snap.vmdk",
+        )  # fmt: skip
+        _attach_linked(content, vm_named(content, CLONE_VM), ds_dir, CLONE)
+        _attach_linked(content, vm_named(content, DESC_VM), ds_dir, DESC_CLONE)
     base = (ds_dir / "vmw-v1-tpl/base.vmdk").read_bytes()
     return ds_dir, "sha256:" + hashlib.sha256(base).hexdigest()
 
@@ -100,16 +109,17 @@ rules:
     options = SweepOptions(inspect=InspectionOptions(enabled=True, timeout=120))
     with Store.open(f"sqlite:///{tmp_path / 'v1l.db'}") as store:
         result = Sweep(store, policy, actor="t", options=options).run([vcsim.uri()])
-    vm = next(v for v in result.vms if v.name == CLONE_VM)
-    chain = vm.disks[0].chain
-    assert [layer.path for layer in chain] == [CLONE, BASE]
-    assert all(layer.error is None for layer in chain), [layer.error for layer in chain]
-    assert chain[-1].digest == base_digest  # the root is the template's base, hashed over HTTPS
-    assert vm.guest is not None and vm.guest.os_name
-    names = {p.name for p in vm.guest.packages}
-    assert "telnetd" in names  # from the delta's blocks
-    assert len(names) > 50  # the rest from the base's
     found = {(f.rule, f.name) for f in result.findings}
-    assert ("unapproved", CLONE_VM) not in found  # approved by the exact root digest
-    assert ("forbidden-software", CLONE_VM) in found
+    for name, clone in ((CLONE_VM, CLONE), (DESC_VM, DESC_CLONE)):
+        vm = next(v for v in result.vms if v.name == name)
+        chain = vm.disks[0].chain
+        assert [layer.path for layer in chain] == [clone, BASE]
+        assert all(layer.error is None for layer in chain), [layer.error for layer in chain]
+        assert chain[-1].digest == base_digest  # the root: the template's base, over HTTPS
+        assert vm.guest is not None and vm.guest.os_name, name
+        names = {p.name for p in vm.guest.packages}
+        assert "telnetd" in names  # from the delta's blocks
+        assert len(names) > 50  # the rest from the base's
+        assert ("unapproved", name) not in found  # approved by the exact root digest
+        assert ("forbidden-software", name) in found
     assert not [p for p in opened if str(p).startswith(str(ds_dir))]

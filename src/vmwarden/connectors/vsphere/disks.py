@@ -8,11 +8,11 @@ VM snapshot of a powered-off VM. A text descriptor is resolved to its extents
 (:mod:`~vmwarden.connectors.vsphere.vmdk`); a sparse ``KDMV`` VMDK is served as is (dissect
 reads it in the sandboxed worker).
 
-Linked clones and snapshots: a sparse ``KDMV`` delta names its parent in its embedded
-descriptor; the chain reader follows it (:func:`resolve_hint`: within the datastore) so the
-chain's root is the template's base disk, hashed for exact lineage, and the worker stacks
-the delta over it. ESXi's own delta format (a text descriptor over a ``-delta.vmdk``
-vmfsSparse/seSparse extent) is refused with that reason: the disk is unknown, not misread.
+Linked clones and snapshots: a delta names its parent, in a sparse ``KDMV`` file's embedded
+descriptor (hosted) or in a text descriptor over one sparse extent (ESXi: ``-delta.vmdk``
+vmfsSparse, ``-sesparse.vmdk``); the chain reader follows it (:func:`resolve_hint`: within
+the datastore) so the chain's root is the template's base disk, hashed for exact lineage,
+and the worker stacks the delta over it (dissect parses the grains).
 
 A running VM's disk is read as the datastore has it: a crash-consistent view at best (as for
 libvirt's live disks); a running VM with a snapshot writes to its delta, and the base below
@@ -178,10 +178,15 @@ class DatastoreFiles:
             if top.size > vmdk.MAX_DESCRIPTOR:
                 raise vmdk.DescriptorError(f"descriptor of {top.size} bytes is too large")
             desc = vmdk.parse_descriptor(top.read(0, top.size))
-            if vmdk.plan(desc) == "sparse":
+            kind = vmdk.plan(desc)
+            if kind in ("sparse", "delta"):
                 name = desc.extents[0].name
                 assert name is not None
-                return self.file(where.sibling(name))
+                extent = self.file(where.sibling(name))
+                if kind == "sparse":
+                    return extent
+                hint = str(desc.parent_hint)
+                return vmdk.DeltaReader(top, extent, hint, lambda h: resolve_hint(where, h))
             return vmdk.ExtentsReader(top, self._pieces(where, desc))
         except vmdk.DescriptorError as exc:
             raise DatastoreFileUnavailable(f"{where}: VMDK descriptor: {exc}") from None

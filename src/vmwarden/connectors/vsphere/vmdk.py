@@ -6,9 +6,10 @@ A descriptor whose extents are all flat (``monolithicFlat``, ``twoGbMaxExtentFla
 ``vmfs`` thick disk on ESXi) is the concatenation of those extents: presented as one
 ``raw`` layer (``presented_format``), so header parsing never probes guest bytes. A
 descriptor with one sparse extent is that extent file (a ``KDMV`` image dissect reads).
-Descriptor deltas (ESXi's ``vmfsSparse``/``seSparse`` snapshots and linked clones) and
-several sparse extents are refused with that reason: the disk is unknown, never misread
-(a hosted sparse delta, one ``KDMV`` file naming its parent, is followed by the chain).
+A delta descriptor (a snapshot or linked clone: ESXi's ``vmfsSparse``/``seSparse``, a
+hosted ``twoGbMaxExtentSparse``) of one sparse extent is that extent with the descriptor's
+parent name (:class:`DeltaReader`). Several sparse extents are refused with that reason:
+the disk is unknown, never misread.
 
 Descriptors are tenant-influenced text: extent names must be plain names in the
 descriptor's own directory (no ``/``, no ``..``), sizes are bounded, the text is capped.
@@ -35,6 +36,8 @@ _EXTENT = re.compile(
 )
 _FLAT = ("FLAT", "VMFS", "VMFSRAW", "VMFSRDM")
 _SPARSE = ("SPARSE",)
+#: Extents of a delta disk: hosted sparse, ESXi's vmfsSparse (COWD) and seSparse.
+_DELTA = ("SPARSE", "VMFSSPARSE", "SESPARSE")
 
 
 class DescriptorError(ValueError):
@@ -107,18 +110,21 @@ def _check_name(name: str) -> None:
 
 
 def plan(desc: Descriptor) -> str:
-    """``"flat"``, ``"sparse"`` (one sparse extent: read that file), or raises why not.
+    """``"flat"``, ``"sparse"`` (one sparse extent: read that file), ``"delta"`` (one sparse
+    extent over the parent the descriptor names), or raises why not.
 
     Raises:
-        DescriptorError: a delta (snapshot, linked clone), several sparse extents, or an
-            extent kind this reader does not know.
+        DescriptorError: a delta of several extents or without a parent name, several
+            sparse extents, or an extent kind this reader does not know.
     """
-    if desc.has_parent:
-        raise DescriptorError(
-            f"delta disk (createType {desc.create_type}, parent {desc.parent_hint!r}): "
-            "ESXi descriptor deltas (snapshots, linked clones) are not read over HTTPS yet"
-        )
     kinds = {e.kind for e in desc.extents}
+    if desc.has_parent:
+        if len(desc.extents) == 1 and kinds <= set(_DELTA) and desc.parent_hint:
+            return "delta"
+        raise DescriptorError(
+            f"delta disk (createType {desc.create_type}, parent {desc.parent_hint!r}, "
+            f"extents {sorted(kinds)}): only a delta of one sparse extent is read over HTTPS"
+        )
     if kinds <= set(_FLAT) | {"ZERO"}:
         return "flat"
     if kinds <= set(_SPARSE) and len(desc.extents) == 1:
@@ -127,6 +133,52 @@ def plan(desc: Descriptor) -> str:
         f"createType {desc.create_type} with extents {sorted(kinds)} is not read over HTTPS "
         "(flat extents or one monolithic sparse extent are)"
     )
+
+
+class DeltaReader:
+    """A delta disk of a descriptor: its one sparse extent's bytes (a ``KDMV``, ``COWD`` or
+    seSparse file dissect reads), with the parent the *descriptor* names
+    (``presented_backing``: the extent's own header has none), resolved like a header's
+    (``backing_path``). ``identity`` covers the descriptor and the extent."""
+
+    def __init__(
+        self, descriptor: RangedReader, extent: RangedReader, parent_hint: str, resolve: Any
+    ) -> None:
+        self.path = descriptor.path
+        self.host = str(descriptor.identity()["host"])
+        self.presented_backing = parent_hint
+        self._descriptor = descriptor
+        self._extent = extent
+        self._resolve = resolve
+
+    @property
+    def size(self) -> int:
+        return self._extent.size
+
+    def read(self, offset: int, n: int) -> bytes:
+        return self._extent.read(offset, n)
+
+    def backing_path(self, hint: str) -> str:
+        return str(self._resolve(hint))
+
+    def identity(self) -> dict[str, Any]:
+        own = dict(self._descriptor.identity())
+        extent = self._extent.identity()
+        own["size"] = extent["size"]
+        own["mtime_ns"] = max(int(own.get("mtime_ns") or 0), int(extent["mtime_ns"]))
+        own["extents"] = [[extent["path"], extent["size"], extent["mtime_ns"]]]
+        return own
+
+    def still_unchanged(self) -> bool:
+        return all(
+            getattr(r, "still_unchanged", lambda: False)() for r in (self._descriptor, self._extent)
+        )
+
+    def drop_cache(self) -> None:
+        for r in (self._descriptor, self._extent):
+            drop = getattr(r, "drop_cache", None)
+            if callable(drop):
+                drop()
 
 
 class ExtentsReader:
