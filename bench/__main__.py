@@ -153,7 +153,7 @@ def main() -> None:
         (
             "vsphere-inventory",
             "vSphere inventory (#13.2; vcsim; seconds per sweep, same session both sides)",
-            lambda _tmp: vsphere_inventory.run(repeats),
+            lambda _tmp: vsphere_inventory.run(repeats + 2),
         ),
         (
             "lineage",
