@@ -17,8 +17,8 @@ descriptor's own directory (no ``/``, no ``..``), sizes are bounded, the text is
 
 from __future__ import annotations
 
+import bisect
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +26,9 @@ from typing import Any
 from vmwarden.model.ranged import RangedReader
 
 SECTOR = 512
-#: Largest descriptor file read as text (VMware's are well under 4 KiB).
-MAX_DESCRIPTOR = 64 * 1024
+#: Largest descriptor file read as text (ESXi's are under 4 KiB; a hosted twoGbMaxExtent
+#: disk of tens of TiB names ~32k extents in ~1 MiB). Larger is refused, never cut short.
+MAX_DESCRIPTOR = 2 * 1024 * 1024
 #: Most extents one descriptor may name (twoGbMaxExtent* of a 62 TiB disk: ~32k; refuse more).
 MAX_EXTENTS = 40_000
 DESCRIPTOR_MAGIC = b"# Disk DescriptorFile"
@@ -78,7 +79,9 @@ def parse_descriptor(text: bytes) -> Descriptor:
     Raises:
         DescriptorError: no extents, too many, or an extent name outside its directory.
     """
-    body = text[:MAX_DESCRIPTOR].split(b"\x00", 1)[0].decode("utf-8", "replace")
+    if len(text) > MAX_DESCRIPTOR:
+        raise DescriptorError(f"descriptor of {len(text)} bytes is too large")
+    body = text.split(b"\x00", 1)[0].decode("utf-8", "replace")
     extents: list[Extent] = []
     values: dict[str, str] = {}
     for line in body.splitlines():
@@ -207,7 +210,6 @@ class ExtentsReader:
             self._starts.append(total)
             total += length
         self._size = total
-        self._lock = threading.Lock()
 
     @property
     def size(self) -> int:
@@ -231,12 +233,13 @@ class ExtentsReader:
         end = min(self._size, offset + max(0, n))
         out: list[bytes] = []
         pos = max(0, offset)
-        for index, start in enumerate(self._starts):
+        index = max(0, bisect.bisect_right(self._starts, pos) - 1)  # the extent holding pos
+        while pos < end and index < len(self._pieces):
             reader, base, length = self._pieces[index]
-            if pos >= end:
-                break
-            if pos >= start + length or pos < start:
-                continue
+            start = self._starts[index]
+            index += 1
+            if pos >= start + length:
+                continue  # an empty extent
             take = min(end, start + length) - pos
             if reader is None:
                 out.append(bytes(take))
