@@ -6,7 +6,8 @@ A disk that cannot be read becomes an ``uninspectable`` finding with the reason;
 never skipped silently. Running VMs' disks are read read-only while the guest writes them:
 the view is crash-consistent at best (like pulling the plug), which is what offline
 package/user/config facts need; a half-written file is reported as an unreadable fact.
-Another host's disks are read through its libvirt connection (``engine.remote_disks``): the
+Another host's disks are read through its connection (``engine.remote_disks``: a libvirt
+host's storage volumes, a vCenter's datastore files over HTTPS, EBS snapshots): the
 worker is served their bytes by this process (``inspect.served``), never a local file of the
 same path; their facts are reused while every layer's (host, path, size, mtime) is unchanged.
 Where a running VM's QEMU guest agent answers, its live facts (hostname, OS, running kernel,

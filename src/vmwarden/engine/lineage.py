@@ -16,8 +16,9 @@ a tenant who may define a disk at ``/etc/x.qcow2`` would otherwise make ``/etc``
 
 Only the disks of a hypervisor on this machine are read here (``HostInventory.local``, as the
 connection found it); another host's paths are never opened, whatever file has that name here.
-A sweep made with ``remote=True`` reads another host's disks through its libvirt connection
-instead (``engine.remote_disks``: its storage pools' volumes); without it they stay unknown.
+A sweep made with ``remote=True`` reads another host's disks through its connection instead
+(``engine.remote_disks``: ``Connector.open_disk``, e.g. a libvirt host's storage pool volumes
+or a vCenter's datastore files over HTTPS); without it they stay unknown.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class Lineage:
     ) -> Lineage:
         """A sweep's lineage over ``store``'s digest cache; backing files may also lie in
         ``extra_dirs`` (``--images``) and in the approved templates' directories.
-        ``remote``: read remote hosts' disks through their libvirt connections (then
+        ``remote``: read remote hosts' disks through their connections (then
         :meth:`close` when the sweep is done with them); without ``remote_hashing`` a remote
         root's digest comes only from the cache (an event path must not download a disk)."""
         dirs = sorted({Path(d) for d in extra_dirs} | set(approved_dirs(store)))
@@ -166,7 +167,7 @@ class Lineage:
         disks = sum(1 for vm in inv.vms for d in vm.disks if d.device in LINEAGE_DEVICES)
         if not local and disks:
             self.warnings.append(
-                f"{inv.host} ({inv.uri}) is another host: its libvirt daemon is not on this "
+                f"{inv.host} ({inv.uri}) is another host: its disks are not files of this "
                 f"machine, so its {disks} disk(s) are not read from here and stay unknown"
             )
         for vm in inv.vms:

@@ -1,6 +1,7 @@
-"""Another host's disks, read through that host's libvirt connection (#12.3).
+"""Another host's disks, read through that host's connection (#12.3; vSphere: #13.3).
 
-A sweep reaches remote hypervisors over their libvirt URI (``qemu+ssh://``, ``qemu+tcp://``).
+A sweep reaches remote hypervisors over their URI (``qemu+ssh://``, ``qemu+tcp://``,
+``vsphere://``: a vCenter's datastore files, ranged HTTPS GETs).
 Their disk paths name files on *their* machine, so they are never opened here (#10.2);
 instead each disk's backing chain is read from the image headers through the connection
 (``Connector.open_disk``: for libvirt, ranged ``vol.download``), following backing files
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The largest remote chain root hashed over a libvirt connection in a sweep (a streamed
+#: The largest remote chain root hashed over a connection in a sweep (a streamed
 #: download runs at ~100-200 MB/s on a LAN; 16 GiB is a few minutes, once per change).
 DIGEST_MAX = 16 * 1024**3
 #: Bytes per ranged read when a connector has no streamed digest of its own.
@@ -177,7 +178,7 @@ class RemoteDisks:
         if reader.size > self.digest_max:
             return None, (
                 f"{NOT_HERE}: {host}:{reader.path} is {reader.size} bytes, more than "
-                f"vmwarden hashes over a libvirt connection ({self.digest_max}); its lineage "
+                f"vmwarden hashes over a connection ({self.digest_max}); its lineage "
                 "is unknown"
             )
         try:
