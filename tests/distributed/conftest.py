@@ -28,6 +28,7 @@ import pytest
 from tests.conftest import qemu_img
 from tests.engine.test_scan_inspect import _unique_tree
 from tests.inspect.conftest import build_tree_image, write_guest_tree
+from vmwarden.engine.content_lineage import sign_for_approval
 from vmwarden.engine.fleetgen import FleetDisk, FleetNic, FleetPool, FleetVM, write_fleet
 from vmwarden.inspect.digest import digest_file
 
@@ -89,6 +90,8 @@ class Estate:
     policy: str
     storage: dict[str, Path]
     disks: dict[str, Path]  # VM name -> its disk
+    golden: Path
+    signature: dict[str, object]  # golden's content lineage signature (template approve)
 
 
 def _vm(i: int, name: str, disk: Path) -> FleetVM:
@@ -104,6 +107,7 @@ def _vm(i: int, name: str, disk: Path) -> FleetVM:
 def build_estate(root: Path) -> Estate:
     tree = root / "tree"
     write_guest_tree(tree)
+    (tree / "var/lib/blob").write_bytes(os.urandom(6 << 20))  # content to sign for lineage
     other = _unique_tree(tree, root / "tree2")
     storage = {h: root / "storage" / h for h in HOSTS}
     for d in storage.values():
@@ -150,7 +154,9 @@ rules:
     severity: medium
     filters: [{{type: stale-patches, baseline: {{openssl: "3.0.11-1~deb12u2"}}}}]
 """
-    return Estate(root, uris, policy, storage, disks)
+    signature = sign_for_approval(golden)
+    assert signature is not None, "the golden image has too little content to sign"
+    return Estate(root, uris, policy, storage, disks, golden, signature)
 
 
 @dataclass

@@ -13,8 +13,10 @@ import pytest
 from tests.distributed.conftest import HOSTS, Cluster, Estate
 from vmwarden.distributed.executor import DaskDisks
 from vmwarden.distributed.security import TlsFiles, cluster_security
+from vmwarden.engine.content_lineage import FINGERPRINT_KEY
 from vmwarden.engine.result import ScanResult
 from vmwarden.engine.scan import Sweep, SweepOptions
+from vmwarden.inspect.digest import digest_file
 from vmwarden.policy import parse_policy
 from vmwarden.store import Store
 
@@ -22,6 +24,9 @@ from vmwarden.store import Store
 def _sweep(estate: Estate, db: Path, executor: DaskDisks | None = None) -> ScanResult:
     options = SweepOptions() if executor is None else SweepOptions(executor=executor)
     with Store.open(f"sqlite:///{db}") as store:
+        # a signed template: full clones are recognised by content (read where the disk is)
+        fingerprint = {FINGERPRINT_KEY: estate.signature}
+        store.approve_template("golden-signed", digest_file(estate.golden), None, fingerprint, "t")
         return Sweep(store, parse_policy(estate.policy), actor="t", options=options).run(
             estate.uris
         )
@@ -63,6 +68,8 @@ def test_a_distributed_sweep_finds_what_a_single_process_sweep_finds(
     assert _found(spread) == _found(local)
     rules = {rule for rule, _, _ in _found(spread)}
     assert rules == {"unapproved", "shared-host-key", "stale-openssl"}  # the estate's problems
+    unapproved = {name for rule, _, name in _found(spread) if rule == "unapproved"}
+    assert unapproved == {"vmw-d-db-a", "vmw-d-db-b", "vmw-d-db-c"}  # rogue-c: a full clone
     assert not [f for f in spread.findings if f.rule == "uninspectable"]
     assert _facts(spread) == _facts(local)
     digests = {vm.name: [(d.chain[-1].digest, len(d.chain)) for d in vm.disks] for vm in spread.vms}

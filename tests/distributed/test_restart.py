@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 from tests.distributed.conftest import Certs, Cluster, Estate, start_scheduler
@@ -26,7 +27,7 @@ def _free_port() -> int:
 def test_a_scheduler_restart_is_survived(estate: Estate, certs: Certs, tmp_path: Path) -> None:
     port = _free_port()
     scheduler, address = start_scheduler(tmp_path, None, port)
-    host_a = Estate(estate.root, estate.uris[:1], estate.policy, estate.storage, estate.disks)
+    host_a = replace(estate, uris=estate.uris[:1])
     lab = Cluster(tmp_path, certs, address, scheduler, dict(estate.storage), insecure=True)
     lab.death_timeout = 120  # the sweep during the outage reads every disk itself first
     executor = None
