@@ -15,11 +15,15 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from vmwarden.engine.fleetgen import FleetNic, FleetVM, write_fleet
+from vmwarden.engine.quarantine_targets import from_inventories
+from vmwarden.model import HostInventory, Network
+from vmwarden.model.isolation import QuarantineSpec
 from vmwarden.store import Store
 
 DEAD = "qemu+tcp://127.0.0.1:1/system"
@@ -134,9 +138,43 @@ def test_watch_start_up_says_where_the_quarantine_network_is_missing(cli, tmp_pa
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
     warnings = [line for line in lines if line.startswith("warning: ")]
-    assert any("'quarantine' does not exist on host bare" in w for w in warnings), lines
-    assert any(f"cannot check quarantine network 'quarantine' on {DEAD}" in w for w in warnings)
+    # the connector's own words (Connector.quarantine_target_problem), with host and URI
+    assert any("'quarantine' does not exist on bare (host bare, test://" in w for w in warnings), (
+        lines
+    )
+    assert any(f"cannot check the quarantine target on {DEAD}" in w for w in warnings)
     assert not any("host ready" in w for w in warnings), warnings
+
+
+def test_each_platform_is_checked_for_its_own_quarantine_target():
+    """#12 d: a scan judges each host by what its platform isolates onto (the connector
+    class's ``quarantine_target``), from the inventory alone: vSphere by the portgroup among
+    its networks, EC2 only by the policy naming a group (it creates one per VPC), libvirt by
+    the network, defined and active."""
+
+    def inv(uri: str, host: str, *names: str) -> HostInventory:
+        return HostInventory(uri=uri, host=host, networks=[Network(n, None, True) for n in names])
+
+    hosts = [
+        inv("vsphere://admin@vc1/DC0", "vc1", "VM Network", "vmw-quarantine"),
+        inv("vsphere://admin@vc2/DC0", "vc2", "VM Network", "quarantine"),  # no portgroup
+        inv("aws://eu-west-1", "", "subnet-0abc"),
+        inv("test:///kvm1.xml", "kvm1", "prod", "quarantine"),
+    ]
+    spec = QuarantineSpec(network="quarantine", vsphere_portgroup="vmw-quarantine")
+    problems = {p.uri: p.message for p in from_inventories(spec, hosts)}
+    assert sorted(problems) == ["aws://eu-west-1", "vsphere://admin@vc2/DC0"], problems
+    assert problems["vsphere://admin@vc2/DC0"].startswith(
+        "quarantine portgroup 'vmw-quarantine' does not exist on host vc2"
+    )
+    assert "names no quarantine.aws.security_group" in problems["aws://eu-west-1"]
+    # EC2 creates its group when absent: named, it needs no network of that name
+    named = replace(spec, aws_security_group="vmwarden-quarantine")
+    assert [p.uri for p in from_inventories(named, hosts)] == ["vsphere://admin@vc2/DC0"]
+    # a libvirt host is judged by quarantine.network; without it, that is the problem
+    only_vsphere = QuarantineSpec(vsphere_portgroup="vmw-quarantine")
+    (libvirt,) = [p for p in from_inventories(only_vsphere, hosts) if p.host == "kvm1"]
+    assert "names no quarantine.network for host kvm1" in libvirt.message
 
 
 # --- #10.6: a dead hypervisor does not stop the others -----------------------------------------

@@ -24,6 +24,7 @@ from vmwarden.engine.inspection import InspectionOptions
 from vmwarden.engine.quarantine_targets import from_inventories
 from vmwarden.engine.scan import Sweep, SweepOptions
 from vmwarden.model import HostInventory, Network
+from vmwarden.model.isolation import QuarantineSpec
 from vmwarden.policy import parse_policy
 from vmwarden.store import Store
 
@@ -116,7 +117,7 @@ def test_inactive_quarantine_network_is_a_problem_too():
         return HostInventory(uri=f"test:///{host}.xml", host=host, networks=list(nets))
 
     problems = from_inventories(
-        "quarantine",
+        QuarantineSpec(network="quarantine"),
         [
             inv("ok", Network("quarantine", None, True)),
             inv("off", Network("quarantine", None, False)),

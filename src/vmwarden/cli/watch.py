@@ -166,10 +166,10 @@ def register(app: typer.Typer) -> None:
             )
         logging.getLogger("vmwarden").setLevel(logging.INFO if verbose else logging.WARNING)
         # #10.5: say now where quarantine cannot work
-        if loaded.quarantine is not None and loaded.quarantine.network:
+        if loaded.quarantine is not None:
             from vmwarden.engine.quarantine_targets import check_hosts
 
-            for problem in check_hosts(loaded.quarantine.network, list(connect)):
+            for problem in check_hosts(loaded.quarantine.spec(), list(connect)):
                 complain("warning", problem)
         config = WatchConfig(
             uris=list(connect),

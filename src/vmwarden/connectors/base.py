@@ -240,8 +240,10 @@ def uri_scheme(uri: str) -> str:
     return scheme.lower()
 
 
-def open_connector(uri: str) -> Connector:
-    """Open the connector registered for the URI's scheme (raises ``UnreachableError``)."""
+def connector_factory(uri: str) -> ConnectorFactory:
+    """The connector class registered for the URI's scheme, not opened: what a platform
+    declares about itself (e.g. ``quarantine_target``) is read from it without a connection.
+    Raises ``ConnectorError`` for a scheme no connector serves."""
     _load_builtins()
     scheme = uri_scheme(uri)
     with _registry_lock:
@@ -252,7 +254,12 @@ def open_connector(uri: str) -> Connector:
             f"no connector for URI scheme {scheme!r} in {uri!r}",
             hint=f"valid schemes: {valid}",
         )
-    return factory(uri)
+    return factory
+
+
+def open_connector(uri: str) -> Connector:
+    """Open the connector registered for the URI's scheme (raises ``UnreachableError``)."""
+    return connector_factory(uri)(uri)
 
 
 InventoryResult = HostInventory | VmwardenError

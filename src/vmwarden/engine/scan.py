@@ -202,7 +202,7 @@ class Sweep:
 
     def _target_problems(self, inventories: list[HostInventory]) -> list[TargetProblem]:
         spec = self.policy.quarantine
-        return from_inventories(spec.network, inventories) if spec and spec.network else []
+        return from_inventories(spec.spec(), inventories) if spec else []
 
     def _findings_scope(self) -> dict[str, Any]:
         """With a host unreachable, resolve nothing on it: its findings were not looked at,

@@ -54,6 +54,27 @@ class QuarantineSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class QuarantineTarget:
+    """What a platform isolates NICs onto, declared by its connector class
+    (``quarantine_target``), so a sweep can tell from its inventory alone whether
+    quarantine would work on a host: which :class:`QuarantineSpec` field names the target,
+    its policy key and kind (for messages), and whether the host must already have it
+    (listed among ``HostInventory.networks``) and have it active. EC2 creates its security
+    group when absent: it need not exist."""
+
+    field: str  # the QuarantineSpec field, e.g. "network"
+    policy_key: str  # e.g. "quarantine.network"
+    kind: str  # e.g. "network", "portgroup", "security group"
+    must_exist: bool = True
+    must_be_active: bool = False
+    start_hint: str = ""  # how an inactive one is started (e.g. "virsh net-start")
+
+    def name_in(self, spec: QuarantineSpec) -> str:
+        """The target's name in ``spec`` ("" when the policy names none)."""
+        return str(getattr(spec, self.field, "") or "")
+
+
+@dataclass(frozen=True, slots=True)
 class NicChange:
     """One NIC setting someone changed while vmwarden held it, in words for people.
 

@@ -23,6 +23,7 @@ from vmwarden.connectors.base import KnownDomains, register_connector
 from vmwarden.errors import ConnectorError, DomainGoneError, UnreachableError
 from vmwarden.model.estate import HostInventory, Network
 from vmwarden.model.events import Observed
+from vmwarden.model.isolation import QuarantineTarget
 from vmwarden.model.ranged import RangedReader
 from vmwarden.model.vm import VM, State, VmMeta
 
@@ -56,6 +57,11 @@ def _aws_error(target: AwsTarget, exc: Exception) -> ConnectorError:
 @register_connector("aws")
 class AwsConnector(AwsIsolation, AwsActions):
     """One ``aws://REGION[?profile=NAME]`` connection."""
+
+    #: ENIs move into ``quarantine.aws.security_group``, created per VPC when absent.
+    quarantine_target = QuarantineTarget(
+        "aws_security_group", "quarantine.aws.security_group", "security group", must_exist=False
+    )
 
     def __init__(self, uri: str) -> None:
         self.uri = uri

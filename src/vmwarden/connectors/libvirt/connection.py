@@ -69,7 +69,7 @@ from vmwarden.connectors.libvirt.volumes import RemoteVolumes
 from vmwarden.errors import ConnectorError, DomainGoneError, UnreachableError
 from vmwarden.model.estate import HostInventory
 from vmwarden.model.events import Observed
-from vmwarden.model.isolation import QuarantineSpec
+from vmwarden.model.isolation import QuarantineSpec, QuarantineTarget
 from vmwarden.model.ranged import RangedReader
 from vmwarden.model.vm import VM, VM_XMLNS, State, VmMeta
 
@@ -106,6 +106,15 @@ def _quiet_libvirt() -> None:
 @register_connector(*SCHEMES)
 class LibvirtConnector(LibvirtIsolation):
     """A libvirt connection. Not thread-safe: use one instance per thread."""
+
+    #: NICs move onto ``quarantine.network``, which must be defined and active on the host.
+    quarantine_target = QuarantineTarget(
+        "network",
+        "quarantine.network",
+        "network",
+        must_be_active=True,
+        start_hint="virsh net-start",
+    )
 
     def __init__(self, uri: str, *, retries: int = 3, backoff: float = 0.5) -> None:
         _quiet_libvirt()

@@ -20,6 +20,7 @@ from vmwarden.connectors.vsphere.uri import parse_vsphere_uri
 from vmwarden.errors import ConnectorError, DomainGoneError
 from vmwarden.model.estate import HostInventory
 from vmwarden.model.events import Observed
+from vmwarden.model.isolation import QuarantineTarget
 from vmwarden.model.ranged import RangedReader
 from vmwarden.model.vm import VM, State
 
@@ -27,6 +28,11 @@ from vmwarden.model.vm import VM, State
 @register_connector("vsphere")
 class VsphereConnector(VsphereIsolation, VsphereActions):
     """A vCenter session. Its disks are never this machine's files (``local`` is False)."""
+
+    #: NICs move onto ``quarantine.vsphere.portgroup``, which must exist (inventory networks).
+    quarantine_target = QuarantineTarget(
+        "vsphere_portgroup", "quarantine.vsphere.portgroup", "portgroup"
+    )
 
     def __init__(self, uri: str, *, timeout: float = 30.0) -> None:
         self.target = parse_vsphere_uri(uri)

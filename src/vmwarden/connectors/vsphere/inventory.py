@@ -22,7 +22,7 @@ from vmwarden.connectors.vsphere.datastores import DatastoreFile, browse, datast
 from vmwarden.connectors.vsphere.poweroffs import last_power_offs
 from vmwarden.connectors.vsphere.tags import read_tags
 from vmwarden.connectors.vsphere.uri import VsphereTarget
-from vmwarden.model.estate import HostInventory
+from vmwarden.model.estate import HostInventory, Network
 from vmwarden.model.vm import VM, Disk, Layer, Nic, State, VmMeta
 
 FIELD_PREFIX = "vmwarden."
@@ -236,6 +236,8 @@ def sweep(si: Any, target: VsphereTarget, uri: str, *, timeout: float = 30.0) ->
         vms=vms,
         templates=templates,
         pools=datastore_pools(browsed, used),
+        # portgroups and networks by name: where quarantine can move NICs (scan checks it)
+        networks=[Network(name, None, True) for name in sorted(set(got.networks.values()))],
         warnings=warnings,
         local=False,
     )
