@@ -78,6 +78,9 @@ def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) ->
         f"{s['vms_with_findings']} VMs",
         highlight=False,
     )
+    if "worker" in result.disk_reads.values():  # --scheduler: say where each host was read
+        reads = ", ".join(f"{h} {how}" for h, how in sorted(result.disk_reads.items()))
+        console.print(Text(f"Disk reads: {reads}"), highlight=False)
     if result.findings:
         t = Table(title="Findings", show_edge=False, title_justify="left")
         t.add_column("severity", no_wrap=True, min_width=8)
