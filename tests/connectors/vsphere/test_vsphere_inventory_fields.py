@@ -353,3 +353,30 @@ def test_dormant_fires_for_a_vm_powered_off_long_ago(vcsim: Vcsim, conn: Vsphere
     today = Estate(vms=list(vms.values()), images=[], catalog={}, now=datetime.now(UTC))
     assert not rule.filter.match(off, Context(today, policy)).matched
     assert not rule.filter.match(vms["DC0_H0_VM0"], Context(later, policy)).matched
+
+
+def test_a_datastore_that_cannot_be_browsed_is_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its storage gone (the directory vcsim serves it from, moved away): the sweep still
+    lists every VM, says the datastore was not browsed, and claims no orphan there."""
+    from tests.connectors.vsphere.conftest import start_vcsim
+
+    proc, sim = start_vcsim()
+    try:
+        with admin(sim) as content:
+            (ds,) = [
+                d for d in content.rootFolder.childEntity[0].datastore if d.name == "LocalDS_0"
+            ]
+            where = Path(ds.info.url)
+        where.rename(where.with_name(where.name + "-gone"))
+        monkeypatch.setenv("VMWARDEN_VSPHERE_PASSWORD", sim.password)
+        with open_connector(sim.uri()) as c:
+            inv = c.inventory()
+        assert len(inv.vms) == 4
+        assert any(w.startswith("datastore LocalDS_0 not browsed") for w in inv.warnings)
+        assert not [v for p in inv.pools for v in p.volumes]
+        where.with_name(where.name + "-gone").rename(where)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

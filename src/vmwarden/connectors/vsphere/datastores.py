@@ -48,7 +48,7 @@ class Browsed:
 
 def browse(si: Any, datastores: dict[str, tuple[str, Any]]) -> Browsed:
     """Every VMDK descriptor of every datastore (one search task each, run together)."""
-    from pyVmomi import vim
+    from pyVmomi import vim, vmodl
 
     spec = vim.host.DatastoreBrowser.SearchSpec(
         query=[vim.host.DatastoreBrowser.VmDiskQuery()],
@@ -65,7 +65,7 @@ def browse(si: Any, datastores: dict[str, tuple[str, Any]]) -> Browsed:
             continue
         try:
             tasks.append((name, browser.SearchDatastoreSubFolders_Task(f"[{name}]", spec)))
-        except vim.fault.VimFault as exc:
+        except vmodl.MethodFault as exc:  # an inaccessible or vanished datastore
             out.warnings.append(f"datastore {name} not browsed ({exc.msg}); orphans unknown")
     for name, state, result in _wait(si, tasks):
         if state != "success":
