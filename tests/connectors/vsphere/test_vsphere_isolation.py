@@ -302,3 +302,32 @@ def test_a_nic_added_during_quarantine_is_isolated_by_the_next_reconcile(
     assert q.release(conn, vm.id, reason="ok").status == "done"
     ((key, dev),) = [(k, d) for k, d in added[0].items() if d.get("macAddress") == new_mac]
     assert snapshot(estate, name)[0][key] == dev  # as it was added, field by field
+
+
+def test_checking_the_target_costs_calls_per_lookup_not_per_portgroup(
+    estate: Vcsim, conn: VsphereConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vCenter with hundreds of portgroups: finding the quarantine portgroup is one
+    property retrieval, not a round trip per portgroup (counted at pyvmomi's stub, every
+    call still goes to vcsim)."""
+    with admin(estate) as content:
+        for i in range(40):
+            add_distributed_portgroup(content, f"vmw-v2-many-{i:02d}")
+    stub = conn._si._stub
+    calls: list[str] = []
+    real = stub.InvokeMethod
+
+    def counted(mo: Any, info: Any, args: Any, *rest: Any) -> Any:
+        calls.append(info.wsdlName)
+        return real(mo, info, args, *rest)
+
+    monkeypatch.setattr(stub, "InvokeMethod", counted)
+    assert conn.quarantine_target_problem(QuarantineSpec(vsphere_portgroup=DV_PG)) is None
+    assert conn.quarantine_target_problem(QuarantineSpec(vsphere_portgroup="vmw-v2-no")) is not None
+    assert len(calls) <= 12, calls  # 10 (59 when each portgroup's name was a call)
+    calls.clear()
+    vm = conn.lookup("DC0_C0_RP0_VM0")
+    calls.clear()
+    records = conn.isolation_records(vm.id)
+    assert conn.is_isolated(vm.id, records, QuarantineSpec(vsphere_portgroup=DV_PG)) is False
+    assert len(calls) <= 30, calls  # 27 with ~45 portgroups on the host (36 before)

@@ -15,12 +15,15 @@ key, slot, label) goes back as it was. pyvmomi is imported inside the functions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from vmwarden.connectors.vsphere.tasks import call, wait
 from vmwarden.errors import ConnectorError
 
 NicState = dict[str, Any]
+#: Networks under the URI's datacenter: moId -> (name, the ``vim.Network``).
+Networks = Mapping[str, tuple[str, Any]]
 
 
 def nic_devices(vm: Any) -> dict[int, Any]:
@@ -74,14 +77,18 @@ def _backing_of(backing: Any, vm: Any) -> dict[str, Any]:
 
 
 def _dvpg(vm: Any, key: str) -> Any:
-    """The distributed portgroup ``key`` among the networks of the VM's host, or None."""
+    """The distributed portgroup ``key`` among the networks of the VM's host, or None. A
+    portgroup's key is its moId on vCenter and vcsim: matched without a call per network."""
     from pyVmomi import vim
 
     host = vm.runtime.host
-    for net in (host.network if host is not None else None) or []:
-        if isinstance(net, vim.dvs.DistributedVirtualPortgroup) and net.key == key:
-            return net
-    return None
+    nets = [
+        n
+        for n in ((host.network if host is not None else None) or [])
+        if isinstance(n, vim.dvs.DistributedVirtualPortgroup)
+    ]
+    by_moid = [n for n in nets if n._moId == key]
+    return by_moid[0] if by_moid else next((n for n in nets if n.key == key), None)
 
 
 def where(state: NicState) -> tuple[Any, ...]:
@@ -120,7 +127,7 @@ def describe(state: NicState | None) -> str:
     return f"{place}, {conn}, {start}"
 
 
-def target_backing(vm: Any, networks: list[Any], portgroup: str) -> dict[str, Any] | str:
+def target_backing(vm: Any, networks: Networks, portgroup: str) -> dict[str, Any] | str:
     """The backing of ``portgroup`` as the VM's host reaches it, or why it cannot: a
     standard portgroup must be on the host (its networks or, for one added by
     ``AddPortGroup``, its network system), a distributed one on a DVS the host belongs to.
@@ -129,37 +136,37 @@ def target_backing(vm: Any, networks: list[Any], portgroup: str) -> dict[str, An
 
     host = vm.runtime.host
     hostname = host.name if host is not None else "?"
-    on_host = list((host.network if host is not None else None) or [])
-    for net in on_host:
-        if net.name == portgroup:
-            return _backing_for(net)
+    for net in (host.network if host is not None else None) or []:
+        name = networks[net._moId][0] if net._moId in networks else net.name
+        if name == portgroup:
+            return _backing_for(net, name)
     local = set()
     if host is not None and host.configManager.networkSystem is not None:
         info = host.configManager.networkSystem.networkInfo
         local = {pg.spec.name for pg in (info.portgroup if info is not None else None) or []}
     if portgroup in local:
-        for net in networks:
-            if net.name == portgroup and not isinstance(net, vim.dvs.DistributedVirtualPortgroup):
-                return _backing_for(net)
+        for name, net in networks.values():
+            if name == portgroup and not isinstance(net, vim.dvs.DistributedVirtualPortgroup):
+                return _backing_for(net, name)
     return f"quarantine portgroup {portgroup!r} is not reachable from ESXi host {hostname}"
 
 
-def _backing_for(net: Any) -> dict[str, Any]:
+def _backing_for(net: Any, name: str) -> dict[str, Any]:
     from pyVmomi import vim
 
     if isinstance(net, vim.dvs.DistributedVirtualPortgroup):
         return {
             "kind": "dvpg",
-            "network": net.name,
+            "network": name,
             "moid": net._moId,
             "switch_uuid": net.config.distributedVirtualSwitch.uuid,
             "portgroup_key": net.key,
             "port_key": None,
         }
-    return {"kind": "portgroup", "network": net.name, "moid": net._moId}
+    return {"kind": "portgroup", "network": name, "moid": net._moId}
 
 
-def backing_problem(vm: Any, networks: list[Any], state: NicState) -> str | None:
+def backing_problem(vm: Any, networks: Networks, state: NicState) -> str | None:
     """Why the VM cannot be put on ``state``'s backing now (its portgroup is gone), or None."""
     b = state["backing"]
     if b.get("kind") == "other":
