@@ -28,6 +28,7 @@ from bench import (
     sweep,
     targets,
     vsphere_disk,
+    vsphere_events,
     vsphere_inventory,
     watch,
 )
@@ -154,6 +155,11 @@ def main() -> None:
             "vsphere-inventory",
             "vSphere inventory (#13.2; vcsim; seconds per sweep, same session both sides)",
             lambda _tmp: vsphere_inventory.run(repeats + 2),
+        ),
+        (
+            "vsphere-events",
+            "vSphere watch (#13.5; vcsim; power-on seen in ms, events vs 5 s poll; observe s)",
+            lambda _tmp: vsphere_events.run(repeats),
         ),
         (
             "lineage",

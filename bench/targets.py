@@ -176,6 +176,22 @@ def judge(sections: Rows) -> list[dict[str, str]]:
             f"{vmdk['read_pct'] / 100:.2f}x in {vmdk['reads']:.0f} requests",
             vmdk["read_pct"] <= 300,
         )
+    seen = _find(rows, r"start seen, event feed")
+    if seen:
+        polled = _find(rows, r"start seen, inventory poll")
+        beside = f"; the 5 s inventory poll: p50 {polled['p50_ms']:.0f} ms" if polled else ""
+        add(
+            "vSphere power-on seen by watch ≤ 1 s (event feed, p95; #13.5)",
+            f"p50 {seen['p50_ms']:.0f} ms, p95 {seen['p95_ms']:.0f} ms (vcsim){beside}",
+            seen["p95_ms"] <= 1000,
+        )
+    obs = _find(rows, r"observe one VM")
+    if obs:
+        add(
+            "vSphere gate's read of one VM ≤ 0.1x a full property retrieval (#13.5)",
+            f"{obs['median'] * 1000:.1f} ms, {obs['ratio_to_floor']:.4f}x the full retrieval",
+            obs["ratio_to_floor"] <= 0.1,
+        )
     expo = _find(rows, r"exposure: STARTED")
     if expo:
         add(
