@@ -67,7 +67,10 @@ def register(app: typer.Typer) -> None:
         with ExitStack() as stack:
             uris = list(estate.uris)
             if vsphere:
-                vs = stack.enter_context(vsphere_estate(wd, estate.images_dir / "templates"))
+                say = None if json_out else lambda line: note(line, json_out)
+                vs = stack.enter_context(
+                    vsphere_estate(wd, estate.images_dir / "templates", say=say)
+                )
                 note(vs.note, json_out)
                 if vs.uri is not None and vs.template is not None:
                     with open_store(db_url) as store:
@@ -91,8 +94,10 @@ def _run_demo(
 ) -> None:  # fmt: skip
     """Sweep ``uris`` with the demo policy and show the result (and serve it)."""
     if not json_out:
-        hosts = len(estate.uris)
-        out.print(f"[bold]Demo estate[/] in {wd}: {hosts} hosts, policy {estate.policy_path}")
+        hosts = f"{len(estate.uris)} libvirt hosts" + (
+            " and a vCenter (vcsim)" if len(uris) > len(estate.uris) else ""
+        )
+        out.print(f"[bold]Demo estate[/] in {wd}: {hosts}, policy {estate.policy_path}")
     result = run_sweep(
         uris,
         estate.policy_path,

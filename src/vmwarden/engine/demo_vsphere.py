@@ -30,7 +30,7 @@ import secrets
 import shutil
 import subprocess
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,13 +124,18 @@ def approve_template(store: Any, image: Path) -> None:
 
 
 @contextmanager
-def vsphere_estate(workdir: Path, templates: Path) -> Iterator[VsphereDemo]:
+def vsphere_estate(
+    workdir: Path, templates: Path, say: Callable[[str], None] | None = None
+) -> Iterator[VsphereDemo]:
     """A running demo vCenter (vcsim) for the ``with`` block, or why there is none;
-    ``templates`` holds the demo's base images (``build_demo_estate``'s)."""
+    ``templates`` holds the demo's base images (``build_demo_estate``'s); ``say`` is told
+    before the (first, slow) build."""
     why = unavailable()
     if why is not None:
         yield VsphereDemo(None, f"vSphere: not included ({why}); libvirt only")
         return
+    if say is not None:
+        say("vSphere: starting vcsim (built once from Debian's govmomi, ~1 min the first time)")
     try:
         binary = _build()
     except (VmwardenError, OSError, subprocess.TimeoutExpired) as exc:
