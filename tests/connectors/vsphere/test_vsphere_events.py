@@ -276,3 +276,39 @@ def test_observe_reads_one_vm_and_learns_a_portgroup_it_did_not_know(vcsim: Vcsi
         nics = {n.mac: n.network for n in conn.observe(vm_id).vm.nics}
         assert nics["00:50:56:3f:00:33"] == "vmw-v3-new-dvpg"
         assert conn.observe(name).vm.id == vm_id  # by name: the full read
+
+
+@pytest.mark.usefixtures("vsphere_password")
+def test_a_page_of_unseen_events_is_a_lost_connection_never_a_silent_gap(
+    vcsim: Vcsim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector's page holds the newest events only: more new ones than a page between
+    two waits means some were dropped, and the feed says so (HostWatch then reconnects and
+    reconciles) instead of delivering a page with a hole before it."""
+    from vmwarden.connectors.vsphere import events
+    from vmwarden.errors import ConnectorError
+
+    monkeypatch.setattr(events, "PAGE", 3)
+    names = ["DC0_H0_VM0", "DC0_H0_VM1"]
+    for name in names:
+        _do(vcsim, lambda c, name=name: _power_on(c, name))
+    sub = events._Subscription.open(vcsim.uri(), 30)  # no thread: waits only when told
+    try:
+
+        def cycle(count: int) -> None:
+            def act(content: Any) -> None:
+                for i in range(count):
+                    vm = vm_named(content, names[i % 2])
+                    power_off(vm)
+                    WaitForTask(vm.PowerOnVM_Task())
+
+            _do(vcsim, act)
+
+        cycle(1)  # two events: within a page of three
+        got = sub.wait(1)
+        assert [(e.kind, e.name) for e in got] == [("stopped", names[0]), ("started", names[0])]
+        cycle(2)  # four new events: a page of three cannot hold them
+        with pytest.raises(ConnectorError, match="more than 3 vSphere events at once"):
+            sub.wait(1)
+    finally:
+        sub.close()
