@@ -312,3 +312,28 @@ def test_a_page_of_unseen_events_is_a_lost_connection_never_a_silent_gap(
             sub.wait(1)
     finally:
         sub.close()
+
+
+@pytest.mark.usefixtures("vsphere_password")
+@run_async
+async def test_a_datacenter_uri_watches_that_datacenter(vcsim: Vcsim) -> None:
+    """``vsphere://…/DC0``: the collector is scoped to the datacenter (events of its VMs);
+    a datacenter vCenter does not have is refused at subscription, naming the URI's form."""
+    from vmwarden.errors import ConnectorError
+
+    seen = Seen()
+    feed = VsphereEventFeed(vcsim.uri(path="/DC0"), on_event=seen.add, on_close=seen.close)
+    feed.attach(asyncio.get_running_loop())
+    await asyncio.to_thread(feed.open)
+    try:
+        await asyncio.to_thread(_do, vcsim, lambda c: power_off(vm_named(c, VM)))
+        event = await seen.first(lambda e: e.kind == "stopped", BOUND)
+        assert (event.name, event.uri) == (VM, vcsim.uri(path="/DC0"))
+    finally:
+        await asyncio.to_thread(feed.close)
+    missing = VsphereEventFeed(vcsim.uri(path="/vmw-v3-no-dc"), on_event=seen.add,
+                               on_close=seen.close)  # fmt: skip
+    missing.attach(asyncio.get_running_loop())
+    with pytest.raises(ConnectorError, match="no datacenter 'vmw-v3-no-dc'"):
+        await asyncio.to_thread(missing.open)
+    assert missing.connector is None and not missing.alive()
