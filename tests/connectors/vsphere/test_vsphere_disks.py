@@ -174,7 +174,13 @@ def test_a_sweep_inspects_vsphere_guests_and_judges_them_by_content(
     with Store.open(db) as store:
         sweep = Sweep(store, parse_policy(POLICY), actor="t", options=options)
         result = sweep.run([_twin_uri(tmp_path, vmdk_estate), vmdk_estate.sim.uri()])
+        again = sweep.run([vmdk_estate.sim.uri()])
     vms = {vm.name: vm for vm in result.vms}
+    # unchanged VMDKs (same size and Last-Modified) are not read again: facts from the cache
+    for vm in again.vms:
+        if vm.name in (SPARSE_VM, FLAT_VM, TELNETD_VM):
+            assert vm.guest is not None and vms[vm.name].guest is not None, vm.name
+            assert vm.guest.inspected_at == vms[vm.name].guest.inspected_at, vm.name
     twin = vms["vmw-v1-twin"].guest
     assert twin is not None and twin.os_name
     # the same image read over HTTPS (sparse and flat VMDK) says what it says locally
