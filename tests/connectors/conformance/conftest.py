@@ -100,8 +100,15 @@ def _vsphere(tmp: pytest.TempPathFactory) -> Iterator[Backend]:
     yield from vcsim_backend()
 
 
+def _aws(tmp: pytest.TempPathFactory) -> Iterator[Backend]:
+    from tests.connectors.conformance.aws_backend import moto_backend
+
+    yield from moto_backend()
+
+
 #: name -> factory(tmp_path_factory) returning (or yielding) a Backend.
 BACKENDS: dict[str, Callable[[pytest.TempPathFactory], Any]] = {
+    "aws": _aws,
     "libvirt": _libvirt_local,
     "libvirt-remote": _libvirt_remote,
     "vsphere": _vsphere,

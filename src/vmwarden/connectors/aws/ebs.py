@@ -163,13 +163,21 @@ class SnapshotReader:
 
     def identity(self) -> dict[str, Any]:
         # A snapshot never changes once completed: its id and start time name its content.
+        # ``mtime_ns`` 0: when the snapshot was taken (a sweep's: just now) is not when the
+        # disk was last written, and must not pass for it (``dormant`` counts from mtimes).
         return {
             "host": self.host,
             "path": self.path,
             "snapshot": self.info.snapshot_id,
+            "started_ns": self.info.start_ns,
             "size": self.size,
-            "mtime_ns": self.info.start_ns,
+            "mtime_ns": 0,
         }
+
+    def still_unchanged(self) -> bool:
+        """Always: a completed snapshot's blocks never change (what a digest read of it
+        gives may be cached, as ``engine.remote_disks.digest_reader`` asks)."""
+        return True
 
     def read(self, offset: int, n: int) -> bytes:
         end = min(self.size, offset + max(0, n))
