@@ -48,6 +48,7 @@ QUARANTINE = "vmw-v3-quarantine"
 DORMANT = "DC0_H0_VM0"  # registered, shut off for 45 days: held at power-on, then released
 DENIED = "DC0_H0_VM1"  # unregistered: denied, never exposed
 CLONE = "DC0_H0_VM-vmw-v3-clone"  # made while watch runs: isolated ahead, provenance kept
+RACER = "DC0_H0_VM-vmw-v3-racer"  # made and powered on at once: quarantined at its start
 POLICY = f"""\
 version: 1
 quarantine:
@@ -257,6 +258,22 @@ def test_watch_holds_a_dormant_vm_that_powers_on_and_never_exposes_a_denied_one(
 
     (entry,) = poll(made_from)
     assert (entry.new, entry.source) == (DORMANT, "event")
+
+    # A rogue clone powered on the moment it exists (racing isolate-ahead): the power-on
+    # event gets it quarantined, and /state times how long it ran exposed.
+    with admin(vcsim) as content:
+        source = vm_named(content, DORMANT)
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=source.resourcePool))
+        WaitForTask(source.CloneVM_Task(folder=source.parent, name=RACER, spec=spec))
+        WaitForTask(vm_named(content, RACER).PowerOnVM_Task())
+    poll(lambda: isolated(nic_state(vcsim, RACER)))
+
+    def timed() -> list[dict[str, Any]]:
+        return [x for x in (daemon.state() or {}).get("latencies", []) if x["vm"] == RACER]
+
+    (latency,) = poll(timed)
+    assert latency["how"] in ("gate", "already", "at-boot"), latency
+    print(f"{RACER}: {latency['how']} {latency['seconds']}")  # reported, never asserted
 
 
 def test_vcsim_cannot_disable_power_on(vcsim: Vcsim) -> None:
