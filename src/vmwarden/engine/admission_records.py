@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from vmwarden.model import VM, Disk, GuestFacts, Layer, Nic, NicOrigin, State, VmMeta
+from vmwarden.model.vm import TemplateRecord
 
 
 def vm_from_record(record: dict[str, Any]) -> VM:
@@ -35,7 +36,17 @@ def vm_from_record(record: dict[str, Any]) -> VM:
         datacenter=record.get("datacenter"),
         created=as_datetime(record.get("created")),
         powered_off_at=as_datetime(record.get("powered_off_at")),
+        started_at=as_datetime(record.get("started_at")),
+        template_id=record.get("template_id"),
+        template_record=_template(record.get("template_record")),
     )
+
+
+def _template(t: dict[str, Any] | None) -> TemplateRecord | None:
+    if not t:
+        return None
+    dates = {k: as_datetime(t.get(k)) for k in ("created", "deprecated_at")}
+    return TemplateRecord(**{**t, **dates})
 
 
 def _nic(n: dict[str, Any]) -> Nic:

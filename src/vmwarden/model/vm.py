@@ -157,6 +157,25 @@ class VmMeta:
 
 
 @dataclass(slots=True)
+class TemplateRecord:
+    """What the platform says of the template a VM was made from (EC2: the AMI), when it
+    names one: its owner, whether it is public, its dates, and the templates it was copied
+    from as far as the connector trusts the record (nearest first; EC2 follows copies only
+    for the scanning account's own private AMIs, never a description anyone could write on
+    a public or another account's AMI)."""
+
+    id: str
+    name: str | None = None
+    owner: str | None = None  # the owning account
+    own: bool | None = None  # owned by the account being scanned
+    public: bool | None = None
+    created: datetime | None = None
+    deprecated_at: datetime | None = None
+    copied_from: list[str] = field(default_factory=list)
+    error: str | None = None  # why the platform could not describe it (deregistered …)
+
+
+@dataclass(slots=True)
 class VM:
     """One libvirt domain as seen on one host during one sweep."""
 
@@ -194,6 +213,10 @@ class VM:
     # was created, and when it was last powered off (vSphere: its newest VmPoweredOffEvent).
     created: datetime | None = None
     powered_off_at: datetime | None = None
+    # When it was last started (EC2: LaunchTime), and its template as the platform
+    # describes it (EC2: the AMI's owner, public flag, dates and copy sources).
+    started_at: datetime | None = None
+    template_record: TemplateRecord | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 strings)."""

@@ -102,6 +102,8 @@ def test_a_sweep_reads_instances_through_scan_snapshots_and_deletes_them(
         assert guest is not None and guest.os_name is not None, iid
         assert "debian" in guest.os_name.lower()
         assert "apt" in {p.name for p in guest.packages}
+        # the scan snapshot's time is not the disk's: no mtime for ``dormant`` to trust
+        assert all(d.chain[0].mtime is None for d in by_id[iid].disks)
     found = {(f.rule, f.id) for f in result.findings}
     # judged on what the disks hold: minbase has no chrony (nor telnetd)
     assert found == {("baseline", web), ("baseline", stopped)}, result.findings

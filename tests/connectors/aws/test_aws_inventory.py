@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
 from tests.connectors.aws.ec2_estate import ami, launch, network, tag_spec
+from vmwarden.connectors.aws.inventory import stopped_at
 from vmwarden.connectors.base import inventory_all, open_connector
+from vmwarden.engine.inspection import InspectionOptions
+from vmwarden.engine.scan import Sweep, SweepOptions
 from vmwarden.model.estate import HostInventory
 from vmwarden.model.vm import State
+from vmwarden.policy import parse_policy
+from vmwarden.store import Store
 
 
 def test_instances_map_to_neutral_vms(ec2: Any) -> None:
@@ -79,13 +86,15 @@ def test_one_paginated_describe_per_resource_type_not_per_instance(ec2: Any) -> 
         inv = conn.inventory()
     assert len(inv.vms) == 40
     assert sorted(set(calls)) == [
+        "DescribeImages",  # the account's own, then the others instances use, by id
         "DescribeInstances",
         "DescribeSecurityGroups",
+        "DescribeSnapshots",
         "DescribeSubnets",
         "DescribeVolumes",
         "DescribeVpcs",
     ]
-    assert len(calls) <= 12, calls  # pages, not one call per instance
+    assert len(calls) <= 14, calls  # pages, not one call per instance
 
 
 def test_several_regions_in_one_run(aws_env: str) -> None:
@@ -134,3 +143,67 @@ def test_the_connector_meets_the_contract_and_reads_only_ebs_names(ec2: Any) -> 
         ]:
             with pytest.raises(DiskUnavailableError, match=why):
                 conn.open_disk(name)
+
+
+def test_times_volumes_and_stale_snapshots_are_inventoried(ec2: Any, tmp_path: Path) -> None:
+    image = ami(ec2, "golden")
+    subnets = network(ec2, "10.10.0.0/16", {"a": "10.10.1.0/24"})
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    launch(ec2, image, subnets["a"], {"Name": "up"})
+    down = launch(ec2, image, subnets["a"], {"Name": "down"})
+    ec2.stop_instances(InstanceIds=[down])
+    after = datetime.now(UTC) + timedelta(seconds=5)
+    orphan = ec2.create_volume(AvailabilityZone="us-east-1a", Size=3)["VolumeId"]
+    kept = ec2.create_snapshot(VolumeId=orphan)["SnapshotId"]  # its volume exists: a backup
+    gone_vol = ec2.create_volume(AvailabilityZone="us-east-1a", Size=2)["VolumeId"]
+    stale = ec2.create_snapshot(VolumeId=gone_vol)["SnapshotId"]
+    ec2.delete_volume(VolumeId=gone_vol)
+    ami_snaps = {
+        m["Ebs"]["SnapshotId"]
+        for m in ec2.describe_images(ImageIds=[image])["Images"][0]["BlockDeviceMappings"]
+        if "Ebs" in m
+    }
+
+    with open_connector("aws://us-east-1") as conn:
+        inv = conn.inventory()
+    vms = {vm.name: vm for vm in inv.vms}
+    for vm in vms.values():
+        assert vm.started_at is not None and before <= vm.started_at <= after
+        assert vm.created is not None and before <= vm.created <= after
+    assert vms["up"].powered_off_at is None
+    off = vms["down"].powered_off_at
+    assert vms["down"].state == State.SHUTOFF and off is not None and before <= off <= after
+    pools = {p.name: p for p in inv.pools}
+    vol_paths = {v.path for v in pools["ebs"].volumes}
+    assert f"ebs://us-east-1/{orphan}" in vol_paths
+    assert {d.chain[0].path for vm in inv.vms for d in vm.disks} <= vol_paths
+    assert [v.path for v in pools["ebs-snapshots"].volumes] == [f"ebs:{stale}"]
+    assert f"ebs:{kept}" not in vol_paths and not ami_snaps & {stale, kept}
+
+    # in a sweep they are images: the unattached volume and the stale snapshot orphaned
+    policy = parse_policy(
+        "version: 1\nrules:\n  - {name: orphans, resource: image, severity: low,"
+        " filters: [orphaned]}\n"
+    )
+    options = SweepOptions(inspect=InspectionOptions(enabled=False))
+    with Store.open(f"sqlite:///{tmp_path / 'w.db'}") as store:
+        result = Sweep(store, policy, actor="t", options=options).run(["aws://us-east-1"])
+    kinds = {img.path: img.kind for img in result.images}
+    assert kinds[f"ebs://us-east-1/{orphan}"] == "orphaned"
+    assert kinds[f"ebs:{stale}"] == "orphaned"
+    assert all(kinds[d.chain[0].path] == "attached" for vm in inv.vms for d in vm.disks)
+    orphans = {f.id for f in result.findings if f.rule == "orphans"}
+    assert orphans == {f"ebs://us-east-1/{orphan}", f"ebs:{stale}"}
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("User initiated (2024-05-01 12:34:56 GMT)", datetime(2024, 5, 1, 12, 34, 56, tzinfo=UTC)),
+        ("Server.ScheduledStop: Stopped due to scheduled retirement", None),
+        ("", None),
+        ("User initiated (2024-13-45 99:00:00 GMT)", None),
+    ],
+)
+def test_when_stopped_is_what_aws_says_or_unknown(reason: str, expected: datetime | None) -> None:
+    assert stopped_at({"StateTransitionReason": reason}) == expected

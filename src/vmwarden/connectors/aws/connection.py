@@ -14,7 +14,13 @@ from typing import Any
 
 from vmwarden.connectors.aws.actions import AwsActions
 from vmwarden.connectors.aws.ebs import SnapshotReader, parse_disk_path
-from vmwarden.connectors.aws.inventory import _index, describe_region, instance_to_vm, tags_of
+from vmwarden.connectors.aws.inventory import (
+    _index,
+    describe_region,
+    instance_to_vm,
+    storage_pools,
+    tags_of,
+)
 from vmwarden.connectors.aws.isolation import AwsIsolation
 from vmwarden.connectors.aws.scan_snapshots import ScanSnapshots
 from vmwarden.connectors.aws.uri import AwsTarget, open_client, open_ec2, parse_aws_uri
@@ -97,8 +103,15 @@ class AwsConnector(AwsIsolation, AwsActions):
             Network(name=sid, bridge=None, active=s.get("State", "available") == "available")
             for sid, s in sorted(d.subnets.items())
         ]
-        # local=False: nothing of EC2 is a file on this machine (disks stay unknown).
-        return HostInventory(uri=self.uri, host=self.host, vms=vms, networks=networks, local=False)
+        # local=False: nothing of EC2 is a file on this machine (disks: open_disk).
+        return HostInventory(
+            uri=self.uri,
+            host=self.host,
+            vms=vms,
+            networks=networks,
+            pools=storage_pools(d, self._target.region),
+            local=False,
+        )
 
     def lookup(self, vm_id_or_name: str) -> VM:
         for vm in self.inventory().vms:

@@ -1,19 +1,37 @@
 """EC2's describe answers → neutral ``VM`` records (no boto3 import: plain dicts in).
 
 One paginated describe per resource type per region (instances — with their ENIs —,
-subnets, VPCs, security groups, volumes), joined here by id — never one call per instance,
-so 5,000 instances cost a few dozen pages, not 5,000 round trips.
+subnets, VPCs, security groups, volumes, the account's snapshots and AMIs), joined here by
+id — never one call per instance, so 5,000 instances cost a few dozen pages, not 5,000
+round trips.
+
+Times AWS gives: ``started_at`` is LaunchTime (the last start); ``created`` the primary
+ENI's attach time (eth0 is made with the instance and never detached); ``powered_off_at``
+the date in a stopped instance's ``StateTransitionReason`` ("User initiated (2024-05-01
+12:00:00 GMT)"). When AWS gives no date there (a stop by AWS, a hibernation), it is None:
+the ``dormant`` filter then counts from vmwarden's own history and says "unknown" until it
+has one -- never a guess.
+
+Storage the way libvirt's pools are reported: every EBS volume as a volume of the region's
+``ebs`` pool (unattached ones are then orphaned images), and every snapshot of the account
+whose volume is gone and that no AMI of the account uses as one of the ``ebs-snapshots``
+pool (stale: nobody can restore it into anything that exists).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from vmwarden.connectors.aws.ami import describe_amis, record_for, template_records
 from vmwarden.connectors.aws.ebs import volume_path
-from vmwarden.model.vm import VM, Disk, Layer, Nic, State, VmMeta
+from vmwarden.connectors.aws.scan_snapshots import SCAN_TAG
+from vmwarden.model.estate import Pool, Volume
+from vmwarden.model.vm import VM, Disk, Layer, Nic, State, TemplateRecord, VmMeta
 
 TAG_PREFIX = "vmwarden:"
 
@@ -37,14 +55,19 @@ class Describe:
     vpcs: dict[str, dict[str, Any]] = field(default_factory=dict)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    amis: dict[str, TemplateRecord] = field(default_factory=dict)
+    ami_snapshots: set[str] = field(default_factory=set)  # snapshots the account's AMIs use
 
 
-_INDEXED = (
-    ("subnets", "describe_subnets", "Subnets", "SubnetId"),
-    ("vpcs", "describe_vpcs", "Vpcs", "VpcId"),
-    ("groups", "describe_security_groups", "SecurityGroups", "GroupId"),
-    ("volumes", "describe_volumes", "Volumes", "VolumeId"),
+_INDEXED: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
+    ("subnets", "describe_subnets", "Subnets", "SubnetId", {}),
+    ("vpcs", "describe_vpcs", "Vpcs", "VpcId", {}),
+    ("groups", "describe_security_groups", "SecurityGroups", "GroupId", {}),
+    ("volumes", "describe_volumes", "Volumes", "VolumeId", {}),
+    ("snapshots", "describe_snapshots", "Snapshots", "SnapshotId", {"OwnerIds": ["self"]}),
 )
+_STOPPED_AT = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
 
 
 def describe_region(ec2: Any) -> Describe:
@@ -58,19 +81,31 @@ def describe_region(ec2: Any) -> Describe:
     out = Describe()
     with ThreadPoolExecutor(max_workers=len(_INDEXED), thread_name_prefix="ec2-describe") as ex:
         futures = {
-            attr: ex.submit(_index, ec2, op, key, id_key) for attr, op, key, id_key in _INDEXED
+            attr: ex.submit(_index, ec2, op, key, id_key, **kw)
+            for attr, op, key, id_key, kw in _INDEXED
         }
         for page in ec2.get_paginator("describe_instances").paginate():
             for reservation in page.get("Reservations", []):
                 out.instances.extend(reservation.get("Instances", []))
+        # the AMIs instances use are known now: the account's own and those others, by id
+        used = {str(i["ImageId"]) for i in out.instances if i.get("ImageId")}
+        amis = describe_amis(ec2, used)
         for attr, future in futures.items():
             setattr(out, attr, future.result())
+    out.amis = template_records(amis)
+    out.ami_snapshots = {
+        str(m["Ebs"]["SnapshotId"])
+        for a in amis.values()
+        if a.get("_own")
+        for m in a.get("BlockDeviceMappings") or []
+        if (m.get("Ebs") or {}).get("SnapshotId")
+    }
     return out
 
 
-def _index(ec2: Any, op: str, key: str, id_key: str) -> dict[str, dict[str, Any]]:
+def _index(ec2: Any, op: str, key: str, id_key: str, **kwargs: Any) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    for page in ec2.get_paginator(op).paginate():
+    for page in ec2.get_paginator(op).paginate(**kwargs):
         for item in page.get(key, []):
             found[str(item[id_key])] = item
     return found
@@ -122,10 +157,84 @@ def instance_to_vm(inst: Mapping[str, Any], d: Describe, uri: str, region: str) 
         arch=str(inst.get("Architecture") or "") or None,
         meta=meta_of(tags),
         template_id=str(inst["ImageId"]) if inst.get("ImageId") else None,
+        started_at=_aware(inst.get("LaunchTime")),
+        powered_off_at=stopped_at(inst) if state_name in ("stopped", "stopping") else None,
     )
-    vm.nics = [_nic(e, d) for e in _enis_of(inst)]
+    if vm.template_id is not None:
+        vm.template_record = record_for(vm.template_id, d.amis)
+    enis = _enis_of(inst)
+    vm.nics = [_nic(e, d) for e in enis]
+    if enis:
+        vm.created = _aware((enis[0].get("Attachment") or {}).get("AttachTime"))
     vm.disks = [_disk(m, d, region) for m in inst.get("BlockDeviceMappings") or []]
     return vm
+
+
+def stopped_at(inst: Mapping[str, Any]) -> datetime | None:
+    """When a user stopped the instance, from ``StateTransitionReason``; None when AWS
+    does not say (another reason, or no date)."""
+    m = _STOPPED_AT.search(str(inst.get("StateTransitionReason") or ""))
+    if m is None:
+        return None
+    try:
+        return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _aware(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return None
+
+
+def storage_pools(d: Describe, region: str) -> list[Pool]:
+    """Every EBS volume (``ebs`` pool) and every stale snapshot (``ebs-snapshots``) of the
+    region, as pool volumes: the sweep reports those no instance uses as orphaned."""
+    volumes = Pool("ebs", "aws-ebs", None, True)
+    for vid, vol in sorted(d.volumes.items()):
+        volumes.volumes.append(
+            Volume(
+                name=vid,
+                path=volume_path(region, vid),
+                pool=volumes.name,
+                format="raw",
+                capacity=int(vol.get("Size") or 0) * 1024**3 or None,
+                mtime=_aware(vol.get("CreateTime")),
+            )
+        )
+    stale = Pool("ebs-snapshots", "aws-ebs-snapshot", None, True)
+    account = account_of(d)
+    for sid, snap in sorted(d.snapshots.items()):
+        tags = tags_of(snap)
+        if (
+            # Owners=["self"] asked for; checked again (moto ignores it), unknown: none
+            account is None
+            or str(snap.get("OwnerId")) != account
+            or str(snap.get("VolumeId") or "") in d.volumes
+            or sid in d.ami_snapshots
+            or SCAN_TAG in tags  # vmwarden's own, in flight or for the journal to delete
+        ):
+            continue
+        stale.volumes.append(
+            Volume(
+                name=sid,
+                path=f"ebs:{sid}",
+                pool=stale.name,
+                format="raw",
+                capacity=int(snap.get("VolumeSize") or 0) * 1024**3 or None,
+                mtime=_aware(snap.get("StartTime")),
+            )
+        )
+    return [volumes, stale]
+
+
+def account_of(d: Describe) -> str | None:
+    """The scanned account's id, as its VPCs and security groups name their owner."""
+    for item in (*d.vpcs.values(), *d.groups.values()):
+        if item.get("OwnerId"):
+            return str(item["OwnerId"])
+    return None
 
 
 def _vcpus(inst: Mapping[str, Any]) -> int | None:

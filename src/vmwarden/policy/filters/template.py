@@ -42,7 +42,9 @@ class NotApprovedTemplate(Filter):
     unknown.
 
     A VM whose platform names its template (``VM.template_id``: an EC2 instance's AMI id)
-    is judged by that alone, against the catalog's ``aws_image:`` entries.
+    is judged by that alone, against the catalog's ``aws_image:`` entries: approved when
+    the AMI is listed, or when it is a copy (``VM.template_record.copied_from``) of a listed
+    one that the connector could follow (EC2: only the account's own private AMIs).
 
     Only ``device: disk`` disks with a source count (cdroms, floppies and empty drives carry
     no lineage); a VM without one is not judged (no-match). A root whose digest could not be
@@ -61,10 +63,20 @@ class NotApprovedTemplate(Filter):
     def match(self, resource: VM, ctx: Context) -> Verdict:
         if resource.template_id is not None:
             # The platform names the template (EC2: the AMI): the catalog's ``aws_image``
-            # entries decide; a public AMI or another account's is not approved unless listed.
-            if resource.template_id in ctx.catalog:
+            # entries decide, for it or a template it was copied from as the connector
+            # trusts the record (a public AMI or another account's: only when listed).
+            record = resource.template_record
+            sources = record.copied_from if record is not None else []
+            if resource.template_id in ctx.catalog or any(s in ctx.catalog for s in sources):
                 return NO_MATCH
-            return Verdict.match(template_id=resource.template_id)
+            evidence: dict[str, Any] = {"template_id": resource.template_id}
+            if record is not None:
+                evidence.update(owner=record.owner, public=record.public, own=record.own)
+                if sources:
+                    evidence["copied_from"] = sources
+                if record.error:
+                    evidence["template_error"] = record.error
+            return Verdict.match(**evidence)
         unknown: str | None = None
         for disk in resource.disks:
             if disk.device != "disk" or not disk.chain:
