@@ -174,6 +174,11 @@ class SnapshotReader:
             "mtime_ns": 0,
         }
 
+    def still_unchanged(self) -> bool:
+        """Always: a completed snapshot's blocks never change (what a digest read of it
+        gives may be cached, as ``engine.remote_disks.digest_reader`` asks)."""
+        return True
+
     def read(self, offset: int, n: int) -> bytes:
         end = min(self.size, offset + max(0, n))
         if offset < 0 or end <= offset:
