@@ -86,10 +86,14 @@ def register(app: typer.Typer) -> None:
         vm: Annotated[str, typer.Argument(help="VM name or UUID.")],
         connect: UriOne = None,
         policy: Annotated[
-            Path | None, typer.Option("-p", "--policy", help="Policy (for its quarantine network).")
+            Path | None, typer.Option("-p", "--policy", help="Policy (for its quarantine: block).")
         ] = None,
         network: Annotated[
-            str | None, typer.Option("--network", help="Quarantine network (overrides the policy).")
+            str | None,
+            typer.Option(
+                "--network",
+                help="Quarantine network, or vSphere portgroup (overrides the policy).",
+            ),
         ] = None,
         reason: Annotated[
             str, typer.Option("--reason", help="Why, for the audit log.")
@@ -97,7 +101,10 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = None,
         actor: ActorOpt = None,
     ) -> None:
-        """Move every NIC of a VM to the quarantine network with link down (live and persistent)."""
+        """Move every NIC of a VM to the quarantine network with link down (live and persistent).
+
+        On vSphere: every NIC to the quarantine portgroup, disconnected and not connected
+        at power-on."""
         spec = _spec(policy, network)
         with open_store(db) as store:
             uri = _uri_for(store, vm, connect)
@@ -243,8 +250,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _spec(policy: Path | None, network: str | None) -> QuarantineSpec:
-    if network:
-        return QuarantineSpec(network=network)
+    if network:  # the one name typed serves the VM's platform, whichever it is
+        return QuarantineSpec(network=network, vsphere_portgroup=network)
     if policy is None:
         raise EnforceError("no quarantine network given", hint="pass -p POLICY or --network NAME")
     q = load_policy(policy).quarantine

@@ -331,3 +331,25 @@ def test_checking_the_target_costs_calls_per_lookup_not_per_portgroup(
     records = conn.isolation_records(vm.id)
     assert conn.is_isolated(vm.id, records, QuarantineSpec(vsphere_portgroup=DV_PG)) is False
     assert len(calls) <= 30, calls  # 27 with ~45 portgroups on the host (36 before)
+
+
+def test_the_cli_quarantines_and_releases_a_vsphere_vm_by_name(
+    estate: Vcsim, tmp_path: Path
+) -> None:
+    """``vmwarden quarantine VM -c vsphere://… --network PORTGROUP`` (no policy file: the
+    name typed is the portgroup on vSphere) and ``vmwarden release VM --reason``."""
+    name, db = "DC0_C0_RP0_VM0", f"sqlite:///{tmp_path / 'cli.db'}"
+    before = snapshot(estate, name)
+    cli = str(Path(sys.executable).with_name("vmwarden"))
+    env = {**os.environ, "VMWARDEN_VSPHERE_PASSWORD": estate.password}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([cli, *args, "--db", db], env=env, capture_output=True,
+                              text=True, timeout=120, check=False)  # fmt: skip
+
+    held = run("quarantine", name, "-c", estate.uri(), "--network", DV_PG, "--reason", "IR-1")
+    assert held.returncode == 0, held.stdout + held.stderr
+    assert {(pg, s) for _m, pg, _c, s in snapshot(estate, name)[1]} == {(DV_PG, False)}
+    released = run("release", name, "-c", estate.uri(), "--reason", "fixed")
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert snapshot(estate, name) == before
