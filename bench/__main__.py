@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    distributed,
     inspection,
     lineage,
     oval,
@@ -160,6 +161,11 @@ def main() -> None:
             "vsphere-events",
             "vSphere watch (#13.5; vcsim; power-on seen in ms, events vs 5 s poll; observe s)",
             lambda _tmp: vsphere_events.run(repeats),
+        ),
+        (
+            "distributed",
+            "Scale-out (#16; Debian 12 minbase; a host's Dask worker vs vol.download; seconds)",
+            lambda _tmp: distributed.run(repeats),
         ),
         (
             "lineage",

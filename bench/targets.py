@@ -220,7 +220,23 @@ def judge(sections: Rows) -> list[dict[str, str]]:
                 mib < 200,
             )
     _oval(rows, add)
+    _distributed(rows, add)
     return out
+
+
+def _distributed(rows: list[dict[str, Any]], add: Any) -> None:
+    """#16: a host's worker reading its own disks ≥ 2x the images per minute of the same
+    sweep reading them through the connection (one inspector each side, same run)."""
+    local = _find(rows, r"sweep of \d+ disks, read by the host's Dask worker")
+    remote = _find(rows, r"sweep of \d+ disks, read through vol.download")
+    if local and remote:
+        ratio = local["images_per_minute"] / remote["images_per_minute"]
+        add(
+            "Dask worker's local reads ≥ 2x the remote reads' images/min, per worker (#16)",
+            f"{local['images_per_minute']:.1f} vs {remote['images_per_minute']:.1f} images/min "
+            f"({ratio:.2f}x; 2 cores shared by master, worker and libvirtd)",
+            ratio >= 2,
+        )
 
 
 def _oval(rows: list[dict[str, Any]], add: Any) -> None:

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from distributed import WorkerPlugin, get_worker
-
 from vmwarden.errors import InspectError
 from vmwarden.inspect.chain import resolve_chain
 from vmwarden.inspect.digest import digest_with_cache
@@ -27,6 +26,8 @@ from vmwarden.inspect.virtual import open_virtual
 from vmwarden.model import GuestFacts, Layer
 
 PLUGIN = "vmwarden-disks"
+#: Inspector pools kept warm at once (one per store, i.e. per master, that uses the worker).
+POOLS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +77,21 @@ class DiskReader(WorkerPlugin):
         self._pools.clear()
 
     def pool(self, key: bytes, timeout: float) -> InspectorPool:
-        """The warm pool for the sweep's fingerprint key (one per installation in practice)."""
+        """The warm pool for the sweep's fingerprint key (one per installation in practice;
+        at most :data:`POOLS` are kept, the least recently used closed)."""
         with self._lock:
-            if key not in self._pools:
-                self._pools[key] = InspectorPool(
+            pool = self._pools.pop(key, None)
+            if pool is None:
+                pool = InspectorPool(
                     workers=self.slots,
                     timeout=timeout,
                     allowed_dirs=self.storage,
                     fingerprint_key=key,
                 )
-            return self._pools[key]
+            self._pools[key] = pool  # the most recent last
+            while len(self._pools) > POOLS:
+                self._pools.pop(next(iter(self._pools))).close()
+            return pool
 
     def refusal(self, path: str) -> str | None:
         """Why ``path`` is not read here (None: it lies under a storage dir)."""
