@@ -229,8 +229,9 @@ def test_html_escapes_a_hostile_vm_name(cli: Cli, tmp_path: Path):
 
 
 def test_only_a_local_libvirtd_has_its_hook_read_here():
-    from vmwarden.cli.report import _is_local
+    from vmwarden.connectors.capabilities import start_hook
 
+    _is_local = start_hook().serves  # the platform's start hook says which URIs it gates
     assert _is_local("qemu:///system") and _is_local("qemu+unix:///system")
     assert not _is_local("qemu+ssh://root@hv1/system")
     assert not _is_local("qemu+tcp://hv1/system")

@@ -240,7 +240,8 @@ def test_admission_never_imports_libvirt():
     """By design: libvirtd holds the domain's lock while its hook waits for us."""
     code = (
         "import sys, vmwarden.engine.admission, vmwarden.engine.admission_decider\n"
-        "import vmwarden.hooks.qemu, vmwarden.hooks.install\n"
+        "import vmwarden.connectors.libvirt.hook_qemu, vmwarden.connectors.libvirt.hook_install\n"
+        "import vmwarden.connectors.capabilities as c; c.start_hook()\n"
         "print(sorted(m for m in sys.modules if m == 'libvirt' or m.startswith('libvirt.')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -248,13 +249,23 @@ def test_admission_never_imports_libvirt():
 
 
 def test_hook_client_imports_only_the_standard_library():
+    """The client's source is what ``hook install`` copies into the hook file, which the
+    system interpreter runs as root with ``-I -S``: loaded alone, as there, it must import
+    nothing but the standard library."""
+    from vmwarden.connectors.libvirt import hook_qemu
+
     code = (
-        "import sys; before = set(sys.modules)\n"
-        "import vmwarden.hooks.qemu\n"
+        "import importlib.util, sys; before = set(sys.modules)\n"
+        "spec = importlib.util.spec_from_file_location('hookclient', sys.argv[1])\n"
+        "mod = importlib.util.module_from_spec(spec); sys.modules['hookclient'] = mod\n"
+        "spec.loader.exec_module(mod)\n"
         "print(sorted(m for m in set(sys.modules) - before"
         " if m.split('.')[0] not in sys.stdlib_module_names))"
     )
     out = subprocess.run(
-        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-I", "-S", "-c", code, hook_qemu.__file__],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert out.stdout.strip() == "['vmwarden', 'vmwarden.hooks', 'vmwarden.hooks.qemu']"
+    assert out.stdout.strip() == "['hookclient']"

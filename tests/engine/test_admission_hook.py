@@ -1,4 +1,4 @@
-"""The hook client (``vmwarden.hooks.qemu``) as libvirtd runs it, and its installer, on
+"""The hook client (``connectors.libvirt.hook_qemu``) as libvirtd runs it, and its installer, on
 temporary paths: real processes, a real admission server, the real rendered ``/bin/sh`` file."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from vmwarden.connectors.libvirt import hook_install as hooks
+from vmwarden.connectors.libvirt import hook_qemu as qemu
 from vmwarden.engine.admission import AdmissionServer, Decision
-from vmwarden.hooks import install as hooks
-from vmwarden.hooks import qemu
 
 XML = b"<domain><name>web</name></domain>"
 
@@ -41,7 +41,7 @@ def run_hook(
 ) -> subprocess.CompletedProcess[bytes]:
     opts = ["--socket", str(sock), "--unreachable", unreachable, "--log", str(log), "--"]
     return subprocess.run(
-        [sys.executable, "-I", "-m", "vmwarden.hooks.qemu", *opts, *args],
+        [sys.executable, "-I", "-m", "vmwarden.connectors.libvirt.hook_qemu", *opts, *args],
         input=xml,
         capture_output=True,
         timeout=60,

@@ -229,8 +229,8 @@ def test_asyncio_use(sock_path: Path):
 def test_every_answer_is_due_well_within_the_hooks_wait():
     """#11.1: reading the request and deciding are each bounded, and together take at most
     half of what the hook waits: the hook hears vmwarden's answer, never 'unreachable'."""
+    from vmwarden.connectors.libvirt import hook_qemu as qemu
     from vmwarden.engine import admission
-    from vmwarden.hooks import qemu
 
     assert admission.READ_TIMEOUT + admission.DECIDE_TIMEOUT <= qemu.TIMEOUT / 2
 

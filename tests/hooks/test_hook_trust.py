@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from vmwarden.connectors.libvirt import hook_install as hooks
+from vmwarden.connectors.libvirt import hook_trust as trust
 from vmwarden.engine.admission import AdmissionServer, Decision
-from vmwarden.hooks import install as hooks
-from vmwarden.hooks import trust
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="installing a hook needs root")
 

@@ -38,9 +38,9 @@ from tests.integration.conftest import (
     vmwarden,
 )
 from tests.integration.test_watch_real import free_port, reader_token
+from vmwarden.connectors.libvirt import hook_install as hooks
 from vmwarden.engine.admission import AdmissionServer, Decision
 from vmwarden.engine.admission_decider import Decider
-from vmwarden.hooks import install as hooks
 from vmwarden.inspect.digest import digest_file
 from vmwarden.policy import parse_policy
 from vmwarden.store import Store

@@ -21,8 +21,8 @@ import libvirt
 import pytest
 
 from tests.integration.conftest import remove_domain, vmwarden
+from vmwarden.connectors.libvirt import hook_install as hooks
 from vmwarden.engine.admission import AdmissionServer, Decision
-from vmwarden.hooks import install as hooks
 
 pytestmark = pytest.mark.libvirtd
 

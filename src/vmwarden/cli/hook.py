@@ -1,4 +1,9 @@
-"""``vmwarden hook install|uninstall|status``: the libvirt qemu hook of the power-on gate."""
+"""``vmwarden hook install|uninstall|status``: the hook of the power-on gate.
+
+The hook belongs to the platform whose hypervisor runs on this machine and asks before each
+VM start (libvirt's qemu hook, ``connectors/libvirt/hook_*``); this command reaches it
+through the neutral start-hook capability (``connectors.capabilities.start_hook``).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ import typer
 from rich.markup import escape
 
 from vmwarden.cli.common import err, out
+from vmwarden.connectors.capabilities import StartHookState, start_hook
 from vmwarden.engine.admission import DEFAULT_SOCKET
-from vmwarden.hooks import install as hooks
 from vmwarden.policy import load_policy
+
+hooks = start_hook()
 
 _EXAMPLE = "Example: vmwarden hook install -p policy.yaml --reload-libvirtd; vmwarden hook status"
 
@@ -107,10 +114,10 @@ def register(app: typer.Typer) -> None:
             soft_wrap=True,
         )
         if restart_libvirtd:
-            hooks.restart_libvirtd()
+            hooks.restart_daemon()
             out.print("libvirtd restarted: the hook is active", highlight=False)
         elif reload_libvirtd:
-            hooks.reload_libvirtd()
+            hooks.reload_daemon()
             out.print("libvirtd reloaded: the hook is active", highlight=False)
         elif not replaced:
             err.print(
@@ -133,7 +140,7 @@ def register(app: typer.Typer) -> None:
         else:
             out.print(f"no hook at {path}; nothing to do", highlight=False)
         if restart_libvirtd:
-            hooks.restart_libvirtd()
+            hooks.restart_daemon()
             out.print("libvirtd restarted", highlight=False)
 
     @group.command("status", epilog="Example: vmwarden hook status")
@@ -153,16 +160,15 @@ def register(app: typer.Typer) -> None:
 
 def _ping(path: str) -> str:
     from vmwarden.engine.admission import PING
-    from vmwarden.hooks.qemu import Unreachable, ask
 
     try:
-        answer = ask(path, PING, timeout=2.0)
-    except Unreachable as exc:
+        answer = hooks.ask(path, PING, timeout=2.0)
+    except hooks.Unreachable as exc:
         return f"unreachable ({exc})"
     return "answering" if answer.get("reason") == "pong" else f"answered {answer}"
 
 
-def _show_status(st: hooks.HookStatus) -> None:
+def _show_status(st: StartHookState) -> None:
     """The settings of our hook, whether libvirtd runs it, and whether it is root's."""
     settings = ", ".join(f"{k} {v}" for k, v in st.settings.items())
     out.print(f"{st.path}: vmwarden hook ({settings})", highlight=False, soft_wrap=True)

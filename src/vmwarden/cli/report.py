@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit
 
 import typer
 from rich.text import Text
@@ -198,24 +197,19 @@ def register_report(app: typer.Typer) -> None:
 # --- report compliance ------------------------------------------------------------------------
 
 
-def _is_local(uri: str) -> bool:
-    """A libvirt URI whose daemon runs on this machine (so its hook is the one we can read)."""
-    parts = urlsplit(uri)
-    return parts.scheme in ("qemu", "qemu+unix") and parts.hostname in (None, "localhost")
-
-
 def _hook_facts(uris: list[str]) -> HookFacts:
     """The power-on hook, as far as this host can tell: only a local libvirtd's hook is
     readable here; the hook of a host reached over ssh/tcp (or a test driver's) is not."""
     from vmwarden.compliance import HookFacts
-    from vmwarden.hooks.install import status
+    from vmwarden.connectors.capabilities import start_hook
 
-    remote = sorted({u for u in uris if not _is_local(u)})
+    hook = start_hook()
+    remote = sorted({u for u in uris if not hook.serves(u)})
     elsewhere = f"`vmwarden hook status` must be checked on {', '.join(remote)}"
-    if remote and not any(_is_local(u) for u in uris):
+    if remote and not any(hook.serves(u) for u in uris):
         return HookFacts(None, f"the scanned hosts are not this one: {elsewhere}")
     try:
-        st = status()
+        st = hook.status()
     except OSError as exc:
         return HookFacts(None, f"cannot read the hook: {exc.strerror}")
     if not (st.exists and st.ours):

@@ -6,6 +6,9 @@ Both are loaded without any platform SDK and without a connection:
   sends a request; ``admission_parser(uri)`` turns it into the ``VM`` about to start. The hook
   waits on the answer while libvirtd holds the domain's lock, so nothing here may load
   libvirt-python or call back into the platform.
+- **start hook** (optional): ``start_hook()`` installs, removes and describes the hook
+  through which this machine's hypervisor asks before a VM starts (libvirt's qemu hook:
+  ``vmwarden hook``); the CLI reaches it without knowing the platform.
 - **isolation records**: ``records_of(uri)`` answers what enforcement asks about the opaque
   per-NIC records it journals (which NIC, where it was before quarantine), for stored entries
   judged with no connection open (``enforce.held``; also inside the admission answer).
@@ -16,6 +19,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 from vmwarden.connectors.base import claim_schemes, uri_scheme
@@ -25,6 +29,8 @@ from vmwarden.model.vm import VM, NicOrigin
 
 # Loaded on first use, never at import time; neither imports a platform SDK.
 _ADMISSION_MODULES = ("vmwarden.connectors.libvirt.admission",)
+#: The platform whose hypervisor runs a start hook on this machine (standard library only).
+_START_HOOK_MODULE = "vmwarden.connectors.libvirt.hook_install"
 _RECORD_MODULES = ("vmwarden.connectors.libvirt.nicstate", "vmwarden.connectors.aws.isolation")
 _lock = threading.Lock()
 
@@ -66,6 +72,63 @@ def admission_parser(uri: str) -> AdmissionParser:
             hint=f"schemes with admission: {valid}; others are gated by isolating ahead",
         )
     return parser
+
+
+class StartHookState(Protocol):
+    """What is at a hook path: ours or not, its settings, whether the hypervisor daemon
+    (pid) runs it and why, and why it is not root's end to end (None: it is)."""
+
+    path: Path
+    exists: bool
+    ours: bool
+    settings: dict[str, str]
+    libvirtd_pid: int | None
+    libvirtd_sees_it: bool | None
+    why: str
+    unsafe: str | None
+
+
+class StartHook(Protocol):
+    """The optional start-hook capability of this machine's hypervisor: where the hook
+    lives (``MAIN_HOOK``, or ``DROP_IN`` beside another tool's), installing (root-owned end
+    to end, or refused), removing only its own, describing it, reloading or restarting the
+    daemon so it sees a new hook, asking the admission socket (``ask``, raising
+    ``Unreachable``) and whether it gates the VMs of a connection URI (``serves``)."""
+
+    MAIN_HOOK: Path
+    DROP_IN: Path
+    DEFAULT_LOG: str
+    SYSTEM_PYTHON: str
+    Unreachable: type[Exception]
+
+    def install(
+        self,
+        *,
+        socket: str,
+        unreachable: str,
+        path: Path = ...,
+        python: str | None = None,
+        log: str = ...,
+        only: str | None = None,
+    ) -> bool: ...
+
+    def uninstall(self, path: Path = ...) -> bool: ...
+
+    def status(self, path: Path = ...) -> StartHookState: ...
+
+    def reload_daemon(self) -> None: ...
+
+    def restart_daemon(self) -> None: ...
+
+    def ask(self, path: str, xml: bytes, timeout: float = ...) -> dict[str, object]: ...
+
+    def serves(self, uri: str) -> bool: ...
+
+
+def start_hook() -> StartHook:
+    """The start hook of this machine's hypervisor (loaded without any platform SDK)."""
+    module = importlib.import_module(_START_HOOK_MODULE)
+    return module  # type: ignore[return-value]  # the module implements the protocol
 
 
 class RecordReader(Protocol):

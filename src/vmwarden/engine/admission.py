@@ -2,11 +2,11 @@
 
 libvirtd runs ``/etc/libvirt/hooks/qemu NAME prepare begin -`` as root before it starts a VM,
 with the full domain XML on stdin, and refuses the start when the hook exits non-zero (see
-``vmwarden.hooks.qemu``). The hook sends that XML here and waits for one JSON line::
+``connectors.libvirt.hook_qemu``). The hook sends that XML here and waits for one JSON line::
 
     {"decision": "allow" | "deny", "reason": "...", "hold": false, ...}
 
-Wire protocol (kept in step with ``vmwarden.hooks.qemu``, which is stdlib-only): the client
+Wire protocol (kept in step with ``connectors.libvirt.hook_qemu``, which is stdlib-only): the client
 writes the domain XML (at most ``MAX_REQUEST`` bytes) and shuts its write side; the server
 answers one JSON object terminated by a newline and closes. Only root peers are served
 (``SO_PEERCRED``), because only libvirtd's hook has any business here and a decision tells

@@ -6,8 +6,8 @@ user can write — an editable install in a home directory). It is a few lines o
 that exit 0 for every operation but ``prepare`` (so ``reconnect``, which kills running VMs
 when it fails, never depends on Python) and otherwise exec the root-owned system interpreter
 ``/usr/bin/python3 -I -S`` on the rest of the same file: the source of
-:mod:`vmwarden.hooks.qemu` (the admission-socket client, standard library only), copied in
-at install. ``install`` writes it 0755 root:root and first checks (:mod:`.trust`) that the
+:mod:`.hook_qemu` (the admission-socket client, standard library only), copied in
+at install. ``install`` writes it 0755 root:root and first checks (:mod:`.hook_trust`) that the
 hook directory, ``/bin/sh``, the interpreter and every module it loads are owned by root and
 writable by nobody else, through every symlink; it refuses otherwise. A marker line makes
 the file ours: ``uninstall`` removes only a file carrying it, and
@@ -16,7 +16,7 @@ the file ours: ``uninstall`` removes only a file carrying it, and
 script; any of them failing refuses the start).
 
 libvirtd decides whether a qemu hook exists when it starts *and when it reloads*, then runs
-the file by path at each call (:mod:`.libvirtd`). So after the first install libvirtd must be
+the file by path at each call (:mod:`.hook_libvirtd`). So after the first install libvirtd must be
 reloaded (``reload_libvirtd``: SIGHUP, nothing stops) or restarted (``restart_libvirtd``);
 removing the file needs neither (a missing hook is simply not run).
 """
@@ -30,10 +30,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from vmwarden.errors import VmwardenError
-from vmwarden.hooks import qemu as client
-from vmwarden.hooks.libvirtd import (  # noqa: F401 - part of this module's interface
+from vmwarden.connectors.libvirt import hook_qemu as client
+from vmwarden.connectors.libvirt.hook_libvirtd import (
     libvirtd_pid,
     process_start,
     reload_libvirtd,
@@ -41,7 +41,9 @@ from vmwarden.hooks.libvirtd import (  # noqa: F401 - part of this module's inte
     restart_libvirtd,
     runs_hooks_at,
 )
-from vmwarden.hooks.trust import UnsafePath, check_hook_chain, check_path
+from vmwarden.connectors.libvirt.hook_qemu import Unreachable, ask  # noqa: F401 - interface
+from vmwarden.connectors.libvirt.hook_trust import UnsafePath, check_hook_chain, check_path
+from vmwarden.errors import VmwardenError
 
 HOOK_DIR = Path("/etc/libvirt/hooks")
 MAIN_HOOK = HOOK_DIR / "qemu"
@@ -239,3 +241,16 @@ def _unsafe(path: Path, text: str, settings: dict[str, str]) -> str | None:
     except UnsafePath as exc:
         return str(exc)
     return None
+
+
+def serves(uri: str) -> bool:
+    """Whether this machine's hook gates the VMs of ``uri``: a libvirt URI of the daemon on
+    this machine (``qemu:///system``, ``qemu+unix``); not another host's, nor a test driver's
+    (which runs no hooks)."""
+    parts = urlsplit(uri)
+    return parts.scheme in ("qemu", "qemu+unix") and parts.hostname in (None, "localhost")
+
+
+#: Neutral names for ``connectors.capabilities.StartHook`` (``vmwarden hook``).
+reload_daemon = reload_libvirtd
+restart_daemon = restart_libvirtd

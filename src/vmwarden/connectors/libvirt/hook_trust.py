@@ -25,7 +25,7 @@ from vmwarden.errors import VmwardenError
 
 MAX_SYMLINKS = 40  # as the kernel's path walk
 
-#: What the hook's Python part imports (vmwarden.hooks.qemu); their files are checked too.
+#: What the hook's Python part imports (the hook client, hook_qemu); their files are checked too.
 HOOK_IMPORTS = "__future__, json, os, socket, struct, sys, time, syslog"
 
 
