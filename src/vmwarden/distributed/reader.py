@@ -121,7 +121,12 @@ def read_disk(request: DiskRequest) -> DiskResult:
     worker = get_worker()
     reader = worker.plugins[PLUGIN]
     assert isinstance(reader, DiskReader)
-    result = DiskResult(request.host, request.path, worker=str(worker.address))
+    return read_with(reader, request, str(worker.address))
+
+
+def read_with(reader: DiskReader, request: DiskRequest, worker: str = "") -> DiskResult:
+    """One disk through ``reader`` (its host, storage dirs and warm pool)."""
+    result = DiskResult(request.host, request.path, worker=worker)
     if reader.host != request.host:  # a placement bug, never a wrong host's file
         result.chain = [Layer(request.path, request.format, error="sent to the wrong host")]
         return result
