@@ -31,7 +31,11 @@ from vmwarden.model.vm import VM, NicOrigin
 _ADMISSION_MODULES = ("vmwarden.connectors.libvirt.admission",)
 #: The platform whose hypervisor runs a start hook on this machine (standard library only).
 _START_HOOK_MODULE = "vmwarden.connectors.libvirt.hook_install"
-_RECORD_MODULES = ("vmwarden.connectors.libvirt.nicstate", "vmwarden.connectors.aws.isolation")
+_RECORD_MODULES = (
+    "vmwarden.connectors.libvirt.nicstate",
+    "vmwarden.connectors.aws.isolation",
+    "vmwarden.connectors.vsphere.isolation",
+)
 _lock = threading.Lock()
 
 
