@@ -11,9 +11,11 @@ Architecture): a walk over every module's AST, imports inside functions included
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import vmwarden
+from vmwarden.connectors.base import registered_schemes
 
 SRC = Path(vmwarden.__file__).parent
 SDKS = ("libvirt", "libvirtaio", "pyVmomi", "pyvmomi", "vmware", "boto3", "botocore")
@@ -103,3 +105,62 @@ def test_the_walk_finds_what_it_forbids(tmp_path: Path) -> None:
     assert not _platform_package(Path("connectors/base.py"))
     late = "def f():\n    from vmwarden.connectors.libvirt.volumes import RemoteVolumes\n"
     assert [n for _, n in _imports(ast.parse(late))] == ["vmwarden.connectors.libvirt.volumes"]
+
+
+# A literal that is a connection URI or a URI-scheme prefix of a platform ("aws://",
+# "qemu:///system", "libvirt-volume://") is platform knowledge in code; prose (help examples,
+# hints, docstrings) is not matched: it has spaces around the URI.
+_URI_LITERAL = re.compile(r"^([a-z][a-z0-9+.-]*)://")
+_PLATFORM_WORD = re.compile(r"libvirt|qemu|vsphere|vcenter|esx|aws|ec2|ebs")
+# Where a literal URI is still expected, and why. Shrink this; never grow it without a reason.
+URI_LITERALS_ALLOWED = {
+    "engine/demo.py": "the demo builds a libvirt test-driver estate on purpose",
+    "engine/demo_vsphere.py": "the vSphere demo builds a vcsim estate on purpose",
+    "engine/admission_decider.py": "default URI of the start hook's VMs (to come from the hook)",
+    "engine/watch/state.py": "the same default, when watch has no URI (to go with it)",
+    "cli/inspect_disk.py": "`inspect ebs:` picks the EC2 connection (to come from the connector)",
+}
+
+
+def _literals(tree: ast.AST) -> list[tuple[int, str]]:
+    """String constants that are not docstrings, f-string parts included."""
+    docs = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+    ]
+
+
+def _uri_literals(allowed: dict[str, str]) -> list[str]:
+    schemes = set(registered_schemes())
+    bad = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if _platform_package(rel) or str(rel) in allowed:
+            continue
+        for line, text in _literals(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            m = _URI_LITERAL.match(text)
+            scheme = m.group(1) if m else ""
+            if m and (scheme in schemes or _PLATFORM_WORD.search(scheme)):
+                bad.append(f"{rel}:{line} has the literal {text!r}")
+    return bad
+
+
+def test_nothing_outside_connectors_spells_a_platform_uri() -> None:
+    """#12: e.g. the digest cache's key for another host's file was "libvirt-volume://…"."""
+    assert _uri_literals(URI_LITERALS_ALLOWED) == []
+
+
+def test_the_uri_literal_rule_finds_what_it_forbids() -> None:
+    code = 'x = f"libvirt-volume://{h}{p}"\ny = "aws://"\nz = "-c qemu:///system, say"\n'
+    found = sorted(t for _, t in _literals(ast.parse(code)) if _URI_LITERAL.match(t))
+    assert found == ["aws://", "libvirt-volume://"]
+    assert _uri_literals({}) != []  # the allowed places do hold such literals

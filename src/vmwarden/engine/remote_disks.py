@@ -26,6 +26,7 @@ from vmwarden.connectors.base import Connector, DiskUnavailableError, open_conne
 from vmwarden.errors import VmwardenError
 from vmwarden.inspect.ranged_chain import RangedChain, mtime_of, resolve_ranged_chain
 from vmwarden.model import HostInventory, Layer
+from vmwarden.model.lineage import remote_key
 from vmwarden.model.vm import NOT_HERE
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ PATH_TYPES = ("file", "block", "volume")
 
 def cache_path(host: str, path: str) -> str:
     """The digest cache's key for a remote file (never equal to a local absolute path)."""
-    return f"libvirt-volume://{host}{path}"
+    return remote_key(host, path)
 
 
 def cache_stat(reader: RangedReader) -> os.stat_result:

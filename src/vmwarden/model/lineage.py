@@ -36,4 +36,10 @@ def content_key(disk: Disk) -> str | None:
     top = disk.chain[0] if disk.chain else None
     if top is None or not top.path:
         return None
-    return f"libvirt-volume://{top.host}{top.path}" if top.host else top.path
+    return remote_key(top.host, top.path) if top.host else top.path
+
+
+def remote_key(host: str, path: str) -> str:
+    """A name for another host's file in caches keyed by path: never equal to a local
+    absolute path, the same whatever platform serves the file."""
+    return f"remote-disk://{host}{path}"
