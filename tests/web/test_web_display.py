@@ -9,7 +9,10 @@ as a user does and checks what the issue said was wrong.
 from __future__ import annotations
 
 import html
+import json
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -104,6 +107,21 @@ def test_vm_page_and_api_show_the_stored_guest_facts(web, api):
     assert detail["guest"]["os_pretty"] == "Ubuntu 20.04.1 LTS"
     assert "telnetd" in {p["name"] for p in detail["guest"]["packages"]}
     assert any(f["rule"] == "forbidden-software" for f in detail["findings"])
+
+
+def test_report_vms_json_carries_the_guest_facts_the_api_shows(served: Served, api):
+    """``vmwarden report vms --format json`` gives each VM the stored guest facts the API
+    gives it (``store.guest.guest_of``; the record of a swept VM has none)."""
+    ran = subprocess.run(
+        [sys.executable, "-m", "vmwarden.cli.main", "report", "vms", "--format", "json",
+         "--db", served.db_url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    by_name = {vm["name"]: vm for vm in json.loads(ran.stdout)}
+    rogue = by_name[ROGUE]["guest"]
+    assert rogue is not None and "telnetd" in {p["name"] for p in rogue["packages"]}
+    assert rogue == api.get(f"/api/vms/{ROGUE}").json()["guest"]
+    assert by_name["east-pxe-boot"]["guest"] is None  # no disk: nothing was read
 
 
 def test_a_vm_whose_disks_were_never_read_still_says_not_inspected(web, api):

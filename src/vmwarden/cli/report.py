@@ -57,7 +57,13 @@ def _rows(store: Any, what: What, vm: str | None) -> list[dict[str, Any]]:
     if what is What.findings:
         return store.open_findings()
     if what is What.vms:
-        return [{k: v for k, v in r.items() if k != "record"} for r in store.list_vms()]
+        from vmwarden.store.guest import guest_of
+
+        # a swept VM's record has no guest: its facts are the cached ones of its disks
+        return [
+            {k: v for k, v in r.items() if k != "record"} | {"guest": guest_of(store, r)}
+            for r in store.list_vms()
+        ]
     if what is What.images:
         return store.list_images()
     if what is What.history:
