@@ -77,6 +77,7 @@ class AwsConnector(AwsIsolation, AwsActions):
         self._ebs_client: Any = None
         self._readers: dict[str, SnapshotReader] = {}
         self._scans: ScanSnapshots | None = None
+        self._account_id: str | None = None
 
     @property
     def host(self) -> str:
@@ -93,7 +94,7 @@ class AwsConnector(AwsIsolation, AwsActions):
 
     def inventory(self, known: KnownDomains | None = None) -> HostInventory:
         """Every instance of the region (not terminated) and its subnets as networks."""
-        d = self._call(lambda: describe_region(self._ec2))
+        d = self._call(lambda: describe_region(self._ec2, self._account()))
         vms = [
             vm
             for inst in d.instances
@@ -112,6 +113,20 @@ class AwsConnector(AwsIsolation, AwsActions):
             pools=storage_pools(d, self._target.region),
             local=False,
         )
+
+    def _account(self) -> str | None:
+        """The account's id (``sts:GetCallerIdentity``, which no IAM policy can deny), once
+        per connection; None when STS cannot say (the inventory then infers it)."""
+        import botocore.exceptions as bex
+
+        if self._account_id is None:
+            try:
+                sts = open_client(self._target, "sts")
+                self._account_id = str(sts.get_caller_identity()["Account"])
+                sts.close()
+            except (bex.BotoCoreError, bex.ClientError, ConnectorError, KeyError):
+                self._account_id = ""
+        return self._account_id or None
 
     def lookup(self, vm_id_or_name: str) -> VM:
         for vm in self.inventory().vms:

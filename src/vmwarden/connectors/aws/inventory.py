@@ -58,6 +58,7 @@ class Describe:
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
     amis: dict[str, TemplateRecord] = field(default_factory=dict)
     ami_snapshots: set[str] = field(default_factory=set)  # snapshots the account's AMIs use
+    account: str | None = None  # the scanned account (STS), when known
 
 
 _INDEXED: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
@@ -70,7 +71,7 @@ _INDEXED: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
 _STOPPED_AT = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
 
 
-def describe_region(ec2: Any) -> Describe:
+def describe_region(ec2: Any, account: str | None = None) -> Describe:
     """Run the paginated describes once each, at once, and index them.
 
     The other describes run in threads while ``describe_instances`` pages in this one (a
@@ -78,10 +79,10 @@ def describe_region(ec2: Any) -> Describe:
     instance record already lists its ENIs with MAC, addresses, subnet, VPC and that ENI's
     own groups; in moto with 2,000 instances it cost 2.6 s beside describe_instances' 5-8 s
     and brought nothing more for attached ENIs (unattached ones are a later slice's)."""
-    out = Describe()
+    out = Describe(account=account)
     with ThreadPoolExecutor(max_workers=len(_INDEXED), thread_name_prefix="ec2-describe") as ex:
         futures = {
-            attr: ex.submit(_index, ec2, op, key, id_key, **kw)
+            attr: ex.submit(_index, ec2, op, key, id_key, **_narrowed(op, kw, account))
             for attr, op, key, id_key, kw in _INDEXED
         }
         for page in ec2.get_paginator("describe_instances").paginate():
@@ -101,6 +102,14 @@ def describe_region(ec2: Any) -> Describe:
         if (m.get("Ebs") or {}).get("SnapshotId")
     }
     return out
+
+
+def _narrowed(op: str, kwargs: dict[str, Any], account: str | None) -> dict[str, Any]:
+    """The account's own snapshots by ``owner-id`` too when it is known: moto ignores
+    ``OwnerIds`` and would return every AMI snapshot it preloads (~1,300, 1 s of its time)."""
+    if op == "describe_snapshots" and account:
+        return {**kwargs, "Filters": [{"Name": "owner-id", "Values": [account]}]}
+    return kwargs
 
 
 def _index(ec2: Any, op: str, key: str, id_key: str, **kwargs: Any) -> dict[str, dict[str, Any]]:
@@ -230,7 +239,9 @@ def storage_pools(d: Describe, region: str) -> list[Pool]:
 
 
 def account_of(d: Describe) -> str | None:
-    """The scanned account's id, as its VPCs and security groups name their owner."""
+    """The scanned account's id: STS's answer, else as its VPCs and groups name their owner."""
+    if d.account:
+        return d.account
     for item in (*d.vpcs.values(), *d.groups.values()):
         if item.get("OwnerId"):
             return str(item["OwnerId"])
