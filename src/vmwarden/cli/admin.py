@@ -193,6 +193,12 @@ def register(app: typer.Typer) -> None:
         for t in rows:  # tab-separated, one per line, unwrapped: for people and for cut(1)
             print(f"{visible(t['name'])}\t{t['digest']}\t{visible(t.get('path') or '')}")
 
+    _register_inspect(app)
+
+
+def _register_inspect(app: typer.Typer) -> None:
+    """`vmwarden inspect`: one disk image, or a disk served by a connection (ebs:snap-…)."""
+
     @app.command(
         epilog="Example: vmwarden inspect /var/lib/libvirt/images/web01.qcow2 "
         "--allow-dir /var/lib/libvirt/images/templates; "
