@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    aws_watch,
     distributed,
     inspection,
     lineage,
@@ -161,6 +162,11 @@ def main() -> None:
             "vsphere-events",
             "vSphere watch (#13.5; vcsim; power-on seen in ms, events vs 5 s poll; observe s)",
             lambda _tmp: vsphere_events.run(repeats),
+        ),
+        (
+            "aws-watch",
+            "EC2 watch and quarantine (#14.5/6; moto: start seen in ms, SQS vs 5 s poll; s)",
+            lambda _tmp: aws_watch.run(repeats),
         ),
         (
             "distributed",

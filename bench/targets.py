@@ -200,6 +200,7 @@ def judge(sections: Rows) -> list[dict[str, str]]:
             None,
         )
     _hook(rows, add)
+    _aws_watch(rows, add)
     foot = next((r for r in rows if "cpu_pct" in r), None)
     if foot:
         add("watch idle CPU < 1% of a core", f"{foot['cpu_pct']:.2f}%", foot["cpu_pct"] < 1)
@@ -272,3 +273,24 @@ def _hook(rows: list[dict[str, Any]], add: Any) -> None:
     added = _find(rows, r"admitted create\(\) without the hook")
     extra = f"; start-up {added['note']}" if added and added.get("note") else ""
     add("exposure with the admission hook is zero", note + extra, "exposure zero: True" in note)
+
+
+def _aws_watch(rows: list[dict[str, Any]], add: Any) -> None:
+    """EC2 under watch (#14.6) and its quarantine (#14.5): see bench/aws_watch.py."""
+    seen = _find(rows, r"start seen, SQS")
+    if seen:
+        polled = _find(rows, r"start seen, inventory poll every 5 s \(\d+ instances")
+        beside = f"; the 5 s poll: p50 {polled['p50_ms']:.0f} ms" if polled else ""
+        add(
+            "EC2 start seen by watch ≤ 1 s with an SQS queue (p95; #14.6)",
+            f"p50 {seen['p50_ms']:.0f} ms, p95 {seen['p95_ms']:.0f} ms (moto){beside}",
+            seen["p95_ms"] <= 1000,
+        )
+    quar = _find(rows, r"quarantine \+ release \(Quarantiner")
+    if quar:
+        add(
+            "EC2 quarantine + release, 2 ENIs in 2 VPCs (no target; floor: the 4 bare modify "
+            "calls; vmwarden adds the reads that make it exact and the durable journal)",
+            f"{quar['median'] * 1000:.0f} ms, {quar['ratio_to_floor']:.1f}x the floor (moto)",
+            None,
+        )

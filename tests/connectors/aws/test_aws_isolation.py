@@ -303,3 +303,25 @@ def test_on_live_is_called_once_for_a_running_instance(estate: Estate, store: St
             on_live=lambda: calls.append(1),
         )  # fmt: skip
     assert rec.status == "done" and calls == [1]
+
+
+def test_a_quarantine_group_deleted_while_a_connection_holds_it_is_made_again(
+    estate: Estate, store: Store
+) -> None:
+    # The connection keeps each VPC's quarantine group once ready (one lookup per VPC per
+    # connection). moto accepts a deleted group's id silently (AWS refuses it, and the
+    # connector then looks again); either way a reconcile finds the group gone by name and
+    # isolates into a new one.
+    ec2 = estate.ec2
+    with AwsConnector(URI) as conn:
+        assert _quarantine(store, conn, estate.vm).status == "done"
+        assert Quarantiner(store, "a").release(conn, estate.vm, reason="ok").status == "done"
+        for sg in estate.quarantine_groups().values():
+            ec2.delete_security_group(GroupId=sg["GroupId"])
+        _quarantine(store, conn, estate.vm)  # with what the connection had ready
+        rec = _quarantine(store, conn, estate.vm)  # the reconcile: groups looked up by name
+        assert rec.status == "done", rec.error
+        made = estate.quarantine_groups()
+        assert set(made) == {estate.vpc1, estate.vpc2}
+        q1, q2 = made[estate.vpc1]["GroupId"], made[estate.vpc2]["GroupId"]
+        assert estate.groups_of() == dict(zip(estate.enis, [[q1], [q1], [q2]], strict=True))

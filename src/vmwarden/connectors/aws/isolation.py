@@ -79,6 +79,10 @@ class AwsIsolation:
     """Mixin of ``AwsConnector``: isolation through its ``_ec2`` client and ``_call``."""
 
     _ec2: Any
+    # (VPC, group name) → the quarantine group made ready on this connection: one
+    # ``describe_security_groups`` per VPC per connection, not per quarantine (dropped when
+    # a move into it fails, e.g. someone deleted the group)
+    _ready: dict[tuple[str, str], str]
 
     def _call(self, fn: Callable[[], Any]) -> Any:  # the connector's: botocore errors mapped
         raise NotImplementedError
@@ -110,18 +114,30 @@ class AwsIsolation:
         return found[0] if found else None
 
     def _groups_of(self, spec: QuarantineSpec, vpcs: set[str]) -> dict[str, str]:
-        """VPC → the quarantine group's id there, for the VPCs that have one (no create)."""
+        """VPC → the quarantine group's id there, for the VPCs that have one (no create).
+        What it finds replaces what this connection had ready (a group deleted or made
+        again since is looked up afresh when isolating)."""
         out = {}
+        ready = self._ready_groups()
         for vpc in sorted(vpcs):
             group = self._group_named(vpc, spec.aws_security_group)
+            key = (vpc, spec.aws_security_group)
+            if group is None or ready.get(key) != str(group["GroupId"]):
+                ready.pop(key, None)
             if group is not None:
                 out[vpc] = str(group["GroupId"])
         return out
+
+    def _ready_groups(self) -> dict[tuple[str, str], str]:
+        return self.__dict__.setdefault("_ready", {})  # type: ignore[no-any-return]
 
     def _ensure_group(self, vpc: str, name: str) -> str:
         """The quarantine group of ``vpc``, created empty and tagged when absent. A group of
         ours still holding AWS's default egress rule (a crash between create and revoke)
         loses it; a group someone else made under that name is used as it is."""
+        ready = self._ready_groups()
+        if (vpc, name) in ready:
+            return str(ready[(vpc, name)])
         group = self._group_named(vpc, name)
         if group is None:
             made = self._call(
@@ -149,6 +165,7 @@ class AwsIsolation:
             )
         elif not ours and (group.get("IpPermissions") or group.get("IpPermissionsEgress")):
             log.warning("quarantine group %s (%s) in %s has rules: used as it is", name, gid, vpc)
+        ready[(vpc, name)] = gid
         return gid
 
     def _set_groups(self, eni: str, groups: list[str]) -> str:
@@ -210,6 +227,8 @@ class AwsIsolation:
                         nic[STEP] = "done"
                     else:
                         nic[STEP] = self._set_groups(nic["eni"], [groups[vpc]])
+                        if nic[STEP] != "done":  # look the group up again next time
+                            self._ready_groups().pop((vpc, spec.aws_security_group), None)
                         if nic[STEP] == "done" and live and on_live is not None:
                             on_live()
                             live = False
