@@ -92,7 +92,8 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--network",
-                help="Quarantine network, or vSphere portgroup (overrides the policy).",
+                help="Quarantine network, vSphere portgroup or EC2 security group "
+                "(overrides the policy).",
             ),
         ] = None,
         reason: Annotated[
@@ -104,7 +105,8 @@ def register(app: typer.Typer) -> None:
         """Move every NIC of a VM to the quarantine network with link down (live and persistent).
 
         On vSphere: every NIC to the quarantine portgroup, disconnected and not connected
-        at power-on."""
+        at power-on. On EC2: every ENI's security groups replaced by the quarantine group of
+        its VPC (created with no rules when absent)."""
         spec = _spec(policy, network)
         with open_store(db) as store:
             uri = _uri_for(store, vm, connect)
@@ -257,7 +259,9 @@ def _register_inspect(app: typer.Typer) -> None:
 
 def _spec(policy: Path | None, network: str | None) -> QuarantineSpec:
     if network:  # the one name typed serves the VM's platform, whichever it is
-        return QuarantineSpec(network=network, vsphere_portgroup=network)
+        return QuarantineSpec(
+            network=network, vsphere_portgroup=network, aws_security_group=network
+        )
     if policy is None:
         raise EnforceError("no quarantine network given", hint="pass -p POLICY or --network NAME")
     q = load_policy(policy).quarantine

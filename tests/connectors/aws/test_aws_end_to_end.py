@@ -141,3 +141,21 @@ def test_scan_enforce_quarantines_the_rogue_and_the_astray_and_release_restores_
         out = _cli(tmp_path, "release", held, "--reason", "rebuilt from the golden AMI")
         assert out.returncode == 0, out.stdout + out.stderr
         assert _enis(ec2, held) == before[held]  # every field of every ENI, groups in order
+
+
+def test_manual_quarantine_and_release_of_an_instance_through_the_cli(
+    ec2: Any, tmp_path: Path
+) -> None:
+    subnets = network(ec2, "10.8.0.0/16", {"app": "10.8.1.0/24"})
+    vpc = ec2.describe_subnets(SubnetIds=[subnets["app"]])["Subnets"][0]["VpcId"]
+    web = ec2.create_security_group(GroupName="vmw-a1-web", Description="w", VpcId=vpc)
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    iid = _launch(ec2, image, [(subnets["app"], [web["GroupId"]])], "vmw-a1-manual")
+    before = _enis(ec2, iid)
+    held = _cli(tmp_path, "quarantine", "vmw-a1-manual", "-c", "aws://us-east-1",
+                "--network", "vmw-a1-ir-42", "--reason", "IR-42")  # fmt: skip
+    assert held.returncode == 0, held.stdout + held.stderr
+    assert [g["GroupName"] for e in _enis(ec2, iid) for g in e["Groups"]] == ["vmw-a1-ir-42"]
+    out = _cli(tmp_path, "release", iid, "-c", "aws://us-east-1", "--reason", "IR-42 closed")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert _enis(ec2, iid) == before
