@@ -29,7 +29,14 @@ from tests.conftest import qemu_img
 from tests.engine.test_scan_inspect import _unique_tree
 from tests.inspect.conftest import build_tree_image, write_guest_tree
 from vmwarden.engine.content_lineage import sign_for_approval
-from vmwarden.engine.fleetgen import FleetDisk, FleetNic, FleetPool, FleetVM, write_fleet
+from vmwarden.engine.fleetgen import (
+    FleetDisk,
+    FleetNic,
+    FleetPool,
+    FleetVM,
+    FleetVolume,
+    write_fleet,
+)
 from vmwarden.inspect.digest import digest_file
 
 TAG = "vmw-d-"
@@ -132,6 +139,7 @@ def build_estate(root: Path) -> Estate:
             else:
                 build_tree_image(storage[host], other, path.name)
             disks[name] = path
+    forgotten = [build_tree_image(storage["host-c"], tree, "forgotten-c.qcow2")]  # no VM's
     uris = []
     i = 0
     for host, vms in plan.items():
@@ -139,7 +147,8 @@ def build_estate(root: Path) -> Estate:
         for name, _ in vms:
             i += 1
             fleet.append(_vm(i, name, disks[name]))
-        pool = FleetPool(f"{TAG}{host}", str(storage[host]))  # the host's image pool
+        volumes = [FleetVolume(p.name, str(p)) for p in forgotten if p.parent == storage[host]]
+        pool = FleetPool(f"{TAG}{host}", str(storage[host]), volumes)  # the host's image pool
         path = write_fleet(root / f"{host}.xml", fleet, networks=["prod"], pools=[pool])
         uris.append(f"test://{path}")
     policy = f"""\
@@ -153,6 +162,10 @@ rules:
     resource: vm
     severity: medium
     filters: [{{type: stale-patches, baseline: {{openssl: "3.0.11-1~deb12u2"}}}}]
+  - name: stale-forgotten
+    resource: image
+    severity: medium
+    filters: [orphaned, {{type: stale-patches, baseline: {{openssl: "3.0.11-1~deb12u2"}}}}]
 """
     signature = sign_for_approval(golden)
     assert signature is not None, "the golden image has too little content to sign"

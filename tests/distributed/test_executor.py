@@ -67,7 +67,12 @@ def test_a_distributed_sweep_finds_what_a_single_process_sweep_finds(
     assert local.disk_reads == dict.fromkeys(HOSTS, "local")
     assert _found(spread) == _found(local)
     rules = {rule for rule, _, _ in _found(spread)}
-    assert rules == {"unapproved", "shared-host-key", "stale-openssl"}  # the estate's problems
+    assert rules == {"unapproved", "shared-host-key", "stale-openssl", "stale-forgotten"}
+    assert ("stale-forgotten", "image", "forgotten-c.qcow2") in _found(spread)  # a pool volume
+    for result in (spread, local):  # read, not just flagged for want of facts
+        (orphan,) = [i for i in result.images if i.path.endswith("forgotten-c.qcow2")]
+        assert orphan.kind == "orphaned"
+        assert orphan.guest is not None and orphan.guest.os_name == "debian"
     unapproved = {name for rule, _, name in _found(spread) if rule == "unapproved"}
     assert unapproved == {"vmw-d-db-a", "vmw-d-db-b", "vmw-d-db-c"}  # rogue-c: a full clone
     assert not [f for f in spread.findings if f.rule == "uninspectable"]

@@ -39,6 +39,7 @@ def test_scan_with_a_scheduler_says_per_host_how_disks_were_read(
         "unapproved",
         "shared-host-key",
         "stale-openssl",
+        "stale-forgotten",
     }
     table = _scan(estate, cluster, tmp_path)
     assert "Disk reads: host-a worker, host-b worker, host-c worker" in table.stdout

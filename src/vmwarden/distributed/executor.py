@@ -20,7 +20,7 @@ from distributed import Client, Future
 from vmwarden.distributed.placement import host_resource, hosts_up
 from vmwarden.distributed.reader import DiskRequest, DiskResult, read_disk
 from vmwarden.engine.content_lineage import signed_templates
-from vmwarden.engine.executor import Served
+from vmwarden.engine.executor import ImageRead, Served
 from vmwarden.engine.inspection import InspectionOptions
 from vmwarden.engine.lineage import LINEAGE_DEVICES
 from vmwarden.errors import ClusterError
@@ -116,16 +116,20 @@ class DaskDisks:
         hosts = {inv.host: _Host(inv) for inv in wanted}
         sweep = uuid.uuid4().hex[:12]
         for host in hosts.values():
-            for path, fmt in _disk_paths(host.inv.vms):
+            disks = _disk_paths(host.inv.vms)
+            volumes = _volume_paths(host.inv, {p for p, _ in disks})
+            for path, fmt in disks + volumes:
+                volume = (path, fmt) in volumes  # facts only: no digest, no lineage
                 request = DiskRequest(
                     host.inv.host,
                     path,
                     fmt,
                     approved,
-                    signatures,
+                    () if volume else signatures,
                     key,
                     inspect=options.enabled,
                     timeout=options.timeout,
+                    digest=not volume,
                 )
                 host.futures[(host.inv.host, path)] = self.client.submit(
                     read_disk,
@@ -150,6 +154,9 @@ class DaskDisks:
                 continue
             served.hosts.add(host.inv.host)
             _apply(host.inv, results, served)
+            for vol in {v.path for p in host.inv.pools for v in p.volumes}:
+                if (read := results.get((host.inv.host, vol))) is not None:
+                    served.images[(host.inv.host, vol)] = _image_read(read)
         return served
 
     def _gather(self, hosts: dict[str, _Host]) -> dict[tuple[str, str], DiskResult]:
@@ -206,6 +213,21 @@ def _disk_paths(vms: list[VM]) -> list[tuple[str, str | None]]:
                 assert top is not None and top.path
                 seen.setdefault(top.path, top.format)
     return list(seen.items())
+
+
+def _volume_paths(inv: HostInventory, disks: set[str]) -> list[tuple[str, str | None]]:
+    """The host's pool volumes that are no VM's disk (templates, orphans, backing files)."""
+    seen: dict[str, str | None] = {}
+    for pool in inv.pools:
+        for vol in pool.volumes:
+            if vol.path and vol.path not in disks:
+                seen.setdefault(vol.path, vol.format)
+    return list(seen.items())
+
+
+def _image_read(result: DiskResult) -> ImageRead:
+    error = next((layer.error for layer in result.chain if layer.error), None)
+    return ImageRead(result.facts, error or result.facts_error)
 
 
 def _apply(inv: HostInventory, results: dict[tuple[str, str], DiskResult], served: Served) -> None:

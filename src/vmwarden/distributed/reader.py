@@ -42,6 +42,7 @@ class DiskRequest:
     fingerprint_key: bytes  # keys password-hash fingerprints as the sweep's store does
     inspect: bool = True
     timeout: float = 60.0
+    digest: bool = True  # the chain root's sha256 (a pool volume no VM uses needs none)
 
 
 @dataclass
@@ -160,7 +161,7 @@ def _chain(reader: DiskReader, request: DiskRequest) -> list[Layer]:
             layer.error = f"cannot stat {layer.path}: {exc.strerror}"
             continue
         layer.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
-        if i == len(chain) - 1:
+        if i == len(chain) - 1 and request.digest:
             try:
                 layer.digest = digest_with_cache(layer.path, reader.lookup, reader.remember)
             except (InspectError, OSError) as exc:

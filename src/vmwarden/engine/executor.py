@@ -16,22 +16,59 @@ from typing import Any, Protocol
 
 from vmwarden.engine.inspection import InspectionOptions
 from vmwarden.engine.lineage import is_local
-from vmwarden.model import Finding, HostInventory
+from vmwarden.model import Finding, GuestFacts, HostInventory, Image, Severity
 from vmwarden.model.lineage import ContentMatch
 
 #: How a host's disks were read (``ScanResult.disk_reads``).
 READ_WORKER, READ_LOCAL, READ_CONNECTION = "worker", "local", "connection"
 
 
+@dataclass(frozen=True, slots=True)
+class ImageRead:
+    """A pool volume no VM uses, read on its host: its guest facts, as the sweep's own
+    inspection of this machine's templates and orphans gives them."""
+
+    guest: GuestFacts | None
+    error: str | None  # why it could not be read (then it is uninspectable)
+
+
 @dataclass
 class Served:
     """What an executor read on the hosts it served (their disks' chains and guest facts
-    are filled in place on the inventories' VMs)."""
+    are filled in place on the inventories' VMs; their pool volumes are in ``images``)."""
 
     hosts: set[str] = field(default_factory=set)
     findings: list[Finding] = field(default_factory=list)  # uninspectable, with the reason
     content: dict[str, ContentMatch] = field(default_factory=dict)  # content lineage
     warnings: list[str] = field(default_factory=list)
+    images: dict[tuple[str, str], ImageRead] = field(default_factory=dict)  # (host, path)
+
+    def inspected(self, images: list[Image]) -> list[Finding]:
+        """Guest facts of served hosts' templates and orphans (as ``engine.inspection``
+        reads them for this machine's); an unreadable one is ``uninspectable``."""
+        out: list[Finding] = []
+        for img in images:
+            read = self.images.get((img.host, img.path))
+            if read is None or img.kind not in ("template", "orphaned"):
+                continue
+            if read.error is not None or read.guest is None:
+                reason = read.error or "not inspected"
+                name = img.path.rsplit("/", 1)[-1]
+                evidence = {"reason": reason}
+                out.append(
+                    Finding(
+                        "uninspectable",
+                        "image",
+                        img.path,
+                        name,
+                        img.host,
+                        Severity.MEDIUM,
+                        evidence,
+                    )
+                )
+            else:
+                img.guest = read.guest
+        return out
 
 
 class DiskExecutor(Protocol):

@@ -147,7 +147,7 @@ class Sweep:
         content = {**content_lineage(vms, self.store, catalog, lineage), **served.content}
         images = self._images(inventories, catalog, lineage)
         warnings += lineage.warnings + served.warnings
-        builtin = self._inspect(vms, images, lineage) + served.findings
+        builtin = self._inspect(vms, images, lineage) + served.findings + served.inspected(images)
         merge_agent_facts(vms)
         self.store.record_images(images, now=now, complete_hosts=complete)
         hosts = [inv.host for inv in inventories]
