@@ -234,6 +234,11 @@ def test_watch_holds_a_dormant_vm_that_powers_on_and_never_exposes_a_denied_one(
     # back where it was (vcsim reports connected=False for powered-on VMs, so only
     # the backing and the power-on flag are compared)
     assert [(pg, sc) for pg, _, sc in nic_state(vcsim, DORMANT)] == daemon.before[DORMANT]
+    # and /state says it booted on quarantine (or has no entry: a reconcile saw the start
+    # first), never "held N ms after its start"; and it was quarantined once, ahead
+    timed = [x for x in daemon.state()["latencies"] if x["vm"] == DORMANT]  # type: ignore[index]
+    assert all((x["how"], x["seconds"]) == ("at-boot", 0.0) for x in timed), timed
+    assert [e.reason for e in entries(db, DORMANT, "quarantine")] == [ahead.reason]
 
     # The denied VM powers on: isolated at that moment and after a full reconcile judged it.
     assert isolated(_power_on(vcsim, DENIED))

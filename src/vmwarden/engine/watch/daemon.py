@@ -37,7 +37,7 @@ from vmwarden.engine.lineage import Lineage
 from vmwarden.engine.metrics import WatchMetrics, serve_metrics
 from vmwarden.engine.scan import ScanResult
 from vmwarden.engine.watch.alert_journal import FailedAlerts
-from vmwarden.engine.watch.events import came_up, read_vm
+from vmwarden.engine.watch.events import came_up, gated_by_sweep, read_vm
 from vmwarden.engine.watch.gate import WATCH_ACTOR, Gate, Outcome
 from vmwarden.engine.watch.hosts import HostWatch
 from vmwarden.engine.watch.judge import LIVE, Judge
@@ -305,7 +305,9 @@ class Watcher:
             prior = self.state.vm(vm_id)
             if vm.state not in LIVE:
                 self.gate.late_start(vm_id, batch)  # a short run's own 'started', read late
-            if vm.state in LIVE and came_up(batch, self.state.last_state.get(vm_id)):
+            if vm.state in LIVE and gated_by_sweep(self.store, prior, batch):
+                pass  # a reconcile saw this start first and the gate acted on it there
+            elif vm.state in LIVE and came_up(batch, self.state.last_state.get(vm_id)):
                 outcome = self.gate.at_start(conn, vm, prior, start_event(batch), run)
             elif vm.state == State.SHUTOFF and self.store.active_quarantine(vm_id) is None:
                 self.gate.isolate_ahead(conn, vm, prior)

@@ -153,7 +153,7 @@ class Gate:
             how, took = "failed", None
         elif timer.live_at is not None:
             how, took = "gate", max(0.0, timer.live_at - event.received)
-        elif before is not None and _booted_isolated(before, started):
+        elif before is not None and _booted_isolated(before, started, rec.status == "noop"):
             how, took = "at-boot", 0.0
         else:
             how, took = "already", max(0.0, now - event.received)
@@ -284,11 +284,14 @@ class Gate:
                             )
 
 
-def _booted_isolated(entry: ActionRecord, moment: datetime) -> bool:
+def _booted_isolated(entry: ActionRecord, moment: datetime, intact: bool = False) -> bool:
     """Whether a hold was in place, definition isolated, before ``moment`` (the start): the
-    VM then booted on quarantine. Stored times may be naive UTC."""
+    VM then booted on quarantine. ``intact``: the connector found the quarantine whole right
+    after the start, before the gate acted (``noop``): on a platform whose records name no
+    persistent definition (vSphere: NICs moved and not connected at power-on) that is what
+    says it booted so. Stored times may be naive UTC."""
     nics = entry.changes.get("nics") or []
-    if not nics or any(n.get("config") != "done" for n in nics):
+    if not nics or (not intact and any(n.get("config") != "done" for n in nics)):
         return False  # a transient VM, or a definition not (yet) isolated: it did not boot so
     began = as_datetime(entry.created_at)
     if began is None:
