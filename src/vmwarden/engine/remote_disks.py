@@ -106,6 +106,19 @@ class RemoteDisks:
         """Read each disk's chain of ``inv`` (a remote host) through its connection and
         stamp mtimes and the root's digest; what cannot be read carries the reason."""
         volumes: Connector | str | None = None
+        tops = [
+            d.chain[0].path
+            for vm in inv.vms
+            for d in vm.disks
+            if d.device in ("disk", "lun") and d.chain and d.chain[0].type in PATH_TYPES
+        ]
+        if tops:
+            # a platform that must make its disks readable first (EC2: a snapshot each)
+            # starts it for all of them at once, not one open_disk after another
+            volumes = self.volumes(inv)
+            prepare = getattr(volumes, "prepare_disks", None)
+            if callable(prepare):
+                prepare([p for p in tops if p])
         for vm in inv.vms:
             for disk in vm.disks:
                 if disk.device not in ("disk", "lun") or not disk.chain:

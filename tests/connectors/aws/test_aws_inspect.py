@@ -60,6 +60,9 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "state"
 
 
+order: list[str] = []  # "take" / "read", as the sweep did them
+
+
 @pytest.fixture
 def reads_debian(
     debian_snapshot: WrittenSnapshot, monkeypatch: pytest.MonkeyPatch
@@ -67,9 +70,15 @@ def reads_debian(
     """Every scan snapshot is read as the Debian snapshot (moto cannot read its own); the
     map of scan snapshot id → volume is what the sweep took."""
     taken: dict[str, str] = {}
+    order.clear()
 
     class DebianEverywhere(ScanSnapshots):
+        def _create(self, volume_id: str) -> str:
+            order.append("take")
+            return super()._create(volume_id)
+
         def readable(self, snapshot_id: str, volume_id: str) -> str:
+            order.append("read")
             taken[snapshot_id] = volume_id
             return debian_snapshot.snapshot_id
 
@@ -109,6 +118,8 @@ def test_a_sweep_reads_instances_through_scan_snapshots_and_deletes_them(
     assert found == {("baseline", web), ("baseline", stopped)}, result.findings
     # one scan snapshot per volume, each of the volume, and none left afterwards
     assert sorted(reads_debian.values()) == sorted(volumes)
+    # every snapshot was started before the first was read (a sweep waits once, not per disk)
+    assert order == ["take"] * len(volumes) + ["read"] * len(volumes), order
     assert _scan_snapshots(ec2) == []
     assert ScanJournal().entries() == {}
 

@@ -25,7 +25,7 @@ from vmwarden.connectors.aws.isolation import AwsIsolation
 from vmwarden.connectors.aws.scan_snapshots import ScanSnapshots
 from vmwarden.connectors.aws.uri import AwsTarget, open_client, open_ec2, parse_aws_uri
 from vmwarden.connectors.aws.watch import open_aws_feed
-from vmwarden.connectors.base import KnownDomains, register_connector
+from vmwarden.connectors.base import DiskUnavailableError, KnownDomains, register_connector
 from vmwarden.errors import ConnectorError, DomainGoneError, UnreachableError
 from vmwarden.model.estate import HostInventory, Network
 from vmwarden.model.events import Observed
@@ -60,6 +60,15 @@ def _aws_error(target: AwsTarget, exc: Exception) -> ConnectorError:
     return ConnectorError(f"EC2 in {where}: {type(exc).__name__}")
 
 
+def _why_not(exc: Exception) -> str:
+    """A failed scan snapshot as one line: AWS's code and message, never the request."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        err = response.get("Error") or {}
+        return f"scan snapshot refused: {err.get('Code', '?')}: {err.get('Message', '')}"
+    return str(exc) or type(exc).__name__
+
+
 @register_connector("aws")
 class AwsConnector(AwsIsolation, AwsActions):
     """One ``aws://REGION[?profile=NAME]`` connection."""
@@ -78,6 +87,7 @@ class AwsConnector(AwsIsolation, AwsActions):
         self._readers: dict[str, SnapshotReader] = {}
         self._scans: ScanSnapshots | None = None
         self._account_id: str | None = None
+        self._prepared: dict[str, str | Exception] = {}  # volume → scan snapshot (or why not)
 
     @property
     def host(self) -> str:
@@ -164,13 +174,34 @@ class AwsConnector(AwsIsolation, AwsActions):
             reader = self._call(lambda: open_snapshot(self._ec2, self._ebs(), ident, self._region))
         else:
             scans = self.scan_snapshots()
-            taken = self._call(lambda: scans.take(ident))
+            prepared = self._prepared.pop(ident, None)
+            if isinstance(prepared, Exception):
+                raise DiskUnavailableError(f"EBS volume {ident}: {_why_not(prepared)}")
+            taken = prepared or self._call(lambda: scans.take(ident))
             read_id = scans.readable(taken, ident)
             reader = self._call(
                 lambda: open_snapshot(self._ec2, self._ebs(), read_id, self._region, path=path)
             )
         self._readers[path] = reader
         return reader
+
+    def prepare_disks(self, paths: list[str]) -> None:
+        """Start the scan snapshots of every volume a sweep will read, at once (then
+        ``open_disk`` of each waits for nothing more): the engine calls it before reading
+        a region's disks."""
+        vols = []
+        for path in paths:
+            try:
+                kind, ident = parse_disk_path(path, self._region)
+            except DiskUnavailableError:
+                continue  # open_disk says why
+            if kind == "volume" and path not in self._readers:
+                vols.append(ident)
+        if vols:
+            try:
+                self._prepared |= self.scan_snapshots().take_many(vols)
+            except Exception as exc:  # waiting failed: every volume unknown with the reason
+                self._prepared |= dict.fromkeys(vols, exc)
 
     def scan_snapshots(self) -> ScanSnapshots:
         """The snapshots this connection takes to read volumes (deleted by ``close``)."""

@@ -134,6 +134,29 @@ class ScanSnapshots:
         Raises:
             ConnectorError: the snapshot could not be made or did not complete in time.
         """
+        sid = self._create(volume_id)
+        self._wait([sid])
+        return sid
+
+    def take_many(self, volume_ids: list[str]) -> dict[str, str | Exception]:
+        """Snapshots of every volume, all started before any is waited for (a first
+        snapshot of a large volume takes minutes: a sweep waits for the slowest, not for
+        the sum); volume → snapshot id, or the error that volume met."""
+        out: dict[str, str | Exception] = {}
+        for vid in dict.fromkeys(volume_ids):
+            try:
+                out[vid] = self._create(vid)
+            except Exception as exc:  # this volume is unknown with the reason; others go on
+                out[vid] = exc
+        started = [sid for sid in out.values() if isinstance(sid, str)]
+        failed = self._wait(started, raise_first=False)
+        for vid, sid in out.items():
+            if isinstance(sid, str) and sid in failed:
+                out[vid] = ConnectorError(f"scan snapshot {sid} of {vid} is {failed[sid]}")
+        return out
+
+    def _create(self, volume_id: str) -> str:
+        """Journal, then create a tagged snapshot of the volume (not waited for)."""
         self.sweep_leftovers()
         token = self.journal.begin(self.region, volume_id)
         try:
@@ -150,7 +173,6 @@ class ScanSnapshots:
         sid = str(snap["SnapshotId"])
         self.journal.created(token, sid)
         self.taken[sid] = token
-        self._wait(sid)
         return sid
 
     def readable(self, snapshot_id: str, volume_id: str) -> str:
@@ -161,16 +183,34 @@ class ScanSnapshots:
         block, while ``take`` and ``release_all`` still run against moto as here."""
         return snapshot_id
 
-    def _wait(self, sid: str) -> None:
+    def _wait(self, sids: list[str], *, raise_first: bool = True) -> dict[str, str]:
+        """Until every snapshot is completed (one describe per poll for all of them); the
+        ones that failed or did not complete in time, with their state.
+
+        Raises:
+            ConnectorError: ``raise_first`` and one failed.
+        """
         deadline = time.monotonic() + COMPLETE_TIMEOUT
-        while True:
-            snaps = self._ec2.describe_snapshots(SnapshotIds=[sid]).get("Snapshots") or []
-            state = snaps[0].get("State") if snaps else "missing"
-            if state == "completed":
-                return
-            if state in ("error", "missing") or time.monotonic() > deadline:
+        pending, failed = list(sids), {}
+        while pending:
+            states: dict[str, str] = {}
+            for start in range(0, len(pending), 200):
+                got = self._ec2.describe_snapshots(SnapshotIds=pending[start : start + 200])
+                states |= {str(x["SnapshotId"]): str(x.get("State")) for x in got["Snapshots"]}
+            late = time.monotonic() > deadline
+            for sid in list(pending):
+                state = states.get(sid, "missing")
+                if state == "completed":
+                    pending.remove(sid)
+                elif state in ("error", "missing") or late:
+                    failed[sid] = state if not late else f"{state} after {COMPLETE_TIMEOUT:.0f} s"
+                    pending.remove(sid)
+            if failed and raise_first:
+                sid, state = next(iter(failed.items()))
                 raise ConnectorError(f"scan snapshot {sid} is {state}, not completed")
-            time.sleep(POLL)
+            if pending:
+                time.sleep(POLL)
+        return failed
 
     def release(self, snapshot_id: str) -> None:
         """Delete a snapshot this connection took and forget its journal entry."""
