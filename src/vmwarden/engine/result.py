@@ -52,9 +52,15 @@ class ScanResult:
     #: host → how its disks were read: ``worker`` (its own, ``--scheduler``), ``local``,
     #: ``connection`` (the platform's remote read)
     disk_reads: dict[str, str] = field(default_factory=dict)
+    #: a streamed sweep (``engine/stream.py``) keeps no lists: its counts (hosts, vms,
+    #: findings, opened, resolved, worst severity) are here; the rows are in the store
+    streamed: dict[str, Any] | None = None
 
     def worst(self) -> Severity | None:
-        return max((f.severity for f in self.findings), default=None)
+        found = [f.severity for f in self.findings]
+        if self.streamed and self.streamed.get("worst"):
+            found.append(Severity.parse(self.streamed["worst"]))
+        return max(found, default=None)
 
     def failed_actions(self) -> list[ActionRecord]:
         return [a for a in self.actions if a.status in FAILED_STATUSES]

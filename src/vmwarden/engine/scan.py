@@ -52,6 +52,7 @@ from vmwarden.engine.lineage import Lineage, is_local
 from vmwarden.engine.quarantine_targets import TargetProblem, dry_run_records, from_inventories
 from vmwarden.engine.result import ScanResult, Unreachable
 from vmwarden.engine.storage import discover
+from vmwarden.engine.stream import StreamingSweep
 from vmwarden.errors import ConnectorError, UnreachableError, VmwardenError
 from vmwarden.model import VM, ActionRecord, Estate, Finding, HostInventory, Image
 from vmwarden.notify import Dispatcher
@@ -77,6 +78,10 @@ class SweepOptions:
     vulns: Path | None = None
     #: where disks are read: this process (default) or the disks' hosts (``--scheduler``)
     executor: DiskExecutor = field(default_factory=InProcess)
+    #: from this many URIs on, a sweep that asks only for what ``engine/stream.py`` does
+    #: (report-only, no disk inspection, ``--images``, advisories or scheduler) streams
+    #: host by host in bounded memory; its result then holds counts, not the lists
+    stream_hosts: int = 500
 
 
 class Sweep:
@@ -110,6 +115,8 @@ class Sweep:
         collections over the estate's objects found nothing and cost a fifth of a re-scan.
         """
         self._stop, self._unreachable = stop, []
+        if self._streams(uris, enforce):
+            return self._stream(uris)
         try:
             with gc_paused():
                 return self._run(uris, enforce=enforce)
@@ -185,6 +192,41 @@ class Sweep:
         result.disk_reads = disk_reads(inventories, served.hosts)
         if self._stop is not None and self._stop.requested and self._stop.armed:
             result.interrupted_by = self._stop.signum
+        return result
+
+    def _streams(self, uris: list[str], enforce: bool) -> bool:
+        o = self.options
+        if len(uris) < o.stream_hosts:
+            return False
+        missing = [
+            what
+            for what, asked in (
+                ("--enforce", enforce),
+                ("disk inspection", o.inspect.enabled),
+                ("--images", bool(o.images_dirs)),
+                ("advisories", bool(o.vulns or self.policy.vulns)),
+                ("--scheduler", not isinstance(o.executor, InProcess)),
+            )
+            if asked
+        ]
+        if missing:
+            log.warning(
+                "%d hosts swept as one estate in memory: the streaming sweep does not do %s",
+                len(uris),
+                ", ".join(missing),
+            )
+        return not missing
+
+    def _stream(self, uris: list[str]) -> ScanResult:
+        """A sweep of many hosts, one host at a time (``engine/stream.py``)."""
+        streamed = StreamingSweep(
+            self.store, self.policy, progress=lambda s, d, t: self.progress(s, d, len(uris))
+        ).run(uris, total=len(uris))
+        result = ScanResult(
+            [], [], [], [], [], streamed.warnings, streamed.started, streamed.finished
+        )
+        result.unreachable = streamed.unreachable
+        result.streamed = streamed.counts()
         return result
 
     def _serve_elsewhere(

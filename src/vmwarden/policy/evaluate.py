@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
@@ -79,13 +79,20 @@ _gc_was_enabled = True
 _gc_paused = gc_paused  # the name this module used first
 
 
-def evaluate(policy: Policy, estate: Estate) -> list[Finding]:
-    """Judge ``estate`` against ``policy``; a rule fires on match and on unknown."""
+def evaluate(
+    policy: Policy, estate: Estate, *, indexes: Mapping[str, Any] | None = None
+) -> list[Finding]:
+    """Judge ``estate`` against ``policy``; a rule fires on match and on unknown.
+
+    ``indexes``: cross-resource indexes (``Context.index`` keys) built elsewhere, used
+    instead of building them from ``estate``: a streaming sweep judges one host at a time
+    against estate-wide duplicate indexes (``engine/stream.py``).
+    """
     with gc_paused():
-        return _evaluate(policy, estate)
+        return _evaluate(policy, estate, indexes or {})
 
 
-def _evaluate(policy: Policy, estate: Estate) -> list[Finding]:
+def _evaluate(policy: Policy, estate: Estate, indexes: Mapping[str, Any]) -> list[Finding]:
     """Resource-major: every rule judges one resource before the next resource is touched.
 
     At 100k VMs the estate is far larger than the CPU caches; walking it once per rule
@@ -94,6 +101,8 @@ def _evaluate(policy: Policy, estate: Estate) -> list[Finding]:
     rule order, then resource order: each rule collects into its own list.
     """
     ctx = Context(estate.judged(), policy)  # held NICs count where they were, not quarantine
+    for key, value in indexes.items():
+        ctx.index(key, lambda _c, v=value: v)
     per_rule: list[list[Finding]] = [[] for _ in policy.rules]
     by_kind: dict[str, list[tuple[Rule, list[Finding]]]] = {}
     for rule, found in zip(policy.rules, per_rule, strict=True):

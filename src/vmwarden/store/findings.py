@@ -8,18 +8,19 @@ encodes no evidence JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, select, update
+from sqlalchemy import Text, bindparam, cast, select, tuple_, update
 
 from vmwarden.model import Finding, Severity
 from vmwarden.store.base import StoreBase, aware, chunks, upsert
 from vmwarden.store.tables import findings
 
 OPEN, RESOLVED = "open", "resolved"
+Key = tuple[str, str, str]
 
 
 @dataclass(slots=True)
@@ -81,6 +82,41 @@ def _row(f: Finding, *, first_seen: datetime, now: datetime) -> dict[str, Any]:
     }
 
 
+HOSTS_IN_SQL = 1000  # scope hosts filtered in SQL up to this many (an IN list), else here
+
+_COMPARED = (
+    findings.c.id,
+    findings.c.rule,
+    findings.c.resource,
+    findings.c.resource_id,
+    findings.c.name,
+    findings.c.host,
+    findings.c.severity,
+    cast(findings.c.evidence, Text).label("evidence"),
+    findings.c.status,
+)
+
+
+def _stored(conn: Any, current: dict[Key, Finding], hosts: set[str] | None) -> list[Any]:
+    """The stored rows a sweep's findings are compared with: all of them, or (``hosts``)
+    the open ones on those hosts plus the rows of the keys concluded now (by the unique
+    (rule, resource, resource_id) index), wherever they were last seen."""
+    if hosts is None:
+        return list(conn.execute(select(*_COMPARED)))
+    rows = list(
+        conn.execute(
+            select(*_COMPARED).where(findings.c.host.in_(sorted(hosts)), findings.c.status == OPEN)
+        )
+    )
+    seen = {r.id for r in rows}
+    key = tuple_(findings.c.rule, findings.c.resource, findings.c.resource_id)
+    for chunk in chunks(list(current), 500):
+        rows += [
+            r for r in conn.execute(select(*_COMPARED).where(key.in_(chunk))) if r.id not in seen
+        ]
+    return rows
+
+
 def _first_seen(conn: Any, ids: list[int]) -> dict[int, datetime]:
     """``first_seen`` of the changed open findings only: reading (and converting) it for
     every stored finding was a tenth of an unchanged re-scan's time in the store."""
@@ -99,6 +135,8 @@ class FindingsRepo(StoreBase):
         now: datetime,
         scope_rules: set[str] | None = None,
         scope_hosts: set[str] | None = None,
+        only_hosts: bool = False,
+        exclude_rules: Collection[str] = (),
     ) -> FindingsDelta:
         """Record one sweep's findings; resolve open ones the sweep no longer concludes.
 
@@ -106,26 +144,20 @@ class FindingsRepo(StoreBase):
         and hosts in ``scope_hosts`` (None: every rule / every host). A host that could not
         be read is left out of ``scope_hosts`` so its findings stay open.
         A resolved finding that comes back is reopened with a new ``first_seen``.
+
+        ``only_hosts`` (with ``scope_hosts``): read only the open findings of those hosts and
+        the stored rows of the findings concluded now, not every finding in the store: a
+        streaming sweep compares one host at a time (``engine/stream.py``), and reading a
+        million-VM estate's findings per host would make it quadratic. ``exclude_rules``:
+        rules outside the scope (judged in another pass of that sweep).
         """
         now = aware(now)
         current = {f.key: f for f in concluded}
         delta = FindingsDelta()
         with self._write() as conn:
+            scoped = scope_hosts if only_hosts else None
             stored = {
-                (r.rule, r.resource, r.resource_id): r
-                for r in conn.execute(
-                    select(
-                        findings.c.id,
-                        findings.c.rule,
-                        findings.c.resource,
-                        findings.c.resource_id,
-                        findings.c.name,
-                        findings.c.host,
-                        findings.c.severity,
-                        cast(findings.c.evidence, Text).label("evidence"),
-                        findings.c.status,
-                    )
-                )
+                (r.rule, r.resource, r.resource_id): r for r in _stored(conn, current, scoped)
             }
             rows = []
             touched: list[int] = []  # open and unchanged: only last_seen moves
@@ -167,6 +199,7 @@ class FindingsRepo(StoreBase):
                 if r.status == OPEN
                 and key not in current
                 and (scope_rules is None or key[0] in scope_rules)
+                and key[0] not in exclude_rules
             ]
             resolved = self._resolve(conn, candidates, scope_hosts, now)
             delta.resolved.extend(_finding(r) for r in resolved)
@@ -182,9 +215,12 @@ class FindingsRepo(StoreBase):
         if not keys:
             return []
         wanted = set(keys)
+        query = select(findings).where(findings.c.status == OPEN)
+        if scope_hosts is not None and len(scope_hosts) <= HOSTS_IN_SQL:
+            query = query.where(findings.c.host.in_(sorted(scope_hosts)))
         rows = [
             r
-            for r in conn.execute(select(findings).where(findings.c.status == OPEN))
+            for r in conn.execute(query)
             if (r.rule, r.resource, r.resource_id) in wanted
             and (scope_hosts is None or r.host in scope_hosts)
         ]

@@ -295,6 +295,17 @@ class InventoryRepo(StoreBase):
         delta.gone.extend(row.id for row in missing)
         return history_rows_gone(missing, now, source)
 
+    def host_records(self, host: str) -> list[dict[str, Any]]:
+        """The stored records (``VM.to_dict()``) of the VMs on ``host`` not gone, by name:
+        one host's read-back in a streaming sweep (``ix_vms_host_name_id``)."""
+        query = (
+            select(vms.c.record)
+            .where(vms.c.host == host, vms.c.gone_at.is_(None))
+            .order_by(vms.c.host, vms.c.name, vms.c.id)
+        )
+        with self._read() as conn:
+            return [row.record for row in conn.execute(query)]
+
     def get_vm(self, id_or_name: str) -> dict[str, Any] | None:
         """The stored record of a VM (``VM.to_dict()`` form) plus ``last_seen``/``gone_at``.
 

@@ -109,6 +109,9 @@ vms = Table(
     # parses.
     Column("input_digest", String(64)),
     Column("input_chains", JSON),
+    # paged lists (store/pages.py): filter columns, then the list's order (migration 0008)
+    Index("ix_vms_host_name_id", "host", "name", "id"),
+    Index("ix_vms_state_host_name_id", "state", "host", "name", "id"),
 )
 
 # When a host's listing of one kind (``vms`` or ``images``) was last read completely. A VM
@@ -203,6 +206,11 @@ findings = Table(
     Column("last_seen", UTCDateTime(), nullable=False),
     Column("resolved_at", UTCDateTime()),
     UniqueConstraint("rule", "resource", "resource_id"),
+    # paged lists by status/rule/host/severity in id order; per-host comparison (0008)
+    Index("ix_findings_status_id", "status", "id"),
+    Index("ix_findings_rule_status_id", "rule", "status", "id"),
+    Index("ix_findings_host_status_id", "host", "status", "id"),
+    Index("ix_findings_severity_status_id", "severity", "status", "id"),
 )
 
 # The audit journal: every action on a VM, and operator events (``vm_id`` NULL).
