@@ -5,13 +5,15 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from vmwarden.model.escape import for_terminal
-from vmwarden.store import Store
+
+if TYPE_CHECKING:
+    from vmwarden.store import Store
 
 
 def _console(*, stderr: bool = False) -> Console:
@@ -60,6 +62,8 @@ def actor_name(given: str | None) -> str:
 
 
 def open_store(db: str | None) -> Store:
+    from vmwarden.store import Store  # SQLAlchemy: imported by the commands that open one
+
     return Store.open(db)
 
 

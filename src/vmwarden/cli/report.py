@@ -164,8 +164,14 @@ def register_report(app: typer.Typer) -> None:
                 "--framework and -p/--policy apply to `report compliance` only",
                 param_hint="--framework",
             )
-        with open_store(db) as store:
-            rows = [_plain(r) for r in _rows(store, what, vm)]
+        from vmwarden.store.reads import open_findings
+
+        fast = open_findings(db) if what is What.findings else None
+        if fast is not None:  # an up-to-date SQLite store, read without SQLAlchemy
+            rows = [_plain(r) for r in fast]
+        else:
+            with open_store(db) as store:
+                rows = [_plain(r) for r in _rows(store, what, vm)]
         cols = list(rows[0].keys()) if rows else []
         if fmt is Fmt.json:
             print(json.dumps(rows, indent=2, default=_default))

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import platformdirs
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
@@ -17,25 +16,21 @@ from sqlalchemy.pool import StaticPool
 
 from vmwarden.errors import StoreError
 from vmwarden.store import private
+from vmwarden.store.location import (  # noqa: F401 - part of this module's interface
+    BUSY_TIMEOUT_MS,
+    ENV_VAR,
+    MIGRATIONS,
+    default_url,
+    newest_revision,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-ENV_VAR = "VMWARDEN_DB"
-BUSY_TIMEOUT_MS = 30_000
 IMMEDIATE = "vmwarden_immediate"  # execution option: open a SQLite write transaction eagerly
 URL_EXAMPLES = "sqlite:////var/lib/vmwarden/vmwarden.db or postgresql+psycopg://user@host/vmwarden"
 SUPPORTED = ("sqlite", "postgresql")
-
-
-def default_url() -> str:
-    """``$VMWARDEN_DB``, else an SQLite file in the user data directory."""
-    env = os.environ.get(ENV_VAR, "").strip()
-    if env:
-        return env
-    return f"sqlite:///{Path(platformdirs.user_data_dir('vmwarden')) / 'vmwarden.db'}"
 
 
 def _shown(url: URL | str) -> str:
@@ -152,16 +147,6 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-def newest_revision() -> str:
-    """The newest migration's id from the file names (``0007_….py`` → ``"0007"``).
-
-    Revisions are linear and numbered (tests/store/test_store_migrations.py checks this
-    equals Alembic's head), so an up-to-date store is recognised without importing Alembic,
-    which cost a third of every CLI call's start-up.
-    """
-    return max(p.name[:4] for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
 def stored_revision(engine: Engine) -> str | None:
