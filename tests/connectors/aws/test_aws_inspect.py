@@ -73,9 +73,9 @@ def reads_debian(
     order.clear()
 
     class DebianEverywhere(ScanSnapshots):
-        def _create(self, volume_id: str) -> str:
+        def _create(self, volume_id: str, token: str | None = None) -> str:
             order.append("take")
-            return super()._create(volume_id)
+            return super()._create(volume_id, token)
 
         def readable(self, snapshot_id: str, volume_id: str) -> str:
             order.append("read")

@@ -82,6 +82,33 @@ class ScanJournal:
             }
         return token
 
+    def begin_many(self, region: str, volume_ids: list[str]) -> dict[str, str]:
+        """One entry per volume, in one write (a region of thousands of volumes must not
+        rewrite the file thousands of times); volume → token."""
+        tokens = {vid: uuid.uuid4().hex for vid in volume_ids}
+        with self._locked() as entries:
+            for vid, token in tokens.items():
+                entries[token] = {
+                    "region": region,
+                    "volume": vid,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "snapshot": None,
+                }
+        return tokens
+
+    def created_many(self, snapshots: dict[str, str]) -> None:
+        """token → snapshot id, in one write."""
+        with self._locked() as entries:
+            for token, sid in snapshots.items():
+                if token in entries:
+                    entries[token]["snapshot"] = sid
+
+    def done_many(self, tokens: list[str]) -> None:
+        with self._locked() as entries:
+            for token in tokens:
+                entries.pop(token, None)
+
     def created(self, token: str, snapshot_id: str) -> None:
         with self._locked() as entries:
             if token in entries:
@@ -142,12 +169,19 @@ class ScanSnapshots:
         """Snapshots of every volume, all started before any is waited for (a first
         snapshot of a large volume takes minutes: a sweep waits for the slowest, not for
         the sum); volume → snapshot id, or the error that volume met."""
+        self.sweep_leftovers()
+        vols = list(dict.fromkeys(volume_ids))
+        tokens = self.journal.begin_many(self.region, vols)
         out: dict[str, str | Exception] = {}
-        for vid in dict.fromkeys(volume_ids):
+        for vid in vols:
             try:
-                out[vid] = self._create(vid)
+                out[vid] = self._create(vid, tokens[vid])
             except Exception as exc:  # this volume is unknown with the reason; others go on
                 out[vid] = exc
+        self.journal.created_many(
+            {tokens[v]: sid for v, sid in out.items() if isinstance(sid, str)}
+        )
+        self.journal.done_many([tokens[v] for v, sid in out.items() if not isinstance(sid, str)])
         started = [sid for sid in out.values() if isinstance(sid, str)]
         failed = self._wait(started, raise_first=False)
         for vid, sid in out.items():
@@ -155,10 +189,13 @@ class ScanSnapshots:
                 out[vid] = ConnectorError(f"scan snapshot {sid} of {vid} is {failed[sid]}")
         return out
 
-    def _create(self, volume_id: str) -> str:
-        """Journal, then create a tagged snapshot of the volume (not waited for)."""
-        self.sweep_leftovers()
-        token = self.journal.begin(self.region, volume_id)
+    def _create(self, volume_id: str, token: str | None = None) -> str:
+        """Journal (unless the caller did, giving ``token``), then create a tagged snapshot
+        of the volume (not waited for)."""
+        own_entry = token is None
+        if token is None:
+            self.sweep_leftovers()
+            token = self.journal.begin(self.region, volume_id)
         try:
             snap = self._ec2.create_snapshot(
                 VolumeId=volume_id,
@@ -168,10 +205,12 @@ class ScanSnapshots:
                 ],
             )
         except Exception:
-            self.journal.done(token)  # nothing was created
+            if own_entry:
+                self.journal.done(token)  # nothing was created
             raise
         sid = str(snap["SnapshotId"])
-        self.journal.created(token, sid)
+        if own_entry:
+            self.journal.created(token, sid)
         self.taken[sid] = token
         return sid
 
@@ -225,10 +264,11 @@ class ScanSnapshots:
         deleted = []
         for sid in list(self.taken):
             try:
-                self.release(sid)
+                self._delete(sid)
                 deleted.append(sid)
             except Exception as exc:  # the journal keeps it; the next run deletes it
                 log.warning("scan snapshot %s not deleted (next run will): %s", sid, exc)
+        self.journal.done_many([self.taken.pop(sid) for sid in deleted])  # one write
         return deleted
 
     def sweep_leftovers(self) -> list[str]:
