@@ -7,9 +7,10 @@ locales and time zones and ran fstrim, the used copy as a streamOptimized vmdk; 
 the agent image's debootstrap, an unrelated ext4) with its similarity and the verdict at
 the default threshold, and the false-positive / false-negative counts over those cases.
 ``read_pct`` is against the compared disk's files (every layer of its chain, a sparse raw
-file by what it allocates; < 2% is the target). Remote cost is not
-measured (remote disks are not read yet): ``reads`` is the number of ranged reads a remote
-reader would make, and ``remote_ms`` what they cost at 1 ms round trip, 1 Gbit/s.
+file by what it allocates; < 2% is the target). ``reads`` is the number of ranged reads a
+remote reader would make, and ``remote_ms`` what they cost at 1 ms round trip, 1 Gbit/s; the
+comparison of a real remote volume (bytes over a libvirt connection) is measured in
+``bench/remote_disks.py`` (``--only remote``: "lineage: compare remote volume").
 Times are medians of in-process runs, each with the disk's files dropped from the page cache
 (``POSIX_FADV_DONTNEED``): read from storage.
 """
