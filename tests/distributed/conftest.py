@@ -182,6 +182,7 @@ class Cluster:
     scheduler: subprocess.Popen[bytes]
     storage: dict[str, Path]
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    spares: list[subprocess.Popen[bytes]] = field(default_factory=list)
     insecure: bool = False  # a lab cluster: tcp://, workers with --insecure
     death_timeout: int = 15  # seconds a worker waits for a (re)started scheduler
 
@@ -198,8 +199,9 @@ class Cluster:
             cmd += ["--tls-key", str(self.certs.key)]
         return cmd + list(extra)
 
-    def start_worker(self, host: str) -> subprocess.Popen[bytes]:
-        """``vmwarden worker`` for ``host`` in its own mount namespace (see the module doc)."""
+    def start_worker(self, host: str, *, spare: bool = False) -> subprocess.Popen[bytes]:
+        """``vmwarden worker`` for ``host`` in its own mount namespace (see the module doc);
+        ``spare``: a second worker of the host, kept in ``spares``."""
         storage = self.storage[host]
         keep = self.root / f"keep-{host}"
         keep.mkdir(exist_ok=True)
@@ -216,7 +218,10 @@ class Cluster:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        self.workers[host] = proc
+        if spare:
+            self.spares.append(proc)
+        else:
+            self.workers[host] = proc
         return proc
 
     def wait_for(self, hosts: set[str]) -> None:
@@ -245,10 +250,11 @@ class Cluster:
         return Client(self.address, security=security, set_as_default=False, timeout=30)
 
     def stop(self) -> None:
-        for proc in [*self.workers.values(), self.scheduler]:
+        everything = [*self.workers.values(), *self.spares, self.scheduler]
+        for proc in everything:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in [*self.workers.values(), self.scheduler]:
+        for proc in everything:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -3,6 +3,7 @@ findings and guest facts as a single-process sweep; a worker killed mid-sweep lo
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -102,6 +103,66 @@ def test_a_worker_reads_nothing_outside_its_storage_dirs(estate: Estate, cluster
     assert result.facts is None
     assert "not under its storage directories" in (result.chain[0].error or "")
     assert visible is False  # the mount namespace: host-b's directory is not there
+
+
+def _sweep_killing(estate: Estate, cluster: Cluster, db: Path, host: str) -> tuple[ScanResult, int]:
+    """A distributed sweep during which the first worker of ``host`` seen reading a disk is
+    SIGKILLed; the result and the killed worker's pid (its name ends ``-PID-N``)."""
+    executor = _executor(cluster)
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = _sweep(estate, db, executor)
+        except BaseException as exc:  # re-raised below, in the test's thread
+            box["error"] = exc
+
+    sweep = threading.Thread(target=run)
+    killed = 0
+    try:
+        with cluster.client() as watcher:
+            sweep.start()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and sweep.is_alive() and not killed:
+                for address, keys in watcher.processing().items():
+                    who = watcher.scheduler_info(n_workers=-1)["workers"].get(address, {})
+                    if keys and f"vmwarden-host:{host}" in (who.get("resources") or {}):
+                        killed = int(str(who["name"]).split("-")[-2])
+                        os.kill(killed, signal.SIGKILL)
+                        break
+                time.sleep(0.05)
+        sweep.join(timeout=300)
+    finally:
+        executor.close()
+    assert killed, f"no worker of {host} was seen reading a disk"
+    assert "error" not in box, box.get("error")
+    result = box["result"]
+    assert isinstance(result, ScanResult)
+    return result, killed
+
+
+def test_a_worker_killed_mid_sweep_has_its_disks_read_by_another_of_its_host(
+    estate: Estate, cluster: Cluster, local: ScanResult, tmp_path: Path
+) -> None:
+    """host-b has two workers; the one reading is SIGKILLed: Dask reruns its tasks on the
+    other, and host-b is still read by a worker."""
+    from vmwarden.distributed.placement import hosts_up
+
+    spare = cluster.start_worker("host-b", spare=True)
+    with cluster.client() as client:
+        deadline = time.monotonic() + 90
+        while len(hosts_up(client.scheduler_info(n_workers=-1)).get("host-b", [])) < 2:
+            assert time.monotonic() < deadline, "the spare worker of host-b did not join"
+            time.sleep(0.3)
+    result, killed = _sweep_killing(estate, cluster, tmp_path / "db.sqlite", "host-b")
+    assert result.disk_reads == dict.fromkeys(HOSTS, "worker")
+    assert not any("lost mid-sweep" in w for w in result.warnings)
+    assert _found(result) == _found(local)
+    assert _facts(result) == _facts(local)
+    if killed == cluster.workers["host-b"].pid:  # the survivor is host-b's worker from now on
+        cluster.spares.remove(spare)
+        cluster.spares.append(cluster.workers["host-b"])
+        cluster.workers["host-b"] = spare
 
 
 def test_a_worker_killed_mid_sweep_loses_nothing(
