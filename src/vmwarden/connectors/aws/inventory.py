@@ -68,6 +68,9 @@ _INDEXED: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
     ("volumes", "describe_volumes", "Volumes", "VolumeId", {}),
     ("snapshots", "describe_snapshots", "Snapshots", "SnapshotId", {"OwnerIds": ["self"]}),
 )
+#: Instances per describe_instances page: AWS's most (moto answers everything in one page
+#: otherwise, and 5,000 instances in one answer outlast botocore's 60 s read timeout).
+PAGE = 1000
 _STOPPED_AT = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
 
 
@@ -85,7 +88,9 @@ def describe_region(ec2: Any, account: str | None = None) -> Describe:
             attr: ex.submit(_index, ec2, op, key, id_key, **_narrowed(op, kw, account))
             for attr, op, key, id_key, kw in _INDEXED
         }
-        for page in ec2.get_paginator("describe_instances").paginate():
+        for page in ec2.get_paginator("describe_instances").paginate(
+            PaginationConfig={"PageSize": PAGE}
+        ):
             for reservation in page.get("Reservations", []):
                 out.instances.extend(reservation.get("Instances", []))
         # the AMIs instances use are known now: the account's own and those others, by id
