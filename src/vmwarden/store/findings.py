@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, select, tuple_, update
+from sqlalchemy import Text, bindparam, cast, select, update
 
 from vmwarden.model import Finding, Severity
 from vmwarden.store.base import StoreBase, aware, chunks, upsert
@@ -109,10 +109,20 @@ def _stored(conn: Any, current: dict[Key, Finding], hosts: set[str] | None) -> l
         )
     )
     seen = {r.id for r in rows}
-    key = tuple_(findings.c.rule, findings.c.resource, findings.c.resource_id)
-    for chunk in chunks(list(current), 500):
+    # the unique (rule, resource, resource_id) index, probed with one IN list per column;
+    # the exact keys are checked here (a row-value IN list was planned as a scan)
+    rules = sorted({k[0] for k in current})
+    kinds = sorted({k[1] for k in current})
+    for chunk in chunks(sorted({k[2] for k in current})):
+        query = select(*_COMPARED).where(
+            findings.c.rule.in_(rules),
+            findings.c.resource.in_(kinds),
+            findings.c.resource_id.in_(chunk),
+        )
         rows += [
-            r for r in conn.execute(select(*_COMPARED).where(key.in_(chunk))) if r.id not in seen
+            r
+            for r in conn.execute(query)
+            if r.id not in seen and (r.rule, r.resource, r.resource_id) in current
         ]
     return rows
 
