@@ -116,8 +116,7 @@ _PLATFORM_WORD = re.compile(r"libvirt|qemu|vsphere|vcenter|esx|aws|ec2|ebs")
 URI_LITERALS_ALLOWED = {
     "engine/demo.py": "the demo builds a libvirt test-driver estate on purpose",
     "engine/demo_vsphere.py": "the vSphere demo builds a vcsim estate on purpose",
-    "engine/admission_decider.py": "default URI of the start hook's VMs (to come from the hook)",
-    "engine/watch/state.py": "the same default, when watch has no URI (to go with it)",
+    "engine/estate_files.py": "generates test-driver estates for tests and benches, as fleetgen",
     "cli/inspect_disk.py": "`inspect ebs:` picks the EC2 connection (to come from the connector)",
 }
 

@@ -103,6 +103,7 @@ class StartHook(Protocol):
     DROP_IN: Path
     DEFAULT_LOG: str
     SYSTEM_PYTHON: str
+    LOCAL_URI: str  # the connection whose VMs the hook admits
     Unreachable: type[Exception]
 
     def install(

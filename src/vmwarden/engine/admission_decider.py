@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vmwarden.connectors.capabilities import admission_parser
+from vmwarden.connectors.capabilities import admission_parser, start_hook
 from vmwarden.enforce.held import mark_vm_held
 from vmwarden.engine.admission import Decision
 from vmwarden.engine.admission_hasher import BackgroundHasher
@@ -74,7 +74,7 @@ class Decider:
         store: Any,
         policy: Policy,
         *,
-        uri: str = "qemu:///system",
+        uri: str | None = None,
         host: str | None = None,
         image_dirs: Iterable[str | os.PathLike[str]] = (),
         known_vms: Callable[[], Iterable[VM]] | None = None,
@@ -85,7 +85,8 @@ class Decider:
     ) -> None:
         self.store = store
         self.policy = policy
-        self.uri = uri
+        # default: the connection whose VMs this machine's start hook admits
+        self.uri = uri or start_hook().LOCAL_URI
         self.host = host or socket.gethostname()
         self.image_dirs = [Path(d) for d in image_dirs]
         self.on_hold = on_hold
@@ -99,7 +100,7 @@ class Decider:
         # unknown roots are hashed there, never here (see the module docstring)
         self._own_hasher = hasher is None
         self.hasher = hasher or BackgroundHasher(self._remember_digest)
-        self._parse = admission_parser(uri)  # the platform's request format, not ours
+        self._parse = admission_parser(self.uri)  # the platform's request format, not ours
 
     def close(self) -> None:
         """Stop the background hasher this decider made (one passed in is the caller's)."""

@@ -61,6 +61,8 @@ BOOT = (
     'exec(compile(src, p, "exec"), {"__name__": "__main__"})'
 )
 DEFAULT_LOG = "/var/log/vmwarden/hook.log"
+#: The connection whose VMs this machine's hook admits (the local system daemon).
+LOCAL_URI = "qemu:///system"
 _GLOB = re.compile(r"[A-Za-z0-9_.*?-]+")
 
 

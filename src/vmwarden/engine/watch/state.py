@@ -169,6 +169,7 @@ class WatchState:
         return self._get_decider()(domain_xml)
 
     def _get_decider(self) -> Any:
+        from vmwarden.connectors.capabilities import start_hook
         from vmwarden.engine.admission_decider import Decider
         from vmwarden.engine.admission_hasher import BackgroundHasher
 
@@ -176,7 +177,10 @@ class WatchState:
             if self._hasher is None:
                 self._hasher = BackgroundHasher(self.store.remember_digest)
             if self._decider is None:
-                uri = self.config.uris[0] if self.config.uris else "qemu:///system"
+                # the watched connection this machine's start hook admits VMs of
+                hook = start_hook()
+                served = [u for u in self.config.uris if hook.serves(u)]
+                uri = (served or self.config.uris or [hook.LOCAL_URI])[0]
                 dirs = sorted(
                     {
                         p.path
