@@ -47,9 +47,12 @@ def open_findings(url: str | None) -> list[Finding] | None:
     if path is None:
         return None
     # as Store.open does: the file and SQLite's companions are the owner's only
-    private.create_private(path)
-    for suffix in ("-wal", "-shm"):
-        private.tighten(f"{path}{suffix}")
+    try:
+        private.create_private(path)
+        for suffix in ("-wal", "-shm"):
+            private.tighten(f"{path}{suffix}")
+    except OSError:
+        return None  # not ours to write: Store says what is wrong, with the hint
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     except sqlite3.Error:
