@@ -325,3 +325,20 @@ def test_a_quarantine_group_deleted_while_a_connection_holds_it_is_made_again(
         assert set(made) == {estate.vpc1, estate.vpc2}
         q1, q2 = made[estate.vpc1]["GroupId"], made[estate.vpc2]["GroupId"]
         assert estate.groups_of() == dict(zip(estate.enis, [[q1], [q1], [q2]], strict=True))
+
+
+def test_an_eni_detached_during_quarantine_gets_its_groups_back_on_release(
+    estate: Estate, store: Store
+) -> None:
+    ec2, third = estate.ec2, estate.enis[2]
+    original = estate.groups_of()[third]
+    with AwsConnector(URI) as conn:
+        assert _quarantine(store, conn, estate.vm).status == "done"
+        attachment = ec2.describe_network_interfaces(NetworkInterfaceIds=[third])[
+            "NetworkInterfaces"
+        ][0]["Attachment"]["AttachmentId"]
+        ec2.detach_network_interface(AttachmentId=attachment)
+        assert Quarantiner(store, "a").release(conn, estate.vm, reason="ok").status == "done"
+    (eni,) = ec2.describe_network_interfaces(NetworkInterfaceIds=[third])["NetworkInterfaces"]
+    assert "Attachment" not in eni or eni["Attachment"].get("Status") != "attached"
+    assert [g["GroupId"] for g in eni["Groups"]] == original  # not left in quarantine

@@ -102,6 +102,21 @@ class AwsIsolation:
         enis.sort(key=lambda e: int((e.get("Attachment") or {}).get("DeviceIndex", 0)))
         return {str(e["NetworkInterfaceId"]): e for e in enis}
 
+    def _recorded(self, vm_id: str, records: list[IsolationRecord]) -> dict[str, dict[str, Any]]:
+        """The attached ENIs and every recorded one detached since that still exists: release
+        gives a detached ENI its groups back too (it still carries the quarantine group)."""
+        current = self._enis(vm_id)
+        missing = [str(n["eni"]) for n in records if n["eni"] not in current]
+        if missing:
+            found = self._call(
+                lambda: self._ec2.describe_network_interfaces(
+                    Filters=[{"Name": "network-interface-id", "Values": missing}]
+                )
+            )
+            for eni in found.get("NetworkInterfaces", []):
+                current[str(eni["NetworkInterfaceId"])] = eni
+        return current
+
     def _group_named(self, vpc: str, name: str) -> dict[str, Any] | None:
         found = self._call(
             lambda: self._ec2.describe_security_groups(
@@ -270,7 +285,7 @@ class AwsIsolation:
         self, vm_id: str, records: list[IsolationRecord], spec: QuarantineSpec
     ) -> list[NicChange]:
         """Every ENI whose groups someone changed during quarantine, for people."""
-        current = self._enis(vm_id)
+        current = self._recorded(vm_id, records)
         out = []
         for nic in records:
             eni = current.get(nic["eni"])
@@ -302,7 +317,7 @@ class AwsIsolation:
         quarantine stay instead of the originals (their change is the fix)."""
         keep: dict[str, list[str]] = {}
         if keep_changes and changes:
-            current = self._enis(vm_id)
+            current = self._recorded(vm_id, records)
             for nic in records:
                 eni = current.get(nic["eni"])
                 target = [nic["group"]] if nic.get("group") else []
@@ -330,7 +345,7 @@ class AwsIsolation:
     ) -> list[str]:
         """Give every ENI back its recorded groups, in their order (or the plan's kept ones)."""
         originals = {n["eni"]: n for n in records}
-        current = self._enis(vm_id)
+        current = self._recorded(vm_id, records)
         for nic in plan:
             if nic[STEP] in _FINISHED:
                 continue
