@@ -37,7 +37,7 @@ from vmwarden.engine.lineage import Lineage
 from vmwarden.engine.metrics import WatchMetrics, serve_metrics
 from vmwarden.engine.scan import ScanResult
 from vmwarden.engine.watch.alert_journal import FailedAlerts
-from vmwarden.engine.watch.events import came_up, gated_by_sweep, read_vm
+from vmwarden.engine.watch.events import came_up, read_vm
 from vmwarden.engine.watch.gate import WATCH_ACTOR, Gate, Outcome
 from vmwarden.engine.watch.hosts import HostWatch
 from vmwarden.engine.watch.judge import LIVE, Judge
@@ -305,8 +305,10 @@ class Watcher:
             prior = self.state.vm(vm_id)
             if vm.state not in LIVE:
                 self.gate.late_start(vm_id, batch)  # a short run's own 'started', read late
-            if vm.state in LIVE and gated_by_sweep(self.store, prior, batch):
-                pass  # a reconcile saw this start first and the gate acted on it there
+            if vm.state not in LIVE:
+                self.gate.swept.forget(vm_id)
+            if vm.state in LIVE and self.gate.swept.covers(vm_id, batch, run):
+                pass  # a reconcile saw this start first and gated it there
             elif vm.state in LIVE and came_up(batch, self.state.last_state.get(vm_id)):
                 outcome = self.gate.at_start(conn, vm, prior, start_event(batch), run)
             elif vm.state == State.SHUTOFF and self.store.active_quarantine(vm_id) is None:
@@ -381,7 +383,9 @@ class Watcher:
         swept_before = set(self.state.swept_hosts)
         self.state.swept_hosts |= set(result.hosts)
         self._refresh_held(result.vms)  # first: the gate settles what is held
-        self.gate.after_reconcile(result, before, swept_before, self._connector)
+        self.gate.after_reconcile(
+            result, before, swept_before, self._connector, swept_at=datetime.now(UTC)
+        )
         return result
 
     def _refresh_held(self, vms: list[VM]) -> None:

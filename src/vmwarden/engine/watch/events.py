@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-from typing import Any
+from datetime import datetime
 
 from vmwarden.connectors.base import Connector
-from vmwarden.engine.watch.gate import DAEMON_ACTORS
 from vmwarden.engine.watch.judge import LIVE
 from vmwarden.model import VM, State
-from vmwarden.model.events import STARTED, VmEvent
+from vmwarden.model.events import STARTED, STOPPED, VmEvent
 
 
 def came_up(batch: list[VmEvent], last: State | None) -> bool:
@@ -21,21 +19,34 @@ def came_up(batch: list[VmEvent], last: State | None) -> bool:
     return last is not None and last not in LIVE
 
 
-def gated_by_sweep(store: Any, prior: VM | None, batch: list[VmEvent]) -> bool:
-    """Whether a reconcile saw this batch's start first and the gate acted on it there (a
-    daemon quarantine or release journaled since the start event arrived): that start was
-    gated on full data (``Gate.after_reconcile``), and the late event must not judge it
-    again "as just before its start" from a store that already holds it running (that read
-    a just-released VM's dormancy as unknown and held it again)."""
-    started = [e for e in batch if e.kind == STARTED]
-    if not started or prior is None or prior.state not in LIVE or prior.state_since is None:
-        return False
-    at = started[-1].at
-    since = prior.state_since if prior.state_since.tzinfo else prior.state_since.replace(tzinfo=UTC)
-    if since < at:
-        return False  # the VM's running record is older than this start: not the sweep's
-    acted = store.journal_entries(vm_id=prior.id, since=at, limit=10)
-    return any(e.actor in DAEMON_ACTORS for e in acted)
+class SweptStarts:
+    """Starts a reconcile saw, and gated on full data, before their events were read.
+
+    A platform that names no run of a VM (``Observed.run`` None: vSphere, EC2) cannot tell a
+    late ``started`` event of a start the reconcile already judged from a new start; the
+    gate's run tokens do that for libvirt. Judging it again "as just before its start" would
+    read the store's running record as the state before (vSphere under load: a dormant VM
+    the reconcile had just released was found "dormant since an unknown time" and held
+    again). The reconcile marks each VM it saw come up with the time it finished; a batch
+    whose last ``started`` arrived by then, with no ``stopped`` in it, is that start.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, datetime] = {}
+
+    def mark(self, vm_id: str, at: datetime) -> None:
+        self._seen[vm_id] = at
+
+    def forget(self, vm_id: str) -> None:
+        """The VM was read not running: a later start is a new one."""
+        self._seen.pop(vm_id, None)
+
+    def covers(self, vm_id: str, batch: list[VmEvent], run: int | None) -> bool:
+        seen = self._seen.get(vm_id)
+        if run is not None or seen is None or any(e.kind == STOPPED for e in batch):
+            return False
+        started = [e for e in batch if e.kind == STARTED]
+        return bool(started) and started[-1].at <= seen
 
 
 def read_vm(conn: Connector, vm_id: str) -> tuple[VM, int | None]:

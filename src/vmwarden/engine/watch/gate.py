@@ -30,6 +30,7 @@ from vmwarden.enforce import Quarantiner, QuarantineSpec
 from vmwarden.engine.admission_records import as_datetime
 from vmwarden.engine.metrics import WatchMetrics
 from vmwarden.engine.scan import ScanResult
+from vmwarden.engine.watch.events import SweptStarts
 from vmwarden.engine.watch.holds import HoldAlerts
 from vmwarden.engine.watch.judge import LIVE, Judge, Judgement
 from vmwarden.engine.watch.latency import Latencies, Latency, LiveTimer, arrival, first_started
@@ -84,6 +85,7 @@ class Gate:
         self.latencies = Latencies()
         self.holds = HoldAlerts(store)
         self._runs: dict[str, int] = {}  # VM id → the run id of its last start judged
+        self.swept = SweptStarts()  # starts a reconcile gated before their events were read
 
     @property
     def can_hold(self) -> bool:
@@ -255,9 +257,11 @@ class Gate:
         before: dict[str, State],
         swept_before: set[str],
         connector_of: Callable[[str], Any],
+        swept_at: datetime | None = None,
     ) -> None:
         """The gate for what a reconcile found: VMs that started while the daemon was away
-        (``before``: their state as last known), shut-off VMs it would hold."""
+        (``before``: their state as last known), shut-off VMs it would hold. ``swept_at``:
+        when the reconcile's view was taken (the starts it gated are marked ``swept``)."""
         estate = self.state.estate()
         for vm in result.vms:
             prev = before.get(vm.id)
@@ -268,6 +272,8 @@ class Gate:
                 (prev is not None and prev not in LIVE)
                 or (prev is None and vm.host in swept_before)
             )
+            if came_up and swept_at is not None:
+                self.swept.mark(vm.id, swept_at)
             if came_up or (vm.state in LIVE and vm.id in self.state.held):
                 # started while the daemon was away, or held: the gate, on full data (a hold
                 # whose cause cleared without an event on the VM is released here)
@@ -291,7 +297,9 @@ def _booted_isolated(entry: ActionRecord, moment: datetime, intact: bool = False
     persistent definition (vSphere: NICs moved and not connected at power-on) that is what
     says it booted so. Stored times may be naive UTC."""
     nics = entry.changes.get("nics") or []
-    if not nics or (not intact and any(n.get("config") != "done" for n in nics)):
+    # libvirt's records say whether the persistent definition was isolated ("config")
+    named = any("config" in n for n in nics)
+    if not nics or ((named or not intact) and any(n.get("config") != "done" for n in nics)):
         return False  # a transient VM, or a definition not (yet) isolated: it did not boot so
     began = as_datetime(entry.created_at)
     if began is None:
