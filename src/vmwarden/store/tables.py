@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 
 # Named constraints, so that later migrations can alter them (SQLite batch mode needs names).
@@ -79,6 +80,9 @@ def full_metadata() -> MetaData:
     return metadata
 
 
+# Partial indexes over the VMs not gone (what the lists show by default)
+_LIVE = {"postgresql_where": text("gone_at IS NULL"), "sqlite_where": text("gone_at IS NULL")}
+
 # The latest known state of each VM (by UUID); ``record`` is ``VM.to_dict()``.
 vms = Table(
     "vms",
@@ -110,8 +114,8 @@ vms = Table(
     Column("input_digest", String(64)),
     Column("input_chains", JSON),
     # paged lists (store/pages.py): filter columns, then the list's order (migration 0008)
-    Index("ix_vms_host_name_id", "host", "name", "id"),
-    Index("ix_vms_state_host_name_id", "state", "host", "name", "id"),
+    Index("ix_vms_host_name_id", "host", "name", "id", **_LIVE),
+    Index("ix_vms_state_host_name_id", "state", "host", "name", "id", **_LIVE),
 )
 
 # When a host's listing of one kind (``vms`` or ``images``) was last read completely. A VM
