@@ -21,6 +21,7 @@ from typing import Any
 from bench import (
     aws_watch,
     distributed,
+    estate_scale,
     inspection,
     lineage,
     oval,
@@ -172,6 +173,12 @@ def main() -> None:
             "distributed",
             "Scale-out (#16; Debian 12 minbase; a host's Dask worker vs vol.download; seconds)",
             lambda _tmp: distributed.run(repeats),
+        ),
+        (
+            "estate-scale",
+            "Estate scale (#16.4; streaming sweep into PostgreSQL: 1M VMs / 10k hosts in --full, "
+            "20k quick; seconds)",
+            lambda _tmp: estate_scale.run(args.full),
         ),
         (
             "lineage",

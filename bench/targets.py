@@ -201,6 +201,7 @@ def judge(sections: Rows) -> list[dict[str, str]]:
         )
     _hook(rows, add)
     _aws_watch(rows, add)
+    _estate_scale(rows, add)
     foot = next((r for r in rows if "cpu_pct" in r), None)
     if foot:
         add("watch idle CPU < 1% of a core", f"{foot['cpu_pct']:.2f}%", foot["cpu_pct"] < 1)
@@ -294,3 +295,19 @@ def _aws_watch(rows: list[dict[str, Any]], add: Any) -> None:
             f"{quar['median'] * 1000:.0f} ms, {quar['ratio_to_floor']:.1f}x the floor (moto)",
             None,
         )
+
+
+def _estate_scale(rows: list[dict[str, Any]], add: Any) -> None:
+    """#16.4: the streaming sweep's master stays within 2 GB (bench/estate_scale.py)."""
+    r = _find(rows, r"stream [\d,]+ VMs / [\d,]+ hosts into PostgreSQL")
+    if r is None:
+        return
+    size = str(r["name"]).split()[1]
+    full = size == "1,000,000"
+    add(
+        "1M VMs / 10k hosts into PostgreSQL: master peak RSS ≤ 2 GB (#16.4)",
+        f"{r['peak_rss'] / 2**20:,.0f} MiB at {size} VMs"
+        + ("" if full else " (1M only in --full)")
+        + f"; {r['median']:,.0f} s; {r['note']}",
+        r["peak_rss"] <= 2 * 2**30 if full else None,
+    )
