@@ -82,6 +82,15 @@ def register(app: typer.Typer) -> None:
         slots: Annotated[
             int, typer.Option("--slots", help="Disks read at once (0: the CPUs).")
         ] = 0,
+        listen: Annotated[
+            str | None,
+            typer.Option(
+                "--listen",
+                help="Host or IP the others reach this worker at (default: the interface "
+                "that routes to the scheduler).",
+                show_default=False,
+            ),
+        ] = None,
         death_timeout: Annotated[
             float,
             typer.Option(
@@ -101,5 +110,6 @@ def register(app: typer.Typer) -> None:
             insecure=insecure,
             slots=slots,
             death_timeout=death_timeout,
+            listen=listen,
         )
         raise typer.Exit(run_worker(config))

@@ -31,8 +31,10 @@ from vmwarden.store.facts import FactsCache
 
 log = logging.getLogger(__name__)
 UNINSPECTABLE = "uninspectable"
-#: Seconds between looks at the tasks and at which hosts still have a worker.
+#: Seconds between looks at the tasks.
 POLL = 0.2
+#: Seconds between looks at which hosts still have a worker (the scheduler's worker list).
+LOOK = 1.0
 
 
 @dataclass
@@ -160,22 +162,22 @@ class DaskDisks:
         return served
 
     def _gather(self, hosts: dict[str, _Host]) -> dict[tuple[str, str], DiskResult]:
-        """Every task's result; a host with no worker left or a failed task is ``lost``."""
+        """Every task's result; a host with no worker left or a failed task is ``lost``.
+        Results come in batches (one ``gather`` per poll); which hosts still have a worker
+        is asked every :data:`LOOK` seconds."""
         results: dict[tuple[str, str], DiskResult] = {}
+        looked = time.monotonic()
         while True:
-            pending = [
-                f
-                for h in hosts.values()
-                if h.lost is None
-                for f in h.futures.values()
-                if not f.done()
-            ]
+            waiting = False
             for host in hosts.values():
                 if host.lost is None:
-                    self._collect(host, results)
-            if not pending:
+                    waiting |= self._collect(host, results)
+            if not waiting:
                 return results
             time.sleep(POLL)  # distributed.wait wants a default client; the sweep has none
+            if time.monotonic() - looked < LOOK:
+                continue
+            looked = time.monotonic()
             up = self.workers()
             for host in hosts.values():
                 if host.lost is None and host.inv.host not in up:
@@ -184,22 +186,23 @@ class DaskDisks:
                     host.lost = "no worker of this host is left"
                     self.client.cancel(list(host.futures.values()))
 
-    @staticmethod
-    def _collect(host: _Host, results: dict[tuple[str, str], DiskResult]) -> None:
-        for k, future in host.futures.items():
-            if k in results or not future.done():
-                continue
-            if future.status == "finished":
-                results[k] = future.result()
-                continue
+    def _collect(self, host: _Host, results: dict[tuple[str, str], DiskResult]) -> bool:
+        """Take ``host``'s finished results; mark it lost on a failed task. Whether any of
+        its tasks is still running."""
+        done = [(k, f) for k, f in host.futures.items() if k not in results and f.done()]
+        failed = next((f for _, f in done if f.status != "finished"), None)
+        if failed is not None:
             try:
-                future.result(timeout=0)
+                failed.result(timeout=0)
+                host.lost = f"task {failed.status}"
             except Exception as exc:  # KilledWorker, a bug on the worker: the host falls back
                 host.lost = f"{type(exc).__name__}: {exc}"
-                log.warning("disk task of %s failed: %s", host.inv.host, host.lost)
-                return
-            host.lost = f"task {future.status}"
-            return
+            log.warning("disk task of %s failed: %s", host.inv.host, host.lost)
+            return False
+        if done:
+            values = self.client.gather([f for _, f in done])
+            results.update(zip([k for k, _ in done], values, strict=True))
+        return any(k not in results for k in host.futures)
 
 
 def _disk_paths(vms: list[VM]) -> list[tuple[str, str | None]]:
