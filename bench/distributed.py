@@ -2,7 +2,8 @@
 of the same images, in one run.
 
 A second libvirtd (``scripts/second-libvirtd.sh``: its own namespaces, TCP on 127.0.0.1)
-holds N hard links of the Debian 12 image in its dir pool and N shut-off domains on them.
+holds N hard links of the Debian 12 image in its dir pool and N shut-off domains on them
+(nothing else: no orphan volumes, which a worker reads and the connection path does not).
 The same sweep (``engine.scan.Sweep``, one inspector process on each side) reads them:
 - through the connection (``vol.download``, ranged), as without a scheduler;
 - on that host's ``vmwarden worker`` (a lab Dask cluster on loopback, ``--insecure``; the
@@ -142,7 +143,7 @@ def _measure(
 
     images = state / "lib" / "images"
     images.mkdir(parents=True, exist_ok=True)
-    master = images / "vmw-d-master.qcow2"
+    master = state / "lib" / "vmw-d-master.qcow2"  # same filesystem, outside the pool
     shutil.copy(IMAGE, master)
     conn = libvirt.open(uri)
     pool = conn.storagePoolDefineXML(
@@ -188,6 +189,8 @@ def _measure(
                 }
                 for dom in doms:
                     dom.undefine()
+                for link in images.glob("vmw-d-*.qcow2"):  # no orphans left for the next sweep
+                    link.unlink()
         with InspectorPool(workers=1, fingerprint_key=b"k" * 32, timeout=300) as local_pool:
             local_pool.inspect(IMAGE)  # warm; untimed
             floor = []
