@@ -319,10 +319,16 @@ class _Subscription:
     def _resolve(self, moid: str) -> str | None:
         """A VM not known yet (created since the last read): its instanceUuid, or None when
         it is gone already (the event then names it by moId; the daemon reconciles)."""
-        from pyVmomi import vim
+        from pyVmomi import vim, vmodl
 
-        try:
-            uuid = vim.VirtualMachine(moid, self.si._stub).config.instanceUuid
+        pcs = vmodl.query.PropertyCollector
+        spec = pcs.FilterSpec(
+            objectSet=[pcs.ObjectSpec(obj=vim.VirtualMachine(moid, self.si._stub), skip=False)],
+            propSet=[pcs.PropertySpec(type=vim.VirtualMachine, pathSet=["config.instanceUuid"])],
+        )
+        try:  # that one property, not the whole ``config`` (every device) pyvmomi would fetch
+            found = self.pc.RetrieveContents([spec])
+            uuid = next((p.val for o in found or [] for p in o.propSet), None)
         except Exception as exc:  # gone, or not readable: named by moId
             log.debug("%s: VM %s unreadable: %s", self.uri, moid, exc)
             return None
