@@ -19,6 +19,7 @@ from vmwarden.distributed.security import TlsFiles, cluster_security
 from vmwarden.errors import ClusterError
 
 log = logging.getLogger(__name__)
+HTTP_ADDRESS = "127.0.0.1:0"
 
 
 @dataclass
@@ -93,6 +94,8 @@ async def _serve(config: WorkerConfig, security: object, storage: list[str], slo
             death_timeout=config.death_timeout,
             plugins=(DiskReader(config.host, storage, slots),),
             host=config.listen,
+            # Dask's unauthenticated HTTP (/health, /metrics): this machine only
+            dashboard_address=HTTP_ADDRESS,
         )
         current[:] = [worker]
         try:
