@@ -179,8 +179,7 @@ def _remember_dormancy(sim: Vcsim, db: str) -> None:
 
 
 @pytest.fixture
-def daemon(vcsim: Vcsim, tmp_path: Path) -> Iterator[Daemon]:
-    os.environ["VMWARDEN_VSPHERE_PASSWORD"] = vcsim.password
+def daemon(vcsim: Vcsim, tmp_path: Path, vsphere_password: str) -> Iterator[Daemon]:
     _prepare(vcsim)
     db = f"sqlite:///{tmp_path / 'watch.db'}"
     _remember_dormancy(vcsim, db)
@@ -281,11 +280,11 @@ def test_watch_holds_a_dormant_vm_that_powers_on_and_never_exposes_a_denied_one(
     print(f"{RACER}: {latency['how']} {latency['seconds']}")  # reported, never asserted
 
 
+@pytest.mark.usefixtures("vsphere_password")
 def test_vcsim_cannot_disable_power_on(vcsim: Vcsim) -> None:
     """vCenter refuses a VM's power-on through ``AuthorizationManager.DisableMethods``; vcsim
     0.24 has no such method (simulator/authorization_manager.go), so on it the gate isolates
     ahead instead. Should a vcsim gain it, this fails and the lock gets its own test."""
-    os.environ["VMWARDEN_VSPHERE_PASSWORD"] = vcsim.password
     with VsphereConnector(vcsim.uri()) as conn:
         lock = power_on_lock(conn)
         assert lock.supported() is False
