@@ -46,7 +46,6 @@ from vmwarden.errors import UnreachableError, VmwardenError
 from vmwarden.model import VM, Estate, Finding, HostInventory, Severity
 from vmwarden.policy import Policy, evaluate
 from vmwarden.policy.context import Context
-from vmwarden.policy.evaluate import gc_paused
 from vmwarden.policy.filters.clones import Duplicates as CloneIndex
 from vmwarden.policy.filters.clones import host_keys, machine_ids, password_hashes
 
@@ -197,8 +196,14 @@ class StreamingSweep:
         self.wide_rules: set[str] = set()
 
     def run(self, uris: Iterable[str], *, total: int = 0) -> StreamResult:
-        with gc_paused():
-            return self._run(uris, total)
+        """Sweep ``uris``; ``total``: their number, for progress only.
+
+        Unlike ``Sweep``, the cyclic collector keeps running between hosts: the live set
+        stays one host small, so its collections are cheap, and with it paused for the
+        whole stream every host's reference cycles (SQLAlchemy results, connections)
+        would pile up to ~1.8 KB per VM. ``evaluate`` still pauses it per host.
+        """
+        return self._run(uris, total)
 
     def _run(self, uris: Iterable[str], total: int) -> StreamResult:
         result = StreamResult(started=datetime.now(UTC))
