@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    aws,
     aws_watch,
     distributed,
     estate_scale,
@@ -163,6 +164,11 @@ def main() -> None:
             "vsphere-events",
             "vSphere watch (#13.5; vcsim; power-on seen in ms, events vs 5 s poll; observe s)",
             lambda _tmp: vsphere_events.run(repeats),
+        ),
+        (
+            "aws",
+            "EC2 (#14; moto: inventory vs bare describe_instances; EBS snapshot read; s)",
+            lambda _tmp: aws.run(args.full, repeats),
         ),
         (
             "aws-watch",

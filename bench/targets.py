@@ -223,7 +223,31 @@ def judge(sections: Rows) -> list[dict[str, str]]:
             )
     _oval(rows, add)
     _distributed(rows, add)
+    _aws(rows, add)
     return out
+
+
+def _aws(rows: list[dict[str, Any]], add: Any) -> None:
+    """#14: EC2 inventory ≤ 1.5x the bare paginated describe_instances at ≥ 5,000 instances
+    (moto; quick mode measures 2,000), and the EBS snapshot read against one block at a time."""
+    inv = _find(rows, r"vmwarden inventory, [\d,]+ instances")
+    if inv:
+        size = int(str(inv["name"]).split(", ")[1].split(" ")[0].replace(",", ""))
+        where = f"{size:,} instances" + ("" if size >= 5000 else " (5,000 only in --full)")
+        add(
+            "EC2 inventory ≤ 1.5x the bare paginated describe_instances at ≥ 5,000 (moto)",
+            f"{inv['ratio_to_floor']:.2f}x at {where}; {inv.get('note', '')}",
+            inv["ratio_to_floor"] <= 1.5 if size >= 5000 else None,
+        )
+    par = _find(rows, r"inspect ebs snapshot, parallel")
+    one = _find(rows, r"inspect ebs snapshot, one block")
+    if par and one:
+        add(
+            "EBS snapshot inspection faster than one block at a time (Trivy's way; no number)",
+            f"{par['median']:.2f} s vs {one['median']:.2f} s ({par['ratio_to_floor']:.2f}x), "
+            f"{par['reads']} vs {one['reads']} get_snapshot_block requests (moto, loopback)",
+            par["median"] < one["median"],
+        )
 
 
 def _distributed(rows: list[dict[str, Any]], add: Any) -> None:

@@ -5,8 +5,9 @@ EBS never stores them); ``get_snapshot_block`` fetches one block per request. A 
 costs a round trip (tens of ms in a region), so a scanner that fetches one block at a time
 (Trivy) spends most of an inspection waiting. :class:`SnapshotReader` keeps a block cache
 and fetches every missing block of a read -- plus a read-ahead that doubles while reads run
-sequentially -- in parallel on a bounded pool, so a directory walk or a file read through
-costs about one round trip per batch, not per block.
+sequentially, and with the first read the head of the disk's listed blocks (its metadata) --
+in parallel on a bounded pool, so a file read through or the filesystem's first lookups cost
+about one round trip per batch, not per block.
 
 Block contents come from the tenant's disk: each is checked against the SHA-256 AWS returns
 and its length against the block size, and only then cached; a short or mismatched block
@@ -35,9 +36,12 @@ BLOCK = 512 * 1024
 PARALLEL = 8
 #: Most blocks one sequential read-ahead fetches (4 MiB).
 MAX_READAHEAD = 8
-#: Blocks fetched beside a random (non-sequential) miss: filesystems keep metadata near
-#: what points at it, so the next block is often the next read, and in parallel it is free.
-NEIGHBOURS = 1
+#: Listed blocks fetched with the first read, at once: the head of a disk holds the
+#: partition table and the first filesystem's superblock, group descriptors, bitmaps and
+#: (ext4 flex_bg) inode tables, which an inspection reads one after another. Measured on the
+#: Debian image: 7 of the 18 blocks an inspection needs are among the first 8 listed, one
+#: round trip instead of five; fetching each miss's neighbour instead wasted 9 of 9.
+HEAD_BLOCKS = 8
 #: Bytes of cached blocks per reader.
 CACHE_BYTES = 64 * 1024 * 1024
 SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]{8,32}$")
@@ -154,6 +158,7 @@ class SnapshotReader:
         self._capacity = max(4, CACHE_BYTES // BLOCK)
         self._next = -1
         self._ahead = 0
+        self._headed = False  # the head's blocks were fetched with the first read
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -189,19 +194,26 @@ class SnapshotReader:
     def _fetch(self, first: int, stop: int) -> list[bytes]:
         """Blocks ``first``..``stop`` (exclusive) and the read-ahead, fetched in parallel."""
         extra = 0
+        head: list[int] = []
         if self._readahead:
             if first == self._next:
                 self._ahead = min(max(1, self._ahead * 2), MAX_READAHEAD)
             else:
                 self._ahead = 0
-            extra = self._ahead or NEIGHBOURS
+            extra = self._ahead
+            if not self._headed:
+                self._headed = True
+                head = sorted(self.info.blocks)[:HEAD_BLOCKS]
         last = (self.size - 1) // BLOCK
         fetch_stop = min(stop + extra, last + 1)
         while fetch_stop > stop and (fetch_stop - 1) in self._blocks:
             fetch_stop -= 1
         wanted = [i for i in range(first, fetch_stop) if i in self.info.blocks]
+        wanted += [i for i in head if i not in self._blocks and not first <= i < fetch_stop]
         got = dict(zip(wanted, self._get_many(wanted), strict=True))
-        out = [got.get(i, _ZERO) for i in range(first, fetch_stop)]
+        out = [got.pop(i, _ZERO) for i in range(first, fetch_stop)]
+        for index, data in got.items():  # the head's other blocks, for the reads to come
+            self._blocks[index] = data
         for i, data in enumerate(out):
             self._blocks[first + i] = data
         while len(self._blocks) > self._capacity:
