@@ -3,6 +3,7 @@ tenant's domain names (a symlink out, a backing file elsewhere), and warm pools 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.conftest import qemu_img
@@ -26,6 +27,26 @@ def test_a_disk_under_the_storage_dir_is_read_whole(estate: Estate) -> None:
     assert result.chain[-1].path == str(estate.golden)
     assert (result.chain[-1].digest or "").startswith("sha256:")
     assert result.facts is not None and result.facts.os_name == "debian"
+
+
+def test_an_unchanged_disk_is_not_read_again_a_changed_one_is(estate: Estate) -> None:
+    """The worker remembers a disk's facts while every layer's identity is the same (as the
+    store's facts cache does for this machine's disks): warm sweeps cost a stat per layer."""
+    reader = DiskReader("host-a", [str(estate.storage["host-a"])], 1)
+    disk = estate.disks["db-a"]
+    try:
+        first = read_with(reader, _request(disk))
+        again = read_with(reader, _request(disk))
+        st = disk.stat()
+        os.utime(disk, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # written since
+        changed = read_with(reader, _request(disk))
+    finally:
+        os.utime(disk, ns=(st.st_atime_ns, st.st_mtime_ns))
+        reader.teardown(None)
+    assert (first.cached, again.cached, changed.cached) == (False, True, False)
+    assert first.facts is not None and again.facts is not None and changed.facts is not None
+    assert again.facts.package_versions() == first.facts.package_versions()
+    assert changed.facts.os_name == "debian"
 
 
 def test_a_symlink_out_of_the_storage_dir_is_refused(estate: Estate, tmp_path: Path) -> None:

@@ -167,6 +167,7 @@ class DaskDisks:
         is asked every :data:`LOOK` seconds."""
         results: dict[tuple[str, str], DiskResult] = {}
         looked = time.monotonic()
+        delay = POLL / 16  # short first waits: a warm sweep's tasks take milliseconds
         while True:
             waiting = False
             for host in hosts.values():
@@ -174,7 +175,8 @@ class DaskDisks:
                     waiting |= self._collect(host, results)
             if not waiting:
                 return results
-            time.sleep(POLL)  # distributed.wait wants a default client; the sweep has none
+            time.sleep(delay)  # distributed.wait wants a default client; the sweep has none
+            delay = min(POLL, delay * 2)
             if time.monotonic() - looked < LOOK:
                 continue
             looked = time.monotonic()

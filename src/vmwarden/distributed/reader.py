@@ -3,15 +3,21 @@ the disk's own host by ``vmwarden worker``.
 
 Why a plugin: the inspector (``inspect.sandbox.InspectorPool``, dissect in a sandboxed
 subprocess) costs ~1.3 s to import dissect on its first image; the plugin keeps one pool per
-worker for the worker's life, so only the first disk pays it. The worker reads only under its
-``--storage`` directories: a disk or backing file elsewhere is refused with the reason (the
-sweep then reports that disk uninspectable), whatever a tenant's domain definition names.
+worker for the worker's life, so only the first disk pays it; and it remembers each disk's
+results while every layer's (path, device, inode, size, mtime) is unchanged, as the store's
+facts cache does for this machine's disks, so a warm sweep costs a stat per layer. The
+worker reads only under its ``--storage`` directories: a disk or backing file elsewhere is
+refused with the reason (the sweep then reports that disk uninspectable), whatever a
+tenant's domain definition names.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +34,9 @@ from vmwarden.model import GuestFacts, Layer
 PLUGIN = "vmwarden-disks"
 #: Inspector pools kept warm at once (one per store, i.e. per master, that uses the worker).
 POOLS = 2
+#: Disks whose digest, facts and similarities a worker remembers (a host's disks, with room).
+CACHED = 4096
+StatKey = tuple[str, int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +66,7 @@ class DiskResult:
     similarity: dict[str, tuple[int, int]] = field(default_factory=dict)  # template → (m, n)
     similarity_error: str | None = None
     worker: str = ""
+    cached: bool = False  # facts and similarities from this worker's memory (layers unchanged)
 
 
 class DiskReader(WorkerPlugin):
@@ -69,7 +79,9 @@ class DiskReader(WorkerPlugin):
         self.storage = [os.path.realpath(d) for d in storage]
         self.slots = max(1, slots)
         self._pools: dict[bytes, InspectorPool] = {}
-        self._digests: dict[tuple[str, int, int, int, int], str] = {}
+        self._digests: OrderedDict[StatKey, str] = OrderedDict()
+        self._read: OrderedDict[Any, tuple[GuestFacts | None, dict[str, tuple[int, int]]]]
+        self._read = OrderedDict()
         self._lock = threading.Lock()
 
     def teardown(self, worker: object) -> None:
@@ -107,13 +119,35 @@ class DiskReader(WorkerPlugin):
         )
 
     def lookup(self, path: str, st: os.stat_result) -> str | None:
-        return self._digests.get(_stat_key(path, st))
+        with self._lock:
+            return self._digests.get(_stat_key(path, st))
 
     def remember(self, path: str, st: os.stat_result, digest: str) -> None:
-        self._digests[_stat_key(path, st)] = digest
+        with self._lock:
+            _bounded_put(self._digests, _stat_key(path, st), digest)
+
+    def recall(self, key: Any) -> tuple[GuestFacts | None, dict[str, tuple[int, int]]] | None:
+        """A disk's facts and similarities, read earlier from the very same layers."""
+        with self._lock:
+            hit = self._read.get(key)
+            if hit is not None:
+                self._read.move_to_end(key)
+            return hit
+
+    def keep(self, key: Any, value: tuple[GuestFacts | None, dict[str, tuple[int, int]]]) -> None:
+        with self._lock:
+            _bounded_put(self._read, key, value)
 
 
-def _stat_key(path: str, st: os.stat_result) -> tuple[str, int, int, int, int]:
+def _bounded_put(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    """Put, dropping the least recently put beyond :data:`CACHED` entries."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > CACHED:
+        cache.popitem(last=False)
+
+
+def _stat_key(path: str, st: os.stat_result) -> StatKey:
     return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
@@ -135,8 +169,14 @@ def read_with(reader: DiskReader, request: DiskRequest, worker: str = "") -> Dis
     if refused is not None:
         result.chain = [Layer(request.path, request.format, error=refused)]
         return result
-    result.chain = _chain(reader, request)
+    result.chain, layers = _chain(reader, request)
     if any(layer.error for layer in result.chain):
+        return result
+    key = (request.fingerprint_key, request.inspect, _request_key(request), tuple(layers))
+    hit = reader.recall(key)
+    if hit is not None:  # every layer unchanged since this worker read it
+        result.facts, result.similarity = hit
+        result.cached = True
         return result
     _content(reader, request, result)
     if request.inspect:
@@ -146,12 +186,22 @@ def read_with(reader: DiskReader, request: DiskRequest, worker: str = "") -> Dis
             )
         except InspectError as exc:
             result.facts_error = str(exc)
+    if result.facts_error is None and result.similarity_error is None:
+        reader.keep(key, (result.facts, dict(result.similarity)))
     return result
 
 
-def _chain(reader: DiskReader, request: DiskRequest) -> list[Layer]:
-    """The backing chain (confined to the storage dirs), mtimes, and the root's digest."""
+def _request_key(request: DiskRequest) -> str:
+    """What besides the layers decides a result: the templates compared and approved."""
+    text = json.dumps([sorted(request.approved), request.signatures], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _chain(reader: DiskReader, request: DiskRequest) -> tuple[list[Layer], list[StatKey]]:
+    """The backing chain (confined to the storage dirs), mtimes, the root's digest, and
+    each layer's identity (path, device, inode, size, mtime)."""
     chain = resolve_chain(request.path, fmt=request.format, allowed_dirs=reader.storage)
+    layers: list[StatKey] = []
     for i, layer in enumerate(chain):
         if layer.error or not layer.path:
             continue
@@ -161,12 +211,13 @@ def _chain(reader: DiskReader, request: DiskRequest) -> list[Layer]:
             layer.error = f"cannot stat {layer.path}: {exc.strerror}"
             continue
         layer.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
+        layers.append(_stat_key(layer.path, st))
         if i == len(chain) - 1 and request.digest:
             try:
                 layer.digest = digest_with_cache(layer.path, reader.lookup, reader.remember)
             except (InspectError, OSError) as exc:
                 layer.error = f"cannot hash {layer.path}: {exc}"
-    return chain
+    return chain, layers
 
 
 def _content(reader: DiskReader, request: DiskRequest, result: DiskResult) -> None:
