@@ -176,7 +176,9 @@ def test_times_volumes_and_stale_snapshots_are_inventoried(ec2: Any, tmp_path: P
     pools = {p.name: p for p in inv.pools}
     vol_paths = {v.path for v in pools["ebs"].volumes}
     assert f"ebs://us-east-1/{orphan}" in vol_paths
-    assert {d.chain[0].path for vm in inv.vms for d in vm.disks} <= vol_paths
+    # attached, unencrypted root volumes: the instances' disks, not listed again
+    assert not {d.chain[0].path for vm in inv.vms for d in vm.disks} & vol_paths
+    assert all(d.encrypted is False for vm in inv.vms for d in vm.disks)
     assert [v.path for v in pools["ebs-snapshots"].volumes] == [f"ebs:{stale}"]
     assert f"ebs:{kept}" not in vol_paths and not ami_snaps & {stale, kept}
 
