@@ -5,14 +5,20 @@ certificate from another CA, is refused by the TLS scheduler and never gets a di
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.distributed.conftest import HOSTS, Cluster
+from tests.distributed.conftest import HOSTS, Certs, Cluster
 from vmwarden.distributed.placement import hosts_up
-from vmwarden.distributed.security import client_security, cluster_security, tls_files
+from vmwarden.distributed.security import (
+    TlsFiles,
+    client_security,
+    cluster_security,
+    tls_files,
+)
 from vmwarden.errors import ClusterError
 
 #: A refused worker gives up after --death-timeout (15 s in ``worker_command``).
@@ -78,3 +84,15 @@ def test_a_client_refuses_plain_tcp_unless_told_and_needs_all_three_tls_files(
         cert = tmp_path / "x.pem"
         cert.write_text("x")
         cluster_security("tcp://127.0.0.1:8786", tls_files(cert, cert, cert), insecure=False)
+
+
+def test_a_scheduler_that_cannot_be_reached_is_one_clear_error(certs: Certs) -> None:
+    from vmwarden.distributed.executor import DaskDisks
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"tls://127.0.0.1:{s.getsockname()[1]}"
+    security = cluster_security(address, TlsFiles(certs.ca, certs.cert, certs.key), insecure=False)
+    with pytest.raises(ClusterError, match="cannot reach the Dask scheduler") as caught:
+        DaskDisks(address, security, timeout=3)
+    assert caught.value.hint and "TLS" in caught.value.hint
