@@ -143,3 +143,21 @@ def _assert_same(whole: Any, streamed: Any) -> None:
     assert s_open == w_open
     assert s_resolved == w_resolved
     assert any(f[0] == "dupmac" for f in w_resolved)  # the change resolved cross-host ones
+
+
+def test_a_sweep_asking_for_what_streaming_does_not_do_keeps_the_estate(
+    estate: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Above the threshold, disk inspection (on by default) or --enforce keep the
+    whole-estate path, and the log says why; without them the sweep streams."""
+    policy = parse_policy(POLICY)
+    with Store.open(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        inspecting = Sweep(store, policy, actor="t", options=SweepOptions(stream_hosts=1))
+        assert not inspecting._streams(estate, enforce=False)
+        assert "does not do disk inspection" in caplog.text
+        plain = SweepOptions(inspect=InspectionOptions(enabled=False), stream_hosts=1)
+        assert not Sweep(store, policy, actor="t", options=plain)._streams(estate, enforce=True)
+        assert "--enforce" in caplog.text
+        assert Sweep(store, policy, actor="t", options=plain)._streams(estate, enforce=False)
+        few = SweepOptions(inspect=InspectionOptions(enabled=False), stream_hosts=len(estate) + 1)
+        assert not Sweep(store, policy, actor="t", options=few)._streams(estate, enforce=False)
