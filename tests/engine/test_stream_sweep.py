@@ -9,14 +9,17 @@ the open findings are the same, evidence included. A second sweep after the esta
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from tests.store.store_builders import fresh_pg_store
+from vmwarden.cli.render import render_json, render_table
 from vmwarden.engine.estate_files import write_estate
 from vmwarden.engine.fleetgen import _mac
 from vmwarden.engine.inspection import InspectionOptions
@@ -77,6 +80,12 @@ def _stream(store: Store, uris: list[str]) -> None:
     result = Sweep(store, parse_policy(POLICY), actor="test", options=options).run(uris)
     assert result.streamed is not None and result.vms == []
     assert result.streamed["vms"] == sum(1 for v in store.list_vms())
+    assert json.loads(render_json(result))["streamed"] == result.streamed  # --format json
+    console = Console(record=True, width=200)
+    render_table(result, console)
+    assert f"Scanned {result.streamed['vms']} VMs on {len(uris)} host(s) host by host" in (
+        console.export_text()
+    )
 
 
 def _change(estate: list[str], tmp_path: Path) -> list[str]:

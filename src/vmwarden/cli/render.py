@@ -72,12 +72,20 @@ def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) ->
     s = result.summary()
     states = ", ".join(f"{n} {k}" for k, n in sorted(s["vms_by_state"].items()))
     took = f" in {s['seconds']:.2f} s" if s["seconds"] is not None else ""
-    console.print(
-        f"Scanned [bold]{s['vms']} VMs[/] on {s['hosts']} host(s) ({states}) and "
-        f"{s['images']} images{took}: [bold]{s['findings']} findings[/] on "
-        f"{s['vms_with_findings']} VMs",
-        highlight=False,
-    )
+    if (c := result.streamed) is not None:  # engine/stream.py: counts only, rows in the store
+        console.print(
+            f"Scanned [bold]{c['vms']} VMs[/] on {c['hosts']} host(s) host by host{took}: "
+            f"[bold]{c['findings']} findings[/] ({c['opened']} opened, {c['resolved']} "
+            "resolved); list them with vmwarden report findings or the API",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"Scanned [bold]{s['vms']} VMs[/] on {s['hosts']} host(s) ({states}) and "
+            f"{s['images']} images{took}: [bold]{s['findings']} findings[/] on "
+            f"{s['vms_with_findings']} VMs",
+            highlight=False,
+        )
     if "worker" in result.disk_reads.values():  # --scheduler: say where each host was read
         reads = ", ".join(f"{h} {how}" for h, how in sorted(result.disk_reads.items()))
         console.print(Text(f"Disk reads: {reads}"), highlight=False)

@@ -106,7 +106,8 @@ class ScanResult:
         return lines
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        streamed = {"streamed": self.streamed} if self.streamed is not None else {}
+        return streamed | {
             "vms": [vm.to_dict() for vm in self.vms],
             "images": [img.to_dict() for img in self.images],
             "findings": [f.to_dict() for f in self.findings],
