@@ -5,9 +5,9 @@ The same generated estate shape at 10,000 and 50,000 VMs (100 and 500 test-drive
 ``StreamingSweep`` into SQLite in a fresh process that reports its peak RSS. Between the two
 the peak may grow only by the estate-wide duplicate index (a keyed hash and a label per MAC,
 ~260 bytes per VM measured here), far below what the sweep would hold per VM if it kept the
-estate: the stored record alone is ~1.4 KB of JSON per VM (the whole-estate ``Sweep`` held
-~1.8 KB per VM more at 50k than at 10k, and so did this sweep while the cyclic collector was
-paused for the whole stream). Sizes, not times, are asserted.
+estate: the stored record alone is ~1.4 KB of JSON per VM (this sweep grew by ~1.8 KB per
+VM while the cyclic collector was paused for the whole stream; the whole-estate ``Sweep``
+peaks near 13 KB per VM, bench/estate_scale.py). Sizes, not times, are asserted.
 """
 
 from __future__ import annotations
