@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +91,16 @@ def opened() -> Iterator[list[str]]:
         yield record
     finally:
         _OPENED.remove(record)
+
+
+@pytest.fixture(scope="session")
+def watch_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The one asyncio loop in-process watchers run on, for the whole session: libvirt keeps
+    the first event loop a process registers for good (``use_asyncio_loop`` refuses another),
+    so every test module that runs a ``Watcher`` in this process must share it."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)

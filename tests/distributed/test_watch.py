@@ -4,7 +4,6 @@ and /metrics says per host how they were read."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from pathlib import Path
 
@@ -17,11 +16,9 @@ from vmwarden.store import Store
 
 
 def test_watch_reads_on_the_workers_and_says_so_in_metrics(
-    estate: Estate, cluster: Cluster, tmp_path: Path
+    estate: Estate, cluster: Cluster, tmp_path: Path, watch_loop: asyncio.AbstractEventLoop
 ) -> None:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
+    loop = watch_loop  # libvirt dispatches events on one loop per process (tests/conftest.py)
     executor = _executor(cluster)
     store = Store.open(f"sqlite:///{tmp_path / 'watch.db'}")
     config = WatchConfig(uris=estate.uris[:2], interval=3600, enforce=False)
@@ -44,7 +41,5 @@ def test_watch_reads_on_the_workers_and_says_so_in_metrics(
     finally:
         watcher.stop()
         future.result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
         store.close()
         executor.close()

@@ -100,13 +100,8 @@ class Receiver:
 
 
 @pytest.fixture(scope="session")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+def loop(watch_loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+    return watch_loop  # shared by every module that watches in-process (tests/conftest.py)
 
 
 @pytest.fixture
