@@ -15,20 +15,12 @@ entry per token: region, volume, pid, host, and the snapshot id once known.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import logging
-import os
-import socket
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
+from vmwarden.connectors.snapshot_journal import SnapshotJournal, journal_file
 from vmwarden.errors import ConnectorError
 
 log = logging.getLogger(__name__)
@@ -41,107 +33,35 @@ POLL = 5.0
 
 
 def journal_path() -> Path:
-    return Path(platformdirs.user_state_dir("vmwarden")) / "aws-scan-snapshots.json"
+    return journal_file("aws-scan-snapshots.json")
 
 
-class ScanJournal:
-    """The journal file, read and rewritten whole under an exclusive lock (tiny: one entry
-    per snapshot in flight)."""
+class ScanJournal(SnapshotJournal):
+    """The EBS scan snapshots in flight: region, volume and the snapshot id once known."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or journal_path()
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                entries = json.loads(self.path.read_text()) if self.path.exists() else {}
-            except (OSError, ValueError):
-                entries = {}  # a torn file: what it held is lost, tagged snapshots remain
-            before = json.dumps(entries, sort_keys=True)
-            yield entries
-            if json.dumps(entries, sort_keys=True) != before:
-                tmp = self.path.with_suffix(".tmp")
-                with open(tmp, "w") as f:
-                    json.dump(entries, f, sort_keys=True)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
+        super().__init__(path or journal_path(), "region")
 
     def begin(self, region: str, volume_id: str) -> str:
-        token = uuid.uuid4().hex
-        with self._locked() as entries:
-            entries[token] = {
-                "region": region,
-                "volume": volume_id,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "snapshot": None,
-            }
-        return token
+        return self.begin_many(region, [volume_id])[volume_id]
 
     def begin_many(self, region: str, volume_ids: list[str]) -> dict[str, str]:
-        """One entry per volume, in one write (a region of thousands of volumes must not
-        rewrite the file thousands of times); volume → token."""
-        tokens = {vid: uuid.uuid4().hex for vid in volume_ids}
-        with self._locked() as entries:
-            for vid, token in tokens.items():
-                entries[token] = {
-                    "region": region,
-                    "volume": vid,
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "snapshot": None,
-                }
-        return tokens
+        """One entry per volume, in one write; volume → token."""
+        fields = [{"volume": vid, "snapshot": None} for vid in volume_ids]
+        return dict(zip(volume_ids, self.add(region, fields), strict=True))
 
     def created_many(self, snapshots: dict[str, str]) -> None:
         """token → snapshot id, in one write."""
-        with self._locked() as entries:
-            for token, sid in snapshots.items():
-                if token in entries:
-                    entries[token]["snapshot"] = sid
-
-    def done_many(self, tokens: list[str]) -> None:
-        with self._locked() as entries:
-            for token in tokens:
-                entries.pop(token, None)
+        self.update({token: {"snapshot": sid} for token, sid in snapshots.items()})
 
     def created(self, token: str, snapshot_id: str) -> None:
-        with self._locked() as entries:
-            if token in entries:
-                entries[token]["snapshot"] = snapshot_id
+        self.created_many({token: snapshot_id})
+
+    def done_many(self, tokens: list[str]) -> None:
+        self.forget(tokens)
 
     def done(self, token: str) -> None:
-        with self._locked() as entries:
-            entries.pop(token, None)
-
-    def entries(self) -> dict[str, dict[str, Any]]:
-        with self._locked() as entries:
-            return {k: dict(v) for k, v in entries.items()}
-
-    def abandoned(self, region: str) -> dict[str, dict[str, Any]]:
-        """Entries of ``region`` whose process (on this machine) is gone."""
-        here = socket.gethostname()
-        return {
-            token: e
-            for token, e in self.entries().items()
-            if e.get("region") == region and e.get("host") == here and not _alive(e.get("pid"))
-        }
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        self.forget([token])
 
 
 class ScanSnapshots:

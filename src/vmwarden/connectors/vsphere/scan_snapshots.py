@@ -27,20 +27,13 @@ after a crash), not that the base stops changing.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
+from vmwarden.connectors.snapshot_journal import SnapshotJournal, journal_file
 from vmwarden.connectors.vsphere.collect import container, objects
 from vmwarden.connectors.vsphere.tasks import TASK_TIMEOUT, call, fault_text
 from vmwarden.errors import ConnectorError
@@ -52,75 +45,20 @@ _PROPS = ["name", "config.instanceUuid", "runtime.powerState", "config.hardware.
 
 
 def journal_path() -> Path:
-    return Path(platformdirs.user_state_dir("vmwarden")) / "vsphere-scan-snapshots.json"
+    return journal_file("vsphere-scan-snapshots.json")
 
 
-class ScanJournal:
-    """The journal file, read and rewritten whole under an exclusive lock (one entry per
-    snapshot in flight: tiny)."""
+class ScanJournal(SnapshotJournal):
+    """The scan snapshots in flight: vCenter and the VM's moid."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or journal_path()
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                entries = json.loads(self.path.read_text()) if self.path.exists() else {}
-            except (OSError, ValueError):
-                entries = {}  # a torn file: what it held is lost
-            before = json.dumps(entries, sort_keys=True)
-            yield entries
-            if json.dumps(entries, sort_keys=True) != before:
-                tmp = self.path.with_suffix(".tmp")
-                with open(tmp, "w") as f:
-                    json.dump(entries, f, sort_keys=True)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
+        super().__init__(path or journal_path(), "vcenter")
 
     def begin(self, vcenter: str, moid: str) -> str:
-        token = uuid.uuid4().hex
-        with self._locked() as entries:
-            entries[token] = {
-                "vcenter": vcenter,
-                "vm": moid,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-            }
-        return token
+        return self.add(vcenter, [{"vm": moid}])[0]
 
     def done(self, tokens: list[str]) -> None:
-        with self._locked() as entries:
-            for token in tokens:
-                entries.pop(token, None)
-
-    def entries(self) -> dict[str, dict[str, Any]]:
-        with self._locked() as entries:
-            return {k: dict(v) for k, v in entries.items()}
-
-    def abandoned(self, vcenter: str) -> dict[str, dict[str, Any]]:
-        """Entries of ``vcenter`` whose process (on this machine) is gone."""
-        here = socket.gethostname()
-        return {
-            token: e
-            for token, e in self.entries().items()
-            if e.get("vcenter") == vcenter and e.get("host") == here and not _alive(e.get("pid"))
-        }
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        self.forget(tokens)
 
 
 def _props(si: Any, obj: Any, paths: list[str]) -> dict[str, Any]:
