@@ -187,7 +187,8 @@ class Watcher:
     def stop(self) -> None:
         """Ask ``run`` to return (from any thread, also before ``run`` started)."""
         self._stopping = True
-        if self._loop is not None and self._stop is not None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            # (the HTTP thread's exit may come after ``run`` returned and closed its loop)
             self._loop.call_soon_threadsafe(self._stop.set)
 
     async def _announce_started(self) -> None:
@@ -383,9 +384,7 @@ class Watcher:
         swept_before = set(self.state.swept_hosts)
         self.state.swept_hosts |= set(result.hosts)
         self._refresh_held(result.vms)  # first: the gate settles what is held
-        self.gate.after_reconcile(
-            result, before, swept_before, self._connector, swept_at=datetime.now(UTC)
-        )
+        self.gate.after_reconcile(result, before, swept_before, self._connector)
         return result
 
     def _refresh_held(self, vms: list[VM]) -> None:

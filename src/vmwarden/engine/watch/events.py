@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
 
 from vmwarden.connectors.base import Connector
 from vmwarden.engine.watch.judge import LIVE
@@ -27,26 +27,37 @@ class SweptStarts:
     gate's run tokens do that for libvirt. Judging it again "as just before its start" would
     read the store's running record as the state before (vSphere under load: a dormant VM
     the reconcile had just released was found "dormant since an unknown time" and held
-    again). The reconcile marks each VM it saw come up with the time it finished; a batch
-    whose last ``started`` arrived by then, with no ``stopped`` in it, is that start.
+    again). The reconcile marks each VM it saw come up; the first batch with a ``started``
+    and no ``stopped`` is that start, and uses the mark up. Any ``stopped`` (or the VM read
+    not running) forgets it: a start after that is a new one. Event times cannot decide
+    this: a feed stamps what it receives, and a feed blocked for a few seconds delivers the
+    start after the reconcile finished (the CI failure of session 5). A mark not used within
+    ``ttl`` seconds lapses, so a lost ``stopped`` errs towards judging a start again (a
+    hold), never towards letting one through.
     """
 
-    def __init__(self) -> None:
-        self._seen: dict[str, datetime] = {}
+    def __init__(self, ttl: float = 300.0) -> None:
+        self.ttl = ttl
+        self._seen: dict[str, float] = {}  # VM id → monotonic time of the mark
 
-    def mark(self, vm_id: str, at: datetime) -> None:
-        self._seen[vm_id] = at
+    def mark(self, vm_id: str) -> None:
+        self._seen[vm_id] = time.monotonic()
 
     def forget(self, vm_id: str) -> None:
-        """The VM was read not running: a later start is a new one."""
+        """The VM was read not running, or stopped: a later start is a new one."""
         self._seen.pop(vm_id, None)
 
     def covers(self, vm_id: str, batch: list[VmEvent], run: int | None) -> bool:
-        seen = self._seen.get(vm_id)
-        if run is not None or seen is None or any(e.kind == STOPPED for e in batch):
+        """Whether this batch is the late news of a start a reconcile gated (uses the mark)."""
+        if run is not None or vm_id not in self._seen:
             return False
-        started = [e for e in batch if e.kind == STARTED]
-        return bool(started) and started[-1].at <= seen
+        if any(e.kind == STOPPED for e in batch):
+            self.forget(vm_id)
+            return False
+        if not any(e.kind == STARTED for e in batch):
+            return False
+        marked = self._seen.pop(vm_id)
+        return time.monotonic() - marked < self.ttl
 
 
 def read_vm(conn: Connector, vm_id: str) -> tuple[VM, int | None]:

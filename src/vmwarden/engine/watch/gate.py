@@ -257,11 +257,10 @@ class Gate:
         before: dict[str, State],
         swept_before: set[str],
         connector_of: Callable[[str], Any],
-        swept_at: datetime | None = None,
     ) -> None:
         """The gate for what a reconcile found: VMs that started while the daemon was away
-        (``before``: their state as last known), shut-off VMs it would hold. ``swept_at``:
-        when the reconcile's view was taken (the starts it gated are marked ``swept``)."""
+        (``before``: their state as last known), shut-off VMs it would hold (the starts it gated are
+        marked ``swept``)."""
         estate = self.state.estate()
         for vm in result.vms:
             prev = before.get(vm.id)
@@ -272,8 +271,8 @@ class Gate:
                 (prev is not None and prev not in LIVE)
                 or (prev is None and vm.host in swept_before)
             )
-            if came_up and swept_at is not None:
-                self.swept.mark(vm.id, swept_at)
+            if came_up:
+                self.swept.mark(vm.id)
             if came_up or (vm.state in LIVE and vm.id in self.state.held):
                 # started while the daemon was away, or held: the gate, on full data (a hold
                 # whose cause cleared without an event on the VM is released here)
