@@ -23,6 +23,7 @@ from vmwarden.engine.content_lineage import signed_templates
 from vmwarden.engine.executor import ImageRead, Served
 from vmwarden.engine.inspection import InspectionOptions
 from vmwarden.engine.lineage import LINEAGE_DEVICES
+from vmwarden.engine.stream_host import HostExecutor
 from vmwarden.errors import ClusterError
 from vmwarden.inspect.lineage_sig import Similarity
 from vmwarden.model import VM, Finding, HostInventory, Severity
@@ -67,6 +68,12 @@ class DaskDisks:
 
     def close(self) -> None:
         self.client.close()
+
+    def hosts(self, store: Any) -> HostExecutor:
+        """A streaming sweep's hosts read and judged on the workers (``host_tasks``)."""
+        from vmwarden.distributed.host_tasks import DaskHosts
+
+        return DaskHosts(self, store)
 
     def workers(self) -> dict[str, list[str]]:
         """Host → addresses of its workers now; a client that gave up on a restarted

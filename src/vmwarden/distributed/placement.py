@@ -11,6 +11,9 @@ from typing import Any
 
 HOST_RESOURCE = "vmwarden-host:"
 STORAGE_RESOURCE = "vmwarden-storage:"
+#: Every ``vmwarden worker`` has it: a streaming sweep's host with no worker of its own is
+#: read and judged on any of them (``distributed.host_tasks``), never on a plain Dask worker.
+SWEEP_RESOURCE = "vmwarden-sweep"
 
 
 def host_resource(host: str) -> str:
@@ -22,6 +25,7 @@ def worker_resources(host: str, storage: list[str], slots: int) -> dict[str, flo
     """A worker's resources: ``slots`` disk tasks of its host at once; its storage dirs as
     annotations (one unit each, never asked for: what an operator reads in the dashboard)."""
     out: dict[str, float] = {host_resource(host): float(max(1, slots))}
+    out[SWEEP_RESOURCE] = float(max(1, slots))
     out.update({f"{STORAGE_RESOURCE}{d}": 1.0 for d in storage})
     return out
 

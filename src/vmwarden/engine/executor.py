@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from vmwarden.engine.inspection import InspectionOptions
 from vmwarden.engine.lineage import is_local
+from vmwarden.engine.stream_host import HostExecutor, InProcessHosts
 from vmwarden.model import Finding, GuestFacts, HostInventory, Image, Severity
 from vmwarden.model.lineage import ContentMatch
 
@@ -83,6 +84,10 @@ class DiskExecutor(Protocol):
         options: InspectionOptions,
     ) -> Served: ...
 
+    def hosts(self, store: Any) -> HostExecutor:
+        """Where a streaming sweep reads and judges its hosts (``engine.stream_host``)."""
+        ...
+
 
 class InProcess:
     """The embedded default: serves no host, so the sweep reads every disk itself."""
@@ -96,6 +101,9 @@ class InProcess:
         options: InspectionOptions,
     ) -> Served:
         return Served()
+
+    def hosts(self, store: Any) -> HostExecutor:
+        return InProcessHosts(store)
 
 
 def disk_reads(inventories: list[HostInventory], served: set[str]) -> dict[str, str]:

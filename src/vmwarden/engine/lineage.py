@@ -201,8 +201,8 @@ class Lineage:
         top = chain[0]
         if len(chain) > 1:
             return _confine(chain, allowed)
-        if top.type != "file" or not top.path:
-            return chain
+        if top.type != "file" or not top.path or top.error:
+            return chain  # an error already (a worker's refusal): never opened
         if top.path not in self.chains:
             if not os.path.exists(top.path):
                 top.error = f"disk image not found: {top.path}"

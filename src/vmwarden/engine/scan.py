@@ -79,7 +79,7 @@ class SweepOptions:
     #: where disks are read: this process (default) or the disks' hosts (``--scheduler``)
     executor: DiskExecutor = field(default_factory=InProcess)
     #: from this many URIs on, a sweep that asks only for what ``engine/stream.py`` does
-    #: (report-only, no disk inspection, ``--images``, advisories or scheduler) streams
+    #: (report-only, no disk inspection, ``--images`` or advisories) streams
     #: host by host in bounded memory; its result then holds counts, not the lists
     stream_hosts: int = 500
 
@@ -205,7 +205,6 @@ class Sweep:
                 ("disk inspection", o.inspect.enabled),
                 ("--images", bool(o.images_dirs)),
                 ("advisories", bool(o.vulns or self.policy.vulns)),
-                ("--scheduler", not isinstance(o.executor, InProcess)),
             )
             if asked
         ]
@@ -220,7 +219,10 @@ class Sweep:
     def _stream(self, uris: list[str]) -> ScanResult:
         """A sweep of many hosts, one host at a time (``engine/stream.py``)."""
         streamed = StreamingSweep(
-            self.store, self.policy, progress=lambda s, d, t: self.progress(s, d, len(uris))
+            self.store,
+            self.policy,
+            progress=lambda s, d, t: self.progress(s, d, len(uris)),
+            hosts=self.options.executor.hosts(self.store),  # --scheduler: on the workers
         ).run(uris, total=len(uris))
         result = ScanResult(
             [], [], [], [], [], streamed.warnings, streamed.started, streamed.finished

@@ -18,6 +18,10 @@ values in columns: MACs sit inside the record JSON and guest facts in their own 
 ``mixed-classification-on-host`` needs no estate-wide index: a host's VMs are all in its own
 batch, and its index is built from that batch as ``Sweep`` builds it from the estate.
 
+Pass 1's reading and judging of a host (``engine/stream_host.py``) runs in this process by
+default, or on Dask workers (``hosts``: ``distributed.host_tasks``), several hosts at once;
+the master only writes and compares, in the order the hosts come back.
+
 Judging uses the same ``evaluate`` and the same filters as ``Sweep``; only where the
 duplicate indexes come from differs, and they have the same shape. A test checks that both
 sweeps give the same findings (``tests/engine/test_stream_sweep.py``). What this sweep does
@@ -30,20 +34,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from vmwarden.connectors import inventory_all
 from vmwarden.enforce import mark_held
 from vmwarden.engine.admission_records import vm_from_record
-from vmwarden.engine.images import classify, collect_images
-from vmwarden.engine.lineage import Lineage, is_local
 from vmwarden.engine.result import Unreachable
-from vmwarden.errors import UnreachableError, VmwardenError
-from vmwarden.model import VM, Estate, Finding, HostInventory, Severity
+from vmwarden.engine.stream_host import HostExecutor, HostSweep, InProcessHosts, job_for
+from vmwarden.errors import UnreachableError
+from vmwarden.model import VM, Estate, Finding, Severity
 from vmwarden.policy import Policy, evaluate
 from vmwarden.policy.context import Context
 from vmwarden.policy.filters.clones import Duplicates as CloneIndex
@@ -188,12 +189,15 @@ class StreamingSweep:
         *,
         progress: Progress | None = None,
         now: datetime | None = None,
+        hosts: HostExecutor | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.progress = progress or (lambda _s, _d, _t: None)
         self.now = now
         self.wide_rules: set[str] = set()
+        #: where hosts are read and judged: this process (default) or Dask workers
+        self.hosts = hosts or InProcessHosts(store)
 
     def run(self, uris: Iterable[str], *, total: int = 0) -> StreamResult:
         """Sweep ``uris``; ``total``: their number, for progress only.
@@ -215,24 +219,18 @@ class StreamingSweep:
         )
         wide = {k: Duplicates(v) for k, v in ESTATE_WIDE.items()} if wide_rules else {}
         catalog = {**self.store.catalog(), **self.policy.catalog()}
-        catalog_paths = {
-            t["path"]: (t["name"], t["digest"]) for t in self.store.templates() if t.get("path")
-        }
+        job = job_for(self.store, local_policy, catalog, now)
         hosts: list[str] = []
-        for i, uri in enumerate(uris, 1):
-            inv = self._inventory(uri, result)
-            if inv is None:
+        for i, swept in enumerate(self.hosts.sweep(uris, job), 1):
+            if swept.error is not None:
+                result.unreachable.append(Unreachable(swept.uri, swept.error, swept.hint))
+                log.info("host unreachable, skipped: %s", swept.error)
                 continue
-            # a Lineage per host: its memo of chains and digests would grow with the estate
-            lineage = Lineage.for_store(self.store, [], remote=True)
-            try:
-                lineage.enrich_all([inv])
-            finally:
-                lineage.close()
-            hosts.append(inv.host)
-            self._pass_one(inv, local_policy, wide, catalog, catalog_paths, now, result)
-            result.warn(inv.warnings + lineage.warnings)
+            hosts.append(swept.host)
+            self._pass_one(swept, wide, now, result)
+            result.warn(swept.warnings)
             self.progress("host", i, total)
+        result.warn(self.hosts.warnings)
         if not hosts and result.unreachable:
             raise UnreachableError(
                 "; ".join(u.error for u in result.unreachable[:5]),
@@ -254,44 +252,18 @@ class StreamingSweep:
         )
         return result
 
-    def _inventory(self, uri: str, result: StreamResult) -> HostInventory | None:
-        (got,) = inventory_all([uri])
-        if isinstance(got, VmwardenError):
-            result.unreachable.append(Unreachable(uri, str(got), got.hint))
-            log.info("host unreachable, skipped: %s", got)
-            return None
-        return got
-
     def _pass_one(
-        self,
-        inv: HostInventory,
-        policy: Policy,
-        wide: dict[str, Duplicates],
-        catalog: dict[str, str],
-        catalog_paths: dict[str, tuple[str, str]],
-        now: datetime,
-        result: StreamResult,
+        self, swept: HostSweep, wide: dict[str, Duplicates], now: datetime, result: StreamResult
     ) -> None:
-        vms = inv.vms
-        mark_held(self.store, vms)
-        self.store.record_inventory(vms, now=now, complete_hosts={inv.host})
-        images = collect_images([inv], catalog)
-        local = {inv.host} if is_local(inv) else set()
-        classify(images, catalog, local | {socket.gethostname()})
-        self.store.record_images(images, now=now, complete_hosts={inv.host})
+        """Write one host read and judged (here or on a worker) and compare its findings."""
+        vms = swept.vms
+        self.store.record_inventory(vms, now=now, complete_hosts={swept.host})
+        self.store.record_images(swept.images, now=now, complete_hosts={swept.host})
         for index in wide.values():
             for vm in vms:
                 index.add(vm)
-        estate = Estate(
-            vms=vms,
-            images=images,
-            catalog=catalog,
-            now=now,
-            hosts=[inv.host],
-            catalog_paths=catalog_paths,
-        )
         scope = {"exclude_rules": self.wide_rules}
-        self._record(evaluate(policy, estate), inv.host, scope, now, result)
+        self._record(swept.findings, swept.host, scope, now, result)
         result.vms += len(vms)
 
     def _pass_two(

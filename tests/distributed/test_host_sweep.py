@@ -1,0 +1,98 @@
+"""The streaming sweep with its hosts read and judged on Dask workers (``host_tasks``) gives
+what the in-process streaming sweep gives: the same stored VMs (disk digests read by each
+host's own worker, in its own mount namespace) and the same open findings, evidence
+included; and without a worker the master sweeps every host itself, and says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.distributed.conftest import HOSTS, Cluster, Estate, start_scheduler
+from tests.distributed.test_executor import _executor
+from vmwarden.distributed.host_tasks import DaskHosts
+from vmwarden.engine.stream import StreamingSweep
+from vmwarden.policy import parse_policy
+from vmwarden.store import Store
+
+#: the estate's policy plus an estate-wide rule (pass 2 runs) and one on images
+EXTRA = """\
+  - {name: dupmac, resource: vm, severity: medium, filters: [duplicate-mac]}
+  - {name: orphans, resource: image, severity: low, filters: [orphaned]}
+"""
+
+
+def _sweep(estate: Estate, db: Path, hosts: Any = None) -> tuple[Any, dict[str, Any]]:
+    """A streaming sweep of the estate into a fresh store: the result and what it stored."""
+    with Store.open(f"sqlite:///{db}") as store:
+        policy = parse_policy(estate.policy + EXTRA)
+        executor = hosts(store) if hosts is not None else None
+        result = StreamingSweep(store, policy, hosts=executor).run(estate.uris)
+        stored = {
+            "findings": sorted(
+                (f["rule"], f["resource"], f["id"], f["host"], repr(sorted(f["evidence"].items())))
+                for f in store.findings("open")
+            ),
+            "roots": sorted(
+                (r["host"], r["name"], d["chain"][-1].get("digest"), d["chain"][-1].get("error"))
+                for host in HOSTS
+                for r in store.host_records(host)
+                for d in r["disks"]
+            ),
+        }
+    return result, stored
+
+
+def test_hosts_swept_on_their_workers_give_the_in_process_findings(
+    estate: Estate, cluster: Cluster, tmp_path: Path
+) -> None:
+    local, here = _sweep(estate, tmp_path / "local.sqlite")
+    disks = _executor(cluster)
+    spread: list[DaskHosts] = []
+
+    def on_workers(store: Store) -> DaskHosts:
+        spread.append(DaskHosts(disks, store))
+        return spread[0]
+
+    try:
+        result, there = _sweep(estate, tmp_path / "spread.sqlite", on_workers)
+        workers = disks.workers()
+    finally:
+        disks.close()
+    (dask,) = spread
+    assert dask.warnings == []  # nothing fell back to the master
+    # each host swept once, by its own worker (test:// URIs name no host: a host that landed
+    # on another host's worker was passed on to its own)
+    assert sorted(dask.by_worker.values()) == [1, 1, 1]
+    assert set(dask.by_worker) == {a for host in HOSTS for a in workers[host]}
+    assert (result.hosts, result.vms) == (local.hosts, local.vms) == (3, 8)
+    assert there == here
+    digests = [digest for _h, _n, digest, _e in there["roots"]]
+    assert None not in digests  # every root hashed: the workers read their hosts' disks
+    rules = {f[0] for f in there["findings"]}
+    assert {"unapproved", "orphans"} <= rules
+
+
+def test_without_a_vmwarden_worker_the_master_sweeps_every_host_and_says_so(
+    estate: Estate, cluster: Cluster, tmp_path: Path
+) -> None:
+    """A scheduler with no worker (all down, none started yet): every host is still swept,
+    here, with the same findings, and the result says why."""
+    scheduler, address = start_scheduler(tmp_path, cluster.certs)
+    empty = Cluster(tmp_path, cluster.certs, address, scheduler, {})
+    disks = _executor(empty)
+    spread: list[DaskHosts] = []
+
+    def on_workers(store: Store) -> DaskHosts:
+        spread.append(DaskHosts(disks, store))
+        return spread[0]
+
+    try:
+        result, there = _sweep(estate, tmp_path / "spread.sqlite", on_workers)
+    finally:
+        disks.close()
+        empty.stop()
+    _, here = _sweep(estate, tmp_path / "local.sqlite")
+    assert there == here
+    assert spread[0].by_worker == {}
+    assert result.warnings == ["no vmwarden worker is up: every host was swept here"]
