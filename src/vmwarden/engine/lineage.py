@@ -92,17 +92,20 @@ class Lineage:
         *,
         remote: bool = False,
         remote_hashing: bool = True,
+        stable_reads: bool = True,
     ) -> Lineage:
         """A sweep's lineage over ``store``'s digest cache; backing files may also lie in
         ``extra_dirs`` (``--images``) and in the approved templates' directories.
         ``remote``: read remote hosts' disks through their connections (then
         :meth:`close` when the sweep is done with them); without ``remote_hashing`` a remote
-        root's digest comes only from the cache (an event path must not download a disk)."""
+        root's digest comes only from the cache (an event path must not download a disk, nor
+        snapshot a VM); ``stable_reads``: see ``RemoteDisks.stable``."""
         dirs = sorted({Path(d) for d in extra_dirs} | set(approved_dirs(store)))
         reader = None
         if remote:
             reader = RemoteDisks(store.cached_digest, store.remember_digest)
             reader.digest_max = reader.digest_max if remote_hashing else 0
+            reader.stable = remote_hashing and stable_reads
         return cls(store.cached_digest, store.remember_digest, extra_dirs=dirs, remote=reader)
 
     def close(self) -> None:

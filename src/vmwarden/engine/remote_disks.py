@@ -81,6 +81,10 @@ class RemoteDisks:
     lookup: Any  # (path, stat) -> digest | None: the store's digest cache
     remember: Any  # (path, stat, digest) -> None
     digest_max: int = DIGEST_MAX
+    #: ask platforms to hold running VMs' disks still while they are read (vSphere: a scan
+    #: snapshot each); False reads them live — watch's periodic reconciles and event paths,
+    #: which must not snapshot every running VM every few minutes
+    stable: bool = True
     chains: dict[tuple[str, str], RangedChain] = field(default_factory=dict)
     _volumes: dict[str, Connector | str] = field(default_factory=dict)
     _connectors: list[Connector] = field(default_factory=list)
@@ -118,7 +122,7 @@ class RemoteDisks:
             volumes = self.volumes(inv)
             prepare = getattr(volumes, "prepare_disks", None)
             if callable(prepare):
-                prepare([p for p in tops if p])
+                prepare([p for p in tops if p], stable=self.stable)
         for vm in inv.vms:
             for disk in vm.disks:
                 if disk.device not in ("disk", "lun") or not disk.chain:

@@ -82,6 +82,10 @@ class SweepOptions:
     #: (report-only, no disk inspection, ``--images`` or advisories) streams
     #: host by host in bounded memory; its result then holds counts, not the lists
     stream_hosts: int = 500
+    #: running VMs' disks held still while read where the platform can (vSphere: a scan
+    #: snapshot per VM, removed after); ``watch`` turns it off for its periodic reconciles
+    #: (a snapshot of every running VM every ``--interval`` is churn no vCenter admin wants)
+    stable_reads: bool = True
 
 
 class Sweep:
@@ -139,7 +143,10 @@ class Sweep:
         targets_missing = self._target_problems(inventories)
         warnings += [str(p) for p in targets_missing]
         # remote hosts' disks are read through their own connections (_inspect closes them)
-        lineage = Lineage.for_store(self.store, self.options.images_dirs, remote=True)
+        opts = self.options
+        lineage = Lineage.for_store(
+            self.store, opts.images_dirs, remote=True, stable_reads=opts.stable_reads
+        )
         served, unserved = self._serve_elsewhere(inventories)
         lineage.enrich_all(unserved, lambda i: self.progress("lineage", i, len(unserved)))
         vms = [vm for inv in inventories for vm in inv.vms]

@@ -79,7 +79,9 @@ def vcsim() -> Iterator[Vcsim]:
 
 
 @pytest.fixture
-def vsphere_password(monkeypatch: pytest.MonkeyPatch, vcsim: Vcsim) -> str:
-    """The password in ``VMWARDEN_VSPHERE_PASSWORD``, as an operator sets it."""
+def vsphere_password(monkeypatch: pytest.MonkeyPatch, vcsim: Vcsim, tmp_path: Path) -> str:
+    """The password in ``VMWARDEN_VSPHERE_PASSWORD``, as an operator sets it (and the scan
+    snapshots' journal, ``connectors.vsphere.scan_snapshots``, under the test's directory)."""
     monkeypatch.setenv("VMWARDEN_VSPHERE_PASSWORD", vcsim.password)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     return vcsim.password

@@ -185,10 +185,11 @@ class AwsConnector(AwsIsolation, AwsActions):
         self._readers[path] = reader
         return reader
 
-    def prepare_disks(self, paths: list[str]) -> None:
+    def prepare_disks(self, paths: list[str], stable: bool = True) -> None:
         """Start the scan snapshots of every volume a sweep will read, at once (then
         ``open_disk`` of each waits for nothing more): the engine calls it before reading
-        a region's disks."""
+        a region's disks. ``stable`` changes nothing here: an EBS volume is only readable
+        through a snapshot."""
         vols = []
         for path in paths:
             try:

@@ -40,6 +40,7 @@ class VsphereConnector(VsphereIsolation, VsphereActions):
         self._si: Any = session.connect(self.target, timeout=timeout)
         self._timeout = timeout
         self._files: Any = None  # datastore file access, opened by the first open_disk
+        self._scans: Any = None  # running VMs' scan snapshots (scan_snapshots), removed by close
         self._context: Retrieved | None = None  # what observe maps a VM with (observe.py)
         # vSphere templates (not runnable VMs) of the last inventory, mapped like VMs.
         self.templates: list[VM] = []
@@ -122,7 +123,25 @@ class VsphereConnector(VsphereIsolation, VsphereActions):
             self._files = datastore_files(self.target, self._si, timeout=self._timeout)
         return self._files.open(path)
 
+    def prepare_disks(self, paths: list[str], stable: bool = True) -> None:
+        """Before a sweep reads ``paths`` (the inventory's): snapshot each powered-on VM
+        using one, so what the paths name stops changing (``scan_snapshots``); powered-off
+        VMs are read as they are. ``stable=False`` (watch's reconciles): read live."""
+        if self._si is None or not stable:
+            return
+        if self._scans is None:
+            from vmwarden.connectors.vsphere.scan_snapshots import ScanSnapshots
+
+            where = f"{self.target.host}:{self.target.port}"
+            self._scans = ScanSnapshots(self._si, where, self.target.datacenter)
+        self._scans.prepare(paths)
+
     def close(self) -> None:
+        """Remove the scan snapshots taken (one that fails stays journaled for the next
+        run), then end the session."""
+        scans, self._scans = self._scans, None
+        if scans is not None and self._si is not None:
+            scans.release_all()
         si, self._si = self._si, None
         files, self._files = self._files, None
         if files is not None:

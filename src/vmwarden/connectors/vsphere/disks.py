@@ -14,9 +14,11 @@ vmfsSparse, ``-sesparse.vmdk``); the chain reader follows it (:func:`resolve_hin
 the datastore) so the chain's root is the template's base disk, hashed for exact lineage,
 and the worker stacks the delta over it (dissect parses the grains).
 
-A running VM's disk is read as the datastore has it: a crash-consistent view at best (as for
-libvirt's live disks); a running VM with a snapshot writes to its delta, and the base below
-it is stable (what vSphere backup tools read).
+A running VM's disks are read from a snapshot's base: before a sweep reads them the connector
+takes a ``vmwarden-scan-<token>`` snapshot (``scan_snapshots``), the VM then writes into a new
+delta, and the files the inventory named stop changing: crash-consistent (no quiescing, as
+for libvirt's live disks) but stable for the whole read. Where no snapshot can be taken
+(it fails; independent disks) the disk is read live and a warning says so.
 """
 
 from __future__ import annotations

@@ -30,12 +30,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from vmwarden.engine.lineage import Lineage
 from vmwarden.engine.metrics import WatchMetrics, serve_metrics
-from vmwarden.engine.scan import ScanResult
+from vmwarden.engine.scan import ScanResult, SweepOptions
 from vmwarden.engine.watch.alert_journal import FailedAlerts
 from vmwarden.engine.watch.events import came_up, read_vm
 from vmwarden.engine.watch.gate import WATCH_ACTOR, Gate, Outcome
@@ -60,9 +61,16 @@ class Watcher:
     """The daemon. ``await run()`` until ``stop()``; everything else is internal."""
 
     def __init__(
-        self, config: WatchConfig, policy: Policy, store: Any, *, sweep_options: Any = None
+        self,
+        config: WatchConfig,
+        policy: Policy,
+        store: Any,
+        *,
+        sweep_options: SweepOptions | None = None,
     ) -> None:
         self.config = config
+        # reconciles read running VMs live: no scan snapshot of each every --interval
+        sweep_options = replace(sweep_options or SweepOptions(), stable_reads=False)
         self.policy = policy
         self.store = store
         self.metrics = WatchMetrics()
