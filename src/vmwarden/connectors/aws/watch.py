@@ -28,19 +28,22 @@ No boto3 at import: the connector and the SQS client are opened by ``SqsFeed.ope
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from vmwarden.connectors.aws.uri import AwsTarget, open_client, parse_aws_uri
-from vmwarden.connectors.base import Connector, NoEventFeedError, register_event_feed
-from vmwarden.errors import DomainGoneError, VmwardenError
+from vmwarden.connectors.base import NoEventFeedError, register_event_feed
+from vmwarden.connectors.feed_thread import ThreadedFeed
+from vmwarden.errors import DomainGoneError
 from vmwarden.model import events as ev
 from vmwarden.model.events import VmEvent
+
+if TYPE_CHECKING:
+    from vmwarden.connectors.aws.connection import AwsConnector
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +99,11 @@ def open_aws_feed(
     return SqsFeed(uri, target, on_event=on_event, on_close=on_close)
 
 
-class SqsFeed:
+class SqsFeed(ThreadedFeed["AwsConnector"]):
     """An ``EventFeed`` over one SQS queue (see the module docstring)."""
+
+    thread_name = "sqs"
+    failure = "SQS read failed"
 
     def __init__(
         self,
@@ -108,91 +114,43 @@ class SqsFeed:
         on_close: Callable[[str], None],
         wait: int = WAIT,
     ) -> None:
-        self.uri = uri
+        super().__init__(uri, on_event=on_event, on_close=on_close, join_timeout=wait + 30)
         self.target = target
-        self.on_event = on_event
-        self.on_close = on_close
         self.wait = wait
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn: Any = None
         self._sqs: Any = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failed = False
 
-    @property
-    def connector(self) -> Connector | None:
-        return self._conn  # type: ignore[no-any-return]
-
-    @property
-    def host(self) -> str | None:
-        return None if self._conn is None else str(self._conn.host)
-
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-
-    def open(self) -> Connector:
-        """Connect to EC2 and the queue (blocking); messages are read on a thread."""
+    def _connect(self) -> AwsConnector:
         from vmwarden.connectors.aws.connection import AwsConnector
 
-        if self._loop is None:
-            raise VmwardenError("SqsFeed.attach(loop) must be called before open()")
-        conn = AwsConnector(self.uri)
-        try:
-            sqs = open_client(self.target, "sqs")
-            url = conn._call(lambda: sqs.get_queue_url(QueueName=self.target.sqs)["QueueUrl"])
-        except Exception:
-            conn.close()
-            raise
-        self._conn, self._sqs, self._failed = conn, sqs, False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(conn, sqs, str(url), self._stop), name=f"sqs {self.uri}",
-            daemon=True,
-        )  # fmt: skip
-        self._thread.start()
-        return conn  # type: ignore[no-any-return]
+        return AwsConnector(self.uri)
 
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._failed
+    def _subscribe(self, conn: AwsConnector, stop: threading.Event) -> Iterator[VmEvent]:
+        """The queue's client and URL (blocking, in ``open``); messages are read on the thread."""
+        sqs = open_client(self.target, "sqs")
+        url = conn._call(lambda: sqs.get_queue_url(QueueName=self.target.sqs)["QueueUrl"])
+        self._sqs = sqs
+        return self._read(conn, sqs, str(url), stop)
 
-    def close(self) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=self.wait + 30)
-        conn, self._conn = self._conn, None
+    def _release(self) -> None:
         sqs, self._sqs = self._sqs, None
         if sqs is not None:
             sqs.close()
-        if conn is not None:
-            conn.close()
 
-    def _run(self, conn: Any, sqs: Any, url: str, stop: threading.Event) -> None:
-        loop = self._loop
-        assert loop is not None
+    def _read(self, conn: Any, sqs: Any, url: str, stop: threading.Event) -> Iterator[VmEvent]:
         while not stop.is_set():
-            try:
-                got = conn._call(
-                    lambda: sqs.receive_message(
-                        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait
-                    )
+            got = conn._call(
+                lambda: sqs.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait
                 )
-                messages = got.get("Messages") or []
-                for event in self._events(conn, messages):
-                    loop.call_soon_threadsafe(self.on_event, event)
-                if messages:
-                    entries = [
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(messages)
-                    ]
-                    conn._call(lambda e=entries: sqs.delete_message_batch(QueueUrl=url, Entries=e))
-            except Exception as exc:  # any failure of a read: the feed counts as lost
-                if not stop.is_set():
-                    self._failed = True
-                    why = exc if isinstance(exc, VmwardenError) else f"{type(exc).__name__}: {exc}"
-                    loop.call_soon_threadsafe(self.on_close, f"SQS read failed: {why}")
-                return
+            )
+            messages = got.get("Messages") or []
+            yield from self._events(conn, messages)  # each handed to the loop before the delete
+            if messages:
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                ]
+                conn._call(lambda e=entries: sqs.delete_message_batch(QueueUrl=url, Entries=e))
 
     def _events(self, conn: Any, messages: list[dict[str, Any]]) -> list[VmEvent]:
         out = []

@@ -35,15 +35,15 @@ collector: collectors belong to a session) and reconciles.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from vmwarden.connectors.base import register_event_feed
+from vmwarden.connectors.feed_thread import ThreadedFeed
 from vmwarden.connectors.vsphere import session
 from vmwarden.connectors.vsphere.collect import container
 from vmwarden.connectors.vsphere.connection import VsphereConnector
@@ -116,8 +116,11 @@ def new_events(page: Iterable[Any], last_key: int) -> list[Any]:
 
 
 @register_event_feed("vsphere")
-class VsphereEventFeed:
+class VsphereEventFeed(ThreadedFeed[VsphereConnector]):
     """Events of one vCenter (or one datacenter of it), see the module docstring."""
+
+    thread_name = "events"
+    failure = "vSphere event wait failed"
 
     def __init__(
         self,
@@ -129,91 +132,46 @@ class VsphereEventFeed:
         wait: float = WAIT,
         metadata_every: float = METADATA_EVERY,
     ) -> None:
-        self.uri = uri
-        self.on_event = on_event
-        self.on_close = on_close
+        # a vCenter that stops answering is given keepalive interval x count past the wait
+        timeout = wait + max(1, keepalive[0]) * max(1, keepalive[1])
+        super().__init__(uri, on_event=on_event, on_close=on_close, join_timeout=timeout + 5)
         self.wait = wait
         self.metadata_every = metadata_every
-        # a vCenter that stops answering is given keepalive interval x count past the wait
-        self.timeout = wait + max(1, keepalive[0]) * max(1, keepalive[1])
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn: VsphereConnector | None = None
+        self.timeout = timeout
         self._watch: _Subscription | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._failed = False
 
-    @property
-    def connector(self) -> VsphereConnector | None:
-        return self._conn
+    def _connect(self) -> VsphereConnector:
+        return VsphereConnector(self.uri)
 
-    @property
-    def host(self) -> str | None:
-        return None if self._conn is None else self._conn.host
+    def _subscribe(self, conn: VsphereConnector, stop: threading.Event) -> Iterator[VmEvent]:
+        """Log in a second time (the waiting session) and subscribe to its events."""
+        conn.observe_context()  # the first power-on's read then costs one VM's properties
+        self._watch = sub = _Subscription.open(self.uri, self.timeout)
+        return self._read(sub, stop)
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def _interrupt(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
 
-    def open(self) -> VsphereConnector:
-        """Log in (actions and events), subscribe, start the waiting thread (blocking)."""
-        if self._loop is None:
-            raise VmwardenError("VsphereEventFeed.attach(loop) must be called before open()")
-        conn = VsphereConnector(self.uri)
-        try:
-            conn.observe_context()  # the first power-on's read then costs one VM's properties
-            sub = _Subscription.open(self.uri, self.timeout)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn, self._watch, self._failed = conn, sub, False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(sub, self._stop), name=f"events {self.uri}", daemon=True
-        )
-        self._thread.start()
-        return conn
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._failed
-
-    def close(self) -> None:
-        """Stop waiting, drop the collector, log both sessions out. Safe on a dead session."""
-        self._stop.set()
+    def _release(self) -> None:
+        """Drop the collector and log the waiting session out. Safe on a dead session."""
         sub, self._watch = self._watch, None
         if sub is not None:
-            sub.cancel()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=self.timeout + 5)
-        if sub is not None:
             sub.close()
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
 
-    # --- the waiting thread ----------------------------------------------------------
+    def _describe(self, exc: Exception) -> str:
+        return _describe(exc)
 
-    def _run(self, sub: _Subscription, stop: threading.Event) -> None:
-        loop = self._loop
-        assert loop is not None
+    def _read(self, sub: _Subscription, stop: threading.Event) -> Iterator[VmEvent]:
         next_poll = 0.0
-        try:
-            while not stop.is_set():
-                for event in sub.wait(self.wait):
-                    loop.call_soon_threadsafe(self.on_event, event)
-                if stop.is_set():
-                    return
-                now = time.monotonic()
-                if now >= next_poll:
-                    for event in sub.poll_metadata():
-                        loop.call_soon_threadsafe(self.on_event, event)
-                    next_poll = now + self.metadata_every
-        except Exception as exc:  # any failure of the session: the host counts as lost
+        while not stop.is_set():
+            yield from sub.wait(self.wait)
             if stop.is_set():
                 return
-            self._failed = True
-            why = exc if isinstance(exc, VmwardenError) else _describe(exc)
-            loop.call_soon_threadsafe(self.on_close, f"vSphere event wait failed: {why}")
+            now = time.monotonic()
+            if now >= next_poll:
+                yield from sub.poll_metadata()
+                next_poll = now + self.metadata_every
 
 
 class _Subscription:

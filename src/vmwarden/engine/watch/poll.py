@@ -16,13 +16,12 @@ reconnects with backoff and reconciles, as for a push feed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from vmwarden.connectors.base import Connector, open_connector
-from vmwarden.errors import VmwardenError
+from vmwarden.connectors.feed_thread import ThreadedFeed
 from vmwarden.model import VM, State
 from vmwarden.model import events as ev
 from vmwarden.model.events import VmEvent
@@ -92,8 +91,11 @@ def _power_kind(was: State, now: State) -> str:
     return ev.OTHER
 
 
-class PollFeed:
+class PollFeed(ThreadedFeed[Connector]):
     """An ``EventFeed`` over any connector's inventory (see the module docstring)."""
+
+    thread_name = "poll"
+    failure = "poll failed"
 
     def __init__(
         self,
@@ -104,74 +106,25 @@ class PollFeed:
         interval: float = POLL_EVERY,
         opener: Callable[[str], Connector] = open_connector,
     ) -> None:
-        self.uri = uri
-        self.on_event = on_event
-        self.on_close = on_close
+        super().__init__(uri, on_event=on_event, on_close=on_close, join_timeout=interval + 30)
         self.interval = interval
         self._opener = opener
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn: Connector | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failed = False
 
-    @property
-    def connector(self) -> Connector | None:
-        return self._conn
+    def _connect(self) -> Connector:
+        return self._opener(self.uri)
 
-    @property
-    def host(self) -> str | None:
-        return None if self._conn is None else self._conn.host
-
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-
-    def open(self) -> Connector:
-        """Connect and take the first inventory (blocking); later polls run on a thread."""
-        if self._loop is None:
-            raise VmwardenError("PollFeed.attach(loop) must be called before open()")
-        conn = self._opener(self.uri)
-        try:
-            first = self._poll(conn)
-        except Exception:
-            conn.close()
-            raise
-        self._conn, self._failed = conn, False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(conn, first, self._stop), name=f"poll {self.uri}", daemon=True
-        )
-        self._thread.start()
-        return conn
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._failed
-
-    def close(self) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=self.interval + 30)
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+    def _subscribe(self, conn: Connector, stop: threading.Event) -> Iterator[VmEvent]:
+        """The first inventory (blocking, in ``open``); later polls run on the thread."""
+        return self._read(conn, self._poll(conn), stop)
 
     @staticmethod
     def _poll(conn: Connector) -> dict[str, Seen]:
         return {vm.id: Seen(vm) for vm in conn.inventory().vms}
 
-    def _run(self, conn: Connector, last: dict[str, Seen], stop: threading.Event) -> None:
-        loop = self._loop
-        assert loop is not None
+    def _read(
+        self, conn: Connector, last: dict[str, Seen], stop: threading.Event
+    ) -> Iterator[VmEvent]:
         while not stop.wait(self.interval):
-            try:
-                now = self._poll(conn)
-            except Exception as exc:  # any failure of a poll: the host counts as lost
-                if not stop.is_set():
-                    self._failed = True
-                    why = exc if isinstance(exc, VmwardenError) else f"{type(exc).__name__}: {exc}"
-                    loop.call_soon_threadsafe(self.on_close, f"poll failed: {why}")
-                return
-            for event in diff(self.uri, last, now):
-                loop.call_soon_threadsafe(self.on_event, event)
+            now = self._poll(conn)
+            yield from diff(self.uri, last, now)
             last = now
