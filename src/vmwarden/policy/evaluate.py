@@ -12,6 +12,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import attrgetter
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ Identity = tuple[str, str, str]  # id, name, host
 
 
 def _vms(ctx: Context) -> list[tuple[Identity, Any]]:
-    vms = sorted(ctx.estate.vms, key=lambda v: (v.host, v.name, v.id))
+    vms = sorted(ctx.estate.vms, key=attrgetter("host", "name", "id"))
     return [((v.id, v.name, v.host), v) for v in vms]
 
 
@@ -98,7 +99,8 @@ def _evaluate(policy: Policy, estate: Estate, indexes: Mapping[str, Any]) -> lis
     At 100k VMs the estate is far larger than the CPU caches; walking it once per rule
     (rule-major) fetched each VM's records from memory twenty times, and per-guest views
     (``Context.guest``) could not be reused between rules. Findings still come out in
-    rule order, then resource order: each rule collects into its own list.
+    rule order, then resource order: each rule collects into its own list. A rule whose
+    filter names its ``candidates`` (cross-VM indexes) judges only those, first.
     """
     ctx = Context(estate.judged(), policy)  # held NICs count where they were, not quarantine
     for key, value in indexes.items():
@@ -110,7 +112,14 @@ def _evaluate(policy: Policy, estate: Estate, indexes: Mapping[str, Any]) -> lis
         by_kind.setdefault(rule.resource, []).append((rule, found))
     for kind, rules in by_kind.items():
         resources: Sequence[tuple[Identity, Any]] = ctx.index(f"resources:{kind}", RESOURCES[kind])
-        _judge_all(ctx, resources, rules)
+        every: list[tuple[Rule, list[Finding]]] = []
+        for rule, found in rules:  # a rule whose index names its few candidates judges those
+            few = rule.filter.candidates(resources, ctx)
+            if few is None:
+                every.append((rule, found))
+            else:
+                _judge_all(ctx, few, [(rule, found)])
+        _judge_all(ctx, resources, every)
     return [finding for found in per_rule for finding in found]
 
 

@@ -11,9 +11,9 @@ Adding a filter (see ``registration.py`` for the shortest one):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from vmwarden.policy.registry import Registry
 from vmwarden.policy.schema import NoParams, StrictModel
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from vmwarden.policy.context import Context
     from vmwarden.policy.source import PathT
     from vmwarden.policy.verdict import Verdict
+
+Entry = TypeVar("Entry", bound=tuple[Any, Any])  # (identity, resource), as evaluation holds them
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,18 @@ class Filter:
 
     def match(self, resource: Any, ctx: Context) -> Verdict:
         raise NotImplementedError
+
+    def candidates(self, resources: Sequence[Entry], ctx: Context) -> Sequence[Entry] | None:
+        """The entries of ``resources`` (identity, resource), in order, for which ``match``
+        may answer other than no-match; None: all of them (the default).
+
+        Why: a cross-VM filter's index already names the few VMs it can match (duplicates,
+        co-location), so evaluation need not call ``match`` on the rest — at 100k VMs most
+        of those calls answered no-match. Called after ``prepare``. It must keep every
+        resource ``match`` would not clear; ``match`` still judges each candidate
+        (``tests/policy/test_policy_candidates.py`` holds evaluation to the plain loop).
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"<filter {self.type_name} {self.params!r}>"

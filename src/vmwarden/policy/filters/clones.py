@@ -7,12 +7,12 @@ stays linear in the number of VMs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from vmwarden.model import VM, GuestFacts
-from vmwarden.policy.filters.base import Filter, filters
+from vmwarden.policy.filters.base import Entry, Filter, filters
 from vmwarden.policy.filters.guest import NOT_INSPECTED, label
 from vmwarden.policy.filters.inspected import nothing_to_inspect
 from vmwarden.policy.verdict import NO_MATCH, Verdict
@@ -111,6 +111,20 @@ class DuplicateFilter(Filter):
 
     def prepare(self, ctx: Context) -> None:
         ctx.index(self.index_name, self._build)
+
+    def candidates(self, resources: Sequence[Entry], ctx: Context) -> Sequence[Entry] | None:
+        """The VMs ``shared`` does not clear from the index alone: not inspected, from
+        outside the indexed estate, values unreadable, or involved in a duplicate."""
+        index = ctx.index(self.index_name, self._build)
+        estate, involved, readable = index.estate, index.involved, self.readable
+        return [
+            entry
+            for entry in resources
+            if (guest := entry[1].guest) is None
+            or (key := id(entry[1])) not in estate
+            or key in involved
+            or not readable(guest)
+        ]
 
     def shared(self, resource: VM, ctx: Context) -> tuple[list[str], list[str]] | Verdict:
         """(values of this VM that are shared, every VM sharing them) or an unknown verdict."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from vmwarden.model import VM
-from vmwarden.policy.filters.base import Filter, filters
+from vmwarden.policy.filters.base import Entry, Filter, filters
 from vmwarden.policy.verdict import NO_MATCH, Verdict
 
 if TYPE_CHECKING:
@@ -41,6 +42,15 @@ class MixedClassificationOnHost(Filter):
 
     def prepare(self, ctx: Context) -> None:
         ctx.index("classifications-by-host", classifications_by_host)
+
+    def candidates(self, resources: Sequence[Entry], ctx: Context) -> Sequence[Entry] | None:
+        """Classified VMs on hosts with mixed classifications; every other VM is no-match."""
+        mixed = ctx.index("classifications-by-host", classifications_by_host)
+        return [
+            entry
+            for entry in resources
+            if entry[1].host in mixed and entry[1].host and entry[1].meta.classification
+        ]
 
     def match(self, resource: VM, ctx: Context) -> Verdict:
         if not resource.meta.classification or not resource.host:

@@ -6,11 +6,12 @@ Written ``{and: [...]}``, ``{or: [...]}``, ``{not: filter}`` or as ``{type: and,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from vmwarden.policy.filters.base import Filter, filters
+from vmwarden.policy.filters.base import Entry, Filter, filters
 from vmwarden.policy.schema import StrictModel
 from vmwarden.policy.verdict import all_of, any_of, negate
 
@@ -66,6 +67,15 @@ class And(Combinator):
     def match(self, resource: Any, ctx: Context) -> Verdict:
         return all_of(child.match(resource, ctx) for child in self.children)
 
+    def candidates(self, resources: Sequence[Entry], ctx: Context) -> Sequence[Entry] | None:
+        """A resource some child clears is cleared: each child's candidates narrow them."""
+        narrowed: Sequence[Entry] | None = None
+        for child in self.children:
+            found = child.candidates(resources if narrowed is None else narrowed, ctx)
+            if found is not None:
+                narrowed = found
+        return narrowed
+
 
 @filters.register("or")
 class Or(Combinator):
@@ -83,6 +93,16 @@ class Or(Combinator):
 
     def match(self, resource: Any, ctx: Context) -> Verdict:
         return any_of(child.match(resource, ctx) for child in self.children)
+
+    def candidates(self, resources: Sequence[Entry], ctx: Context) -> Sequence[Entry] | None:
+        """Only a resource every child clears is cleared: the union, when each child narrows."""
+        keep: set[int] = set()
+        for child in self.children:
+            found = child.candidates(resources, ctx)
+            if found is None:
+                return None
+            keep.update(id(entry) for entry in found)
+        return [entry for entry in resources if id(entry) in keep]
 
 
 @filters.register("not")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from vmwarden.model import VM
-from vmwarden.policy.filters.base import Filter, filters
+from vmwarden.policy.filters.base import Entry, Filter, filters
 from vmwarden.policy.verdict import NO_MATCH, Verdict
 
 if TYPE_CHECKING:
@@ -54,6 +55,15 @@ class DuplicateMac(Filter):
 
     def prepare(self, ctx: Context) -> None:
         ctx.index("duplicate-macs", duplicated_macs)
+
+    def candidates(self, resources: Sequence[Entry], ctx: Context) -> Sequence[Entry] | None:
+        """VMs with a duplicated MAC or a NIC without one; every other VM is no-match."""
+        duplicates = ctx.index("duplicate-macs", duplicated_macs)
+        return [
+            entry
+            for entry in resources
+            if any(nic.mac is None or nic.mac.lower() in duplicates for nic in entry[1].nics)
+        ]
 
     def match(self, resource: VM, ctx: Context) -> Verdict:
         duplicates = ctx.index("duplicate-macs", duplicated_macs)
