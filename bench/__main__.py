@@ -23,6 +23,7 @@ from bench import (
     aws_watch,
     distributed,
     estate_scale,
+    estate_workers,
     inspection,
     lineage,
     oval,
@@ -185,6 +186,12 @@ def main() -> None:
             "Estate scale (#16.4; streaming sweep into PostgreSQL: 1M VMs / 10k hosts in --full, "
             "20k quick; seconds)",
             lambda _tmp: estate_scale.run(args.full),
+        ),
+        (
+            "estate-workers",
+            "Scale-out of the streaming sweep (#16; the same sweep in the master and on 1 and 2 "
+            "Dask workers into PostgreSQL: 1,000 hosts / 100k VMs in --full, 40 quick; seconds)",
+            lambda _tmp: estate_workers.run(args.full),
         ),
         (
             "lineage",

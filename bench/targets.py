@@ -202,6 +202,7 @@ def judge(sections: Rows) -> list[dict[str, str]]:
     _hook(rows, add)
     _aws_watch(rows, add)
     _estate_scale(rows, add)
+    _estate_workers(rows, add)
     foot = next((r for r in rows if "cpu_pct" in r), None)
     if foot:
         add("watch idle CPU < 1% of a core", f"{foot['cpu_pct']:.2f}%", foot["cpu_pct"] < 1)
@@ -343,4 +344,24 @@ def _estate_scale(rows: list[dict[str, Any]], add: Any) -> None:
         + ("" if full else " (1M only in --full)")
         + f"; {r['median']:,.0f} s; {r['note']}",
         r["peak_rss"] <= 2 * 2**30 if full else None,
+    )
+
+
+def _estate_workers(rows: list[dict[str, Any]], add: Any) -> None:
+    """#16: the same 1k-host streaming sweep at 1 and 2 workers (bench/estate_workers.py);
+    no speed target (2 cores shared with the master and PostgreSQL), the same findings."""
+    got = {
+        n: _find(rows, rf"[\d,]+-host sweep \(.*\) {where}$")
+        for n, where in ((0, "in the master"), (1, "on 1 Dask worker"), (2, "on 2 Dask workers"))
+    }
+    base, one, two = got[0], got[1], got[2]
+    if base is None or one is None or two is None:
+        return
+    size = str(base["name"]).split(" (")[0]
+    add(
+        f"{size} at 1 and 2 workers: same findings (#16 scaling; no speed target)",
+        f"master {base['median']:,.0f} s, 1 worker {one['median']:,.0f} s, 2 workers "
+        f"{two['median']:,.0f} s = {one['median'] / two['median']:.2f}x the speed of 1 "
+        "(2 cores shared by master, PostgreSQL, workers)",
+        base["findings"] == one["findings"] == two["findings"],
     )
