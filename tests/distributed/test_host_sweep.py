@@ -8,9 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.distributed.conftest import HOSTS, Cluster, Estate, start_scheduler
 from tests.distributed.test_executor import _executor
 from vmwarden.distributed.host_tasks import DaskHosts
+from vmwarden.engine.inspection import InspectionOptions
+from vmwarden.engine.scan import Sweep, SweepOptions
 from vmwarden.engine.stream import StreamingSweep
 from vmwarden.policy import parse_policy
 from vmwarden.store import Store
@@ -96,3 +100,33 @@ def test_without_a_vmwarden_worker_the_master_sweeps_every_host_and_says_so(
     assert there == here
     assert spread[0].by_worker == {}
     assert result.warnings == ["no vmwarden worker is up: every host was swept here"]
+
+
+def test_a_scheduler_sweep_streams_only_what_the_workers_do(
+    estate: Estate, cluster: Cluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With --scheduler, hosts are judged on workers, which neither inspect disks nor
+    compare content lineage yet: such a sweep keeps the estate in memory (and says why)."""
+    disks = _executor(cluster)
+    try:
+        with Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
+            policy = parse_policy(estate.policy)
+
+            def streams(**options: Any) -> bool:
+                opts = SweepOptions(executor=disks, stream_hosts=1, **options)
+                return Sweep(store, policy, actor="t", options=opts)._streams(estate.uris, False)
+
+            assert not streams()  # inspection is on by default
+            assert "disk inspection with --scheduler" in caplog.text
+            assert streams(inspect=InspectionOptions(enabled=False))
+            store.approve_template("signed", "sha256:" + "1" * 64, None, _signed(estate), "t")
+            assert not streams(inspect=InspectionOptions(enabled=False))
+            assert "signed templates with --scheduler" in caplog.text
+    finally:
+        disks.close()
+
+
+def _signed(estate: Estate) -> dict[str, Any]:
+    from vmwarden.engine.content_lineage import FINGERPRINT_KEY
+
+    return {FINGERPRINT_KEY: estate.signature}

@@ -157,13 +157,15 @@ def _assert_same(whole: Any, streamed: Any) -> None:
 def test_a_sweep_asking_for_what_streaming_does_not_do_keeps_the_estate(
     estate: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Above the threshold, disk inspection (on by default) or --enforce keep the
-    whole-estate path, and the log says why; without them the sweep streams."""
+    """Above the threshold, --images or --enforce keep the whole-estate path, and the log
+    says why; without them the sweep streams, disk inspection (on by default) included."""
     policy = parse_policy(POLICY)
     with Store.open(f"sqlite:///{tmp_path / 'c.db'}") as store:
         inspecting = Sweep(store, policy, actor="t", options=SweepOptions(stream_hosts=1))
-        assert not inspecting._streams(estate, enforce=False)
-        assert "does not do disk inspection" in caplog.text
+        assert inspecting._streams(estate, enforce=False)
+        images = SweepOptions(images_dirs=[tmp_path], stream_hosts=1)
+        assert not Sweep(store, policy, actor="t", options=images)._streams(estate, enforce=False)
+        assert "does not do --images" in caplog.text
         plain = SweepOptions(inspect=InspectionOptions(enabled=False), stream_hosts=1)
         assert not Sweep(store, policy, actor="t", options=plain)._streams(estate, enforce=True)
         assert "--enforce" in caplog.text

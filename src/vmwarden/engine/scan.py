@@ -42,7 +42,7 @@ from vmwarden.enforce import (
 from vmwarden.enforce.actions import EVENT_BASED
 from vmwarden.enforce.runner import StopRequest
 from vmwarden.engine.benchmarks import run_benchmarks
-from vmwarden.engine.content_lineage import content_lineage
+from vmwarden.engine.content_lineage import content_lineage, signed_templates
 from vmwarden.engine.executor import DiskExecutor, InProcess, Served, disk_reads
 from vmwarden.engine.hosts import dedupe_hosts
 from vmwarden.engine.images import classify, collect_images, merge_discovered
@@ -79,7 +79,8 @@ class SweepOptions:
     #: where disks are read: this process (default) or the disks' hosts (``--scheduler``)
     executor: DiskExecutor = field(default_factory=InProcess)
     #: from this many URIs on, a sweep that asks only for what ``engine/stream.py`` does
-    #: (report-only, no disk inspection, ``--images`` or advisories) streams
+    #: (report-only, no ``--images`` or advisories; with ``--scheduler`` no disk inspection
+    #: or signed templates either) streams
     #: host by host in bounded memory; its result then holds counts, not the lists
     stream_hosts: int = 500
     #: running VMs' disks held still while read where the platform can (vSphere: a scan
@@ -205,11 +206,13 @@ class Sweep:
         o = self.options
         if len(uris) < o.stream_hosts:
             return False
+        spread = not isinstance(o.executor, InProcess)  # hosts judged on Dask workers
         missing = [
             what
             for what, asked in (
                 ("--enforce", enforce),
-                ("disk inspection", o.inspect.enabled),
+                ("disk inspection with --scheduler", o.inspect.enabled and spread),
+                ("signed templates with --scheduler", spread and self._signed_templates()),
                 ("--images", bool(o.images_dirs)),
                 ("advisories", bool(o.vulns or self.policy.vulns)),
             )
@@ -223,13 +226,19 @@ class Sweep:
             )
         return not missing
 
+    def _signed_templates(self) -> bool:
+        """Whether content lineage has templates to compare with (workers do not yet)."""
+        return bool(signed_templates(self.store.templates()))
+
     def _stream(self, uris: list[str]) -> ScanResult:
         """A sweep of many hosts, one host at a time (``engine/stream.py``)."""
+        local = isinstance(self.options.executor, InProcess)
         streamed = StreamingSweep(
             self.store,
             self.policy,
             progress=lambda s, d, t: self.progress(s, d, len(uris)),
-            hosts=self.options.executor.hosts(self.store),  # --scheduler: on the workers
+            hosts=None if local else self.options.executor.hosts(self.store),  # on workers
+            inspect=self.options.inspect,
         ).run(uris, total=len(uris))
         result = ScanResult(
             [], [], [], [], [], streamed.warnings, streamed.started, streamed.finished

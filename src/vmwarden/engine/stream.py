@@ -24,9 +24,12 @@ the master only writes and compares, in the order the hosts come back.
 
 Judging uses the same ``evaluate`` and the same filters as ``Sweep``; only where the
 duplicate indexes come from differs, and they have the same shape. A test checks that both
-sweeps give the same findings (``tests/engine/test_stream_sweep.py``). What this sweep does
-not do (yet): inspect disks, read ``--images`` directories or advisories, content lineage,
-enforce; ``Sweep.run`` streams only sweeps that ask for none of these (see ``streams``).
+sweeps give the same findings (``tests/engine/test_stream_sweep.py``; with disk inspection,
+``tests/engine/test_stream_inspect.py``). In this process a host's disks get their content
+lineage and, with ``inspect`` enabled, their guest facts, host by host
+(``stream_host.read_disks``); on Dask workers neither yet. What this sweep does not do
+(yet): read ``--images`` directories or advisories, enforce; ``Sweep.run`` streams only
+sweeps that ask for none of these (see ``Sweep._streams``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 
 from vmwarden.enforce import mark_held
 from vmwarden.engine.admission_records import vm_from_record
+from vmwarden.engine.inspection import InspectionOptions
 from vmwarden.engine.result import Unreachable
 from vmwarden.engine.stream_host import HostExecutor, HostSweep, InProcessHosts, job_for
 from vmwarden.errors import UnreachableError
@@ -190,6 +194,7 @@ class StreamingSweep:
         progress: Progress | None = None,
         now: datetime | None = None,
         hosts: HostExecutor | None = None,
+        inspect: InspectionOptions | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -197,7 +202,7 @@ class StreamingSweep:
         self.now = now
         self.wide_rules: set[str] = set()
         #: where hosts are read and judged: this process (default) or Dask workers
-        self.hosts = hosts or InProcessHosts(store)
+        self.hosts = hosts or InProcessHosts(store, inspect)
 
     def run(self, uris: Iterable[str], *, total: int = 0) -> StreamResult:
         """Sweep ``uris``; ``total``: their number, for progress only.

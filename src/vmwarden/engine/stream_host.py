@@ -25,15 +25,25 @@ from typing import Any, Protocol
 
 from vmwarden.connectors import inventory_all
 from vmwarden.enforce.held import mark_with
+from vmwarden.engine.benchmarks import run_benchmarks
+from vmwarden.engine.content_lineage import content_lineage
 from vmwarden.engine.images import classify, collect_images
+from vmwarden.engine.inspection import InspectionOptions, inspect_all, merge_agent_facts, targets
 from vmwarden.engine.lineage import Lineage, approved_dirs, is_local
 from vmwarden.engine.remote_disks import RemoteDisks
 from vmwarden.errors import VmwardenError
-from vmwarden.model import VM, ActionRecord, Estate, Finding, Image
+from vmwarden.model import VM, ActionRecord, Estate, Finding, HostInventory, Image
+from vmwarden.model.lineage import ContentMatch
 from vmwarden.policy import Policy, evaluate
 
 Lookup = Callable[[str, os.stat_result], str | None]
 Remember = Callable[[str, os.stat_result, str], None]
+#: Content lineage and guest facts of one host's disks: its built-in findings
+#: (``uninspectable``) and the content matches, as ``Sweep`` reads them for the estate.
+DiskReads = Callable[
+    [HostInventory, list[Image], Lineage, "HostJob"],
+    tuple[list[Finding], dict[str, ContentMatch]],
+]
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,7 @@ class DiskAccess:
     remember: Remember
     remote: bool = True  # read another host's disks through its connection
     refusal: Callable[[str], str | None] | None = None
+    reads: DiskReads | None = None  # None: no content lineage, no inspection
 
 
 def sweep_host(
@@ -92,15 +103,16 @@ def sweep_host(
     # a Lineage per host: its memo of chains and digests would grow with the estate
     lineage = Lineage(access.lookup, access.remember, extra_dirs=list(job.extra_dirs))
     lineage.remote = reader
+    vms = got.vms
     try:
         lineage.enrich_all([got])
+        mark_with(job.held, vms)  # held NICs are judged where they were
+        images = collect_images([got], job.catalog)
+        local = {got.host} if is_local(got) else set()
+        classify(images, job.catalog, local | {socket.gethostname()})
+        builtin, content = access.reads(got, images, lineage, job) if access.reads else ([], {})
     finally:
-        lineage.close()
-    vms = got.vms
-    mark_with(job.held, vms)  # held NICs are judged where they were
-    images = collect_images([got], job.catalog)
-    local = {got.host} if is_local(got) else set()
-    classify(images, job.catalog, local | {socket.gethostname()})
+        lineage.close()  # the remote hosts' connections: the disk reads were the last use
     estate = Estate(
         vms=vms,
         images=images,
@@ -108,8 +120,9 @@ def sweep_host(
         now=job.now,
         hosts=[got.host],
         catalog_paths=job.catalog_paths,
+        content_lineage=content,
     )
-    found = evaluate(job.policy, estate)
+    found = evaluate(job.policy, estate) + builtin
     return HostSweep(uri, got.host, vms, images, found, got.warnings + lineage.warnings)
 
 
@@ -147,12 +160,42 @@ class HostExecutor(Protocol):
 
 class InProcessHosts:
     """The default: every host in this process, one after the other, through the store's
-    digest cache."""
+    digest and facts caches; its disks' content lineage and, with ``inspect`` enabled,
+    guest facts read as ``Sweep`` reads them (host by host here)."""
 
-    def __init__(self, store: Any) -> None:
-        self.access = DiskAccess(store.cached_digest, store.remember_digest)
+    def __init__(self, store: Any, inspect: InspectionOptions | None = None) -> None:
+        def reads(
+            inv: HostInventory, images: list[Image], lineage: Lineage, job: HostJob
+        ) -> tuple[list[Finding], dict[str, ContentMatch]]:
+            return read_disks(store, inspect, inv, images, lineage, job)
+
+        self.access = DiskAccess(store.cached_digest, store.remember_digest, reads=reads)
         self.warnings: list[str] = []
 
     def sweep(self, uris: Iterable[str], job: HostJob) -> Iterator[HostSweep]:
         for uri in uris:
             yield sweep_host(uri, job, self.access)
+
+
+def read_disks(
+    store: Any,
+    options: InspectionOptions | None,
+    inv: HostInventory,
+    images: list[Image],
+    lineage: Lineage,
+    job: HostJob,
+) -> tuple[list[Finding], dict[str, ContentMatch]]:
+    """One host's content lineage and guest facts (``Sweep._inspect`` for one host)."""
+    content = content_lineage(inv.vms, store, job.catalog, lineage)
+    found: list[Finding] = []
+    tlist = targets(inv.vms, images, lineage) if options is not None and options.enabled else []
+    if options is not None and tlist:
+        allowed = lineage.all_allowed_dirs()
+        found = inspect_all(
+            store, tlist, allowed_dirs=allowed, options=options, progress=lambda _s, _d, _t: None
+        )
+        local = [r.guest for t in tlist if t.remote is None for r in (t.vm, t.image) if r]
+        guests = [g for g in local if g is not None]
+        run_benchmarks(store, guests, job.policy, allowed_dirs=allowed, workers=options.workers)
+    merge_agent_facts(inv.vms)
+    return found, content
