@@ -120,6 +120,11 @@ class RemoteDisks:
             # a platform that must make its disks readable first (EC2: a snapshot each)
             # starts it for all of them at once, not one open_disk after another
             volumes = self.volumes(inv)
+            if self.digest_max == 0 and getattr(volumes, "disk_reads_copy_the_disk", False):
+                # an event path (no downloads) never opens a disk whose read copies it whole
+                # (EC2: a snapshot per volume, minutes each): the chains stay as inventoried
+                # and the reconcile reads them
+                return
             prepare = getattr(volumes, "prepare_disks", None)
             if callable(prepare):
                 prepare([p for p in tops if p], stable=self.stable)

@@ -29,7 +29,9 @@ from tests.connectors.aws.ec2_estate import ami, launch, network
 from tests.connectors.aws.snapshot_fixture import WrittenSnapshot
 from vmwarden.connectors.aws import connection
 from vmwarden.connectors.aws.scan_snapshots import SCAN_TAG, ScanJournal, ScanSnapshots
+from vmwarden.connectors.base import open_connector
 from vmwarden.engine.inspection import InspectionOptions
+from vmwarden.engine.lineage import Lineage
 from vmwarden.engine.scan import Sweep, SweepOptions
 from vmwarden.policy import parse_policy
 from vmwarden.store import Store
@@ -122,6 +124,31 @@ def test_a_sweep_reads_instances_through_scan_snapshots_and_deletes_them(
     assert order == ["take"] * len(volumes) + ["read"] * len(volumes), order
     assert _scan_snapshots(ec2) == []
     assert ScanJournal().entries() == {}
+
+
+def test_an_event_path_never_snapshots_a_volume_a_reconcile_does(
+    ec2: Any, state_dir: Path, reads_debian: dict[str, str], tmp_path: Path
+) -> None:
+    """The watch daemon enriches a VM's disks on each of its events with no downloads
+    (``remote_hashing=False``): on EC2 opening a disk is a snapshot of the whole volume
+    (minutes on AWS, waited for), so an event never opens one; a reconcile does."""
+    image = ami(ec2, "golden")
+    subnets = network(ec2, "10.21.0.0/16", {"a": "10.21.1.0/24"})
+    web = launch(ec2, image, subnets["a"], {"Name": "web"})
+    with Store.open(f"sqlite:///{tmp_path / 'e.db'}") as store:
+        for hashing, takes in ((False, 0), (True, 1)):
+            with open_connector("aws://us-east-1") as conn:
+                inv = conn.inventory()
+            inv.vms = [vm for vm in inv.vms if vm.id == web]
+            lineage = Lineage.for_store(store, [], remote=True, remote_hashing=hashing)
+            order.clear()
+            try:
+                lineage.enrich(inv)
+            finally:
+                lineage.close()
+            assert order.count("take") == takes, (hashing, order)
+            assert [d.chain[0].path for d in inv.vms[0].disks]  # the inventory's chain stays
+    assert _scan_snapshots(ec2) == []
 
 
 def test_a_crashed_sweep_leaves_a_journal_the_next_run_cleans(

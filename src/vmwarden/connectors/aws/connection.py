@@ -77,6 +77,9 @@ class AwsConnector(AwsIsolation, AwsActions):
     quarantine_target = QuarantineTarget(
         "aws_security_group", "quarantine.aws.security_group", "security group", must_exist=False
     )
+    #: every disk read goes through a snapshot of the whole volume (minutes on AWS): an
+    #: event path never opens one (``engine.remote_disks``), the reconcile does
+    disk_reads_copy_the_disk = True
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
