@@ -279,17 +279,20 @@ class InventoryRepo(StoreBase):
         if not complete_hosts:
             return []
         listing, on = listing_join(vms, VMS)
-        missing = [
-            row
-            for row in conn.execute(
+        present = (vms.c.host.in_(sorted(complete_hosts)), vms.c.gone_at.is_(None))
+        # Ids first: on an unchanged estate every stored VM is in the batch, and reading each
+        # one's state and times (two datetime conversions a row) found nothing to mark.
+        ids = [vm_id for (vm_id,) in conn.execute(select(vms.c.id).where(*present))]
+        left = [vm_id for vm_id in ids if vm_id not in batch]
+        if not left:
+            return []
+        missing = []
+        for chunk in chunks(left):
+            missing += conn.execute(
                 select(vms.c.id, vms.c.state, vms.c.last_seen, listing.c.last_seen.label("seen"))
                 .outerjoin(listing, on)
-                .where(vms.c.host.in_(sorted(complete_hosts)), vms.c.gone_at.is_(None))
-            )
-            if row.id not in batch
-        ]
-        if not missing:
-            return []
+                .where(vms.c.id.in_(chunk), *present)
+            ).all()
         gone = [(row.id, seen(row.last_seen, None, row.seen)) for row in missing]
         mark_gone(conn, vms, gone, now)
         delta.gone.extend(row.id for row in missing)
