@@ -110,6 +110,15 @@ QUERIES: dict[str, Callable[[Store], Any]] = {
     "a VM's history": lambda s: Pages(s).history(
         vm_id=make_vm(42).id, field=None, value=None, limit=50, offset=0
     ),
+    "vms, a keyset page deep in": lambda s: Pages(s).vms(
+        VmQuery(), limit=50, offset=0, after=("kvm30", "vm03030", make_vm(3030).id)
+    ),
+    "vms by state, a keyset page": lambda s: Pages(s).vms(
+        VmQuery(state="paused"), limit=50, offset=0, after=("kvm20", "vm02020", make_vm(2020).id)
+    ),
+    "open findings by rule, a keyset page": lambda s: Pages(s).findings(
+        FindingQuery(status="open", rule="dupmac"), limit=50, offset=0, after=(9000,)
+    ),
     "a host's VMs read back (streaming sweep)": lambda s: s.host_records("kvm05"),
     "a host's findings compared (streaming sweep)": lambda s: s.record_findings(
         [Finding("zone", "vm", make_vm(5).id, "vm00005", "kvm05", Severity.LOW, {"n": 5})],

@@ -49,6 +49,8 @@ class Page(BaseModel, Generic[T]):
     total: int
     limit: int
     offset: int
+    #: pass as ``cursor`` for the page after this one (keyset paging); null on the last page
+    next_cursor: str | None = None
 
 
 class Health(BaseModel):

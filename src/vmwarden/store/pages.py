@@ -7,15 +7,26 @@ Example::
 
     pages = Pages(store)
     items, total = pages.vms(VmQuery(host="kvm1", q="web"), limit=50, offset=0)
+    more, _ = pages.vms(VmQuery(host="kvm1", q="web"), limit=50, offset=0, after=vm_key(items[-1]))
+
+Two ways to page: ``offset`` (skip so many rows: simple, but the database still reads every
+skipped index entry, so page 10,000 of a million rows costs 10,000 pages' worth) or keyset
+``after`` (the sort key of the last row of the previous page: the next page starts there in
+the index, at any depth, and rows added or removed meanwhile neither repeat nor vanish
+between pages). The API hands the key out as an opaque ``next_cursor`` (:func:`encode`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, literal, or_, select, tuple_
 
 from vmwarden.model import ActionRecord
 from vmwarden.store.exceptions import ExceptionsRepo
@@ -34,6 +45,49 @@ if TYPE_CHECKING:
 
 Page = tuple[list[dict[str, Any]], int]
 SEVERITIES = ("info", "low", "medium", "high", "critical")
+Key = tuple[Any, ...]
+
+
+def encode(key: Key) -> str:
+    """A page's sort key as an opaque cursor (URL-safe base64 of JSON; times as ISO text)."""
+    values = [v.isoformat() if isinstance(v, datetime) else v for v in key]
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decode(cursor: str, types: Sequence[type]) -> Key:
+    """The sort key a cursor holds, each value checked against ``types``; ValueError if it
+    is not one this module made for that listing."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a cursor: {exc}") from None
+    if not isinstance(values, list) or len(values) != len(types):
+        raise ValueError("not a cursor of this listing")
+    out: list[Any] = []
+    for raw_value, kind in zip(values, types, strict=True):
+        value = raw_value
+        if kind is datetime and isinstance(raw_value, str):
+            value = datetime.fromisoformat(raw_value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError("not a cursor of this listing")
+        out.append(value)
+    return tuple(out)
+
+
+#: Each listing's sort key: its types (for :func:`decode`) and how a row of it gives it.
+VM_KEY = (str, str, str)
+IMAGE_KEY = (str, str)
+ID_KEY = (int,)
+HISTORY_KEY = (datetime, int)
+
+
+def vm_key(item: dict[str, Any]) -> Key:
+    return (item["host"], item["name"], item["id"])
+
+
+def image_key(item: dict[str, Any]) -> Key:
+    return (item["host"], item["path"])
 
 
 def _like(text: str) -> str:
@@ -79,15 +133,24 @@ class Pages:
         self._store = store
 
     def _page(self, query: Any, cond: ColumnElement[bool], order: list[Any], limit: int,
-              offset: int) -> tuple[list[Any], int]:  # fmt: skip
+              offset: int, after: Key | None = None, *,
+              descending: bool = False) -> tuple[list[Any], int]:  # fmt: skip
+        """One page and the total matched. ``after``: the sort key of the previous page's
+        last row (keyset paging; ``order`` is then the plain columns, all one direction)."""
+        page = query.where(cond)
+        if after is not None:
+            cols = [c.element if descending else c for c in order]
+            here = tuple_(*cols)
+            there = tuple_(*[literal(v, type_=c.type) for c, v in zip(cols, after, strict=True)])
+            page = page.where(here < there if descending else here > there)
         with self._store._read() as conn:
             total = conn.execute(
                 select(func.count()).select_from(query.where(cond).subquery())
             ).scalar_one()
-            rows = conn.execute(query.where(cond).order_by(*order).limit(limit).offset(offset))
+            rows = conn.execute(page.order_by(*order).limit(limit).offset(offset))
             return rows.all(), int(total)
 
-    def vms(self, f: VmQuery, *, limit: int, offset: int) -> Page:
+    def vms(self, f: VmQuery, *, limit: int, offset: int, after: Key | None = None) -> Page:
         where: list[Any] = []
         if f.host is not None:
             where.append(vms.c.host == f.host)
@@ -110,11 +173,18 @@ class Pages:
                 )
             )
         rows, total = self._page(
-            _vm_query(), and_(True, *where), [vms.c.host, vms.c.name, vms.c.id], limit, offset
+            _vm_query(),
+            and_(True, *where),
+            [vms.c.host, vms.c.name, vms.c.id],
+            limit,
+            offset,
+            after,
         )
         return [_vm_dict(r) for r in rows], total
 
-    def images(self, *, host: str | None, q: str | None, limit: int, offset: int) -> Page:
+    def images(
+        self, *, host: str | None, q: str | None, limit: int, offset: int, after: Key | None = None
+    ) -> Page:
         listing, on = listing_join(images, IMAGES)
         query = select(images, listing.c.last_seen.label("host_seen")).outerjoin(listing, on)
         where: list[Any] = [images.c.gone_at.is_(None)]
@@ -123,7 +193,7 @@ class Pages:
         if q:
             where.append(func.lower(images.c.path).like(_like(q.lower()), escape="\\"))
         rows, total = self._page(
-            query, and_(True, *where), [images.c.host, images.c.path], limit, offset
+            query, and_(True, *where), [images.c.host, images.c.path], limit, offset, after
         )
         out = [
             _image_dict(r)
@@ -136,7 +206,9 @@ class Pages:
         ]
         return out, total
 
-    def findings(self, f: FindingQuery, *, limit: int, offset: int) -> Page:
+    def findings(
+        self, f: FindingQuery, *, limit: int, offset: int, after: Key | None = None
+    ) -> Page:
         where: list[Any] = []
         if f.status is not None:
             where.append(findings.c.status == f.status)
@@ -155,7 +227,7 @@ class Pages:
             ids = acks.acknowledged_ids()
             where.append(findings.c.id.in_(ids) if f.acknowledged else findings.c.id.not_in(ids))
         rows, total = self._page(
-            select(findings), and_(True, *where), [findings.c.id], limit, offset
+            select(findings), and_(True, *where), [findings.c.id], limit, offset, after
         )
         current = acks.acknowledgements([r.id for r in rows])
         return [finding_dict(r, current.get(r.id)) for r in rows], total
@@ -169,7 +241,7 @@ class Pages:
         return finding_dict(row, ack)
 
     def journal(
-        self, f: JournalQuery, *, limit: int, offset: int
+        self, f: JournalQuery, *, limit: int, offset: int, after: Key | None = None
     ) -> tuple[list[ActionRecord], int]:
         where: list[Any] = []
         if f.vm_only:
@@ -189,7 +261,13 @@ class Pages:
         if f.exclude_actions:
             where.append(journal.c.action.not_in(f.exclude_actions))
         rows, total = self._page(
-            select(journal), and_(True, *where), [journal.c.id.desc()], limit, offset
+            select(journal),
+            and_(True, *where),
+            [journal.c.id.desc()],
+            limit,
+            offset,
+            after,
+            descending=True,
         )
         return [_record(r) for r in rows], total
 
@@ -201,6 +279,7 @@ class Pages:
         value: str | None,
         limit: int,
         offset: int,
+        after: Key | None = None,
     ) -> Page:
         """Changes newest first; ``value`` matches old or new (e.g. a MAC: who had it?)."""
         where: list[Any] = []
@@ -222,9 +301,12 @@ class Pages:
             [vm_history.c.at.desc(), vm_history.c.id.desc()],
             limit,
             offset,
+            after,
+            descending=True,
         )
         out = [
             {
+                "id": r.id,
                 "vm_id": r.vm_id,
                 "at": r.at,
                 "field": r.field,

@@ -11,7 +11,7 @@ from vmwarden.api.deps import StoreDep
 from vmwarden.api.routes.common import Filter, PagingDep, RowId, action_out, vm_filter
 from vmwarden.api.schemas import Action, Page
 from vmwarden.errors import StoreError
-from vmwarden.store.pages import JournalQuery, Pages
+from vmwarden.store.pages import ID_KEY, JournalQuery, Pages
 
 router = APIRouter(prefix="/actions", tags=["actions"])
 
@@ -27,8 +27,12 @@ def list_actions(
 ) -> Page[Action]:
     vm_id = vm_filter(store, vm)
     query = JournalQuery(vm_only=True, action=action, status=status, vm_id=vm_id)
-    items, total = Pages(store).journal(query, limit=paging.limit, offset=paging.offset)
-    return paging.page([action_out(a) for a in items], total)
+    after = paging.after(ID_KEY)
+    items, total = Pages(store).journal(
+        query, limit=paging.limit, offset=paging.offset, after=after
+    )
+    last = (items[-1].journal_id,) if items else None
+    return paging.page([action_out(a) for a in items], total, last)
 
 
 @router.get("/{action_id}", response_model=Action, summary="One journal entry")

@@ -11,7 +11,7 @@ from vmwarden.api.auth import CurrentUser
 from vmwarden.api.deps import StoreDep
 from vmwarden.api.routes.common import Filter, PagingDep, action_out, vm_filter
 from vmwarden.api.schemas import Action, Page, Text
-from vmwarden.store.pages import JournalQuery, Pages
+from vmwarden.store.pages import ID_KEY, JournalQuery, Pages
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -40,5 +40,9 @@ def audit_log(
         until=until,
         exclude_actions=tuple(exclude_action or ()),
     )
-    items, total = Pages(store).journal(query, limit=paging.limit, offset=paging.offset)
-    return paging.page([action_out(a) for a in items], total)
+    after = paging.after(ID_KEY)
+    items, total = Pages(store).journal(
+        query, limit=paging.limit, offset=paging.offset, after=after
+    )
+    last = (items[-1].journal_id,) if items else None
+    return paging.page([action_out(a) for a in items], total, last)

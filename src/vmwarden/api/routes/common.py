@@ -11,6 +11,7 @@ from vmwarden.errors import PolicyError, StoreError
 from vmwarden.model import ActionRecord
 from vmwarden.policy import Policy, load_policy
 from vmwarden.store import Store
+from vmwarden.store.pages import Key, decode, encode
 
 T = TypeVar("T")
 MAX_OFFSET = 2**31
@@ -18,17 +19,49 @@ MAX_ID = 2**62
 
 
 class Paging:
+    """``offset`` for the first pages a screen shows; ``cursor`` (the previous page's
+    ``next_cursor``) to walk a long listing: it costs the same at any depth and neither
+    repeats nor skips rows when rows come and go between pages (``store.pages``)."""
+
     def __init__(
         self,
         limit: Annotated[int, Query(ge=1, le=500, description="Items per page.")] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")] = 0,
+        cursor: Annotated[
+            str | None,
+            Query(max_length=2048, description="The previous page's next_cursor."),
+        ] = None,
     ) -> None:
         self.limit = limit
         self.offset = offset
+        self.cursor = cursor
 
-    def page(self, items: list[T], total: int) -> Page[T]:
-        """One page of a listing: its items (already API records) and the total matched."""
-        return Page(items=items, total=total, limit=self.limit, offset=self.offset)
+    def after(self, types: tuple[type, ...]) -> Key | None:
+        """The sort key the cursor holds (None without one); 422 when it is not one of
+        this listing's cursors, or comes with an offset."""
+        if self.cursor is None:
+            return None
+        if self.offset:
+            raise HTTPException(422, detail="give cursor or offset, not both")
+        try:
+            return decode(self.cursor, types)
+        except ValueError as exc:
+            raise HTTPException(
+                422, detail=f"bad cursor ({exc}): pass a page's next_cursor as it came"
+            ) from None
+
+    def page(self, items: list[T], total: int, last: Key | None = None) -> Page[T]:
+        """One page of a listing: its items (already API records) and the total matched;
+        ``last``: the sort key of its last row, handed out as ``next_cursor`` when the page
+        is full (a shorter page is the last)."""
+        more = last is not None and len(items) == self.limit
+        return Page(
+            items=items,
+            total=total,
+            limit=self.limit,
+            offset=self.offset,
+            next_cursor=encode(last) if more and last is not None else None,
+        )
 
 
 PagingDep = Annotated[Paging, Depends()]

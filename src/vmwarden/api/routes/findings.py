@@ -12,7 +12,7 @@ from vmwarden.api.routes.common import Filter, PagingDep, RowId
 from vmwarden.api.schemas import AcknowledgeIn, Acknowledgement, FindingOut, Page
 from vmwarden.store.base import utcnow
 from vmwarden.store.exceptions import ExceptionsRepo
-from vmwarden.store.pages import FindingQuery, Pages
+from vmwarden.store.pages import ID_KEY, FindingQuery, Pages
 
 router = APIRouter(prefix="/findings", tags=["findings"])
 SeverityFilter = Literal["info", "low", "medium", "high", "critical"]
@@ -40,8 +40,12 @@ def list_findings(
         host=host,
         acknowledged=acknowledged,
     )
-    items, total = Pages(store).findings(query, limit=paging.limit, offset=paging.offset)
-    return paging.page([FindingOut(**f) for f in items], total)
+    after = paging.after(ID_KEY)
+    items, total = Pages(store).findings(
+        query, limit=paging.limit, offset=paging.offset, after=after
+    )
+    last = (items[-1]["id"],) if items else None
+    return paging.page([FindingOut(**f) for f in items], total, last)
 
 
 @router.get("/{finding_id}", response_model=FindingOut, summary="One finding")

@@ -10,7 +10,7 @@ from vmwarden.api.auth import CurrentUser
 from vmwarden.api.deps import StoreDep
 from vmwarden.api.routes.common import Filter, PagingDep, vm_filter
 from vmwarden.api.schemas import HistoryItem, Page
-from vmwarden.store.pages import Pages
+from vmwarden.store.pages import HISTORY_KEY, Pages
 
 router = APIRouter(prefix="/history", tags=["history"])
 
@@ -26,6 +26,13 @@ def list_history(
 ) -> Page[HistoryItem]:
     vm_id = vm_filter(store, vm)
     items, total = Pages(store).history(
-        vm_id=vm_id, field=field, value=value, limit=paging.limit, offset=paging.offset
+        vm_id=vm_id,
+        field=field,
+        value=value,
+        limit=paging.limit,
+        offset=paging.offset,
+        after=paging.after(HISTORY_KEY),
     )
-    return paging.page([HistoryItem(**h) for h in items], total)
+    last = (items[-1]["at"], items[-1]["id"]) if items else None
+    out = [HistoryItem(**{k: v for k, v in h.items() if k != "id"}) for h in items]
+    return paging.page(out, total, last)

@@ -10,7 +10,7 @@ from vmwarden.api.auth import CurrentUser
 from vmwarden.api.deps import StoreDep
 from vmwarden.api.routes.common import Filter, PagingDep
 from vmwarden.api.schemas import ImageOut, Page
-from vmwarden.store.pages import Pages
+from vmwarden.store.pages import IMAGE_KEY, Pages, image_key
 
 router = APIRouter(prefix="/images", tags=["images"])
 
@@ -23,5 +23,9 @@ def list_images(
     host: Filter = None,
     q: Annotated[Filter, Query(description="Path contains.")] = None,
 ) -> Page[ImageOut]:
-    items, total = Pages(store).images(host=host, q=q, limit=paging.limit, offset=paging.offset)
-    return paging.page([ImageOut.model_validate(i) for i in items], total)
+    after = paging.after(IMAGE_KEY)
+    items, total = Pages(store).images(
+        host=host, q=q, limit=paging.limit, offset=paging.offset, after=after
+    )
+    last = image_key(items[-1]) if items else None
+    return paging.page([ImageOut.model_validate(i) for i in items], total, last)

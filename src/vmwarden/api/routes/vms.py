@@ -31,7 +31,7 @@ from vmwarden.api.schemas import (
 from vmwarden.api.services import quarantine_record, release_record
 from vmwarden.api.vmfacts import guest_of, template_clones
 from vmwarden.store.exceptions import ExceptionsRepo
-from vmwarden.store.pages import FindingQuery, Pages, VmQuery
+from vmwarden.store.pages import VM_KEY, FindingQuery, Pages, VmQuery, vm_key
 
 router = APIRouter(prefix="/vms", tags=["vms"])
 StateFilter = Literal[
@@ -52,8 +52,10 @@ def list_vms(
     q: Annotated[Filter, Query(description="Name or UUID contains.")] = None,
 ) -> Page[VmSummary]:
     query = VmQuery(host=host, state=state, owner=owner, classification=classification, q=q)
-    items, total = Pages(store).vms(query, limit=paging.limit, offset=paging.offset)
-    return paging.page([vm_summary(r) for r in items], total)
+    after = paging.after(VM_KEY)
+    items, total = Pages(store).vms(query, limit=paging.limit, offset=paging.offset, after=after)
+    last = vm_key(items[-1]) if items else None
+    return paging.page([vm_summary(r) for r in items], total, last)
 
 
 @router.get("/{vm}", response_model=VmDetail, summary="One VM: record, guest facts, findings…")
