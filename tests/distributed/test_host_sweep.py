@@ -70,6 +70,7 @@ def test_hosts_swept_on_their_workers_give_the_in_process_findings(
     assert sorted(dask.by_worker.values()) == [1, 1, 1]
     assert set(dask.by_worker) == {a for host in HOSTS for a in workers[host]}
     assert (result.hosts, result.vms) == (local.hosts, local.vms) == (3, 8)
+    assert (result.counts()["on_workers"], local.counts()["on_workers"]) == (3, 0)
     assert there == here
     digests = [digest for _h, _n, digest, _e in there["roots"]]
     assert None not in digests  # every root hashed: the workers read their hosts' disks
@@ -98,7 +99,7 @@ def test_without_a_vmwarden_worker_the_master_sweeps_every_host_and_says_so(
         empty.stop()
     _, here = _sweep(estate, tmp_path / "local.sqlite")
     assert there == here
-    assert spread[0].by_worker == {}
+    assert spread[0].by_worker == {} and result.on_workers == 0
     assert result.warnings == ["no vmwarden worker is up: every host was swept here"]
 
 

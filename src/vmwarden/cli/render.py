@@ -79,6 +79,8 @@ def render_table(result: ScanResult, console: Console, *, max_rows: int = 60) ->
             "resolved); list them with vmwarden report findings or the API",
             highlight=False,
         )
+        if c.get("on_workers"):  # --scheduler: the rest were read by this process
+            console.print(f"Hosts read on Dask workers: {c['on_workers']} of {c['hosts']}")
     else:
         console.print(
             f"Scanned [bold]{s['vms']} VMs[/] on {s['hosts']} host(s) ({states}) and "

@@ -165,6 +165,7 @@ class StreamResult:
     finished: datetime | None = None
     warnings_dropped: int = 0  # past MAX_WARNINGS: counted, not kept
     worst: Severity | None = None
+    on_workers: int = 0  # hosts read and judged by Dask workers (the rest: this process)
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -175,6 +176,7 @@ class StreamResult:
             "resolved": self.resolved,
             "worst": str(self.worst) if self.worst is not None else None,
             "warnings_dropped": self.warnings_dropped,
+            "on_workers": self.on_workers,
         }
 
     def warn(self, lines: list[str]) -> None:
@@ -232,6 +234,7 @@ class StreamingSweep:
                 log.info("host unreachable, skipped: %s", swept.error)
                 continue
             hosts.append(swept.host)
+            result.on_workers += bool(swept.where)
             self._pass_one(swept, wide, now, result)
             result.warn(swept.warnings)
             self.progress("host", i, total)
