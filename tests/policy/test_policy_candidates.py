@@ -8,6 +8,7 @@ classification, the same VM listed twice) are the ones a wrong candidate list wo
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from tests.policy.conftest import BASE_POLICY, disk, facts, make_estate, make_vm, nic
@@ -15,6 +16,7 @@ from vmwarden.model import VM, Finding, HostKey, User
 from vmwarden.policy import evaluate, parse_policy
 from vmwarden.policy.context import Context
 from vmwarden.policy.evaluate import RESOURCES
+from vmwarden.policy.filters import clones, mac
 from vmwarden.policy.rules import Policy
 
 FILTERS = [
@@ -140,3 +142,22 @@ def test_cross_vm_filters_narrow_to_their_candidates():
     assert sizes["r4"] == 0  # one classification per host
     assert sizes["r5"] == 0 and sizes["r7"] == 0  # and: narrowed; or: union of both
     assert sizes["r6"] == 0 and sizes["r8"] is None and sizes["r9"] is None
+
+
+def test_indexes_built_elsewhere_give_the_plain_loops_findings():
+    """A streaming sweep hands evaluation indexes it built (``evaluate(indexes=)``), which
+    do not know their unread VMs: the candidates then come from a walk over the VMs."""
+    loaded = policy()
+    rnd = random.Random(11)
+    vms = [varied_vm(i, rnd) for i in range(300)]
+    elsewhere = Context(make_estate(vms), loaded)
+    indexes = {"duplicate-macs": mac.duplicated_macs(elsewhere)}
+    for key, values in (
+        ("duplicate-password-hashes", clones.password_hashes),
+        ("duplicate-ssh-host-keys", clones.host_keys),
+        ("duplicate-machine-ids", clones.machine_ids),
+    ):
+        built = clones.duplicates(values)(elsewhere)
+        assert built.unread  # the varied estate has VMs whose values were not read
+        indexes[key] = dataclasses.replace(built, unread=None)
+    assert evaluate(loaded, make_estate(vms), indexes=indexes) == plain(loaded, vms)

@@ -12,7 +12,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from operator import attrgetter
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ Identity = tuple[str, str, str]  # id, name, host
 
 
 def _vms(ctx: Context) -> list[tuple[Identity, Any]]:
-    vms = sorted(ctx.estate.vms, key=attrgetter("host", "name", "id"))
+    vms = sorted(ctx.estate.vms, key=lambda v: (v.host, v.name, v.id))
     return [((v.id, v.name, v.host), v) for v in vms]
 
 

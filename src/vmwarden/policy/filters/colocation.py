@@ -17,11 +17,27 @@ if TYPE_CHECKING:
 def classifications_by_host(ctx: Context) -> dict[str, list[str]]:
     """Hosts carrying two or more classifications → those classifications, sorted."""
     seen: dict[str, set[str]] = defaultdict(set)
+    members: dict[str, list[int]] = defaultdict(list)
     for vm in ctx.estate.vms:
         # no host (an EC2 instance on shared hardware): nothing to be co-located with
         if vm.meta.classification and vm.host:
             seen[vm.host].add(vm.meta.classification)
-    return {host: sorted(found) for host, found in seen.items() if len(found) > 1}
+            members[vm.host].append(id(vm))
+    mixed = {host: sorted(found) for host, found in seen.items() if len(found) > 1}
+    judged = frozenset(key for host in mixed for key in members[host])
+    ctx.index(SUSPECTS, lambda _ctx: judged)  # known now: no second walk over the VMs
+    return mixed
+
+
+SUSPECTS = "mixed-classification-suspects"
+
+
+def suspects(ctx: Context) -> frozenset[int]:
+    """``id()`` of the classified estate VMs on a mixed host (what ``match`` can match);
+    ``classifications_by_host`` records them as it walks, this walk is for an index built
+    elsewhere."""
+    mixed = ctx.index("classifications-by-host", classifications_by_host)
+    return frozenset(id(vm) for vm in ctx.estate.vms if vm.meta.classification and vm.host in mixed)
 
 
 @filters.register("mixed-classification-on-host")
@@ -45,12 +61,9 @@ class MixedClassificationOnHost(Filter):
 
     def candidates(self, resources: Sequence[Entry], ctx: Context) -> Sequence[Entry] | None:
         """Classified VMs on hosts with mixed classifications; every other VM is no-match."""
-        mixed = ctx.index("classifications-by-host", classifications_by_host)
-        return [
-            entry
-            for entry in resources
-            if entry[1].host in mixed and entry[1].host and entry[1].meta.classification
-        ]
+        ctx.index("classifications-by-host", classifications_by_host)
+        found = ctx.index(SUSPECTS, suspects)
+        return [entry for entry in resources if id(entry[1]) in found]
 
     def match(self, resource: VM, ctx: Context) -> Verdict:
         if not resource.meta.classification or not resource.host:

@@ -25,6 +25,7 @@ def duplicated_macs(ctx: Context) -> dict[str, list[str]]:
     """
     first: dict[str, VM] = {}
     groups: dict[str, list[VM]] = {}
+    suspects: set[int] = set()  # id() of the VMs ``match`` cannot clear (see ``suspects``)
     for vm in ctx.estate.vms:
         for nic in vm.nics:
             if nic.mac:
@@ -32,12 +33,31 @@ def duplicated_macs(ctx: Context) -> dict[str, list[str]]:
                 other = first.setdefault(mac, vm)
                 if other is not vm:
                     groups.setdefault(mac, [other]).append(vm)
+            elif nic.mac is None:
+                suspects.add(id(vm))
     found: dict[str, list[str]] = {}
     for mac, group in groups.items():
         labels = {(vm.host, vm.id): label(vm) for vm in group}
         if len(labels) > 1:  # one VM listing a MAC twice is no duplicate
             found[mac] = sorted(labels.values())
+            suspects.update(id(vm) for vm in group)
+    ctx.index(SUSPECTS, lambda _ctx: frozenset(suspects))  # known now: no second walk
     return found
+
+
+SUSPECTS = "duplicate-mac-suspects"
+
+
+def suspects(ctx: Context) -> frozenset[int]:
+    """``id()`` of the estate VMs with a duplicated MAC or a NIC without one: every other
+    VM is no-match. ``duplicated_macs`` records them as it walks; this walk is for an
+    index built elsewhere (a streaming sweep's)."""
+    duplicates = ctx.index("duplicate-macs", duplicated_macs)
+    return frozenset(
+        id(vm)
+        for vm in ctx.estate.vms
+        if any(nic.mac is None or nic.mac.lower() in duplicates for nic in vm.nics)
+    )
 
 
 @filters.register("duplicate-mac")
@@ -58,12 +78,9 @@ class DuplicateMac(Filter):
 
     def candidates(self, resources: Sequence[Entry], ctx: Context) -> Sequence[Entry] | None:
         """VMs with a duplicated MAC or a NIC without one; every other VM is no-match."""
-        duplicates = ctx.index("duplicate-macs", duplicated_macs)
-        return [
-            entry
-            for entry in resources
-            if any(nic.mac is None or nic.mac.lower() in duplicates for nic in entry[1].nics)
-        ]
+        ctx.index("duplicate-macs", duplicated_macs)
+        found = ctx.index(SUSPECTS, suspects)
+        return [entry for entry in resources if id(entry[1]) in found]
 
     def match(self, resource: VM, ctx: Context) -> Verdict:
         duplicates = ctx.index("duplicate-macs", duplicated_macs)
