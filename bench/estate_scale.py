@@ -59,9 +59,9 @@ def estate(hosts: int) -> list[str]:
     return write_estate(ESTATES / f"estate-{hosts}x{PER_HOST}", hosts, PER_HOST)
 
 
-def pg_url() -> str | None:
-    """The bench's scratch database, created on the test cluster when missing."""
-    if url := os.environ.get("VMWARDEN_BENCH_PG_URL"):
+def pg_url(db: str = DB) -> str | None:
+    """The bench's scratch database ``db``, created on the test cluster when missing."""
+    if db == DB and (url := os.environ.get("VMWARDEN_BENCH_PG_URL")):
         return url
     try:
         subprocess.run(
@@ -72,7 +72,7 @@ def pg_url() -> str | None:
         )
         have = subprocess.run(
             ["su", "postgres", "-c", f"psql -p {PORT} -qtAc \"SELECT 1 FROM pg_database "
-             f"WHERE datname='{DB}'\""],
+             f"WHERE datname='{db}'\""],
             check=True, capture_output=True, text=True,
         ).stdout.strip()  # fmt: skip
         if have != "1":
@@ -83,14 +83,14 @@ def pg_url() -> str | None:
                     "su",
                     "postgres",
                     "-c",
-                    f"psql -p {PORT} -qc 'CREATE DATABASE {DB} OWNER \"{me}\"'",
+                    f"psql -p {PORT} -qc 'CREATE DATABASE {db} OWNER \"{me}\"'",
                 ],
                 check=True,
                 capture_output=True,
             )
     except (OSError, subprocess.SubprocessError):
         return None
-    return f"postgresql+psycopg:///{DB}?host=/var/run/postgresql&port={PORT}"
+    return f"postgresql+psycopg:///{db}?host=/var/run/postgresql&port={PORT}"
 
 
 # --- the measured process -----------------------------------------------------------------------

@@ -9,7 +9,8 @@ emptied before each sweep. Rows, side by side in one run:
   processes (``distributed/host_tasks.py``; a lab scheduler on loopback, ``--insecure``,
   ``--slots 1`` each), the master writing each host's VMs, images and findings as they come.
 
-Each sweep runs in a fresh process (``--child``) so its peak RSS is the master's own; the
+The database is this bench's own (``vmw_s_bench``): ``estate-scale`` empties its own when it
+starts. Each sweep runs in a fresh process (``--child``) so its peak RSS is the master's own; the
 scheduler and workers are started before it and are not timed. The findings must be the same
 on every row (a row says so). This machine has 2 cores, shared by the master, PostgreSQL,
 the scheduler and the workers: a second worker can only help as far as a core is idle, so
@@ -32,6 +33,7 @@ from typing import Any
 from bench.estate_scale import PER_HOST, POLICY, REPO, _reset, estate, pg_url
 
 VENV_BIN = Path(sys.executable).parent
+DB = "vmw_s_bench"
 #: Where the generated VMs' disks are named (fleetgen): the workers may read there, as the
 #: master may, so both sides find the same (missing) files.
 IMAGE_DIR = "/var/lib/libvirt/images"
@@ -173,7 +175,7 @@ def _row(name: str, r: dict[str, Any], vms: int, base: dict[str, Any] | None) ->
 def run(full: bool) -> list[dict[str, Any]]:
     hosts = 1000 if full else 40
     vms = hosts * PER_HOST
-    url = pg_url()
+    url = pg_url(DB)  # its own: estate-scale empties vmw_e_bench when it starts
     if url is None:
         return [{"name": "estate workers", "note": "not measured: no PostgreSQL"}]
     estate(hosts)  # written once, cached, outside the timings
@@ -189,6 +191,7 @@ def run(full: bool) -> list[dict[str, Any]]:
             r["label"] = where
             base = None if workers == 0 else runs[0] if workers == 1 else runs[1]
             rows.append(_row(f"{label} {where}", r, vms, base))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # a long run's progress
     return rows
 
 
