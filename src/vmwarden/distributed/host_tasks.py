@@ -21,6 +21,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from distributed import Future, as_completed, get_worker
@@ -54,7 +55,12 @@ def sweep_host_task(uri: str, job: HostJob, owned: frozenset[str]) -> HostSweep 
     reader = worker.plugins.get(PLUGIN)
     if not isinstance(reader, DiskReader):  # a plain ``dask worker``: no confinement known
         raise RuntimeError("host sweeps run only on `vmwarden worker` (its --storage dirs)")
-    access = DiskAccess(reader.lookup, reader.remember, refusal=reader.refusal)
+    access = DiskAccess(
+        reader.lookup,
+        reader.remember,
+        refusal=reader.refusal,
+        confine=tuple(Path(d) for d in reader.storage),
+    )
     swept = sweep_host(uri, job, access, keep=lambda host: host == reader.host or host not in owned)
     if swept.passed:
         return Misplaced(uri, swept.host)

@@ -83,6 +83,8 @@ class Lineage:
     local_hosts: set[str] = field(default_factory=lambda: {socket.gethostname()})
     remote_hosts: set[str] = field(default_factory=set)
     remote: RemoteDisks | None = None  # reads other hosts' disks through their connections
+    # a Dask worker's --storage directories: nothing outside them is read (None: no bound)
+    confine: list[Path] | None = None
 
     @classmethod
     def for_store(
@@ -195,6 +197,8 @@ class Lineage:
         own directory: defining a disk must not make its neighbours readable)."""
         dirs = {Path(p.path) for p in inv.pools if p.path and p.type in POOL_TYPES}
         dirs |= set(self.extra_dirs)
+        if self.confine is not None:
+            dirs = _within(dirs, self.confine)
         if local:
             self.allowed_seen |= dirs
         return sorted(dirs)
@@ -251,6 +255,14 @@ def _inside(path: str, allowed: list[Path]) -> bool:
         if real == top or real.startswith(top.rstrip(os.sep) + os.sep):
             return True
     return False
+
+
+def _within(dirs: set[Path], bounds: list[Path]) -> set[Path]:
+    """The parts of ``dirs`` inside ``bounds``: a dir inside a bound, or a bound inside a
+    dir (a pool at /var/lib/libvirt, a worker's --storage /var/lib/libvirt/images)."""
+    out = {d for d in dirs if _inside(str(d), bounds)}
+    out |= {b for b in bounds for d in dirs if _inside(str(b), [d])}
+    return out
 
 
 def _confine(chain: list[Layer], allowed: list[Path]) -> list[Layer]:

@@ -83,6 +83,7 @@ class DiskAccess:
     remember: Remember
     remote: bool = True  # read another host's disks through its connection
     refusal: Callable[[str], str | None] | None = None
+    confine: tuple[Path, ...] | None = None  # a worker's --storage: backing files too
     reads: DiskReads | None = None  # None: no content lineage, no inspection
 
 
@@ -103,6 +104,7 @@ def sweep_host(
     # a Lineage per host: its memo of chains and digests would grow with the estate
     lineage = Lineage(access.lookup, access.remember, extra_dirs=list(job.extra_dirs))
     lineage.remote = reader
+    lineage.confine = list(access.confine) if access.confine is not None else None
     vms = got.vms
     try:
         lineage.enrich_all([got])
