@@ -29,7 +29,7 @@ from vmwarden.model import VM, Image
 from vmwarden.policy.context import HostRecord
 from vmwarden.policy.filters.base import CheckEnv, Filter, filters
 from vmwarden.policy.schema import StrictModel
-from vmwarden.policy.verdict import NO_MATCH, Verdict
+from vmwarden.policy.verdict import NO_MATCH, Outcome, Verdict
 
 if TYPE_CHECKING:
     from vmwarden.policy.context import Context
@@ -50,6 +50,7 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 
 
 _SCALARS = frozenset({str, int, float, bool})
+MATCH = Outcome.MATCH
 
 
 class ValueParams(StrictModel):
@@ -162,6 +163,8 @@ class Value(Filter):
     def __init__(self, params: ValueParams) -> None:
         super().__init__(params)
         self.parts = tuple(params.key.split("."))
+        # one part: read straight off a record (what ``resolve`` does, without its loop)
+        self.field = self.parts[0] if len(self.parts) == 1 else None
         self.regex = re.compile(params.value) if params.op == "regex" else None
 
     def check(self, env: CheckEnv) -> Iterable[tuple[PathT, str]]:
@@ -172,13 +175,17 @@ class Value(Filter):
 
     def match(self, resource: Any, ctx: Context) -> Verdict:
         params = self.params
-        actual = resolve(resource, self.parts)
+        field = self.field
+        if field is not None and field in getattr(type(resource), "__dataclass_fields__", ()):
+            actual = getattr(resource, field)  # a top-level field (memory_kib, name): no walk
+            if actual is not None and type(actual) not in _SCALARS:
+                actual = jsonable(actual)
+        else:
+            actual = resolve(resource, self.parts)
         if params.value is None:  # presence tests: eq null / ne null
             present = actual is not None
             return (
-                Verdict.match(**{params.key: actual})
-                if present == (params.op == "ne")
-                else NO_MATCH
+                Verdict(MATCH, {params.key: actual}) if present == (params.op == "ne") else NO_MATCH
             )
         if actual is None:
             return Verdict.unknown(f"{params.key!r} is missing or null")
@@ -194,4 +201,4 @@ class Value(Filter):
                 f"cannot apply {params.op!r} to {params.key!r} ({type(actual).__name__}) "
                 f"and {type(params.value).__name__}"
             )
-        return Verdict.match(**{params.key: actual}) if hit else NO_MATCH
+        return Verdict(MATCH, {params.key: actual}) if hit else NO_MATCH
