@@ -74,6 +74,8 @@ def measure(
     policy.write_text(POLICY.format(digest=ctx["digest"]))
     args = ["-c", ctx["uri"], "-p", str(policy), "--db", f"sqlite:///{tmp / 'hook.db'}"]
     args += ["--only", f"{prefix}*", "--admission-socket", str(sock)]
+    # the base images' directory is no pool: allowed only when named (as an admin would)
+    args += ["--images", str(Path(ctx["approved"]).parent)]
     rogue = ctx["define"](f"{prefix}hook-rogue", ctx["clone"]("hook-rogue", ctx["rogue"]))
     good = ctx["define"](f"{prefix}hook-good", ctx["clone"]("hook-good", ctx["approved"]))
     with daemon_cm(args, tmp / "hook-watch.log", ready_timeout=120):

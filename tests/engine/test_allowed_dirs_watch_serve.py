@@ -6,6 +6,7 @@ daemon's own (``Watcher(...).judge``), the scan job the API's own (``ScanJobs``)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,3 +118,41 @@ def test_serve_images_reach_the_sweeps_the_api_starts(vm, chain, policy_file, st
     assert bool(outside) is not given
     rules = {f["rule"] for f in store.findings("open")}
     assert ("unapproved" not in rules) is given  # unknown lineage never clears
+
+
+def _domain_xml(tmp_path: Path) -> str:
+    import libvirt
+
+    conn = libvirt.open(f"test://{tmp_path / 'hv.xml'}")
+    try:
+        return conn.lookupByName("odd-disk").XMLDesc(0)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_the_hooks_admission_in_watch_takes_watch_images(vm, chain, store, tmp_path, given):
+    """The start hook's decision (``WatchState.decide``) allows an approved clone whose
+    template lies in a ``watch --images`` directory; it refused it as "outside allowed
+    directories" (found by ``make bench``'s hook rows: the good VM was refused)."""
+    template, _ = chain
+    gated = parse_policy(
+        f"""version: 1
+templates: [{{name: golden, digest: "{digest_file(template)}"}}]
+quarantine: {{network: quarantine}}
+gate: {{deny: [not-approved-template], unreachable: deny}}
+rules: []
+"""
+    )
+    state = watcher(vm, gated, store, [template.parent] if given else []).state
+    xml = _domain_xml(tmp_path)
+    deadline = time.monotonic() + 30
+    decision = state.decide(xml)
+    while given and decision.decision != "allow" and time.monotonic() < deadline:
+        time.sleep(0.1)  # the root's digest is hashed in the background, then cached
+        decision = state.decide(xml)
+    if given:
+        assert decision.decision == "allow", decision.reason
+    else:
+        assert decision.decision == "deny"
+        assert "outside allowed directories" in decision.reason

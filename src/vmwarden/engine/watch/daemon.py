@@ -108,6 +108,7 @@ class Watcher:
             facts=FactsCache(store),
             image_dirs=self.sweep.options.images_dirs,
         )
+        self.state.image_dirs = [str(d) for d in self.sweep.options.images_dirs]
         spec = policy.quarantine
         self.gate = Gate(
             store,

@@ -57,6 +57,9 @@ class WatchState:
         self.hosts: dict[str, str] = {}  # uri → host name
         self.held: set[str] = set()
         self.swept_hosts: set[str] = set()  # hosts reconciled at least once by this daemon
+        # ``--images``: backing files may lie there too (the hook's admission allows them as
+        # the sweeps and the gate do)
+        self.image_dirs: list[str] = []
         self._lock = threading.RLock()
         self._decider: Any | None = None
         self._hasher: Any | None = None  # one for every decider: it outlives their rebuilds
@@ -188,6 +191,7 @@ class WatchState:
                         for p in pools
                         if p.path and p.type == "dir"
                     }
+                    | set(self.image_dirs)
                 )
                 self._decider = Decider(
                     self.store,
