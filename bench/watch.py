@@ -128,6 +128,7 @@ class Daemon:
             ok = (
                 s
                 and s.get("sweeps", 0) >= 1
+                and s.get("watching", True)  # the first reconcile's aftermath done too
                 and all(h["state"] == "up" for h in s["hosts"].values())
             )
             return s if ok else None

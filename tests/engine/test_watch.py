@@ -322,6 +322,8 @@ def test_metrics_endpoint(start: Callable[..., Running], fleet: str, receiver: R
     _, state_body, _ = get(f"http://{host}:{port}/state", "let-me-in")
     for served in (text, state_body.decode()):
         assert "secret" not in served and "/services/" not in served
+    # past its first reconcile's gate and records: what a footprint measurement waits for
+    assert json.loads(state_body)["watching"] is True
     assert f'receiver="webhook http://127.0.0.1:{receiver.server.server_address[1]}"' in text
     samples = {}
     for line in text.splitlines():

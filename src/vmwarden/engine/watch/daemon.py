@@ -456,6 +456,8 @@ class Watcher:
                     for u, h in self.hosts.items()
                 },
                 "sweeps": self.sweeps,
+                # the first reconcile's gate and records are done: events are the only work
+                "watching": self.started.is_set(),
                 "events": {"received": self.queue.received, "handled": self.queue.handled},
                 "held": sorted(self.state.held),
                 "latencies": [x.to_dict() for x in self.gate.latencies],
