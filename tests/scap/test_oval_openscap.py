@@ -45,6 +45,24 @@ EXCEPTIONS = {
         "answers true"
     ),
 }
+# Inventory definitions of other systems, each an rpminfo_test (``centos-release`` is
+# version 7 ...). The Debian root has no rpm database; vmwarden answers false. On 2026-12-02
+# oscap 1.3.7 answered *true* for all 14 on this machine after ``make bench`` had installed
+# libguestfs-tools (supermin, db5.3-util) beside libopenscap's librpm9 (the same content and
+# oscap passed before on a fresh machine): its rpminfo probe does not read the probed root's
+# (absent) database alone. Cause not established further; a CentOS answer on a Debian root
+# is not a reference to hold vmwarden to.
+_RPMINFO_OS = (
+    "alinux2 alinux3 anolis8 centos7 ol7_family ol8_family ol9_family opensuse "
+    "opensuse_leap15 opensuse_leap42 sl7 sle12 sle15 uos20"
+)
+EXCEPTIONS.update(
+    {
+        f"oval:ssg-installed_OS_is_{name}:def:1": "oscap's rpminfo probe on a root without an "
+        "rpm database (see above)"
+        for name in _RPMINFO_OS.split()
+    }
+)
 
 #: What the hardened copy's remediation changes (each a file a remediation script writes).
 HARDENING = {
