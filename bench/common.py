@@ -96,3 +96,15 @@ def machine_facts() -> dict[str, Any]:
         "sqlalchemy": sqlalchemy.__version__,
         "kernel": platform.release(),
     }
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """Terminate every process, then reap each (killed when it does not exit in time)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO
+from bench.common import REPO, stop_processes
 from bench.inspection import IMAGE
 
 SCRIPT = REPO / "scripts" / "second-libvirtd.sh"
@@ -87,13 +87,7 @@ def run(repeats: int = 3) -> list[dict[str, Any]]:
         try:
             return _measure(state, f"qemu+tcp://127.0.0.1:{port}/system", repeats, procs)
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes(procs)
             subprocess.run(["bash", str(SCRIPT), "stop", str(state)], check=False, timeout=60)
 
 

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import stop_processes
 from bench.estate_scale import PER_HOST, POLICY, REPO, _reset, estate, pg_url
 
 VENV_BIN = Path(sys.executable).parent
@@ -117,17 +118,6 @@ def _cluster(state: Path, workers: int) -> tuple[str, list[subprocess.Popen[byte
     return address, procs
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _sweep(hosts: int, url: str, workers: int, state: Path) -> dict[str, Any]:
     address, procs = _cluster(state, workers) if workers else ("", [])
     try:
@@ -143,7 +133,7 @@ def _sweep(hosts: int, url: str, workers: int, state: Path) -> dict[str, Any]:
         out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
         return out
     finally:
-        _stop(procs)
+        stop_processes(procs)
 
 
 def _row(name: str, r: dict[str, Any], vms: int, base: dict[str, Any] | None) -> dict[str, Any]:
