@@ -5,6 +5,7 @@ included; and without a worker the master sweeps every host itself, and says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from tests.distributed.conftest import HOSTS, Cluster, Estate, start_scheduler
 from tests.distributed.test_executor import _executor
+from vmwarden.distributed.executor import DaskDisks
 from vmwarden.distributed.host_tasks import DaskHosts
 from vmwarden.engine.inspection import InspectionOptions
 from vmwarden.engine.scan import Sweep, SweepOptions
@@ -47,17 +49,24 @@ def _sweep(estate: Estate, db: Path, hosts: Any = None) -> tuple[Any, dict[str, 
     return result, stored
 
 
-def test_hosts_swept_on_their_workers_give_the_in_process_findings(
-    estate: Estate, cluster: Cluster, tmp_path: Path
-) -> None:
-    local, here = _sweep(estate, tmp_path / "local.sqlite")
-    disks = _executor(cluster)
+def _spread(disks: DaskDisks) -> tuple[list[DaskHosts], Callable[[Store], DaskHosts]]:
+    """The sweep's host runner on ``disks``' cluster, and the list that keeps it for the
+    test's look at where each host went."""
     spread: list[DaskHosts] = []
 
     def on_workers(store: Store) -> DaskHosts:
         spread.append(DaskHosts(disks, store))
         return spread[0]
 
+    return spread, on_workers
+
+
+def test_hosts_swept_on_their_workers_give_the_in_process_findings(
+    estate: Estate, cluster: Cluster, tmp_path: Path
+) -> None:
+    local, here = _sweep(estate, tmp_path / "local.sqlite")
+    disks = _executor(cluster)
+    spread, on_workers = _spread(disks)
     try:
         result, there = _sweep(estate, tmp_path / "spread.sqlite", on_workers)
         workers = disks.workers()
@@ -86,12 +95,7 @@ def test_without_a_vmwarden_worker_the_master_sweeps_every_host_and_says_so(
     scheduler, address = start_scheduler(tmp_path, cluster.certs)
     empty = Cluster(tmp_path, cluster.certs, address, scheduler, {})
     disks = _executor(empty)
-    spread: list[DaskHosts] = []
-
-    def on_workers(store: Store) -> DaskHosts:
-        spread.append(DaskHosts(disks, store))
-        return spread[0]
-
+    spread, on_workers = _spread(disks)
     try:
         result, there = _sweep(estate, tmp_path / "spread.sqlite", on_workers)
     finally:
